@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs Holdfast's build and test dependencies from Debian 12's archive.
+# Idempotent: does nothing when every package is already present.
+set -euo pipefail
+PKGS=(
+  g++ cmake ninja-build ccache pkg-config make
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+  libssl-dev libre2-dev libyaml-cpp-dev libfmt-dev liburing-dev
+  libgtest-dev libbenchmark-dev
+  python3 curl ca-certificates procps
+  etcd-server etcd-client
+  nginx-light haproxy wrk
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Debian starts these daemons on install; the tests and benchmarks start their
+# own instances on their own ports, so the system copies are not needed.
+for svc in nginx haproxy etcd; do
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
+done

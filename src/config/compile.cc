@@ -1,0 +1,283 @@
+#include <fmt/format.h>
+
+#include <boost/json.hpp>
+
+#include "config/snapshot.h"
+#include "core/log.h"
+
+namespace holdfast::config {
+namespace json = boost::json;
+
+namespace {
+
+std::string item_id(const json::value& v, size_t index) {
+  if (v.is_object()) {
+    const auto& o = v.as_object();
+    if (auto it = o.find("id"); it != o.end()) {
+      if (it->value().is_string()) return std::string(it->value().as_string());
+      if (it->value().is_int64()) return std::to_string(it->value().as_int64());
+    }
+    if (auto it = o.find("username"); it != o.end() && it->value().is_string())
+      return std::string(it->value().as_string());
+  }
+  return "arr_" + std::to_string(index + 1);
+}
+
+// Standalone files may omit ids (APISIX uses arr_<n>); give them one so the
+// schema check that requires an id passes.
+json::value with_id(const json::value& v, const std::string& id) {
+  if (!v.is_object() || v.as_object().contains("id")) return v;
+  json::value copy = v;
+  copy.as_object()["id"] = id;
+  return copy;
+}
+
+const json::array* section(const json::object& doc, const char* name, std::string& err) {
+  auto it = doc.find(name);
+  if (it == doc.end() || it->value().is_null()) return nullptr;
+  if (!it->value().is_array()) {
+    err = fmt::format("{}: expected an array", name);
+    return nullptr;
+  }
+  return &it->value().as_array();
+}
+
+std::string node_signature(const model::Upstream& u) {
+  std::string s = u.type;
+  for (const auto& n : u.nodes) s += fmt::format("|{}:{}:{}:{}", n.host, n.port, n.weight, n.priority);
+  return s;
+}
+
+// Merges plugin objects: later maps override earlier ones (same plugin name).
+json::object merge_plugins(std::initializer_list<const json::object*> layers) {
+  json::object out;
+  for (const json::object* l : layers) {
+    if (!l) continue;
+    for (const auto& kv : *l) out[kv.key()] = kv.value();
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, const CompileOptions& opts) {
+  if (!docv.is_object()) return Error{"configuration must be an object"};
+  const json::object& doc = docv.as_object();
+  auto snap = std::make_shared<Snapshot>();
+  snap->raw = doc;
+  std::string err;
+
+  auto skip = [&](const char* type, const std::string& id, const std::string& why) {
+    log::warn("skipping invalid {} id={}: {}", type, id, why);
+    if (snap->skipped++ == 0) snap->first_error = fmt::format("{}s[id={}]: {}", type, id, why);
+  };
+
+  // Health state survives reloads when an upstream's nodes are unchanged.
+  std::unordered_map<std::string, std::pair<std::string, std::shared_ptr<http::NodeHealth[]>>> prev_health;
+  if (opts.previous) {
+    for (const auto& [k, u] : opts.previous->upstreams)
+      prev_health[k] = {node_signature(*u->conf), u->balancer->health_table()};
+  }
+  auto make_upstream = [&](const std::string& key, std::shared_ptr<const model::Upstream> conf) {
+    auto cu = std::make_shared<CompiledUpstream>();
+    cu->key = key;
+    cu->conf = conf;
+    cu->balancer = std::make_unique<http::Balancer>(conf, opts.workers);
+    if (auto it = prev_health.find(key); it != prev_health.end() && it->second.first == node_signature(*conf))
+      cu->balancer->set_health(it->second.second);
+    return cu;
+  };
+
+  // upstreams
+  if (const json::array* arr = section(doc, "upstreams", err)) {
+    for (size_t i = 0; i < arr->size(); ++i) {
+      std::string id = item_id((*arr)[i], i);
+      auto u = model::parse_upstream(with_id((*arr)[i], id), false);
+      if (!u) { skip("upstream", id, u.error()); continue; }
+      snap->upstreams[id] = make_upstream("upstreams/" + id, *u);
+    }
+  }
+  if (!err.empty()) return Error{err};
+
+  // plugin_configs, services
+  std::unordered_map<std::string, std::shared_ptr<const model::PluginSet>> plugin_configs;
+  if (const json::array* arr = section(doc, "plugin_configs", err)) {
+    for (size_t i = 0; i < arr->size(); ++i) {
+      std::string id = item_id((*arr)[i], i);
+      auto p = model::parse_plugin_config(with_id((*arr)[i], id));
+      if (!p) { skip("plugin_config", id, p.error()); continue; }
+      if (auto c = plugins::compile_chain((*p)->plugins, opts.enabled_plugins, "plugin_configs/" + id); !c) {
+        skip("plugin_config", id, c.error());
+        continue;
+      }
+      plugin_configs[id] = *p;
+    }
+  }
+  std::unordered_map<std::string, std::shared_ptr<const model::Service>> services;
+  std::unordered_map<std::string, std::shared_ptr<CompiledUpstream>> service_upstreams;
+  if (const json::array* arr = section(doc, "services", err)) {
+    for (size_t i = 0; i < arr->size(); ++i) {
+      std::string id = item_id((*arr)[i], i);
+      auto s = model::parse_service(with_id((*arr)[i], id));
+      if (!s) { skip("service", id, s.error()); continue; }
+      if (auto c = plugins::compile_chain((*s)->plugins, opts.enabled_plugins, "services/" + id); !c) {
+        skip("service", id, c.error());
+        continue;
+      }
+      services[id] = *s;
+      if ((*s)->upstream) service_upstreams[id] = make_upstream("services/" + id, (*s)->upstream);
+    }
+  }
+  if (!err.empty()) return Error{err};
+
+  // consumers and credentials
+  if (const json::array* arr = section(doc, "consumers", err)) {
+    for (size_t i = 0; i < arr->size(); ++i) {
+      std::string id = item_id((*arr)[i], i);
+      auto c = model::parse_consumer((*arr)[i]);
+      if (!c) { skip("consumer", id, c.error()); continue; }
+      auto cc = std::make_shared<CompiledConsumer>();
+      cc->conf = *c;
+      json::object non_auth;
+      bool bad = false;
+      for (const auto& kv : (*c)->plugins) {
+        const plugins::PluginDef* def = plugins::find_plugin(kv.key());
+        if (def && def->is_auth) {
+          if (!kv.value().is_object() || (def->check_consumer && !def->check_consumer(kv.value().as_object()))) {
+            std::string why = kv.value().is_object() ? def->check_consumer(kv.value().as_object()).error() : "expected object";
+            skip("consumer", id, fmt::format("failed to check the configuration of plugin {} err: {}", def->name, why));
+            bad = true;
+            break;
+          }
+        } else {
+          non_auth[kv.key()] = kv.value();
+        }
+      }
+      if (bad) continue;
+      auto chain = plugins::compile_chain(non_auth, opts.enabled_plugins, "consumers/" + id);
+      if (!chain) { skip("consumer", id, chain.error()); continue; }
+      cc->chain = std::move(*chain);
+      snap->consumers[id] = cc;
+    }
+  }
+  if (!err.empty()) return Error{err};
+  // Credentials: standalone files carry them as consumers with id "<user>/credentials/<id>".
+  // (etcd keys map to the same shape; see the etcd source.)
+
+  for (const auto& [id, cc] : snap->consumers) {
+    for (const auto& kv : cc->conf->plugins) {
+      const plugins::PluginDef* def = plugins::find_plugin(kv.key());
+      if (!def || !def->is_auth || !kv.value().is_object()) continue;
+      const auto& conf = kv.value().as_object();
+      if (auto k = conf.find("key"); k != conf.end() && k->value().is_string()) {
+        auto [it, inserted] = snap->auth_index[def->name].emplace(std::string(k->value().as_string()), cc.get());
+        if (!inserted) log::warn("consumer {}: duplicate {} key, keeping consumer {}", id, def->name, it->second->conf->username);
+      }
+    }
+  }
+
+  // global rules: one chain of every rule's plugins; a plugin configured in
+  // more than one rule is dropped (APISIX 3.15+).
+  if (const json::array* arr = section(doc, "global_rules", err)) {
+    json::object merged;
+    std::unordered_map<std::string, int> seen;
+    for (size_t i = 0; i < arr->size(); ++i) {
+      std::string id = item_id((*arr)[i], i);
+      auto g = model::parse_global_rule(with_id((*arr)[i], id));
+      if (!g) { skip("global_rule", id, g.error()); continue; }
+      if (auto c = plugins::compile_chain((*g)->plugins, opts.enabled_plugins, "global_rules/" + id); !c) {
+        skip("global_rule", id, c.error());
+        continue;
+      }
+      for (const auto& kv : (*g)->plugins) {
+        if (++seen[kv.key()] > 1) {
+          log::error("plugin {} is configured in more than one global rule; it will not run", std::string(kv.key()));
+          merged.erase(kv.key());
+        } else {
+          merged[kv.key()] = kv.value();
+        }
+      }
+    }
+    auto chain = plugins::compile_chain(merged, opts.enabled_plugins, "global_rules");
+    if (chain) snap->global = std::move(*chain);
+  }
+  if (!err.empty()) return Error{err};
+
+  // routes
+  std::vector<router::RouteSpec> specs;
+  if (const json::array* arr = section(doc, "routes", err)) {
+    for (size_t i = 0; i < arr->size(); ++i) {
+      std::string id = item_id((*arr)[i], i);
+      auto r = model::parse_route(with_id((*arr)[i], id));
+      if (!r) { skip("route", id, r.error()); continue; }
+      const model::Route& route = **r;
+      if (route.status == 0) continue;
+      CompiledRoute cr;
+      cr.id = id;
+      cr.conf = *r;
+      const model::Service* svc = nullptr;
+      if (!route.service_id.empty()) {
+        auto it = services.find(route.service_id);
+        if (it == services.end()) { skip("route", id, "failed to fetch service configuration by id: " + route.service_id); continue; }
+        svc = it->second.get();
+      }
+      const model::PluginSet* pc = nullptr;
+      if (!route.plugin_config_id.empty()) {
+        auto it = plugin_configs.find(route.plugin_config_id);
+        if (it == plugin_configs.end()) { skip("route", id, "failed to fetch plugin config by id: " + route.plugin_config_id); continue; }
+        pc = it->second.get();
+      }
+      // Precedence: route > plugin_config > service.
+      json::object plugins = merge_plugins({svc ? &svc->plugins : nullptr, pc ? &pc->plugins : nullptr, &route.plugins});
+      auto chain = plugins::compile_chain(plugins, opts.enabled_plugins, "routes/" + id);
+      if (!chain) { skip("route", id, chain.error()); continue; }
+      cr.chain = std::move(*chain);
+
+      // Upstream: route upstream_id > route upstream > service (upstream_id > upstream).
+      auto by_id = [&](const std::string& uid) -> bool {
+        auto it = snap->upstreams.find(uid);
+        if (it == snap->upstreams.end()) {
+          cr.upstream_error = 502;
+          cr.upstream_error_msg = "failed to find upstream by id: " + uid;
+          return false;
+        }
+        cr.upstream = it->second;
+        return true;
+      };
+      if (!route.upstream_id.empty()) by_id(route.upstream_id);
+      else if (route.upstream) cr.upstream = make_upstream("routes/" + id, route.upstream);
+      else if (svc && !svc->upstream_id.empty()) by_id(svc->upstream_id);
+      else if (svc && svc->upstream) cr.upstream = service_upstreams[svc->id];
+      else { cr.upstream_error = 503; cr.upstream_error_msg = "missing upstream configuration in Route or Service"; }
+      if (cr.upstream && cr.upstream->conf->nodes.empty()) {
+        cr.upstream_error = 503;
+        cr.upstream_error_msg = "no valid upstream node";
+      }
+      if (route.timeout) cr.timeout = *route.timeout;
+      else if (cr.upstream && cr.upstream->conf->timeout) cr.timeout = *cr.upstream->conf->timeout;
+      cr.websocket = route.enable_websocket.value_or(svc && svc->enable_websocket.value_or(false));
+
+      router::RouteSpec spec;
+      spec.index = static_cast<uint32_t>(snap->routes.size());
+      spec.uris = route.uris;
+      spec.hosts = !route.hosts.empty() ? route.hosts : (svc ? svc->hosts : std::vector<std::string>{});
+      spec.methods = route.methods;
+      spec.remote_addrs = route.remote_addrs;
+      spec.priority = route.priority;
+      if (!route.vars.is_null()) {
+        auto e = router::Expr::compile(route.vars);
+        if (!e) { skip("route", id, e.error()); continue; }
+        spec.vars = *e;
+      }
+      specs.push_back(std::move(spec));
+      snap->routes.push_back(std::move(cr));
+    }
+  }
+  if (!err.empty()) return Error{err};
+  auto router = router::Router::build(opts.router, specs);
+  if (!router) return Error{router.error()};
+  snap->router = std::move(*router);
+  return snap;
+}
+
+}  // namespace holdfast::config

@@ -1,0 +1,42 @@
+#include "config/manager.h"
+
+#include "core/log.h"
+
+namespace holdfast::config {
+
+Status Manager::apply(const boost::json::value& doc, const std::string& source, const std::string& revision) {
+  CompileOptions opts;
+  opts.router = cfg_.router;
+  opts.workers = cfg_.workers;
+  opts.enabled_plugins = cfg_.plugins;
+  auto prev = current();
+  opts.previous = prev.get();
+  auto t0 = std::chrono::steady_clock::now();
+  auto snap = compile_snapshot(doc, opts);
+  if (!snap) {
+    ++rejected_;
+    log::error("configuration from {} (revision {}) rejected, keeping the previous one: {}", source, revision,
+               snap.error());
+    return Error{snap.error()};
+  }
+  (*snap)->source = source;
+  (*snap)->revision = revision;
+  {
+    std::lock_guard lk(mu_);
+    (*snap)->version = ++version_;
+    current_ = *snap;
+  }
+  auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  log::info("configuration applied from {} (revision {}): {} routes, {} upstreams, {} consumers, {} skipped, {:.1f} ms",
+            source, revision, (*snap)->routes.size(), (*snap)->upstreams.size(), (*snap)->consumers.size(),
+            (*snap)->skipped, ms);
+  publish_(*snap);
+  return {};
+}
+
+std::shared_ptr<const Snapshot> Manager::current() const {
+  std::lock_guard lk(mu_);
+  return current_;
+}
+
+}  // namespace holdfast::config

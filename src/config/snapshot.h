@@ -1,0 +1,72 @@
+// The immutable, compiled configuration that workers serve from. Built by
+// the config manager on the control thread, published as
+// shared_ptr<const Snapshot>; a request keeps its snapshot until it ends.
+#pragma once
+#include <boost/json/object.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/config.h"
+#include "http/balancer.h"
+#include "model/resources.h"
+#include "plugins/plugin.h"
+#include "router/router.h"
+
+namespace holdfast::config {
+
+struct CompiledUpstream {
+  std::string key;   // identity for pools and health state: "<owner>/<id>"
+  std::shared_ptr<const model::Upstream> conf;
+  std::unique_ptr<http::Balancer> balancer;
+};
+
+struct CompiledRoute {
+  std::string id;
+  std::shared_ptr<const model::Route> conf;
+  plugins::Chain chain;                        // route > plugin_config > service, merged
+  std::shared_ptr<CompiledUpstream> upstream;  // null: see upstream_error
+  int upstream_error = 0;                      // 502/503 when there is no usable upstream
+  std::string upstream_error_msg;
+  model::Timeout timeout;
+  bool websocket = false;
+};
+
+struct CompiledConsumer {
+  std::shared_ptr<const model::Consumer> conf;
+  plugins::Chain chain;   // non-auth plugins of consumer (and its group)
+};
+
+struct Snapshot {
+  uint64_t version = 0;          // increases with every publish
+  std::string source;            // "file", "etcd", "s3", "cache"
+  std::string revision;          // source revision (etcd revision, file mtime, ...)
+  std::vector<CompiledRoute> routes;
+  router::Router router;
+  plugins::Chain global;         // global_rules' plugins
+  std::unordered_map<std::string, std::shared_ptr<CompiledUpstream>> upstreams;
+  std::unordered_map<std::string, std::shared_ptr<CompiledConsumer>> consumers;
+  // auth plugin name -> credential key -> consumer
+  std::unordered_map<std::string, std::unordered_map<std::string, const CompiledConsumer*>> auth_index;
+  boost::json::object raw;       // the documents it was built from (export, cache)
+  size_t skipped = 0;            // resources rejected while compiling
+  std::string first_error;       // "<type> <id>: <reason>" of the first rejected resource
+};
+
+// Builds a snapshot from a standalone-shaped document
+// ({"routes":[...],"upstreams":[...],...}). Invalid resources are skipped
+// and logged with type, id and reason; a document that is not an object is
+// an error. `health` carries node health across reloads for upstreams whose
+// nodes did not change.
+struct CompileOptions {
+  RouterKind router = RouterKind::radixtree_host_uri;
+  int workers = 1;
+  std::vector<std::string> enabled_plugins;
+  const Snapshot* previous = nullptr;
+};
+Result<std::shared_ptr<Snapshot>> compile_snapshot(const boost::json::value& doc, const CompileOptions& opts);
+
+}  // namespace holdfast::config

@@ -1,0 +1,60 @@
+// conf/config.yaml: the node's own settings (APISIX_COMPAT §6.1). Parsed and
+// validated once at start-up; errors name the key path.
+#pragma once
+#include <boost/json/value.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "http/codec.h"
+
+namespace holdfast {
+
+struct ListenAddr {
+  std::string ip = "0.0.0.0";
+  uint16_t port = 0;
+};
+
+enum class RouterKind { radixtree_host_uri, radixtree_uri, radixtree_uri_with_parameter };
+
+struct NodeConfig {
+  std::string conf_dir;      // folder of config.yaml; apisix.yaml/json live beside it
+  std::string config_path;
+  std::vector<ListenAddr> node_listen{{"0.0.0.0", 9080}};
+  RouterKind router = RouterKind::radixtree_host_uri;
+  std::string role = "traditional";
+  std::string config_provider = "etcd";
+  int workers = 1;
+  bool delete_uri_tail_slash = false;
+  std::vector<std::string> plugins;  // enabled plugins; empty = every built-in plugin
+
+  // logging
+  std::string log_level = "info";
+  bool log_json = false;
+  std::string access_log;   // file path; "" = off, "stderr"/"stdout" allowed
+
+  // downstream limits and timeouts (seconds)
+  http::Limits limits;
+  double client_header_timeout = 60;
+  double client_body_timeout = 60;
+  double send_timeout = 60;
+  double keepalive_timeout = 60;
+  double shutdown_timeout = 10;  // drain deadline on SIGTERM/SIGINT
+
+  // status endpoint: "" = off; "ip:port"
+  ListenAddr status_listen{"127.0.0.1", 0};
+
+  boost::json::value raw;    // the whole document, for later consumers (etcd, fallback_cp)
+  std::vector<std::string> warnings;
+
+  std::string standalone_path() const;
+};
+
+// Parses config.yaml text (after ${{ENV}} substitution). `conf_dir` is where
+// the standalone file is looked up.
+Result<NodeConfig> parse_node_config(std::string_view text, const std::string& conf_dir);
+Result<NodeConfig> load_node_config(const std::string& path);
+
+}  // namespace holdfast

@@ -1,0 +1,901 @@
+#include "http/proxy.h"
+
+#include <fmt/format.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json.hpp>
+#include <cstring>
+
+#include "config/snapshot.h"
+#include "core/log.h"
+#include "http/access_log.h"
+#include "http/codec.h"
+#include "http/uri.h"
+#include "http/worker.h"
+#include "router/ipmatch.h"
+
+namespace holdfast::http {
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using boost::system::error_code;
+constexpr auto tok = asio::as_tuple(asio::use_awaitable);
+
+void Buf::compact() {
+  if (begin == 0) return;
+  if (begin < end) std::memmove(data.data(), data.data() + begin, end - begin);
+  end -= begin;
+  begin = 0;
+}
+
+namespace {
+
+constexpr size_t kBufSize = 16 * 1024;
+
+int64_t ms(double seconds) { return static_cast<int64_t>(seconds * 1000); }
+
+// Reads into b.data[b.end..]; returns bytes read (0 on EOF/error, see ec).
+awaitable<size_t> read_some(tcp::socket& s, Timed& t, Buf& b, double timeout, error_code& ec,
+                            bool& timed_out) {
+  t.fired = false;
+  t.deadline = now_ms() + ms(timeout);
+  auto [e, n] = co_await s.async_read_some(asio::buffer(b.data.data() + b.end, b.data.size() - b.end), tok);
+  t.deadline = 0;
+  timed_out = t.fired;
+  ec = e;
+  if (!e) b.end += n;
+  co_return n;
+}
+
+template <typename Buffers>
+awaitable<bool> write_all(tcp::socket& s, Timed& t, const Buffers& bufs, double timeout, bool& timed_out) {
+  t.fired = false;
+  t.deadline = now_ms() + ms(timeout);
+  auto [e, n] = co_await asio::async_write(s, bufs, tok);
+  t.deadline = 0;
+  timed_out = t.fired;
+  co_return !e;
+}
+
+const char* reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Moved Temporarily";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Not Allowed";
+    case 408: return "Request Time-out";
+    case 413: return "Request Entity Too Large";
+    case 414: return "Request-URI Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Temporarily Unavailable";
+    case 504: return "Gateway Time-out";
+    default: return "Unknown";
+  }
+}
+
+bool is_hop_by_hop(std::string_view name) {
+  static constexpr std::string_view kHop[] = {"connection", "keep-alive", "proxy-connection", "te",
+                                              "trailer", "transfer-encoding", "upgrade"};
+  for (auto h : kHop)
+    if (iequals(name, h)) return true;
+  return false;
+}
+
+bool in_list(const std::vector<std::string>& names, std::string_view name) {
+  for (const auto& n : names)
+    if (iequals(n, name)) return true;
+  return false;
+}
+
+bool in_pairs(const plugins::HeaderList& list, std::string_view name) {
+  for (const auto& [k, v] : list)
+    if (iequals(k, name)) return true;
+  return false;
+}
+
+// Names listed in the Connection header are hop-by-hop too (RFC 9110 §7.6.1).
+bool listed_in_connection(const std::vector<Header>& headers, std::string_view name) {
+  for (const auto& h : headers)
+    if (iequals(h.name, "connection") && header_has_token(h.value, name)) return true;
+  return false;
+}
+
+std::string lower_host(std::string_view host_header) {
+  std::string_view h = host_header;
+  if (!h.empty() && h[0] == '[') {
+    auto close = h.find(']');
+    h = h.substr(0, close == std::string_view::npos ? h.size() : close + 1);
+  } else if (auto colon = h.find(':'); colon != std::string_view::npos) {
+    h = h.substr(0, colon);
+  }
+  std::string out(h);
+  for (auto& c : out) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+enum class Phase { rewrite, access };
+
+struct Exchange;  // forward
+
+class Connection {
+ public:
+  Connection(Worker& w, tcp::socket sock) : w_(w), sock_(std::move(sock)) {
+    in_.data.resize(kBufSize);
+    timed_.sock = &sock_;
+    error_code ec;
+    auto rep = sock_.remote_endpoint(ec);
+    if (!ec) {
+      auto addr = rep.address();
+      if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+        addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+      remote_ip_ = addr.to_string();
+      remote_port_ = rep.port();
+      if (auto a = router::IpAddr::parse(remote_ip_)) remote_addr_ = *a;
+    }
+    auto lep = sock_.local_endpoint(ec);
+    if (!ec) local_port_ = lep.port();
+    sock_.set_option(tcp::no_delay(true), ec);
+  }
+
+  awaitable<void> run();
+
+ private:
+  awaitable<bool> read_head(bool first);
+  awaitable<bool> handle();
+  const config::CompiledRoute* match_route(const config::Snapshot& snap, plugins::RequestCtx& ctx);
+  awaitable<bool> run_phase(const plugins::Chain& chain, Phase phase, plugins::RequestCtx& ctx);
+  awaitable<bool> send_simple(int status, std::string_view body, bool keep,
+                              const plugins::HeaderList& extra = {}, std::string_view ctype = "application/json");
+  awaitable<bool> send_plugin_response(plugins::RequestCtx& ctx, const config::CompiledRoute* route);
+  awaitable<bool> proxy(plugins::RequestCtx& ctx, const config::CompiledRoute& route);
+  void run_header_filters(plugins::RequestCtx& ctx, const config::CompiledRoute* route);
+  void run_log(plugins::RequestCtx& ctx, const config::CompiledRoute* route, int status, uint64_t bytes);
+  std::string upstream_head(const plugins::RequestCtx& ctx, const config::CompiledUpstream& up,
+                            const model::UpstreamNode& node, bool websocket);
+  awaitable<bool> tunnel(UpstreamConn& up);
+
+  Worker& w_;
+  tcp::socket sock_;
+  Timed timed_;
+  Buf in_;
+  RequestHead req_;
+  std::string head_copy_;   // owns the request head while its body streams
+  std::string remote_ip_;
+  router::IpAddr remote_addr_;
+  uint16_t remote_port_ = 0, local_port_ = 0;
+  bool body_consumed_ = false;
+  bool streamed_ = false;   // the body streamed through in_ (begin already advanced)
+
+  // Bytes of the request body that sit in the buffer after the head when the
+  // whole body is there (0 for no body).
+  size_t buffered_body_bytes() const {
+    if (req_.body == BodyKind::length) return static_cast<size_t>(req_.content_length);
+    if (req_.body != BodyKind::chunked) return 0;
+    ChunkedValidator v;
+    size_t used = 0;
+    v.feed(std::string_view(in_.data.data() + in_.begin + req_.head_bytes, in_.avail() - req_.head_bytes), used);
+    return used;
+  }
+};
+
+awaitable<void> Connection::run() {
+  w_.open_conns_++;
+  w_.watch(&timed_);
+  bool first = true;
+  try {
+    for (;;) {
+      if (!co_await read_head(first)) break;
+      first = false;
+      w_.active_requests_++;
+      bool keep = co_await handle();
+      w_.active_requests_--;
+      if (!keep || w_.draining()) break;
+    }
+  } catch (const std::exception& e) {
+    log::error("connection from {}:{} failed: {}", remote_ip_, remote_port_, e.what());
+  }
+  w_.unwatch(&timed_);
+  error_code ec;
+  sock_.shutdown(tcp::socket::shutdown_both, ec);
+  sock_.close(ec);
+  w_.open_conns_--;
+}
+
+// Reads until a full request head is parsed into req_. False: close quietly
+// (EOF, timeout, drain) or after an error response was sent.
+awaitable<bool> Connection::read_head(bool first) {
+  const NodeConfig& cfg = w_.cfg();
+  head_copy_.clear();
+  for (;;) {
+    if (in_.avail() > 0) {
+      ParseError perr;
+      auto st = parse_request(std::string_view(in_.data.data() + in_.begin, in_.avail()), cfg.limits, req_, perr);
+      if (st == ParseStatus::complete) co_return true;
+      if (st == ParseStatus::error) {
+        log::info("bad request from {}: {}", remote_ip_, perr.reason);
+        co_await send_simple(perr.status, "", false, {}, "");
+        co_return false;
+      }
+    }
+    if (w_.draining() && in_.avail() == 0) co_return false;
+    in_.compact();
+    if (in_.end == in_.data.size()) {
+      if (in_.data.size() >= cfg.limits.max_head_bytes + kBufSize) {
+        co_await send_simple(431, "", false, {}, "");
+        co_return false;
+      }
+      in_.data.resize(in_.data.size() * 2);
+    }
+    bool waiting = in_.avail() == 0;
+    timed_.idle = waiting;
+    double timeout = waiting && !first ? cfg.keepalive_timeout : cfg.client_header_timeout;
+    error_code ec;
+    bool timed_out = false;
+    size_t n = co_await read_some(sock_, timed_, in_, timeout, ec, timed_out);
+    timed_.idle = false;
+    if (ec || n == 0) co_return false;
+  }
+}
+
+awaitable<bool> Connection::send_simple(int status, std::string_view body, bool keep,
+                                        const plugins::HeaderList& extra, std::string_view ctype) {
+  std::string out = fmt::format("HTTP/1.1 {} {}\r\nServer: holdfast\r\n", status, reason_phrase(status));
+  if (!ctype.empty() && !in_pairs(extra, "content-type")) append_header(out, "Content-Type", ctype);
+  for (const auto& [k, v] : extra) append_header(out, k, v);
+  append_header(out, "Content-Length", std::to_string(body.size()));
+  if (!keep) append_header(out, "Connection", "close");
+  out += "\r\n";
+  out.append(body);
+  bool to = false;
+  bool ok = co_await write_all(sock_, timed_, asio::buffer(out), w_.cfg().send_timeout, to);
+  co_return ok && keep;
+}
+
+awaitable<bool> Connection::run_phase(const plugins::Chain& chain, Phase phase, plugins::RequestCtx& ctx) {
+  for (const auto& e : chain.entries) {
+    if (e.filter && !e.filter->eval(ctx)) continue;
+    plugins::Action a = phase == Phase::rewrite ? e.plugin->rewrite(ctx) : e.plugin->access(ctx);
+    if (ctx.delay_seconds > 0) {
+      asio::steady_timer t(w_.io());
+      t.expires_after(std::chrono::milliseconds(ms(ctx.delay_seconds)));
+      ctx.delay_seconds = 0;
+      co_await t.async_wait(tok);
+    }
+    if (a == plugins::Action::respond) {
+      if (ctx.resp_status >= 400 && e.has_error_response) ctx.resp_body = e.error_response;
+      co_return true;
+    }
+  }
+  co_return false;
+}
+
+void Connection::run_header_filters(plugins::RequestCtx& ctx, const config::CompiledRoute* route) {
+  if (!ctx.snapshot) return;
+  for (const auto& e : ctx.snapshot->global.entries) e.plugin->header_filter(ctx);
+  if (route)
+    for (const auto& e : route->chain.entries)
+      if (!e.filter || e.filter->eval(ctx)) e.plugin->header_filter(ctx);
+}
+
+void Connection::run_log(plugins::RequestCtx& ctx, const config::CompiledRoute* route, int status, uint64_t bytes) {
+  if (ctx.snapshot) {
+    for (const auto& e : ctx.snapshot->global.entries) e.plugin->log(ctx);
+    if (route)
+      for (const auto& e : route->chain.entries) e.plugin->log(ctx);
+  }
+  AccessLog* al = w_.access_log();
+  if (al && al->enabled()) {
+    auto dur = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.start).count();
+    al->append(fmt::format("{} - - \"{} {} HTTP/1.{}\" {} {} {:.3f} \"{}\" route={}", remote_ip_, req_.method,
+                           req_.target, req_.minor, status, bytes, dur, req_.header("user-agent"),
+                           route ? route->id : "-"));
+  }
+}
+
+awaitable<bool> Connection::send_plugin_response(plugins::RequestCtx& ctx, const config::CompiledRoute* route) {
+  ctx.response_from_plugin = true;
+  ctx.upstream_status = ctx.resp_status;
+  run_header_filters(ctx, route);
+  int status = ctx.resp_status_override.value_or(ctx.resp_status);
+  const std::string& body = ctx.resp_body_override ? *ctx.resp_body_override : ctx.resp_body;
+  plugins::HeaderList headers;
+  for (const auto& [k, v] : ctx.resp_headers)
+    if (!in_list(ctx.resp_remove, k) && !in_pairs(ctx.resp_set, k)) headers.emplace_back(k, v);
+  for (const auto& kv : ctx.resp_set) headers.push_back(kv);
+  for (const auto& kv : ctx.resp_add) headers.push_back(kv);
+  // A body the plugin did not read is not worth draining: close instead.
+  bool keep = req_.keep_alive && (req_.body == BodyKind::none || (req_.body == BodyKind::length && req_.content_length == 0));
+  if (keep && req_.minor == 0) headers.emplace_back("Connection", "keep-alive");
+  bool r = co_await send_simple(status, req_.method == "HEAD" ? std::string_view() : std::string_view(body), keep,
+                                headers, "");
+  run_log(ctx, route, status, body.size());
+  co_return r;
+}
+
+const config::CompiledRoute* Connection::match_route(const config::Snapshot& snap, plugins::RequestCtx& ctx) {
+  router::MatchInput in;
+  in.method = req_.method;
+  in.path = ctx.uri;
+  in.host = ctx.host;
+  in.host_header = req_.host;
+  in.remote_addr = &remote_addr_;
+  in.vars = &ctx;
+  int64_t idx = snap.router.match(in, &ctx.params);
+  return idx >= 0 ? &snap.routes[idx] : nullptr;
+}
+
+awaitable<bool> Connection::handle() {
+  const NodeConfig& cfg = w_.cfg();
+  plugins::RequestCtx ctx;
+  ctx.start = std::chrono::steady_clock::now();
+  ctx.req = &req_;
+  ctx.worker = w_.id();
+  ctx.remote_addr = remote_ip_;
+  ctx.remote_port = remote_port_;
+  ctx.server_port = local_port_;
+  body_consumed_ = req_.body == BodyKind::none;
+  streamed_ = false;
+  auto snap = w_.snapshot();
+  ctx.snapshot = snap.get();
+
+  auto path = normalize_path(req_.path);
+  if (!path) {
+    co_await send_simple(400, "", false, {}, "");
+    co_return false;
+  }
+  if (cfg.delete_uri_tail_slash && path->size() > 1 && path->back() == '/') path->pop_back();
+  ctx.uri = std::move(*path);
+  ctx.host = lower_host(req_.host);
+
+  if (!snap) {
+    bool keep = co_await send_simple(503, "{\"error_msg\":\"no configuration loaded yet\"}\n", req_.keep_alive && body_consumed_);
+    co_return keep;
+  }
+
+  // Reject malformed chunked framing already in the buffer before any upstream sees it.
+  if (req_.body == BodyKind::chunked) {
+    ChunkedValidator v;
+    size_t used = 0;
+    auto r = v.feed(std::string_view(in_.data.data() + in_.begin + req_.head_bytes, in_.avail() - req_.head_bytes), used);
+    if (r == ChunkedValidator::Result::error) {
+      log::info("bad request from {}: invalid chunked body", remote_ip_);
+      co_await send_simple(400, "", false, {}, "");
+      co_return false;
+    }
+  }
+
+  // Phases in APISIX order; `stop` means a plugin produced the response.
+  const config::CompiledRoute* route = nullptr;
+  bool stop = co_await run_phase(snap->global, Phase::rewrite, ctx);
+  if (!stop) route = match_route(*snap, ctx);
+  ctx.route = route;
+  if (!stop && !route) {
+    stop = co_await run_phase(snap->global, Phase::access, ctx);
+    if (!stop) {
+      ctx.respond(404, "{\"error_msg\":\"404 Route Not Found\"}\n");
+      stop = true;
+    }
+  }
+  if (!stop) stop = co_await run_phase(route->chain, Phase::rewrite, ctx);
+  plugins::Chain merged;
+  const plugins::Chain* access_chain = route ? &route->chain : nullptr;
+  if (!stop && ctx.consumer && !ctx.consumer->chain.empty()) {
+    // Consumer plugins override the route's plugins of the same name.
+    for (const auto& e : route->chain.entries) {
+      bool overridden = false;
+      for (const auto& c : ctx.consumer->chain.entries)
+        if (std::string_view(c.def->name) == e.def->name) overridden = true;
+      if (!overridden) merged.entries.push_back(e);
+    }
+    for (const auto& c : ctx.consumer->chain.entries) merged.entries.push_back(c);
+    std::stable_sort(merged.entries.begin(), merged.entries.end(),
+                     [](const plugins::Entry& a, const plugins::Entry& b) { return a.priority > b.priority; });
+    stop = co_await run_phase(ctx.consumer->chain, Phase::rewrite, ctx);
+    access_chain = &merged;
+  }
+  if (!stop) stop = co_await run_phase(snap->global, Phase::access, ctx);
+  if (!stop) stop = co_await run_phase(*access_chain, Phase::access, ctx);
+  if (!stop && (!route->upstream || route->upstream_error)) {
+    int status = route->upstream_error ? route->upstream_error : 503;
+    ctx.respond(status, fmt::format("{{\"error_msg\":\"{}\"}}\n", log::json_escape(route->upstream_error_msg)));
+    stop = true;
+  }
+  bool keep;
+  if (stop) keep = co_await send_plugin_response(ctx, route);
+  else keep = co_await proxy(ctx, *route);
+  // Step over this request; a streamed body already advanced the buffer.
+  if (keep && !streamed_) in_.begin += req_.head_bytes + buffered_body_bytes();
+  co_return keep;
+}
+
+std::string Connection::upstream_head(const plugins::RequestCtx& ctx, const config::CompiledUpstream& up,
+                                      const model::UpstreamNode& node, bool websocket) {
+  std::string out;
+  out.reserve(512 + req_.headers.size() * 48);
+  out.append(ctx.upstream_method ? std::string_view(*ctx.upstream_method) : req_.method);
+  out += ' ';
+  if (ctx.upstream_target) out.append(*ctx.upstream_target);
+  else if (!req_.target.empty() && req_.target[0] != '/') {
+    out.append(req_.path);
+    if (!req_.query.empty()) { out += '?'; out.append(req_.query); }
+  } else out.append(req_.target);
+  // An HTTP/1.0 client cannot take a chunked response: ask the upstream in
+  // 1.0 too (no chunking, connection closed after the response), as nginx does.
+  const bool http10 = req_.minor == 0 && !websocket;
+  out.append(http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+
+  std::string host;
+  if (ctx.upstream_host) host = *ctx.upstream_host;
+  else if (up.conf->pass_host == "node") {
+    bool v6 = node.host.find(':') != std::string::npos;
+    host = v6 ? "[" + node.host + "]" : node.host;
+    if (node.port != 80 && node.port != 443) host += ":" + std::to_string(node.port);
+  } else if (up.conf->pass_host == "rewrite") host = up.conf->upstream_host;
+  else host = std::string(req_.host);
+  append_header(out, "Host", host);
+
+  std::string_view xff;
+  for (const auto& h : req_.headers) {
+    std::string_view n = h.name;
+    if (is_hop_by_hop(n) || iequals(n, "host") || iequals(n, "content-length") || iequals(n, "expect") ||
+        iequals(n, "x-real-ip") || iequals(n, "x-forwarded-proto") || iequals(n, "x-forwarded-host") ||
+        iequals(n, "x-forwarded-port"))
+      continue;
+    if (iequals(n, "x-forwarded-for")) { xff = h.value; continue; }
+    if (listed_in_connection(req_.headers, n)) continue;
+    if (in_list(ctx.req_remove, n) || in_pairs(ctx.req_set, n)) continue;
+    append_header(out, n, h.value);
+  }
+  for (const auto& [k, v] : ctx.req_set) append_header(out, k, v);
+  for (const auto& [k, v] : ctx.req_add) append_header(out, k, v);
+  append_header(out, "X-Real-IP", remote_ip_);
+  if (xff.empty()) append_header(out, "X-Forwarded-For", remote_ip_);
+  else append_header(out, "X-Forwarded-For", fmt::format("{}, {}", xff, remote_ip_));
+  append_header(out, "X-Forwarded-Proto", ctx.scheme);
+  append_header(out, "X-Forwarded-Host", ctx.host);
+  append_header(out, "X-Forwarded-Port", std::to_string(local_port_));
+  if (req_.body == BodyKind::chunked) append_header(out, "Transfer-Encoding", "chunked");
+  else if (req_.body == BodyKind::length) append_header(out, "Content-Length", std::to_string(req_.content_length));
+  if (http10) append_header(out, "Connection", "close");
+  if (websocket) {
+    append_header(out, "Connection", "upgrade");
+    append_header(out, "Upgrade", req_.header("upgrade"));
+  }
+  out.append("\r\n");
+  return out;
+}
+
+struct RelayResult {
+  bool ok = false;
+  bool src_failed = false;   // read error / EOF before the end
+  bool src_timeout = false;
+  bool dst_failed = false;
+  bool bad_framing = false;
+  bool too_large = false;
+  uint64_t bytes = 0;
+};
+
+// Streams one message body from `src` to `dst`, writing `prefix` (a message
+// head) together with the first body bytes. Memory stays bounded by the
+// source buffer: nothing is accumulated.
+awaitable<RelayResult> relay(tcp::socket& src, Timed& st, Buf& sb, BodyKind kind, uint64_t length,
+                             tcp::socket& dst, Timed& dt, std::string_view prefix, double read_timeout,
+                             double write_timeout, uint64_t max_bytes) {
+  RelayResult res;
+  ChunkedValidator v;
+  uint64_t remaining = length;
+  bool need_prefix = !prefix.empty();
+  for (;;) {
+    size_t take = 0;
+    bool done = false;
+    std::string_view avail(sb.data.data() + sb.begin, sb.avail());
+    switch (kind) {
+      case BodyKind::none: done = true; break;
+      case BodyKind::length:
+        take = static_cast<size_t>(std::min<uint64_t>(avail.size(), remaining));
+        remaining -= take;
+        done = remaining == 0;
+        break;
+      case BodyKind::chunked: {
+        auto r = v.feed(avail, take);
+        if (r == ChunkedValidator::Result::error) { res.bad_framing = true; co_return res; }
+        done = r == ChunkedValidator::Result::done;
+        break;
+      }
+      case BodyKind::until_close: take = avail.size(); break;
+    }
+    res.bytes += take;
+    if (max_bytes && (kind == BodyKind::chunked ? v.payload_bytes() : res.bytes) > max_bytes) {
+      res.too_large = true;
+      co_return res;
+    }
+    if (need_prefix || take > 0) {
+      std::array<asio::const_buffer, 2> bufs{asio::buffer(prefix.data(), need_prefix ? prefix.size() : 0),
+                                             asio::buffer(sb.data.data() + sb.begin, take)};
+      bool to = false;
+      if (!co_await write_all(dst, dt, bufs, write_timeout, to)) { res.dst_failed = true; co_return res; }
+      need_prefix = false;
+    }
+    sb.begin += take;
+    if (done) { res.ok = true; co_return res; }
+    if (sb.begin == sb.end) sb.begin = sb.end = 0;
+    else sb.compact();
+    error_code ec;
+    bool to = false;
+    size_t n = co_await read_some(src, st, sb, read_timeout, ec, to);
+    if (ec || n == 0) {
+      if (kind == BodyKind::until_close && (ec == asio::error::eof || (!ec && n == 0))) { res.ok = true; co_return res; }
+      res.src_failed = true;
+      res.src_timeout = to;
+      co_return res;
+    }
+  }
+}
+
+// Bidirectional copy after a 101 Switching Protocols (WebSocket).
+awaitable<void> pump(tcp::socket& from, tcp::socket& to, Buf& b) {
+  for (;;) {
+    if (b.avail()) {
+      auto [e, n] = co_await asio::async_write(to, asio::buffer(b.data.data() + b.begin, b.avail()), tok);
+      if (e) break;
+      b.begin = b.end = 0;
+    }
+    auto [e, n] = co_await from.async_read_some(asio::buffer(b.data), tok);
+    if (e || n == 0) break;
+    b.begin = 0;
+    b.end = n;
+  }
+  error_code ec;
+  to.shutdown(tcp::socket::shutdown_send, ec);
+  from.cancel(ec);
+}
+
+awaitable<bool> Connection::tunnel(UpstreamConn& up) {
+  // Idle WebSockets stay open as long as they like; only drain/close ends them.
+  timed_.deadline = 0;
+  up.timed.deadline = 0;
+  auto ex = co_await asio::this_coro::executor;
+  auto done = std::make_shared<int>(0);
+  asio::steady_timer wait(ex, std::chrono::steady_clock::time_point::max());
+  auto finish = [&, done](std::exception_ptr) {
+    if (++*done == 2) wait.cancel();
+  };
+  asio::co_spawn(ex, pump(sock_, up.sock, in_), finish);
+  asio::co_spawn(ex, pump(up.sock, sock_, up.buf), finish);
+  co_await wait.async_wait(tok);
+  co_return false;
+}
+
+std::string chash_key(const plugins::RequestCtx& ctx, const model::Upstream& u) {
+  std::optional<std::string> k;
+  if (u.hash_on == "vars") k = ctx.var(u.key);
+  else if (u.hash_on == "header") k = ctx.var("http_" + u.key);
+  else if (u.hash_on == "cookie") k = ctx.var("cookie_" + u.key);
+  else if (u.hash_on == "consumer") k = ctx.var("consumer_name");
+  else if (u.hash_on == "vars_combinations") k = router::expand_vars(u.key, ctx);
+  if (!k || k->empty()) return ctx.remote_addr;
+  return *k;
+}
+
+awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::CompiledRoute& route) {
+  const NodeConfig& cfg = w_.cfg();
+  config::CompiledUpstream& up = *route.upstream;
+  http::Balancer& bal = *up.balancer;
+  const model::Upstream& uc = *up.conf;
+  const model::Timeout& to = route.timeout;
+  const bool idempotent = req_.method == "GET" || req_.method == "HEAD" || req_.method == "OPTIONS" ||
+                          req_.method == "PUT" || req_.method == "DELETE" || req_.method == "TRACE";
+  const bool websocket = route.websocket && req_.upgrade_websocket;
+  const size_t body_in_buf = in_.avail() - req_.head_bytes;
+  bool body_buffered = req_.body == BodyKind::none ||
+                       (req_.body == BodyKind::length && body_in_buf >= req_.content_length);
+  if (req_.body == BodyKind::chunked) {
+    ChunkedValidator v;
+    size_t used = 0;
+    body_buffered = v.feed(std::string_view(in_.data.data() + in_.begin + req_.head_bytes, body_in_buf), used) ==
+                    ChunkedValidator::Result::done;
+  }
+  if (!body_buffered) {
+    // The body will stream through in_: keep the head alive in a copy.
+    head_copy_.assign(in_.data.data() + in_.begin, req_.head_bytes);
+    ParseError perr;
+    parse_request(head_copy_, cfg.limits, req_, perr);
+    in_.begin += req_.head_bytes;
+    streamed_ = true;
+  }
+  const std::string hash_key = uc.type == "chash" ? chash_key(ctx, uc) : std::string();
+  int retries = uc.retries < 0 ? static_cast<int>(uc.nodes.size()) - 1 : uc.retries;
+  const int64_t retry_deadline = uc.retry_timeout > 0 ? now_ms() + ms(uc.retry_timeout) : 0;
+  std::vector<int> tried;
+  int fail_status = 502;
+  std::unique_ptr<UpstreamConn> conn;
+  int node_idx = -1;
+  ResponseHead resp;
+  bool sent_body = false;
+  const auto upstream_start = std::chrono::steady_clock::now();
+  auto passive = [&](int node, bool tcp_fail, bool timeout, int status) {
+    if (!uc.checks || !uc.checks->passive || node < 0) return;
+    const auto& hc = *uc.checks;
+    NodeHealth& h = bal.health(node);
+    auto in = [](const std::vector<int>& v, int s) { return std::find(v.begin(), v.end(), s) != v.end(); };
+    bool bad = false;
+    if (tcp_fail) bad = ++h.tcp_failures >= hc.passive_tcp_failures && hc.passive_tcp_failures > 0;
+    else if (timeout) bad = ++h.timeouts >= hc.passive_timeouts && hc.passive_timeouts > 0;
+    else if (in(hc.passive_unhealthy_statuses, status)) bad = ++h.http_failures >= hc.passive_http_failures && hc.passive_http_failures > 0;
+    else if (in(hc.passive_healthy_statuses, status)) {
+      h.tcp_failures = h.timeouts = h.http_failures = 0;
+      if (!h.healthy && ++h.successes >= hc.passive_successes) { h.healthy = true; h.successes = 0; }
+    }
+    if (bad && h.healthy.exchange(false)) {
+      log::warn("upstream {} node {}:{} marked unhealthy (passive)", up.key, uc.nodes[node].host, uc.nodes[node].port);
+    }
+  };
+
+  for (int attempt = 0;; ++attempt) {
+    if (attempt > retries || (retry_deadline && now_ms() > retry_deadline) || sent_body) break;
+    node_idx = bal.pick(w_.id(), hash_key, tried);
+    if (node_idx < 0) break;
+    tried.push_back(node_idx);
+    const model::UpstreamNode& node = uc.nodes[node_idx];
+    const std::string pool_key = fmt::format("{}:{}", node.host, node.port);
+    std::string head = upstream_head(ctx, up, node, websocket);
+
+    // A pooled connection may have been closed by the upstream meanwhile: on
+    // failure before any response byte, try once more on a fresh connection.
+    for (int fresh = 0; fresh < 2; ++fresh) {
+      conn = fresh == 0 ? w_.take_pooled(pool_key) : nullptr;
+      bool reused = conn != nullptr;
+      if (!conn) {
+        conn = std::make_unique<UpstreamConn>(w_.io());
+        conn->buf.data.resize(kBufSize);
+        conn->timed.sock = &conn->sock;
+        error_code ec;
+        tcp::endpoint ep(asio::ip::make_address(node.host, ec), node.port);
+        if (ec) {
+          tcp::resolver res(w_.io());
+          auto [rec, results] = co_await res.async_resolve(node.host, std::to_string(node.port), tok);
+          if (rec || results.empty()) {
+            log::warn("upstream {}: cannot resolve {}: {}", up.key, node.host, rec.message());
+            conn.reset();
+            passive(node_idx, true, false, 0);
+            break;
+          }
+          ep = results.begin()->endpoint();
+        }
+        w_.watch(&conn->timed);
+        conn->timed.deadline = now_ms() + ms(to.connect);
+        conn->timed.fired = false;
+        auto [cec] = co_await conn->sock.async_connect(ep, tok);
+        conn->timed.deadline = 0;
+        if (cec) {
+          bool timed_out = conn->timed.fired;
+          log::warn("upstream {}: connect to {}:{} failed: {}", up.key, node.host, node.port,
+                    timed_out ? "timed out" : cec.message());
+          fail_status = timed_out ? 504 : 502;
+          passive(node_idx, !timed_out, timed_out, 0);
+          w_.unwatch(&conn->timed);
+          conn.reset();
+          break;
+        }
+        conn->sock.set_option(tcp::no_delay(true), cec);
+      }
+      conn->idle_timeout_ms = ms(uc.keepalive_idle);
+      // Send the head with whatever body bytes are buffered.
+      bool ok;
+      bool io_timeout = false;
+      if (body_buffered) {
+        size_t blen = req_.body == BodyKind::none ? 0 : body_in_buf;
+        if (req_.body == BodyKind::length) blen = static_cast<size_t>(req_.content_length);
+        std::array<asio::const_buffer, 2> bufs{asio::buffer(head),
+                                               asio::buffer(in_.data.data() + in_.begin + req_.head_bytes, blen)};
+        ok = co_await write_all(conn->sock, conn->timed, bufs, to.send, io_timeout);
+      } else {
+        if (req_.expect_continue && req_.minor == 1) {
+          static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+          bool t2 = false;
+          co_await write_all(sock_, timed_, asio::buffer(k100), cfg.send_timeout, t2);
+        }
+        sent_body = true;  // from here on the body cannot be replayed
+        auto rr = co_await relay(sock_, timed_, in_, req_.body, req_.content_length, conn->sock, conn->timed, head,
+                                 cfg.client_body_timeout, to.send, cfg.limits.max_body_bytes);
+        if (rr.bad_framing || rr.too_large || rr.src_failed) {
+          w_.unwatch(&conn->timed);
+          conn.reset();
+          if (rr.bad_framing) co_await send_simple(400, "", false, {}, "");
+          else if (rr.too_large) co_await send_simple(413, "", false, {}, "");
+          co_return false;
+        }
+        body_consumed_ = true;
+        ok = rr.ok;
+      }
+      // Read the response head (skipping interim 1xx except 101).
+      if (ok) {
+        for (;;) {
+          ParseError perr;
+          ParseStatus st = ParseStatus::incomplete;
+          if (conn->buf.avail())
+            st = parse_response(std::string_view(conn->buf.data.data() + conn->buf.begin, conn->buf.avail()),
+                                req_.method, resp, perr);
+          if (st == ParseStatus::complete) {
+            if (resp.status >= 100 && resp.status < 200 && resp.status != 101) {
+              conn->buf.begin += resp.head_bytes;
+              continue;
+            }
+            break;
+          }
+          if (st == ParseStatus::error) {
+            log::warn("upstream {}: invalid response from {}:{}: {}", up.key, node.host, node.port, perr.reason);
+            ok = false;
+            fail_status = 502;
+            break;
+          }
+          conn->buf.compact();
+          if (conn->buf.end == conn->buf.data.size()) {
+            if (conn->buf.data.size() >= 64 * 1024) { ok = false; fail_status = 502; break; }
+            conn->buf.data.resize(conn->buf.data.size() * 2);
+          }
+          error_code ec;
+          size_t n = co_await read_some(conn->sock, conn->timed, conn->buf, to.read, ec, io_timeout);
+          if (ec || n == 0) {
+            ok = false;
+            if (reused && conn->buf.avail() == 0 && !io_timeout && !sent_body && idempotent) break;  // stale
+            fail_status = io_timeout ? 504 : 502;
+            log::warn("upstream {}: {} reading response from {}:{}", up.key,
+                      io_timeout ? "timed out" : (ec ? ec.message() : "connection closed"), node.host, node.port);
+            break;
+          }
+        }
+      } else {
+        fail_status = io_timeout ? 504 : 502;
+      }
+      if (ok) goto got_response;
+      w_.unwatch(&conn->timed);
+      bool stale = reused && !io_timeout && conn->buf.avail() == 0 && !sent_body && idempotent;
+      conn.reset();
+      if (stale && fresh == 0) continue;
+      passive(node_idx, !io_timeout, io_timeout, 0);
+      break;
+    }
+    if (!idempotent && sent_body) break;
+    // Only requests whose body we still hold (or never had) are retried.
+    if (!body_buffered) break;
+    if (!idempotent && !tried.empty() && fail_status == 504) break;
+  }
+  {
+    // No response: answer 502/503/504 as nginx/APISIX do.
+    if (tried.empty()) fail_status = 502;
+    ctx.upstream_status = fail_status;
+    ctx.respond(fail_status, fmt::format("<html>\r\n<head><title>{0} {1}</title></head>\r\n<body>\r\n<center><h1>{0} {1}</h1></center>\r\n<hr><center>holdfast</center>\r\n</body>\r\n</html>\r\n",
+                                         fail_status, reason_phrase(fail_status)), "text/html");
+    if (!body_consumed_) {
+      // We never read (all of) the request body: the connection cannot continue.
+      req_.keep_alive = false;
+    }
+    { bool r = co_await send_plugin_response(ctx, &route); co_return r; }
+  }
+
+got_response : {
+  conn->buf.begin += resp.head_bytes;
+  bal.on_start(w_.id(), node_idx);
+  ctx.upstream_status = resp.status;
+  passive(node_idx, false, false, resp.status);
+  run_header_filters(ctx, &route);
+  const int status = ctx.resp_status_override.value_or(resp.status);
+  const bool override_body = ctx.resp_body_override.has_value();
+  bool keep_client = req_.keep_alive && !w_.draining();
+  const bool switching = resp.status == 101 && websocket;
+  if (!body_consumed_ && !body_buffered) keep_client = false;
+  if (resp.body == BodyKind::until_close && !override_body) keep_client = false;
+  if (resp.body == BodyKind::chunked && req_.minor == 0 && !override_body) keep_client = false;
+
+  std::string head = fmt::format("HTTP/1.1 {} {}\r\n", status,
+                                 status == resp.status && !resp.reason.empty() ? resp.reason : reason_phrase(status));
+  for (const auto& h : resp.headers) {
+    if (is_hop_by_hop(h.name) || iequals(h.name, "content-length")) continue;
+    if (in_list(ctx.resp_remove, h.name) || in_pairs(ctx.resp_set, h.name)) continue;
+    if (override_body && iequals(h.name, "content-encoding")) continue;
+    append_header(head, h.name, h.value);
+  }
+  for (const auto& [k, v] : ctx.resp_set) append_header(head, k, v);
+  for (const auto& [k, v] : ctx.resp_add) append_header(head, k, v);
+  if (switching) {
+    append_header(head, "Connection", "upgrade");
+    append_header(head, "Upgrade", resp.header("upgrade"));
+  } else if (override_body) {
+    append_header(head, "Content-Length", std::to_string(ctx.resp_body_override->size()));
+  } else if (resp.body == BodyKind::length) {
+    append_header(head, "Content-Length", std::to_string(resp.content_length));
+  } else if (resp.body == BodyKind::chunked && req_.minor == 1) {
+    append_header(head, "Transfer-Encoding", "chunked");
+  } else if (resp.body == BodyKind::none && (status == 204 || status == 304 || req_.method == "HEAD")) {
+    if (auto cl = resp.header("content-length"); !cl.empty()) append_header(head, "Content-Length", cl);
+  } else if (resp.body == BodyKind::none) {
+    append_header(head, "Content-Length", "0");
+  }
+  if (!switching) {
+    if (!keep_client) append_header(head, "Connection", "close");
+    else if (req_.minor == 0) append_header(head, "Connection", "keep-alive");
+  }
+  head += "\r\n";
+
+  if (switching) {
+    bool t = false;
+    if (co_await write_all(sock_, timed_, asio::buffer(head), cfg.send_timeout, t)) co_await tunnel(*conn);
+    bal.on_finish(w_.id(), node_idx, 0);
+    w_.unwatch(&conn->timed);
+    run_log(ctx, &route, status, 0);
+    co_return false;
+  }
+
+  RelayResult rr;
+  bool upstream_reusable;
+  if (override_body) {
+    bool t = false;
+    std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(req_.method == "HEAD" ? std::string_view() : std::string_view(*ctx.resp_body_override))};
+    rr.ok = co_await write_all(sock_, timed_, bufs, cfg.send_timeout, t);
+    rr.dst_failed = !rr.ok;
+    upstream_reusable = false;  // its body was not read
+  } else {
+    rr = co_await relay(conn->sock, conn->timed, conn->buf, resp.body, resp.content_length, sock_, timed_, head,
+                        to.read, cfg.send_timeout, 0);
+    upstream_reusable = rr.ok && resp.keep_alive && resp.body != BodyKind::until_close && conn->buf.avail() == 0;
+  }
+  double latency = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - upstream_start).count();
+  bal.on_finish(w_.id(), node_idx, latency);
+  if (rr.src_failed || rr.bad_framing) {
+    log::warn("upstream {}: response body from {}:{} ended early{}", up.key, uc.nodes[node_idx].host,
+              uc.nodes[node_idx].port, rr.src_timeout ? " (read timeout)" : "");
+    keep_client = false;
+  }
+  if (rr.dst_failed) keep_client = false;
+  ++conn->requests;
+  if (upstream_reusable && conn->requests < uc.keepalive_requests && !w_.draining()) {
+    conn->idle_since = now_ms();
+    w_.give_back(fmt::format("{}:{}", uc.nodes[node_idx].host, uc.nodes[node_idx].port), std::move(conn),
+                 uc.keepalive_size);
+  } else {
+    w_.unwatch(&conn->timed);
+    conn.reset();
+  }
+  run_log(ctx, &route, status, rr.bytes);
+  co_return keep_client && (rr.ok);
+}
+}
+
+}  // namespace
+
+awaitable<void> serve_connection(Worker& w, tcp::socket sock) {
+  Connection c(w, std::move(sock));
+  co_await c.run();
+}
+
+}  // namespace holdfast::http

@@ -1,0 +1,64 @@
+#include "http/uri.h"
+
+namespace holdfast::http {
+namespace {
+int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+}  // namespace
+
+std::optional<std::string> normalize_path(std::string_view raw) {
+  if (raw.empty() || raw[0] != '/') {
+    if (raw == "*") return std::string(raw);
+    return std::nullopt;
+  }
+  std::string decoded;
+  decoded.reserve(raw.size());
+  bool plain = true;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    char c = raw[i];
+    if (c == '%') {
+      if (i + 2 >= raw.size()) return std::nullopt;
+      int h = hexval(raw[i + 1]), l = hexval(raw[i + 2]);
+      if (h < 0 || l < 0) return std::nullopt;
+      c = static_cast<char>(h * 16 + l);
+      if (c == '\0') return std::nullopt;
+      i += 2;
+      plain = false;
+    }
+    decoded += c;
+  }
+  // Fast path: nothing to resolve.
+  if (plain && decoded.find("//") == std::string::npos && decoded.find("/.") == std::string::npos)
+    return decoded;
+  std::string out;
+  out.reserve(decoded.size());
+  size_t i = 0;
+  while (i < decoded.size()) {
+    // decoded[i] == '/'
+    size_t j = i + 1;
+    while (j < decoded.size() && decoded[j] != '/') ++j;
+    std::string_view seg(decoded.data() + i + 1, j - i - 1);
+    bool last = j >= decoded.size();
+    if (seg.empty()) {
+      if (last) out += '/';  // keep a trailing slash; merge inner ones
+    } else if (seg == ".") {
+      if (last) out += '/';
+    } else if (seg == "..") {
+      if (out.empty()) return std::nullopt;
+      out.resize(out.rfind('/'));
+      if (last) out += '/';
+    } else {
+      out += '/';
+      out.append(seg);
+    }
+    i = j;
+  }
+  if (out.empty()) out = "/";
+  return out;
+}
+
+}  // namespace holdfast::http

@@ -1,0 +1,171 @@
+#include "http/worker.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <sys/socket.h>
+
+#include "core/log.h"
+#include "http/access_log.h"
+#include "http/proxy.h"
+
+namespace holdfast::http {
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+constexpr auto tok = asio::as_tuple(asio::use_awaitable);
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+Worker::Worker(int id, const NodeConfig& cfg, std::shared_ptr<AccessLog> access_log)
+    : id_(id), cfg_(cfg), access_log_(std::move(access_log)) {}
+
+Worker::~Worker() { join(); }
+
+void Worker::listen(const std::vector<ListenAddr>& addrs) {
+  for (const auto& a : addrs) {
+    auto acc = std::make_unique<tcp::acceptor>(io_);
+    tcp::endpoint ep(asio::ip::make_address(a.ip), a.port);
+    acc->open(ep.protocol());
+    acc->set_option(tcp::acceptor::reuse_address(true));
+    int one = 1;
+    // Each worker binds its own listener; the kernel spreads connections.
+    if (::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+      throw std::runtime_error("SO_REUSEPORT failed");
+    acc->bind(ep);
+    acc->listen(4096);
+    acceptors_.push_back(std::move(acc));
+  }
+}
+
+uint16_t Worker::bound_port(size_t i) const { return acceptors_.at(i)->local_endpoint().port(); }
+
+void Worker::start() {
+  for (auto& acc : acceptors_)
+    asio::co_spawn(io_, accept_loop(*acc), [](std::exception_ptr e) {
+      if (e) try { std::rethrow_exception(e); } catch (const std::exception& ex) { log::error("accept loop: {}", ex.what()); }
+    });
+  asio::co_spawn(io_, sweeper(), asio::detached);
+  thread_ = std::thread([this] {
+    try {
+      io_.run();
+    } catch (const std::exception& e) {
+      log::error("worker {} stopped: {}", id_, e.what());
+    }
+  });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::publish(std::shared_ptr<const config::Snapshot> snap) {
+  asio::post(io_, [this, s = std::move(snap)]() mutable { snapshot_ = std::move(s); });
+}
+
+void Worker::drain() {
+  asio::post(io_, [this] {
+    draining_ = true;
+    for (auto& acc : acceptors_) {
+      boost::system::error_code ec;
+      acc->close(ec);
+    }
+    pool_.clear();
+    sweep();
+  });
+}
+
+void Worker::stop() { io_.stop(); }
+
+void Worker::watch(Timed* t) {
+  t->prev = nullptr;
+  t->next = timed_head_;
+  if (timed_head_) timed_head_->prev = t;
+  timed_head_ = t;
+}
+
+void Worker::unwatch(Timed* t) {
+  if (t->prev) t->prev->next = t->next;
+  else if (timed_head_ == t) timed_head_ = t->next;
+  if (t->next) t->next->prev = t->prev;
+  t->prev = t->next = nullptr;
+}
+
+void Worker::sweep() {
+  const int64_t now = now_ms();
+  for (Timed* t = timed_head_; t; t = t->next) {
+    bool expired = t->deadline && now >= t->deadline;
+    if ((expired || (draining_ && t->idle)) && !t->fired && t->sock) {
+      t->fired = true;
+      boost::system::error_code ec;
+      t->sock->cancel(ec);
+    }
+  }
+  for (auto it = pool_.begin(); it != pool_.end();) {
+    auto& v = it->second;
+    v.erase(std::remove_if(v.begin(), v.end(),
+                           [&](const std::unique_ptr<UpstreamConn>& c) {
+                             if (now - c->idle_since < c->idle_timeout_ms) return false;
+                             unwatch(&c->timed);
+                             return true;
+                           }),
+            v.end());
+    it = v.empty() ? pool_.erase(it) : std::next(it);
+  }
+}
+
+asio::awaitable<void> Worker::sweeper() {
+  asio::steady_timer t(io_);
+  int ticks = 0;
+  while (true) {
+    t.expires_after(std::chrono::milliseconds(100));
+    co_await t.async_wait(tok);
+    sweep();
+    if (++ticks % 10 == 0 && access_log_) access_log_->flush();
+    if (draining_ && acceptors_.empty() == false && open_conns_ == 0 && active_requests_ == 0) {
+      // nothing left to serve
+    }
+  }
+}
+
+asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc) {
+  for (;;) {
+    auto [ec, sock] = co_await acc.async_accept(tok);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
+      log::warn("accept failed: {}", ec.message());
+      asio::steady_timer t(io_);
+      t.expires_after(std::chrono::milliseconds(50));
+      co_await t.async_wait(tok);
+      continue;
+    }
+    asio::co_spawn(io_, serve_connection(*this, std::move(sock)), [](std::exception_ptr e) {
+      if (e) try { std::rethrow_exception(e); } catch (const std::exception& ex) { log::error("connection: {}", ex.what()); }
+    });
+  }
+}
+
+std::unique_ptr<UpstreamConn> Worker::take_pooled(const std::string& key) {
+  auto it = pool_.find(key);
+  if (it == pool_.end() || it->second.empty()) return nullptr;
+  auto c = std::move(it->second.back());
+  it->second.pop_back();
+  return c;
+}
+
+void Worker::give_back(const std::string& key, std::unique_ptr<UpstreamConn> c, int pool_size) {
+  auto& v = pool_[key];
+  if (static_cast<int>(v.size()) >= pool_size) {
+    unwatch(&c->timed);
+    return;
+  }
+  c->buf.begin = c->buf.end = 0;
+  v.push_back(std::move(c));
+}
+
+}  // namespace holdfast::http

@@ -1,0 +1,74 @@
+// A worker: one thread, one io_context, its own SO_REUSEPORT listeners, its
+// own upstream connection pools. It serves from the snapshot the manager
+// last published to it and never blocks.
+#pragma once
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "config/snapshot.h"
+#include "core/config.h"
+
+namespace holdfast::http {
+
+struct Timed;          // a socket with a deadline, swept by the worker
+struct UpstreamConn;   // a pooled upstream connection
+class AccessLog;
+
+class Worker {
+ public:
+  Worker(int id, const NodeConfig& cfg, std::shared_ptr<AccessLog> access_log);
+  ~Worker();
+
+  // Opens listeners (SO_REUSEPORT) on the calling thread; throws on failure.
+  void listen(const std::vector<ListenAddr>& addrs);
+  void start();                                   // spawns the thread
+  void join();
+  void publish(std::shared_ptr<const config::Snapshot> snap);  // thread-safe
+  void drain();                                   // stop accepting, finish in-flight
+  void stop();                                    // hard stop
+  bool idle() const { return active_requests_.load() == 0 && open_conns_.load() == 0; }
+  uint16_t bound_port(size_t i) const;
+
+  // --- used by connection coroutines (worker thread only) ---
+  boost::asio::io_context& io() { return io_; }
+  int id() const { return id_; }
+  const NodeConfig& cfg() const { return cfg_; }
+  std::shared_ptr<const config::Snapshot> snapshot() const { return snapshot_; }
+  bool draining() const { return draining_; }
+  void watch(Timed* t);
+  void unwatch(Timed* t);
+  std::unique_ptr<UpstreamConn> take_pooled(const std::string& key);
+  void give_back(const std::string& key, std::unique_ptr<UpstreamConn> c, int pool_size);
+  AccessLog* access_log() { return access_log_.get(); }
+  std::atomic<int64_t> active_requests_{0};
+  std::atomic<int64_t> open_conns_{0};
+
+ private:
+  void sweep();
+  boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acc);
+  boost::asio::awaitable<void> sweeper();
+
+  int id_;
+  const NodeConfig& cfg_;
+  boost::asio::io_context io_{1};
+  std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  std::shared_ptr<const config::Snapshot> snapshot_;
+  std::thread thread_;
+  bool draining_ = false;
+  Timed* timed_head_ = nullptr;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> pool_;
+  std::shared_ptr<AccessLog> access_log_;
+};
+
+int64_t now_ms();
+
+}  // namespace holdfast::http

@@ -1,0 +1,64 @@
+#include "plugins/common.h"
+
+#include <fmt/format.h>
+
+#include "core/log.h"
+
+namespace holdfast::plugins {
+
+std::mt19937_64& rng() {
+  thread_local std::mt19937_64 g{std::random_device{}()};
+  return g;
+}
+
+bool sample(std::optional<int64_t> percentage) {
+  if (!percentage) return true;
+  return static_cast<int64_t>(rng()() % 100) < *percentage;
+}
+
+std::string uuid_v4() {
+  uint64_t a = rng()(), b = rng()();
+  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff, b >> 48,
+                     b & 0xffffffffffffULL);
+}
+
+std::string json_message(std::string_view msg) { return fmt::format("{{\"message\":\"{}\"}}\n", log::json_escape(msg)); }
+std::string json_error_msg(std::string_view msg) { return fmt::format("{{\"error_msg\":\"{}\"}}\n", log::json_escape(msg)); }
+
+Result<HeaderOps> parse_header_ops(const json::value& v) {
+  HeaderOps ops;
+  if (!v.is_object()) return Error{"property \"headers\" validation failed: wrong type: expected object"};
+  const auto& o = v.as_object();
+  bool structured = o.contains("add") || o.contains("set") || o.contains("remove");
+  auto read_map = [](const json::value& m, HeaderList& out) -> Status {
+    if (!m.is_object()) return Error{"expected object"};
+    for (const auto& kv : m.as_object()) {
+      std::string val;
+      if (kv.value().is_string()) val = std::string(kv.value().as_string());
+      else if (kv.value().is_number()) val = json::serialize(kv.value());
+      else return Error{fmt::format("header {}: value must be a string or number", std::string(kv.key()))};
+      out.emplace_back(std::string(kv.key()), val);
+    }
+    return {};
+  };
+  if (!structured) {
+    if (auto s = read_map(v, ops.set); !s) return Error{"property \"headers\" validation failed: " + s.error()};
+    return ops;
+  }
+  if (auto it = o.find("add"); it != o.end())
+    if (auto s = read_map(it->value(), ops.add); !s) return Error{"property \"headers.add\" validation failed: " + s.error()};
+  if (auto it = o.find("set"); it != o.end())
+    if (auto s = read_map(it->value(), ops.set); !s) return Error{"property \"headers.set\" validation failed: " + s.error()};
+  if (auto it = o.find("remove"); it != o.end()) {
+    if (!it->value().is_array()) return Error{"property \"headers.remove\" validation failed: expected array"};
+    for (const auto& e : it->value().as_array()) {
+      if (!e.is_string()) return Error{"property \"headers.remove\" validation failed: expected strings"};
+      ops.remove.emplace_back(e.as_string());
+    }
+  }
+  return ops;
+}
+
+}  // namespace holdfast::plugins

@@ -1,0 +1,103 @@
+// cors (priority 4000): answers every OPTIONS request with an empty 200 and
+// adds Access-Control-* headers when the request's Origin is allowed.
+#include <re2/re2.h>
+
+#include "plugins/common.h"
+
+namespace holdfast::plugins {
+namespace {
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t c = s.find(',', pos);
+    std::string item = s.substr(pos, c == std::string::npos ? std::string::npos : c - pos);
+    while (!item.empty() && item.front() == ' ') item.erase(0, 1);
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    if (!item.empty()) out.push_back(item);
+    if (c == std::string::npos) break;
+    pos = c + 1;
+  }
+  return out;
+}
+
+class Cors final : public Plugin {
+ public:
+  std::string allow_origins = "*", allow_methods = "*", allow_headers = "*", expose_headers;
+  int64_t max_age = 5;
+  bool allow_credential = false;
+  std::vector<std::shared_ptr<re2::RE2>> origin_regex;
+  std::vector<std::string> timing_allow_origins;
+
+  Action rewrite(RequestCtx& ctx) const override {
+    if (ctx.req->method == "OPTIONS") {
+      ctx.respond(200, "", "");
+      return Action::respond;
+    }
+    return Action::next;
+  }
+
+  void header_filter(RequestCtx& ctx) const override {
+    std::string origin = ctx.request_header("Origin").value_or("");
+    std::string allow;
+    if (allow_origins == "*") allow = "*";
+    else if (allow_origins == "**") allow = origin.empty() ? "*" : origin;
+    else {
+      for (const auto& o : split_commas(allow_origins))
+        if (o == origin) { allow = origin; break; }
+    }
+    if (allow.empty() && !origin.empty()) {
+      for (const auto& re : origin_regex)
+        if (re2::RE2::FullMatch(origin, *re)) { allow = origin; break; }
+    }
+    if (allow.empty()) return;
+    ctx.resp_set.emplace_back("Access-Control-Allow-Origin", allow);
+    if (allow != "*") ctx.resp_add.emplace_back("Vary", "Origin");
+    std::string methods = allow_methods;
+    if (methods == "**") methods = "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,CONNECT,TRACE";
+    ctx.resp_set.emplace_back("Access-Control-Allow-Methods", methods);
+    std::string headers = allow_headers;
+    if (headers == "**") headers = ctx.request_header("Access-Control-Request-Headers").value_or("");
+    if (!headers.empty()) ctx.resp_set.emplace_back("Access-Control-Allow-Headers", headers);
+    ctx.resp_set.emplace_back("Access-Control-Max-Age", std::to_string(max_age));
+    if (!expose_headers.empty()) ctx.resp_set.emplace_back("Access-Control-Expose-Headers", expose_headers);
+    if (allow_credential) ctx.resp_set.emplace_back("Access-Control-Allow-Credentials", "true");
+    for (const auto& t : timing_allow_origins)
+      if (t == origin || t == "*") { ctx.resp_set.emplace_back("Timing-Allow-Origin", origin); break; }
+  }
+};
+
+Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
+  auto p = std::make_shared<Cors>();
+  Checker c(conf, "cors");
+  c.only({"allow_origins", "allow_methods", "allow_headers", "expose_headers", "max_age", "allow_credential",
+          "allow_origins_by_regex", "allow_origins_by_metadata", "timing_allow_origins",
+          "timing_allow_origins_by_regex"});
+  p->allow_origins = c.str("allow_origins").value_or("*");
+  p->allow_methods = c.str("allow_methods").value_or("*");
+  p->allow_headers = c.str("allow_headers").value_or("*");
+  p->expose_headers = c.str("expose_headers").value_or("");
+  p->max_age = c.integer("max_age").value_or(5);
+  p->allow_credential = c.boolean("allow_credential").value_or(false);
+  if (auto rs = c.str_array("allow_origins_by_regex", 1)) {
+    for (const auto& r : *rs) {
+      re2::RE2::Options o;
+      o.set_log_errors(false);
+      auto re = std::make_shared<re2::RE2>(r, o);
+      if (!re->ok()) { c.fail("invalid allow_origins_by_regex: " + re->error()); break; }
+      p->origin_regex.push_back(re);
+    }
+  }
+  if (auto t = c.str("timing_allow_origins")) p->timing_allow_origins = split_commas(*t);
+  if (!c.failed() && p->allow_credential &&
+      (p->allow_origins == "*" || p->allow_methods == "*" || p->allow_headers == "*" || p->expose_headers == "*"))
+    c.fail("you can not set '*' for other option when 'allow_credential' is true");
+  return done(c, p);
+}
+
+}  // namespace
+
+extern const PluginDef kCors{"cors", 4000, false, &create, nullptr};
+
+}  // namespace holdfast::plugins

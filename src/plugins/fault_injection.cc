@@ -1,0 +1,90 @@
+// fault-injection (priority 11000): delays and/or aborts a share of the
+// requests, optionally only those matching `vars` expressions.
+#include <boost/json.hpp>
+
+#include "plugins/common.h"
+
+namespace holdfast::plugins {
+namespace {
+
+struct Fault {
+  bool set = false;
+  std::optional<int64_t> percentage;
+  std::vector<std::shared_ptr<const router::Expr>> vars;  // any one matching is enough
+  bool applies(const RequestCtx& ctx) const {
+    if (!set) return false;
+    if (!vars.empty()) {
+      bool any = false;
+      for (const auto& v : vars)
+        if (v->eval(ctx)) { any = true; break; }
+      if (!any) return false;
+    }
+    return sample(percentage);
+  }
+};
+
+class FaultInjection final : public Plugin {
+ public:
+  Fault abort, delay;
+  int abort_status = 0;
+  std::string abort_body;
+  HeaderList abort_headers;
+  double duration = 0;
+
+  Action rewrite(RequestCtx& ctx) const override {
+    if (delay.applies(ctx)) ctx.delay_seconds = duration;
+    if (abort.applies(ctx)) {
+      ctx.respond(abort_status, router::expand_vars(abort_body, ctx), "");
+      for (const auto& [k, v] : abort_headers) ctx.resp_headers.emplace_back(k, router::expand_vars(v, ctx));
+      return Action::respond;
+    }
+    return Action::next;
+  }
+};
+
+Status parse_fault(Checker& parent, const json::object& o, const char* name, Fault& f) {
+  Checker c(o, name);
+  f.set = true;
+  f.percentage = c.integer("percentage", false, 0, 100);
+  if (const json::array* vars = c.array("vars")) {
+    for (const auto& v : *vars) {
+      auto e = router::Expr::compile(v);
+      if (!e) { c.fail(e.error()); break; }
+      f.vars.push_back(*e);
+    }
+  }
+  if (c.failed()) return Error{c.error()};
+  return {};
+}
+
+Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
+  auto p = std::make_shared<FaultInjection>();
+  Checker c(conf, "fault-injection");
+  c.only({"abort", "delay"});
+  if (const json::object* a = c.object("abort")) {
+    Checker ac(*a, "abort");
+    ac.only({"http_status", "body", "headers", "percentage", "vars"});
+    p->abort_status = static_cast<int>(ac.integer("http_status", true, 200).value_or(0));
+    p->abort_body = ac.str("body").value_or("");
+    if (const json::object* h = ac.object("headers"))
+      for (const auto& kv : *h)
+        if (kv.value().is_string()) p->abort_headers.emplace_back(std::string(kv.key()), std::string(kv.value().as_string()));
+    if (auto s = parse_fault(c, *a, "abort", p->abort); !s) ac.fail(s.error());
+    if (ac.failed()) c.fail("property \"abort\" validation failed: " + ac.error());
+  }
+  if (const json::object* d = c.object("delay")) {
+    Checker dc(*d, "delay");
+    dc.only({"duration", "percentage", "vars"});
+    p->duration = dc.number("duration", true, 0).value_or(0);
+    if (auto s = parse_fault(c, *d, "delay", p->delay); !s) dc.fail(s.error());
+    if (dc.failed()) c.fail("property \"delay\" validation failed: " + dc.error());
+  }
+  if (!c.failed() && !p->abort.set && !p->delay.set) c.fail("object matches none of the required: [\"abort\"] or [\"delay\"]");
+  return done(c, p);
+}
+
+}  // namespace
+
+extern const PluginDef kFaultInjection{"fault-injection", 11000, false, &create, nullptr};
+
+}  // namespace holdfast::plugins

@@ -1,0 +1,185 @@
+#include "plugins/plugin.h"
+
+#include <fmt/format.h>
+
+#include <boost/json.hpp>
+
+#include "config/snapshot.h"
+
+namespace holdfast::plugins {
+namespace json = boost::json;
+
+namespace {
+std::string header_var_name(std::string_view header) {
+  std::string out(header);
+  for (auto& c : out) c = c == '-' ? '_' : static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::optional<std::string> query_arg(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    size_t eq = pair.find('=');
+    std::string_view k = pair.substr(0, eq);
+    if (k == name) return std::string(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> cookie(std::string_view header, std::string_view name) {
+  while (!header.empty()) {
+    size_t semi = header.find(';');
+    std::string_view item = header.substr(0, semi);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    size_t eq = item.find('=');
+    if (eq != std::string_view::npos && item.substr(0, eq) == name) return std::string(item.substr(eq + 1));
+    if (semi == std::string_view::npos) break;
+    header.remove_prefix(semi + 1);
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+std::optional<std::string> RequestCtx::request_header(std::string_view name) const {
+  for (const auto& r : req_remove)
+    if (http::iequals(r, name)) return std::nullopt;
+  for (const auto& [k, v] : req_set)
+    if (http::iequals(k, name)) return v;
+  if (req) {
+    for (const auto& h : req->headers)
+      if (http::iequals(h.name, name)) return std::string(h.value);
+  }
+  for (const auto& [k, v] : req_add)
+    if (http::iequals(k, name)) return v;
+  return std::nullopt;
+}
+
+std::optional<std::string> RequestCtx::var(std::string_view name) const {
+  if (name.starts_with("http_")) {
+    std::string_view want = name.substr(5);
+    for (const auto& [k, v] : req_set)
+      if (header_var_name(k) == want) return v;
+    if (req) {
+      for (const auto& h : req->headers)
+        if (h.name.size() == want.size() && header_var_name(h.name) == want) return std::string(h.value);
+    }
+    return std::nullopt;
+  }
+  if (name.starts_with("arg_")) return req ? query_arg(req->query, name.substr(4)) : std::nullopt;
+  if (name.starts_with("cookie_")) {
+    if (!req) return std::nullopt;
+    for (const auto& h : req->headers)
+      if (http::iequals(h.name, "cookie"))
+        if (auto c = cookie(h.value, name.substr(7))) return c;
+    return std::nullopt;
+  }
+  if (name == "uri") return uri;
+  if (name == "host") return host;
+  if (name == "remote_addr") return remote_addr;
+  if (name == "remote_port") return std::to_string(remote_port);
+  if (name == "server_port") return std::to_string(server_port);
+  if (name == "scheme") return scheme;
+  if (!req) return std::nullopt;
+  if (name == "request_method") return std::string(req->method);
+  if (name == "request_uri") return std::string(req->target);
+  if (name == "query_string" || name == "args") {
+    if (req->query.empty()) return std::nullopt;
+    return std::string(req->query);
+  }
+  if (name == "is_args") return req->query.empty() ? std::string() : std::string("?");
+  if (name == "server_name" || name == "hostname") return host;
+  if (name == "route_id" && route) return route->id;
+  if (name == "consumer_name" && consumer) return consumer->conf->username;
+  if (name == "request_id") return request_id;
+  if (name.starts_with(":") || name.size() > 0) {
+    for (const auto& [k, v] : params)
+      if (k == name) return v;
+  }
+  return std::nullopt;
+}
+
+void RequestCtx::respond(int status, std::string body, std::string content_type) {
+  resp_status = status;
+  resp_body = std::move(body);
+  if (!content_type.empty()) resp_headers.emplace_back("Content-Type", std::move(content_type));
+}
+
+// --- registry ---------------------------------------------------------------
+
+extern const PluginDef kRequestId;
+extern const PluginDef kFaultInjection;
+extern const PluginDef kMocking;
+extern const PluginDef kCors;
+extern const PluginDef kIpRestriction;
+extern const PluginDef kKeyAuth;
+extern const PluginDef kProxyRewrite;
+extern const PluginDef kLimitCount;
+extern const PluginDef kRedirect;
+extern const PluginDef kResponseRewrite;
+
+const std::vector<const PluginDef*>& all_plugins() {
+  static const std::vector<const PluginDef*> defs = {
+      &kRequestId, &kFaultInjection, &kMocking, &kCors, &kIpRestriction, &kKeyAuth,
+      &kProxyRewrite, &kLimitCount, &kRedirect, &kResponseRewrite};
+  return defs;
+}
+
+const PluginDef* find_plugin(std::string_view name) {
+  for (const PluginDef* d : all_plugins())
+    if (name == d->name) return d;
+  return nullptr;
+}
+
+Result<Chain> compile_chain(const json::object& plugins, const std::vector<std::string>& enabled,
+                            const std::string& scope) {
+  Chain chain;
+  for (const auto& kv : plugins) {
+    std::string name(kv.key());
+    const PluginDef* def = find_plugin(name);
+    bool is_enabled = enabled.empty() ||
+                      std::find(enabled.begin(), enabled.end(), name) != enabled.end();
+    if (!def || !is_enabled) return Error{fmt::format("unknown plugin [{}]", name)};
+    if (!kv.value().is_object()) {
+      return Error{fmt::format("failed to check the configuration of plugin {} err: expected object", name)};
+    }
+    json::object conf = kv.value().as_object();
+    Entry e{def, nullptr, def->priority, nullptr, {}, false};
+    if (auto it = conf.find("_meta"); it != conf.end()) {
+      if (!it->value().is_object())
+        return Error{fmt::format("failed to check the configuration of plugin {} err: _meta must be an object", name)};
+      const json::object& meta = it->value().as_object();
+      if (auto d = meta.find("disable"); d != meta.end() && d->value().is_bool() && d->value().as_bool()) {
+        conf.erase("_meta");
+        continue;  // disabled plugins are skipped, as in APISIX
+      }
+      if (auto p = meta.find("priority"); p != meta.end()) {
+        if (!p->value().is_int64())
+          return Error{fmt::format("failed to check the configuration of plugin {} err: _meta.priority must be an integer", name)};
+        e.priority = static_cast<int>(p->value().as_int64());
+      }
+      if (auto f = meta.find("filter"); f != meta.end()) {
+        auto ex = router::Expr::compile(f->value());
+        if (!ex) return Error{fmt::format("failed to check the configuration of plugin {} err: {}", name, ex.error())};
+        e.filter = *ex;
+      }
+      if (auto er = meta.find("error_response"); er != meta.end()) {
+        e.has_error_response = true;
+        e.error_response = er->value().is_string() ? std::string(er->value().as_string())
+                                                   : json::serialize(er->value());
+      }
+      conf.erase("_meta");
+    }
+    auto inst = def->create(conf, scope);
+    if (!inst) return Error{fmt::format("failed to check the configuration of plugin {} err: {}", name, inst.error())};
+    e.plugin = *inst;
+    chain.entries.push_back(std::move(e));
+  }
+  std::stable_sort(chain.entries.begin(), chain.entries.end(),
+                   [](const Entry& a, const Entry& b) { return a.priority > b.priority; });
+  return chain;
+}
+
+}  // namespace holdfast::plugins

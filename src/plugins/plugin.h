@@ -1,0 +1,131 @@
+// The plugin interface (APISIX phases) and the per-request context that
+// travels through them. A plugin instance is built once from its validated
+// config and shared read-only by every worker; per-request state lives in
+// RequestCtx.
+#pragma once
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+#include "http/codec.h"
+#include "router/expr.h"
+#include "router/router.h"
+#include "router/vars.h"
+
+namespace holdfast::model { struct Consumer; }
+namespace holdfast::config { struct Snapshot; struct CompiledRoute; struct CompiledConsumer; }
+
+namespace holdfast::plugins {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+struct RequestCtx final : router::VarSource {
+  const http::RequestHead* req = nullptr;
+  std::string uri;              // decoded path used for matching ($uri)
+  std::string remote_addr;
+  uint16_t remote_port = 0;
+  uint16_t server_port = 0;
+  std::string scheme = "http";
+  std::string host;             // lowercase, without port
+  const config::Snapshot* snapshot = nullptr;
+  const config::CompiledRoute* route = nullptr;
+  router::Params params;
+  const config::CompiledConsumer* consumer = nullptr;
+  int worker = 0;
+
+  // Edits to the request sent upstream (proxy-rewrite, auth plugins).
+  std::optional<std::string> upstream_target;   // path?query
+  std::optional<std::string> upstream_method;
+  std::optional<std::string> upstream_host;     // Host header override
+  HeaderList req_set;                           // replace (or add) these headers
+  HeaderList req_add;
+  std::vector<std::string> req_remove;
+
+  // A response produced by a plugin (Action::respond).
+  int resp_status = 0;
+  std::string resp_body;
+  HeaderList resp_headers;
+
+  // Edits to the upstream's response (header_filter phase).
+  int upstream_status = 0;
+  std::optional<int> resp_status_override;
+  std::optional<std::string> resp_body_override;
+  HeaderList resp_set, resp_add;
+  std::vector<std::string> resp_remove;
+  bool response_from_plugin = false;
+
+  // Set by a plugin to make the connection wait before the next plugin runs
+  // (fault-injection delay, mocking delay) without blocking the worker.
+  double delay_seconds = 0;
+
+  std::string request_id;
+  std::chrono::steady_clock::time_point start;
+
+  std::optional<std::string> var(std::string_view name) const override;
+  // Header value as seen by plugins (edits applied), empty optional if unset.
+  std::optional<std::string> request_header(std::string_view name) const;
+  // Sets a response a plugin answers with, JSON body `{"message":...}` style.
+  void respond(int status, std::string body, std::string content_type = "application/json");
+};
+
+// What a phase hook tells the chain: go on, or stop and send ctx.resp_*.
+enum class Action : uint8_t {
+  next,     // continue with the next plugin / phase
+  respond,  // stop: the response in ctx.resp_status/resp_body is sent
+};
+
+class Plugin {
+ public:
+  virtual ~Plugin() = default;
+  virtual Action rewrite(RequestCtx&) const { return Action::next; }
+  virtual Action access(RequestCtx&) const { return Action::next; }
+  virtual void header_filter(RequestCtx&) const {}
+  virtual void log(RequestCtx&) const {}
+};
+
+struct PluginDef {
+  const char* name;
+  int priority;
+  bool is_auth;
+  // Validates `conf` (without `_meta`) and builds the shared instance.
+  Result<std::shared_ptr<const Plugin>> (*create)(const boost::json::object& conf,
+                                                  const std::string& scope);
+  // Validates the plugin's config on a consumer (auth plugins only).
+  Status (*check_consumer)(const boost::json::object& conf) = nullptr;
+};
+
+const PluginDef* find_plugin(std::string_view name);
+const std::vector<const PluginDef*>& all_plugins();
+
+// One configured plugin in a chain.
+struct Entry {
+  const PluginDef* def;
+  std::shared_ptr<const Plugin> plugin;
+  int priority;
+  std::shared_ptr<const router::Expr> filter;  // _meta.filter
+  std::string error_response;                   // _meta.error_response (serialized)
+  bool has_error_response = false;
+};
+
+// Plugins of one object, sorted by priority (highest first).
+struct Chain {
+  std::vector<Entry> entries;
+  bool empty() const { return entries.empty(); }
+};
+
+// Compiles a `plugins` object: unknown or disabled-by-config plugins and
+// invalid configs are errors naming the plugin. `_meta.disable` drops it.
+// `scope` names the owning resource (used for counters that must survive
+// reloads, e.g. limit-count).
+Result<Chain> compile_chain(const boost::json::object& plugins, const std::vector<std::string>& enabled,
+                            const std::string& scope);
+
+}  // namespace holdfast::plugins

@@ -1,0 +1,27 @@
+// lua-resty-expr expressions (route `vars`, plugin `_meta.filter`,
+// fault-injection `vars`), compiled once; regexes through RE2.
+#pragma once
+#include <boost/json/value.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "router/vars.h"
+
+namespace holdfast::router {
+
+class Expr {
+ public:
+  static Result<std::shared_ptr<const Expr>> compile(const boost::json::value& v);
+  bool eval(const VarSource& vars) const;
+  ~Expr();
+
+  struct Node;  // opaque: a condition or a nested logical group
+
+ private:
+  std::unique_ptr<Node> root_;
+};
+
+}  // namespace holdfast::router
