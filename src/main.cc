@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "http/access_log.h"
+#include "http/health_checker.h"
 #include "http/worker.h"
 
 using namespace holdfast;
@@ -125,8 +126,10 @@ int main(int argc, char** argv) {
   }
 
   asio::io_context control;
+  http::HealthChecker health(control);
   config::Manager manager(cfg, [&](std::shared_ptr<const config::Snapshot> s) {
     for (auto& w : workers) w->publish(s);
+    health.update(s);
   });
   config::FileSource file(control, manager, cfg.standalone_path(), cfg.config_provider == "yaml");
   file.start();

@@ -77,6 +77,8 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
   if (opts.previous) {
     for (const auto& [k, u] : opts.previous->upstreams)
       prev_health[k] = {node_signature(*u->conf), u->balancer->health_table()};
+    for (const auto& r : opts.previous->routes)
+      if (r.upstream) prev_health.emplace(r.upstream->key, std::make_pair(node_signature(*r.upstream->conf), r.upstream->balancer->health_table()));
   }
   auto make_upstream = [&](const std::string& key, std::shared_ptr<const model::Upstream> conf) {
     auto cu = std::make_shared<CompiledUpstream>();

@@ -41,10 +41,11 @@ def wait_port(port, timeout=10.0, proc=None):
 class Upstream:
     """test/e2e/upstream.py in its own process."""
 
-    def __init__(self, name="u1", port=None):
+    def __init__(self, name="u1", port=None, mode=""):
         self.name = name
         self.port = port or free_port()
-        self.proc = subprocess.Popen([sys.executable, os.path.join(HERE, "upstream.py"), str(self.port), name],
+        args = [sys.executable, os.path.join(HERE, "upstream.py"), str(self.port), name] + ([mode] if mode else [])
+        self.proc = subprocess.Popen(args,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.proc.stdout.readline()
         wait_port(self.port, proc=self.proc)
@@ -57,6 +58,8 @@ class Upstream:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(5)
+        if self.proc.stdout:
+            self.proc.stdout.close()
 
 
 def yaml_dump(obj, indent=0):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A real HTTP/1.1 upstream for the end-to-end tests (stdlib only).
 
-Usage: upstream.py PORT NAME
+Usage: upstream.py PORT NAME [health=N | fail=N]
 
   GET  /anything        -> 200 JSON echo: server name, method, path, headers, body size
   *    /status/N        -> status N with the echo body
@@ -74,6 +74,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self):
         path = self.path.split("?")[0]
+        mode = self.server.mode
+        if path == "/health" and mode.startswith("health="):
+            return self.echo(int(mode.split("=")[1]))
+        if path != "/health" and mode.startswith("fail="):
+            return self.echo(int(mode.split("=")[1]))
         if path.startswith("/status/"):
             return self.echo(int(path.split("/")[2]))
         if path.startswith("/delay/"):
@@ -117,9 +122,11 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     port, name = int(sys.argv[1]), sys.argv[2]
+    mode = sys.argv[3] if len(sys.argv) > 3 else ""
     srv = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     srv.daemon_threads = True
     srv.name = name
+    srv.mode = mode  # "health=N": GET /health answers N; "fail=N": every other path answers N
     print("ready", flush=True)
     srv.serve_forever()
 

@@ -1,0 +1,139 @@
+#include "http/health_checker.h"
+
+#include <fmt/format.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "core/log.h"
+#include "http/codec.h"
+
+namespace holdfast::http {
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+constexpr auto tok = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+enum class Outcome { success, http_failure, tcp_failure, timeout, neutral };
+
+// One probe: connect (and for http, GET the path and read the status line),
+// all within `timeout` seconds. The timer closes the socket to abort.
+asio::awaitable<Outcome> probe(const model::HealthCheckConfig& hc, const model::UpstreamNode& node) {
+  auto ex = co_await asio::this_coro::executor;
+  tcp::socket sock(ex);
+  asio::steady_timer timer(ex);
+  bool timed_out = false;
+  timer.expires_after(std::chrono::milliseconds(static_cast<int64_t>(hc.timeout * 1000)));
+  timer.async_wait([&](boost::system::error_code ec) {
+    if (ec) return;
+    timed_out = true;
+    boost::system::error_code ignored;
+    sock.close(ignored);
+  });
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(node.host, ec);
+  tcp::endpoint ep;
+  if (ec) {
+    tcp::resolver res(ex);
+    auto [rec, results] = co_await res.async_resolve(node.host, std::to_string(node.port), tok);
+    if (rec || results.empty()) { timer.cancel(); co_return Outcome::tcp_failure; }
+    ep = results.begin()->endpoint();
+  } else {
+    ep = tcp::endpoint(addr, hc.port ? hc.port : node.port);
+  }
+  auto [cec] = co_await sock.async_connect(ep, tok);
+  if (cec) { timer.cancel(); co_return timed_out ? Outcome::timeout : Outcome::tcp_failure; }
+  if (hc.type == "tcp") { timer.cancel(); co_return Outcome::success; }
+  std::string host = hc.host.empty() ? node.host : hc.host;
+  std::string req = fmt::format("GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: holdfast-health-check\r\n", hc.http_path, host);
+  for (const auto& h : hc.req_headers) req += h + "\r\n";
+  req += "\r\n";
+  auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(req), tok);
+  if (wec) { timer.cancel(); co_return timed_out ? Outcome::timeout : Outcome::tcp_failure; }
+  std::string buf(4096, '\0');
+  size_t got = 0;
+  for (;;) {
+    auto [rec, n] = co_await sock.async_read_some(asio::buffer(buf.data() + got, buf.size() - got), tok);
+    if (rec && n == 0) { timer.cancel(); co_return timed_out ? Outcome::timeout : Outcome::tcp_failure; }
+    got += n;
+    ResponseHead head;
+    ParseError perr;
+    auto st = parse_response(std::string_view(buf.data(), got), "GET", head, perr);
+    if (st == ParseStatus::complete) {
+      timer.cancel();
+      auto in = [&](const std::vector<int>& v) { return std::find(v.begin(), v.end(), head.status) != v.end(); };
+      if (in(hc.healthy_statuses)) co_return Outcome::success;
+      if (in(hc.unhealthy_statuses)) co_return Outcome::http_failure;
+      co_return Outcome::neutral;
+    }
+    if (st == ParseStatus::error || got == buf.size()) { timer.cancel(); co_return Outcome::http_failure; }
+  }
+}
+
+void record(NodeHealth& h, Outcome o, const model::HealthCheckConfig& hc, const std::string& what) {
+  switch (o) {
+    case Outcome::success:
+      h.http_failures = h.tcp_failures = h.timeouts = 0;
+      if (!h.healthy && ++h.successes >= hc.healthy_successes) {
+        h.healthy = true;
+        h.successes = 0;
+        log::info("health check: {} is healthy again", what);
+      }
+      return;
+    case Outcome::neutral: return;
+    case Outcome::http_failure:
+    case Outcome::tcp_failure:
+    case Outcome::timeout: break;
+  }
+  h.successes = 0;
+  bool bad = (o == Outcome::http_failure && ++h.http_failures >= hc.http_failures) ||
+             (o == Outcome::tcp_failure && ++h.tcp_failures >= hc.tcp_failures) ||
+             (o == Outcome::timeout && ++h.timeouts >= hc.timeouts);
+  if (bad && h.healthy.exchange(false)) {
+    const char* why = o == Outcome::http_failure ? "http failures" : o == Outcome::timeout ? "timeouts" : "tcp failures";
+    log::warn("health check: {} marked unhealthy ({})", what, why);
+  }
+}
+
+asio::awaitable<void> check_loop(std::shared_ptr<config::CompiledUpstream> up, size_t node,
+                                 std::shared_ptr<uint64_t> generation, uint64_t mine) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer t(ex);
+  const model::HealthCheckConfig& hc = *up->conf->checks;
+  const model::UpstreamNode& n = up->conf->nodes[node];
+  const std::string what = fmt::format("upstream {} node {}:{}", up->key, n.host, n.port);
+  while (*generation == mine) {
+    Outcome o = co_await probe(hc, n);
+    if (*generation != mine) break;
+    NodeHealth& h = up->balancer->health(static_cast<int>(node));
+    record(h, o, hc, what);
+    double interval = h.healthy ? hc.healthy_interval : hc.unhealthy_interval;
+    t.expires_after(std::chrono::milliseconds(static_cast<int64_t>(interval * 1000)));
+    co_await t.async_wait(tok);
+  }
+}
+
+}  // namespace
+
+void HealthChecker::update(std::shared_ptr<const config::Snapshot> snap) {
+  uint64_t mine = ++*generation_;
+  std::vector<std::shared_ptr<config::CompiledUpstream>> ups;
+  for (const auto& [id, u] : snap->upstreams) ups.push_back(u);
+  for (const auto& r : snap->routes)
+    if (r.upstream && r.upstream->key.rfind("upstreams/", 0) != 0) ups.push_back(r.upstream);
+  std::sort(ups.begin(), ups.end());
+  ups.erase(std::unique(ups.begin(), ups.end()), ups.end());
+  for (const auto& u : ups) {
+    if (!u->conf->checks || !u->conf->checks->active) continue;
+    for (size_t i = 0; i < u->conf->nodes.size(); ++i)
+      asio::co_spawn(io_, check_loop(u, i, generation_, mine), asio::detached);
+  }
+}
+
+}  // namespace holdfast::http

@@ -1,0 +1,25 @@
+// Active health checks (APISIX `checks.active`): probes every node of the
+// upstreams that ask for it, from the control thread, and flips the node
+// health that the workers' balancers read. Passive checks live in the proxy.
+#pragma once
+#include <boost/asio/io_context.hpp>
+
+#include <cstdint>
+#include <memory>
+
+#include "config/snapshot.h"
+
+namespace holdfast::http {
+
+class HealthChecker {
+ public:
+  explicit HealthChecker(boost::asio::io_context& io) : io_(io) {}
+  // Restarts probing for the upstreams of a newly published snapshot.
+  void update(std::shared_ptr<const config::Snapshot> snap);
+
+ private:
+  boost::asio::io_context& io_;
+  std::shared_ptr<uint64_t> generation_ = std::make_shared<uint64_t>(0);
+};
+
+}  // namespace holdfast::http

@@ -1,0 +1,88 @@
+#include "core/config.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include "core/yaml_json.h"
+
+using namespace holdfast;
+
+TEST(NodeConfig, Defaults) {
+  auto c = parse_node_config("", "/etc/x");
+  ASSERT_TRUE(c.ok()) << c.error();
+  ASSERT_EQ(c->node_listen.size(), 1u);
+  EXPECT_EQ(c->node_listen[0].port, 9080);
+  EXPECT_EQ(c->router, RouterKind::radixtree_host_uri);
+  EXPECT_EQ(c->role, "traditional");
+}
+
+TEST(NodeConfig, ListenForms) {
+  auto a = parse_node_config("apisix: {node_listen: 8000}", ".");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->node_listen[0].port, 8000);
+  auto b = parse_node_config("apisix: {node_listen: [8000, 8001]}", ".");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->node_listen.size(), 2u);
+  auto c = parse_node_config("apisix: {node_listen: [{ip: 127.0.0.1, port: 8002}]}", ".");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->node_listen[0].ip, "127.0.0.1");
+  EXPECT_EQ(c->node_listen[0].port, 8002);
+}
+
+TEST(NodeConfig, ErrorsNameTheKey) {
+  struct Case {
+    const char* yaml;
+    const char* key;
+  } cases[] = {
+      {"apisix: {node_listen: [8000, {ip: x, port: 70000}]}", "apisix.node_listen[1].port"},
+      {"apisix: {router: {http: bogus}}", "apisix.router.http"},
+      {"nginx_config: {worker_processes: zero}", "nginx_config.worker_processes"},
+      {"deployment: {role: boss}", "deployment.role"},
+      {"deployment: {role: traditional, role_traditional: {config_provider: json}}",
+       "deployment.role_traditional.config_provider"},
+      {"holdfast: {keepalive_timeout: -1}", "holdfast.keepalive_timeout"},
+      {"holdfast: {log_format: xml}", "holdfast.log_format"},
+  };
+  for (const auto& c : cases) {
+    auto r = parse_node_config(c.yaml, ".");
+    ASSERT_FALSE(r.ok()) << c.yaml;
+    EXPECT_NE(r.error().find(c.key), std::string::npos) << r.error();
+  }
+}
+
+TEST(NodeConfig, UnknownKeysWarn) {
+  auto c = parse_node_config("apisix: {node_listen: 1, bogus: 1}\nweird: 2\ndeployment: {etcd: {host: [x]}}", ".");
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(c->warnings.size(), 2u);
+  EXPECT_NE(c->warnings[0].find("apisix.bogus"), std::string::npos);
+  EXPECT_NE(c->warnings[1].find("weird"), std::string::npos);
+}
+
+TEST(NodeConfig, WorkersAuto) {
+  auto c = parse_node_config("nginx_config: {worker_processes: auto}", ".");
+  ASSERT_TRUE(c.ok());
+  EXPECT_GE(c->workers, 1);
+}
+
+TEST(Env, Substitution) {
+  setenv("HF_TEST_PORT", "8123", 1);
+  unsetenv("HF_TEST_UNSET");
+  auto s = substitute_env("a: ${{HF_TEST_PORT}} b: ${{HF_TEST_UNSET:=7}}");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(*s, "a: 8123 b: 7");
+  auto bad = substitute_env("${{HF_TEST_UNSET}}");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().find("HF_TEST_UNSET"), std::string::npos);
+}
+
+TEST(Yaml, ScalarTyping) {
+  auto v = yaml_to_json("a: 1\nb: '1'\nc: true\nd: 1.5\ne: ~\nf: text");
+  ASSERT_TRUE(v.ok());
+  auto& o = v->as_object();
+  EXPECT_TRUE(o.at("a").is_int64());
+  EXPECT_TRUE(o.at("b").is_string());
+  EXPECT_TRUE(o.at("c").is_bool());
+  EXPECT_TRUE(o.at("d").is_double());
+  EXPECT_TRUE(o.at("e").is_null());
+  EXPECT_TRUE(o.at("f").is_string());
+}

@@ -1,0 +1,72 @@
+#include "router/expr.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <map>
+
+using namespace holdfast::router;
+
+namespace {
+struct MapVars : VarSource {
+  std::map<std::string, std::string> m;
+  std::optional<std::string> var(std::string_view n) const override {
+    auto it = m.find(std::string(n));
+    if (it == m.end()) return std::nullopt;
+    return it->second;
+  }
+};
+
+bool eval(const char* json, const MapVars& v) {
+  auto e = Expr::compile(boost::json::parse(json));
+  EXPECT_TRUE(e.ok()) << json << ": " << (e.ok() ? "" : e.error());
+  return e.ok() && (*e)->eval(v);
+}
+}  // namespace
+
+TEST(Expr, Operators) {
+  MapVars v;
+  v.m = {{"a", "10"}, {"s", "Hello"}, {"ip", "10.1.2.3"}, {"list", "x, y,z"}};
+  EXPECT_TRUE(eval(R"([["a","==","10"]])", v));
+  EXPECT_TRUE(eval(R"([["a","==",10]])", v));
+  EXPECT_TRUE(eval(R"([["a",10]])", v));
+  EXPECT_FALSE(eval(R"([["s","==",10]])", v));       // non-numeric with number rhs
+  EXPECT_TRUE(eval(R"([["s","~=",10]])", v));
+  EXPECT_TRUE(eval(R"([["a",">",9]])", v));
+  EXPECT_FALSE(eval(R"([["a",">",10]])", v));
+  EXPECT_TRUE(eval(R"([["a",">=",10]])", v));
+  EXPECT_TRUE(eval(R"([["a","<",11]])", v));
+  EXPECT_TRUE(eval(R"([["a","<=",10]])", v));
+  EXPECT_FALSE(eval(R"([["s",">",1]])", v));
+  EXPECT_TRUE(eval(R"([["s","~~","^H.l+o$"]])", v));
+  EXPECT_FALSE(eval(R"([["s","~~","^hello$"]])", v));
+  EXPECT_TRUE(eval(R"([["s","~*","^hello$"]])", v));
+  EXPECT_FALSE(eval(R"([["missing","~~","."]])", v));
+  EXPECT_TRUE(eval(R"([["s","in",["a","Hello"]]])", v));
+  EXPECT_FALSE(eval(R"([["s","in",["a","b"]]])", v));
+  EXPECT_TRUE(eval(R"([["list","has","y"]])", v));
+  EXPECT_TRUE(eval(R"([["ip","ipmatch",["10.0.0.0/8"]]])", v));
+  EXPECT_FALSE(eval(R"([["ip","ipmatch","192.168.0.0/16"]])", v));
+  EXPECT_TRUE(eval(R"([["a","!","==","11"]])", v));
+  EXPECT_TRUE(eval(R"([["a","IN",["10"]]])", v));  // operators are case-insensitive
+}
+
+TEST(Expr, LogicGroups) {
+  MapVars v;
+  v.m = {{"a", "1"}, {"b", "2"}};
+  EXPECT_TRUE(eval(R"([["a","==","1"],["b","==","2"]])", v));
+  EXPECT_FALSE(eval(R"([["a","==","1"],["b","==","3"]])", v));
+  EXPECT_TRUE(eval(R"(["OR",["a","==","9"],["b","==","2"]])", v));
+  EXPECT_FALSE(eval(R"(["!OR",["a","==","9"],["b","==","2"]])", v));
+  EXPECT_TRUE(eval(R"(["!AND",["a","==","1"],["b","==","3"]])", v));
+  EXPECT_TRUE(eval(R"(["AND",["a","==","1"],["OR",["b","==","9"],["b","==","2"]]])", v));
+}
+
+TEST(Expr, Errors) {
+  auto bad = Expr::compile(boost::json::parse(R"([["a","=~","1"]])"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error(), "failed to validate the 'vars' expression: invalid operator '=~'");
+  EXPECT_FALSE(Expr::compile(boost::json::parse(R"([["a","~~","(unclosed"]])")).ok());
+  EXPECT_FALSE(Expr::compile(boost::json::parse(R"([["a","in","notarray"]])")).ok());
+  EXPECT_FALSE(Expr::compile(boost::json::parse(R"("string")")).ok());
+}
