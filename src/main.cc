@@ -4,6 +4,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -113,6 +115,11 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // Each connection costs up to two descriptors (client + upstream).
+  if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
   auto access_log = std::make_shared<http::AccessLog>(cfg.access_log);
   std::vector<std::unique_ptr<http::Worker>> workers;
   try {

@@ -38,6 +38,20 @@ def wait_port(port, timeout=10.0, proc=None):
     raise TimeoutError(f"nothing listens on port {port}")
 
 
+def run_holdfast(args, env=None, timeout=15):
+    """Runs the binary to completion (-t, --help, --version, a start-up that
+    must fail) and returns the CompletedProcess (text stdout and stderr).
+    Retries briefly when the binary is missing or busy (being relinked)."""
+    full_env = dict(os.environ, **(env or {}))
+    for attempt in range(20):
+        try:
+            return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout, env=full_env)
+        except OSError:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
+
+
 class Upstream:
     """test/e2e/upstream.py in its own process."""
 

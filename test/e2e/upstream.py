@@ -4,7 +4,8 @@
 Usage: upstream.py PORT NAME [health=N | fail=N]
 
   GET  /anything        -> 200 JSON echo: server name, method, path, headers, body size
-  *    /status/N        -> status N with the echo body
+                           (header_list keeps every header line in order, duplicates included)
+  *    /status/N        -> status N with the echo body (no body for 204/304, as HTTP requires)
   GET  /delay/MS        -> sleeps MS milliseconds, then echoes
   GET  /bytes/N         -> N bytes (Content-Length), ?chunked=1 for chunked encoding
   POST /sink            -> reads the (chunked or sized) body, answers its size and sha256
@@ -60,16 +61,19 @@ class Handler(BaseHTTPRequestHandler):
             "method": self.command,
             "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
+            "header_list": [[k.lower(), v] for k, v in self.headers.items()],
             "body_size": size,
             "body_sha256": digest,
             **(extra or {}),
         }).encode()
+        no_body = status in (204, 304)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        if status != 204:
+            self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Upstream", self.server.name)
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command != "HEAD" and not no_body:
             self.wfile.write(body)
 
     def handle_any(self):
@@ -95,6 +99,8 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.send_header("Content-Length", str(n))
             self.end_headers()
+            if self.command == "HEAD":
+                return
             block = b"x" * 65536
             left = n
             while left:

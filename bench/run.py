@@ -1,0 +1,378 @@
+#!/usr/bin/env python3
+"""Loopback benchmark: Holdfast beside nginx and HAProxy, in front of the same
+origin, measured with wrk in interleaved rounds.
+
+Placement on a 2-core machine: every proxy and the origin run on CPU 0
+(SUT_CPU), wrk runs alone on CPU 1 (LOADGEN_CPU), so requests/s measures
+"proxy cost + a constant origin cost". CPU per request is read from
+/proc/<pid>/stat of each proxy (all threads). Every process is started here
+and stopped by its own pid.
+
+Scenarios (all by default; pick with --scenario NAME, repeatable):
+  1route     GET / through one route (6-byte body), c50
+  10k        10,000 routes (exact, prefix, wildcard-host mixed); the matched
+             route has key-auth and limit-count; compared with Holdfast's own
+             1-route figure measured in the same rounds
+  100kb      GET /big (100 KiB body), c50
+  1000conn   GET / with 1,000 connections
+
+Environment: ROUNDS (5), DURATION (10s), WARMUP (3s), SUT_CPU (0), LOADGEN_CPU (1).
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+HOLDFAST = os.environ.get("HOLDFAST_BIN", os.path.join(ROOT, "build", "holdfast"))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
+DURATION = os.environ.get("DURATION", "10s")
+WARMUP = os.environ.get("WARMUP", "3s")
+SUT_CPU = os.environ.get("SUT_CPU", "0")
+LOADGEN_CPU = os.environ.get("LOADGEN_CPU", "1")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} not ready")
+
+
+def proc_ticks(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total
+
+
+def children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(x) for x in out]
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+class Proc:
+    """A daemon we started; `pids` are the processes whose CPU we count."""
+
+    def __init__(self, name, port, pid, pidfile=None):
+        self.name, self.port, self.pid, self.pidfile = name, port, pid, pidfile
+
+    @property
+    def pids(self):
+        return [self.pid] + children(self.pid)
+
+    def stop(self):
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        for _ in range(100):
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return
+            try:
+                os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        os.kill(self.pid, signal.SIGKILL)
+
+
+def read_pidfile(path, timeout=5):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with open(path) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            time.sleep(0.05)
+    raise RuntimeError(f"no pid file {path}")
+
+
+def start_origin(work):
+    d = os.path.join(work, "origin")
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    with open(os.path.join(d, "big"), "wb") as f:
+        f.write(b"x" * 102400)
+    port = free_port()
+    conf = f"""
+worker_processes 1; daemon on; pid {d}/nginx.pid; error_log {d}/error.log warn;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off; keepalive_requests 1000000; keepalive_timeout 65s;
+  client_body_temp_path {d}/tmp/b; proxy_temp_path {d}/tmp/p; fastcgi_temp_path {d}/tmp/f;
+  uwsgi_temp_path {d}/tmp/u; scgi_temp_path {d}/tmp/s;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location = /big {{ alias {d}/big; default_type application/octet-stream; }}
+    location / {{ return 200 "hello\\n"; }}
+  }}
+}}"""
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(conf)
+    subprocess.run(["taskset", "-c", SUT_CPU, "nginx", "-p", d + "/", "-c", d + "/nginx.conf", "-e", d + "/error.log"],
+                   check=True)
+    wait_port(port)
+    return Proc("origin", port, read_pidfile(f"{d}/nginx.pid"))
+
+
+def start_nginx(work, origin):
+    d = os.path.join(work, "nginx")
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    port = free_port()
+    conf = f"""
+worker_processes 1; daemon on; pid {d}/nginx.pid; error_log {d}/error.log warn; worker_rlimit_nofile 65536;
+events {{ worker_connections 32768; }}
+http {{
+  access_log off; tcp_nodelay on; keepalive_timeout 65s; keepalive_requests 1000000;
+  client_body_temp_path {d}/tmp/b; proxy_temp_path {d}/tmp/p; fastcgi_temp_path {d}/tmp/f;
+  uwsgi_temp_path {d}/tmp/u; scgi_temp_path {d}/tmp/s;
+  upstream origin {{ server 127.0.0.1:{origin.port}; keepalive 64; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host $host; proxy_max_temp_file_size 0;
+    }}
+  }}
+}}"""
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(conf)
+    subprocess.run(["taskset", "-c", SUT_CPU, "nginx", "-p", d + "/", "-c", d + "/nginx.conf", "-e", d + "/error.log"],
+                   check=True)
+    wait_port(port)
+    return Proc("nginx", port, read_pidfile(f"{d}/nginx.pid"))
+
+
+def start_haproxy(work, origin):
+    d = os.path.join(work, "haproxy")
+    os.makedirs(d, exist_ok=True)
+    port = free_port()
+    conf = f"""
+global
+    nbthread 1
+    maxconn 8000
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse safe
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+    maxconn 8000
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend be
+backend be
+    server origin 127.0.0.1:{origin.port}
+"""
+    with open(os.path.join(d, "haproxy.cfg"), "w") as f:
+        f.write(conf)
+    subprocess.run(["taskset", "-c", SUT_CPU, "haproxy", "-f", d + "/haproxy.cfg", "-p", d + "/haproxy.pid", "-D"],
+                   check=True, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return Proc("haproxy", port, read_pidfile(f"{d}/haproxy.pid"))
+
+
+def routes_10k(origin_port):
+    """10,000 routes: a third exact paths, a third prefixes, a third wildcard hosts."""
+    routes = []
+    for i in range(10000):
+        kind = i % 3
+        r = {"id": f"r{i}", "upstream_id": "origin"}
+        if kind == 0:
+            r["uri"] = f"/exact/{i}"
+        elif kind == 1:
+            r["uri"] = f"/api/{i}/*"
+        else:
+            r["uri"] = "/*"
+            r["hosts"] = [f"*.svc-{i}.bench.local"]
+        routes.append(r)
+    # the measured route: prefix /api/4321/* on host svc-4321.bench.local ... and auth + rate limit
+    routes.append({"id": "measured", "uri": "/api/4321/*", "hosts": ["svc-4321.bench.local"], "upstream_id": "origin",
+                   "plugins": {"key-auth": {}, "limit-count": {"count": 1000000000, "time_window": 3600}}})
+    return {
+        "upstreams": [{"id": "origin", "nodes": {f"127.0.0.1:{origin_port}": 1}}],
+        "consumers": [{"username": "bench", "plugins": {"key-auth": {"key": "bench-key"}}}],
+        "routes": routes,
+    }
+
+
+def start_holdfast(work, origin, name="holdfast", resources=None):
+    d = os.path.join(work, name)
+    os.makedirs(d, exist_ok=True)
+    port = free_port()
+    cfg = {"apisix": {"node_listen": [{"ip": "127.0.0.1", "port": port}]},
+           "nginx_config": {"worker_processes": 1, "error_log_level": "warn"},
+           "deployment": {"role": "data_plane", "role_data_plane": {"config_provider": "json"}}}
+    with open(os.path.join(d, "config.yaml"), "w") as f:
+        json.dump(cfg, f)
+    if resources is None:
+        resources = {"routes": [{"id": "1", "uri": "/*", "upstream": {"nodes": {f"127.0.0.1:{origin.port}": 1}}}]}
+    with open(os.path.join(d, "apisix.json"), "w") as f:
+        json.dump(resources, f)
+    log = open(os.path.join(d, "holdfast.log"), "wb")
+    p = subprocess.Popen(["taskset", "-c", SUT_CPU, HOLDFAST, "-c", os.path.join(d, "config.yaml")],
+                         stdout=log, stderr=log)
+    wait_port(port)
+    return Proc(name, port, p.pid)
+
+
+def wrk(url, conns, duration, script, env=None):
+    cmd = ["taskset", "-c", LOADGEN_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}", "--timeout", "5s",
+           "-s", script, url]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **(env or {}))).stdout
+    m = re.search(r"RESULT requests=(\d+) duration_us=(\d+) p50_us=(\d+) p99_us=(\d+) errors=(\d+)", out)
+    if not m:
+        raise RuntimeError("wrk output not understood:\n" + out)
+    req, dur, p50, p99, err = map(int, m.groups())
+    return {"requests": req, "rps": req / (dur / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000, "errors": err}
+
+
+def measure(target, path, conns, duration, script, env):
+    pids = target.pids if target else []
+    t0 = proc_ticks(pids)
+    r = wrk(f"http://127.0.0.1:{target.port}{path}", conns, duration, script, env)
+    t1 = proc_ticks(pids)
+    r["cpu_us_per_req"] = (t1 - t0) / CLK_TCK * 1e6 / max(r["requests"], 1)
+    return r
+
+
+def run_scenario(name, targets, path, conns, env=None, script=None):
+    script = script or os.path.join(HERE, "report.lua")
+    env = dict(env or {}, BENCH_REPORT=os.path.join(HERE, "report.lua"))
+    print(f"\n## {name}: {path} c{conns}, {ROUNDS} rounds x {DURATION}", flush=True)
+    for t, tscript in targets:
+        measure(t, path, conns, WARMUP, tscript or script, env)
+    results = {t.name: [] for t, _ in targets}
+    order = list(targets)
+    for rnd in range(ROUNDS):
+        for t, tscript in order:
+            r = measure(t, path, conns, DURATION, tscript or script, env)
+            results[t.name].append(r)
+            print(f"  round {rnd + 1} {t.name:14s} rps={r['rps']:9.0f} p50={r['p50_ms']:.3f}ms p99={r['p99_ms']:.3f}ms "
+                  f"cpu/req={r['cpu_us_per_req']:.1f}us errors={r['errors']}", flush=True)
+            time.sleep(1)
+        order = order[1:] + order[:1]  # rotate so drifts hit every target alike
+    summary = {}
+    for tname, rs in results.items():
+        summary[tname] = {k: statistics.median([r[k] for r in rs]) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req")}
+        summary[tname]["errors"] = sum(r["errors"] for r in rs)
+    return summary
+
+
+def print_table(title, summary, ref="nginx"):
+    print(f"\n### {title} (medians; ratios against {ref})")
+    print(f"| target | req/s | p50 ms | p99 ms | CPU us/req | errors | req/s ratio | CPU ratio | p99 ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    base = summary.get(ref)
+    for name, s in summary.items():
+        ratios = ("", "", "")
+        if base:
+            ratios = (f"{s['rps'] / base['rps']:.2f}", f"{s['cpu_us_per_req'] / base['cpu_us_per_req']:.2f}",
+                      f"{s['p99_ms'] / base['p99_ms']:.2f}")
+        print(f"| {name} | {s['rps']:.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {s['cpu_us_per_req']:.1f} | "
+              f"{s['errors']} | {ratios[0]} | {ratios[1]} | {ratios[2]} |")
+    sys.stdout.flush()
+
+
+def main():
+    global ROUNDS, DURATION
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scenario", action="append", choices=["1route", "10k", "100kb", "1000conn"])
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--duration")
+    args = ap.parse_args()
+    ROUNDS = args.rounds or ROUNDS
+    DURATION = args.duration or DURATION
+    scenarios = args.scenario or ["1route", "10k", "100kb", "1000conn"]
+    for tool in ("nginx", "haproxy", "wrk", "taskset"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found: run scripts/install-deps.sh")
+    work = tempfile.mkdtemp(prefix="holdfast-bench-")
+    procs = []
+    try:
+        origin = start_origin(work)
+        procs.append(origin)
+        nginx = start_nginx(work, origin)
+        procs.append(nginx)
+        haproxy = start_haproxy(work, origin)
+        procs.append(haproxy)
+        hf = start_holdfast(work, origin)
+        procs.append(hf)
+        print(f"uname: {os.uname().release}; cpus: {os.cpu_count()}; holdfast: {HOLDFAST}")
+        out = {}
+        if "1route" in scenarios:
+            s = run_scenario("1 route", [(nginx, None), (haproxy, None), (hf, None)], "/", 50)
+            print_table("1 route, c50", s)
+            out["1route"] = s
+        if "10k" in scenarios:
+            hf10k = start_holdfast(work, origin, "holdfast-10k", routes_10k(origin.port))
+            procs.append(hf10k)
+            time.sleep(1)
+            rss = rss_kb(hf10k.pid)
+            s = run_scenario("10,000 routes + key-auth + limit-count",
+                             [(hf, None), (hf10k, os.path.join(HERE, "keyauth.lua")), (nginx, None)], "/", 50)
+            print_table("10,000 routes, c50", s, ref="holdfast")
+            print(f"\nRSS of holdfast with 10,000 routes: {rss / 1024:.1f} MiB (1 route: {rss_kb(hf.pid) / 1024:.1f} MiB)")
+            out["10k"] = s
+            out["10k_rss_mib"] = rss / 1024
+            hf10k.stop()
+            procs.remove(hf10k)
+        if "100kb" in scenarios:
+            s = run_scenario("100 KiB responses", [(nginx, None), (haproxy, None), (hf, None)], "/big", 50)
+            print_table("100 KiB responses, c50", s)
+            out["100kb"] = s
+        if "1000conn" in scenarios:
+            s = run_scenario("1,000 connections", [(nginx, None), (haproxy, None), (hf, None)], "/", 1000)
+            print_table("1,000 connections", s)
+            out["1000conn"] = s
+        with open(os.path.join(work, "results.json"), "w") as f:
+            json.dump(out, f, indent=2)
+        print(f"\nraw results: {work}/results.json")
+        bench_bin = os.path.join(os.path.dirname(HOLDFAST), "router_bench")
+        if os.path.exists(bench_bin):
+            print("\n## router match (Google Benchmark)")
+            subprocess.run(["taskset", "-c", SUT_CPU, bench_bin, "--benchmark_min_time=0.2"])
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+if __name__ == "__main__":
+    main()
