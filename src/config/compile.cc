@@ -132,39 +132,69 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
   }
   if (!err.empty()) return Error{err};
 
-  // consumers and credentials
+  // consumers and credentials. A credential is an item whose id is
+  // "<username>/credentials/<id>" (the etcd key shape); it stands for its
+  // parent consumer and carries only an auth plugin.
+  auto check_auth = [&](const json::object& plugins, std::string& why) {
+    for (const auto& kv : plugins) {
+      const plugins::PluginDef* def = plugins::find_plugin(kv.key());
+      if (!def || !def->is_auth) continue;
+      if (!kv.value().is_object()) { why = fmt::format("failed to check the configuration of plugin {} err: expected object", def->name); return false; }
+      if (def->check_consumer) {
+        if (auto st = def->check_consumer(kv.value().as_object()); !st) {
+          why = fmt::format("failed to check the configuration of plugin {} err: {}", def->name, st.error());
+          return false;
+        }
+      }
+    }
+    return true;
+  };
+  std::vector<std::pair<std::string, const json::value*>> credentials;
   if (const json::array* arr = section(doc, "consumers", err)) {
     for (size_t i = 0; i < arr->size(); ++i) {
       std::string id = item_id((*arr)[i], i);
+      if (id.find("/credentials/") != std::string::npos) {
+        credentials.emplace_back(id, &(*arr)[i]);
+        continue;
+      }
       auto c = model::parse_consumer((*arr)[i]);
       if (!c) { skip("consumer", id, c.error()); continue; }
-      auto cc = std::make_shared<CompiledConsumer>();
-      cc->conf = *c;
+      std::string why;
+      if (!check_auth((*c)->plugins, why)) { skip("consumer", id, why); continue; }
       json::object non_auth;
-      bool bad = false;
       for (const auto& kv : (*c)->plugins) {
         const plugins::PluginDef* def = plugins::find_plugin(kv.key());
-        if (def && def->is_auth) {
-          if (!kv.value().is_object() || (def->check_consumer && !def->check_consumer(kv.value().as_object()))) {
-            std::string why = kv.value().is_object() ? def->check_consumer(kv.value().as_object()).error() : "expected object";
-            skip("consumer", id, fmt::format("failed to check the configuration of plugin {} err: {}", def->name, why));
-            bad = true;
-            break;
-          }
-        } else {
-          non_auth[kv.key()] = kv.value();
-        }
+        if (!def || !def->is_auth) non_auth[kv.key()] = kv.value();
       }
-      if (bad) continue;
       auto chain = plugins::compile_chain(non_auth, opts.enabled_plugins, "consumers/" + id);
       if (!chain) { skip("consumer", id, chain.error()); continue; }
+      auto cc = std::make_shared<CompiledConsumer>();
+      cc->conf = *c;
       cc->chain = std::move(*chain);
-      snap->consumers[id] = cc;
+      snap->consumers[(*c)->username] = cc;
     }
   }
   if (!err.empty()) return Error{err};
-  // Credentials: standalone files carry them as consumers with id "<user>/credentials/<id>".
-  // (etcd keys map to the same shape; see the etcd source.)
+  for (const auto& [id, v] : credentials) {
+    size_t pos = id.find("/credentials/");
+    std::string username = id.substr(0, pos), cred_id = id.substr(pos + 13);
+    auto parent = snap->consumers.find(username);
+    if (parent == snap->consumers.end()) { skip("credential", id, "consumer " + username + " not found"); continue; }
+    auto c = model::parse_credential(*v, username, cred_id);
+    if (!c) { skip("credential", id, c.error()); continue; }
+    std::string why;
+    if (!check_auth((*c)->plugins, why)) { skip("credential", id, why); continue; }
+    // The credential authenticates as its consumer: the consumer's
+    // non-auth plugins, labels and group apply; only the auth config differs.
+    auto merged = std::make_shared<model::Consumer>(*parent->second->conf);
+    merged->id = (*c)->id;
+    merged->credential_id = cred_id;
+    merged->plugins = (*c)->plugins;
+    auto cc = std::make_shared<CompiledConsumer>();
+    cc->conf = merged;
+    cc->chain = parent->second->chain;
+    snap->consumers[id] = cc;
+  }
 
   for (const auto& [id, cc] : snap->consumers) {
     for (const auto& kv : cc->conf->plugins) {

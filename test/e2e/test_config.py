@@ -211,6 +211,21 @@ holdfast:
         cfg = ConfigDir(self, "apisix:\n  node_listen: ${{HF_E2E_SURELY_UNSET_VAR}}\n")
         self.assert_fails(cfg, "HF_E2E_SURELY_UNSET_VAR", env={})
 
+    def test_env_substitution_uses_apisix_value_rules(self):
+        # APISIX (apisix/cli/file.lua resolve_conf_var) substitutes inside the
+        # parsed values: comments are not touched, and a substituted value that
+        # reads as a number or a boolean gets that type even when quoted.
+        env = {"HF_E2E_PORT": str(free_port()), "HF_E2E_FLAG": "true"}
+        with self.subTest("placeholder in a comment"):
+            rc, out = ConfigDir(self, "# node_listen may come from ${{HF_E2E_SURELY_UNSET_VAR}}\n"
+                                      "apisix:\n  node_listen: 9080\n").check(env=env)
+            self.assertEqual(rc, 0, out)
+        with self.subTest("quoted placeholders"):
+            rc, out = ConfigDir(self, "apisix:\n  node_listen:\n    - ip: 127.0.0.1\n"
+                                      "      port: \"${{HF_E2E_PORT}}\"\n"
+                                      "  delete_uri_tail_slash: \"${{HF_E2E_FLAG}}\"\n").check(env=env)
+            self.assertEqual(rc, 0, out)
+
     def test_unknown_key_warns_but_passes(self):
         cfg = ConfigDir(self, "apisix:\n  node_listen: 9080\n  no_such_option: true\nmystery_section:\n  a: 1\n")
         rc, out = cfg.check()

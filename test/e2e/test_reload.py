@@ -57,7 +57,6 @@ class ReloadTest(GatewayTest):
     def test_route_added_changed_removed_without_restart(self):
         one, two = self.upstream("one"), self.upstream("two")
         gw = self.gateway(doc(route("a", "/a", one)))
-        pid = gw.proc.pid
         self.assertEqual(self.server_of(gw, "/a"), "one")
         self.assertEqual(self.server_of(gw, "/b"), 404)
 
@@ -73,8 +72,7 @@ class ReloadTest(GatewayTest):
         self.assertEqual(self.server_of(gw, "/b"), "two")
 
         self.assertIsNone(gw.proc.poll())
-        self.assertEqual(gw.proc.pid, pid)
-        self.assertEqual(gw.logs().count("started"), 1)
+        self.assertEqual(gw.logs().count("started"), 1)  # never restarted
 
     def test_upstream_resource_change_applies_to_routes_using_it(self):
         one, two = self.upstream("one"), self.upstream("two")

@@ -100,3 +100,20 @@ TEST(Snapshot, UpstreamErrors) {
   EXPECT_EQ((*s)->routes[0].upstream_error, 502);
   EXPECT_EQ((*s)->routes[1].upstream_error, 503);
 }
+
+TEST(Snapshot, CredentialsStandForTheirConsumer) {
+  auto doc = json::parse(R"({"consumers":[
+      {"username":"jack","labels":{"custom_id":"cust-1"},"plugins":{"key-auth":{"key":"own-key"}}},
+      {"id":"jack/credentials/c1","plugins":{"key-auth":{"key":"cred-key"}}},
+      {"id":"ghost/credentials/c2","plugins":{"key-auth":{"key":"x"}}},
+      {"username":"bad","plugins":{"key-auth":{}}}]})");
+  auto s = config::compile_snapshot(doc, {});
+  ASSERT_TRUE(s.ok()) << s.error();
+  const auto& idx = (*s)->auth_index.at("key-auth");
+  ASSERT_TRUE(idx.count("cred-key"));
+  EXPECT_EQ(idx.at("cred-key")->conf->username, "jack");
+  EXPECT_EQ(idx.at("cred-key")->conf->credential_id, "c1");
+  EXPECT_EQ(idx.at("cred-key")->conf->custom_id, "cust-1");
+  EXPECT_EQ(idx.at("own-key")->conf->credential_id, "");
+  EXPECT_EQ((*s)->skipped, 2u);  // a credential without its consumer, a consumer without a key
+}
