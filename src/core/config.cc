@@ -35,7 +35,10 @@ const std::set<std::string>& known_keys() {
       "deployment.role_control_plane*", "deployment.admin*", "deployment.etcd*",
       "deployment.fallback_cp*", "deployment.config_provider",
       "plugins", "stream_plugins", "plugin_attr*", "discovery*", "wasm*", "graphql*", "ext-plugin*",
-      "xrpc*", "holdfast*"};
+      "xrpc*", "holdfast", "holdfast.client_header_timeout", "holdfast.client_body_timeout",
+      "holdfast.send_timeout", "holdfast.keepalive_timeout", "holdfast.shutdown_timeout",
+      "holdfast.max_header_size", "holdfast.max_uri_size", "holdfast.max_body_size", "holdfast.log_format",
+      "holdfast.access_log", "holdfast.status_listen*"};
   return k;
 }
 
@@ -142,11 +145,37 @@ std::string NodeConfig::standalone_path() const {
   return conf_dir + (config_provider == "json" ? "/apisix.json" : "/apisix.yaml");
 }
 
+// APISIX resolves ${{VAR}} inside parsed values (not the raw text, so
+// comments are ignored) and gives numeric and boolean results their type.
+static Status resolve_env(json::value& v, const std::string& path) {
+  if (v.is_string()) {
+    std::string_view s = v.as_string();
+    if (s.find("${{") == std::string_view::npos) return {};
+    auto r = substitute_env(s);
+    if (!r) return Error{path + ": " + r.error()};
+    const std::string& out = *r;
+    if (out == "true") v = true;
+    else if (out == "false") v = false;
+    else if (!out.empty() && out.find_first_not_of("0123456789-") == std::string::npos && out.size() < 19 &&
+             out.find('-', 1) == std::string::npos)
+      v = std::stoll(out);
+    else v = json::string(out);
+  } else if (v.is_array()) {
+    size_t i = 0;
+    for (auto& e : v.as_array())
+      if (auto st = resolve_env(e, fmt::format("{}[{}]", path, i++)); !st) return st;
+  } else if (v.is_object()) {
+    for (auto& kv : v.as_object())
+      if (auto st = resolve_env(kv.value(), path.empty() ? std::string(kv.key()) : path + "." + std::string(kv.key())); !st)
+        return st;
+  }
+  return {};
+}
+
 Result<NodeConfig> parse_node_config(std::string_view text, const std::string& conf_dir) {
-  auto substituted = substitute_env(text);
-  if (!substituted) return Error{substituted.error()};
-  auto doc = yaml_to_json(*substituted);
+  auto doc = yaml_to_json(text);
   if (!doc) return Error{doc.error()};
+  if (auto st = resolve_env(*doc, ""); !st) return Error{st.error()};
   NodeConfig c;
   c.conf_dir = conf_dir;
   c.raw = std::move(*doc);

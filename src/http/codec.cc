@@ -200,6 +200,7 @@ ParseStatus parse_request(std::string_view buf, const Limits& limits, RequestHea
   if (!parse_version(line.substr(sp2 + 1), out.minor)) { err = {400, "unsupported HTTP version"}; return ParseStatus::error; }
 
   std::string_view t = out.target;
+  std::string_view absolute_authority;
   if (t[0] != '/') {
     // absolute-form: keep only path?query; the authority replaces Host below.
     size_t scheme_end = t.find("://");
@@ -207,7 +208,9 @@ ParseStatus parse_request(std::string_view buf, const Limits& limits, RequestHea
       if (out.method == "OPTIONS" && t == "*") { out.path = t; }
       else { err = {400, "invalid target"}; return ParseStatus::error; }
     } else {
+      // absolute-form: the authority is the host (RFC 9112 §3.2.2), not the Host header.
       size_t slash = t.find('/', scheme_end + 3);
+      absolute_authority = t.substr(scheme_end + 3, (slash == npos ? t.size() : slash) - scheme_end - 3);
       t = slash == npos ? std::string_view("/") : t.substr(slash);
     }
   }
@@ -245,6 +248,7 @@ ParseStatus parse_request(std::string_view buf, const Limits& limits, RequestHea
     }
   }
   if (!have_host && out.minor == 1) { err = {400, "missing Host"}; return ParseStatus::error; }
+  if (!absolute_authority.empty()) out.host = absolute_authority;
   out.keep_alive = out.minor == 1 ? !conn_close : (conn_keep && !conn_close);
   if (limits.max_body_bytes && out.body == BodyKind::length &&
       out.content_length > limits.max_body_bytes) {
@@ -297,6 +301,27 @@ ParseStatus parse_response(std::string_view buf, std::string_view request_method
     }
   }
   return ParseStatus::complete;
+}
+
+bool decode_chunked(std::string_view raw, std::string& out) {
+  size_t pos = 0;
+  for (;;) {
+    size_t eol = raw.find("\r\n", pos);
+    if (eol == npos) return false;
+    uint64_t size = 0;
+    size_t i = pos;
+    for (; i < eol && raw[i] != ';'; ++i) {
+      char c = raw[i];
+      int v = (c >= '0' && c <= '9') ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+      if (v < 0) return false;
+      size = size * 16 + v;
+    }
+    pos = eol + 2;
+    if (size == 0) return true;  // trailers are dropped
+    if (pos + size + 2 > raw.size()) return false;
+    out.append(raw.substr(pos, size));
+    pos += size + 2;
+  }
 }
 
 ChunkedValidator::Result ChunkedValidator::feed(std::string_view data, size_t& used) {

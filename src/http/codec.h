@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -93,6 +94,9 @@ class ChunkedValidator {
   int size_digits_ = 0;
   size_t line_len_ = 0;
 };
+
+// Decodes a complete chunked body (already validated) into its payload.
+bool decode_chunked(std::string_view raw, std::string& out);
 
 bool iequals(std::string_view a, std::string_view b);
 // True when the comma-separated list `value` contains `token` (case-insensitive).

@@ -130,6 +130,7 @@ std::string lower_host(std::string_view host_header) {
   } else if (auto colon = h.find(':'); colon != std::string_view::npos) {
     h = h.substr(0, colon);
   }
+  if (!h.empty() && h.back() == '.') h.remove_suffix(1);  // "example.com." is example.com, as in nginx
   std::string out(h);
   for (auto& c : out) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
   return out;
@@ -178,6 +179,9 @@ class Connection {
   awaitable<bool> send_plugin_response(plugins::RequestCtx& ctx, const config::CompiledRoute* route);
   awaitable<bool> proxy(plugins::RequestCtx& ctx, const config::CompiledRoute& route);
   void run_header_filters(plugins::RequestCtx& ctx, const config::CompiledRoute* route);
+  bool wants_body(const plugins::RequestCtx& ctx, const config::CompiledRoute& route) const;
+  void run_body_filters(plugins::RequestCtx& ctx, const config::CompiledRoute& route, std::string& body);
+  awaitable<bool> collect_body(UpstreamConn& up, const ResponseHead& resp, double timeout, std::string& out);
   void run_log(plugins::RequestCtx& ctx, const config::CompiledRoute* route, int status, uint64_t bytes);
   std::string upstream_head(const plugins::RequestCtx& ctx, const config::CompiledUpstream& up,
                             const model::UpstreamNode& node, bool websocket);
@@ -189,11 +193,14 @@ class Connection {
   Buf in_;
   RequestHead req_;
   std::string head_copy_;   // owns the request head while its body streams
+  std::string resp_head_copy_;  // owns the response head while a body filter reads the body
   std::string remote_ip_;
   router::IpAddr remote_addr_;
   uint16_t remote_port_ = 0, local_port_ = 0;
   bool body_consumed_ = false;
   bool streamed_ = false;   // the body streamed through in_ (begin already advanced)
+  plugins::Chain merged_;   // route chain with the consumer's plugins merged in
+  const plugins::Chain* chain_ = nullptr;  // the route's effective chain for this request
 
   // Bytes of the request body that sit in the buffer after the head when the
   // whole body is there (0 for no body).
@@ -298,20 +305,73 @@ awaitable<bool> Connection::run_phase(const plugins::Chain& chain, Phase phase, 
   co_return false;
 }
 
+// Global entries first, then the route's effective chain; `_meta.filter`
+// applies in every phase.
+template <typename F>
+void for_each_entry(const plugins::RequestCtx& ctx, const plugins::Chain* chain, F&& f) {
+  auto run = [&](const plugins::Chain& c) {
+    for (const auto& e : c.entries)
+      if (!e.filter || e.filter->eval(ctx)) f(e);
+  };
+  if (ctx.snapshot) run(ctx.snapshot->global);
+  if (chain) run(*chain);
+}
+
 void Connection::run_header_filters(plugins::RequestCtx& ctx, const config::CompiledRoute* route) {
-  if (!ctx.snapshot) return;
-  for (const auto& e : ctx.snapshot->global.entries) e.plugin->header_filter(ctx);
-  if (route)
-    for (const auto& e : route->chain.entries)
-      if (!e.filter || e.filter->eval(ctx)) e.plugin->header_filter(ctx);
+  for_each_entry(ctx, route ? chain_ : nullptr, [&](const plugins::Entry& e) { e.plugin->header_filter(ctx); });
+}
+
+bool Connection::wants_body(const plugins::RequestCtx& ctx, const config::CompiledRoute& route) const {
+  bool wants = false;
+  for_each_entry(ctx, chain_, [&](const plugins::Entry& e) { wants = wants || e.plugin->wants_body(ctx); });
+  return wants;
+}
+
+void Connection::run_body_filters(plugins::RequestCtx& ctx, const config::CompiledRoute& route, std::string& body) {
+  for_each_entry(ctx, chain_, [&](const plugins::Entry& e) { e.plugin->body_filter(ctx, body); });
+}
+
+// Reads a whole upstream response body (decoded) into `out`, up to 64 MiB
+// (APISIX's body filter buffer limit). False when larger or cut short.
+awaitable<bool> Connection::collect_body(UpstreamConn& up, const ResponseHead& resp, double timeout, std::string& out) {
+  constexpr size_t kLimit = 64 * 1024 * 1024;
+  std::string raw;
+  ChunkedValidator v;
+  uint64_t remaining = resp.content_length;
+  if (resp.body == BodyKind::length && remaining > kLimit) co_return false;
+  for (;;) {
+    std::string_view avail(up.buf.data.data() + up.buf.begin, up.buf.avail());
+    size_t take = avail.size();
+    bool done = false;
+    if (resp.body == BodyKind::length) {
+      take = static_cast<size_t>(std::min<uint64_t>(take, remaining));
+      remaining -= take;
+      done = remaining == 0;
+    } else if (resp.body == BodyKind::chunked) {
+      auto r = v.feed(avail, take);
+      if (r == ChunkedValidator::Result::error) co_return false;
+      done = r == ChunkedValidator::Result::done;
+    }
+    raw.append(avail.substr(0, take));
+    up.buf.begin += take;
+    if (raw.size() > kLimit + 1024 * 1024) co_return false;
+    if (done) break;
+    up.buf.begin = up.buf.end = 0;
+    error_code ec;
+    bool to = false;
+    size_t n = co_await read_some(up.sock, up.timed, up.buf, timeout, ec, to);
+    if (ec || n == 0) {
+      if (resp.body == BodyKind::until_close && !to) break;
+      co_return false;
+    }
+  }
+  if (resp.body == BodyKind::chunked) co_return decode_chunked(raw, out);
+  out = std::move(raw);
+  co_return true;
 }
 
 void Connection::run_log(plugins::RequestCtx& ctx, const config::CompiledRoute* route, int status, uint64_t bytes) {
-  if (ctx.snapshot) {
-    for (const auto& e : ctx.snapshot->global.entries) e.plugin->log(ctx);
-    if (route)
-      for (const auto& e : route->chain.entries) e.plugin->log(ctx);
-  }
+  for_each_entry(ctx, route ? chain_ : nullptr, [&](const plugins::Entry& e) { e.plugin->log(ctx); });
   AccessLog* al = w_.access_log();
   if (al && al->enabled()) {
     auto dur = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.start).count();
@@ -391,6 +451,10 @@ awaitable<bool> Connection::handle() {
       co_await send_simple(400, "", false, {}, "");
       co_return false;
     }
+    if (cfg.limits.max_body_bytes && v.payload_bytes() > cfg.limits.max_body_bytes) {
+      co_await send_simple(413, "", false, {}, "");
+      co_return false;
+    }
   }
 
   // Phases in APISIX order; `stop` means a plugin produced the response.
@@ -406,24 +470,25 @@ awaitable<bool> Connection::handle() {
     }
   }
   if (!stop) stop = co_await run_phase(route->chain, Phase::rewrite, ctx);
-  plugins::Chain merged;
-  const plugins::Chain* access_chain = route ? &route->chain : nullptr;
+  chain_ = route ? &route->chain : nullptr;
   if (!stop && ctx.consumer && !ctx.consumer->chain.empty()) {
-    // Consumer plugins override the route's plugins of the same name.
+    // Consumer plugins override the route's plugins of the same name, for
+    // every later phase of this request.
+    merged_.entries.clear();
     for (const auto& e : route->chain.entries) {
       bool overridden = false;
       for (const auto& c : ctx.consumer->chain.entries)
         if (std::string_view(c.def->name) == e.def->name) overridden = true;
-      if (!overridden) merged.entries.push_back(e);
+      if (!overridden) merged_.entries.push_back(e);
     }
-    for (const auto& c : ctx.consumer->chain.entries) merged.entries.push_back(c);
-    std::stable_sort(merged.entries.begin(), merged.entries.end(),
+    for (const auto& c : ctx.consumer->chain.entries) merged_.entries.push_back(c);
+    std::stable_sort(merged_.entries.begin(), merged_.entries.end(),
                      [](const plugins::Entry& a, const plugins::Entry& b) { return a.priority > b.priority; });
     stop = co_await run_phase(ctx.consumer->chain, Phase::rewrite, ctx);
-    access_chain = &merged;
+    chain_ = &merged_;
   }
   if (!stop) stop = co_await run_phase(snap->global, Phase::access, ctx);
-  if (!stop) stop = co_await run_phase(*access_chain, Phase::access, ctx);
+  if (!stop) stop = co_await run_phase(*chain_, Phase::access, ctx);
   if (!stop && (!route->upstream || route->upstream_error)) {
     int status = route->upstream_error ? route->upstream_error : 503;
     ctx.respond(status, fmt::format("{{\"error_msg\":\"{}\"}}\n", log::json_escape(route->upstream_error_msg)));
@@ -581,6 +646,15 @@ awaitable<void> pump(tcp::socket& from, tcp::socket& to, Buf& b) {
 
 awaitable<bool> Connection::tunnel(UpstreamConn& up) {
   // Idle WebSockets stay open as long as they like; only drain/close ends them.
+  // Bytes after the handshake head (early frames) are forwarded first.
+  // The pumps reuse in_, where the request head lives: keep a copy for the log.
+  if (!streamed_) {
+    head_copy_.assign(in_.data.data() + in_.begin, req_.head_bytes);
+    ParseError perr;
+    parse_request(head_copy_, w_.cfg().limits, req_, perr);
+    in_.begin += req_.head_bytes;
+    streamed_ = true;
+  }
   timed_.deadline = 0;
   up.timed.deadline = 0;
   auto ex = co_await asio::this_coro::executor;
@@ -713,8 +787,8 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
       bool ok;
       bool io_timeout = false;
       if (body_buffered) {
-        size_t blen = req_.body == BodyKind::none ? 0 : body_in_buf;
-        if (req_.body == BodyKind::length) blen = static_cast<size_t>(req_.content_length);
+        // Exactly this request's body: bytes after it belong to the next request.
+        size_t blen = buffered_body_bytes();
         std::array<asio::const_buffer, 2> bufs{asio::buffer(head),
                                                asio::buffer(in_.data.data() + in_.begin + req_.head_bytes, blen)};
         ok = co_await write_all(conn->sock, conn->timed, bufs, to.send, io_timeout);
@@ -804,11 +878,32 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
   }
 
 got_response : {
+  const size_t resp_head_at = conn->buf.begin;
   conn->buf.begin += resp.head_bytes;
   bal.on_start(w_.id(), node_idx);
   ctx.upstream_status = resp.status;
   passive(node_idx, false, false, resp.status);
   run_header_filters(ctx, &route);
+  bool body_collected = false;
+  if (!ctx.resp_body_override && resp.body != BodyKind::none && wants_body(ctx, route)) {
+    // A body filter needs the whole body: read it (bounded), then filter.
+    // Reading reuses the buffer the response head points into: keep a copy.
+    resp_head_copy_.assign(conn->buf.data.data() + resp_head_at, resp.head_bytes);
+    ParseError perr;
+    parse_response(resp_head_copy_, req_.method, resp, perr);
+    std::string body;
+    bool complete = co_await collect_body(*conn, resp, to.read, body);
+    if (!complete) {
+      log::warn("upstream {}: response body not usable for body filters (too large or cut short)", up.key);
+      w_.unwatch(&conn->timed);
+      bal.on_finish(w_.id(), node_idx, 0);
+      ctx.respond(502, "");
+      { bool r = co_await send_plugin_response(ctx, &route); co_return r; }
+    }
+    run_body_filters(ctx, route, body);
+    ctx.resp_body_override = std::move(body);
+    body_collected = true;
+  }
   const int status = ctx.resp_status_override.value_or(resp.status);
   const bool override_body = ctx.resp_body_override.has_value();
   bool keep_client = req_.keep_alive && !w_.draining();
@@ -863,7 +958,9 @@ got_response : {
     std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(req_.method == "HEAD" ? std::string_view() : std::string_view(*ctx.resp_body_override))};
     rr.ok = co_await write_all(sock_, timed_, bufs, cfg.send_timeout, t);
     rr.dst_failed = !rr.ok;
-    upstream_reusable = false;  // its body was not read
+    rr.bytes = ctx.resp_body_override->size();
+    // Reusable only when the upstream body was read to its end.
+    upstream_reusable = body_collected && resp.keep_alive && resp.body != BodyKind::until_close && conn->buf.avail() == 0;
   } else {
     rr = co_await relay(conn->sock, conn->timed, conn->buf, resp.body, resp.content_length, sock_, timed_, head,
                         to.read, cfg.send_timeout, 0);

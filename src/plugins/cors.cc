@@ -52,19 +52,19 @@ class Cors final : public Plugin {
         if (re2::RE2::FullMatch(origin, *re)) { allow = origin; break; }
     }
     if (allow.empty()) return;
-    ctx.resp_set.emplace_back("Access-Control-Allow-Origin", allow);
+    ctx.set_response_header("Access-Control-Allow-Origin", allow);
     if (allow != "*") ctx.resp_add.emplace_back("Vary", "Origin");
     std::string methods = allow_methods;
     if (methods == "**") methods = "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,CONNECT,TRACE";
-    ctx.resp_set.emplace_back("Access-Control-Allow-Methods", methods);
+    ctx.set_response_header("Access-Control-Allow-Methods", methods);
     std::string headers = allow_headers;
     if (headers == "**") headers = ctx.request_header("Access-Control-Request-Headers").value_or("");
-    if (!headers.empty()) ctx.resp_set.emplace_back("Access-Control-Allow-Headers", headers);
-    ctx.resp_set.emplace_back("Access-Control-Max-Age", std::to_string(max_age));
-    if (!expose_headers.empty()) ctx.resp_set.emplace_back("Access-Control-Expose-Headers", expose_headers);
-    if (allow_credential) ctx.resp_set.emplace_back("Access-Control-Allow-Credentials", "true");
+    if (!headers.empty()) ctx.set_response_header("Access-Control-Allow-Headers", headers);
+    ctx.set_response_header("Access-Control-Max-Age", std::to_string(max_age));
+    if (!expose_headers.empty()) ctx.set_response_header("Access-Control-Expose-Headers", expose_headers);
+    if (allow_credential) ctx.set_response_header("Access-Control-Allow-Credentials", "true");
     for (const auto& t : timing_allow_origins)
-      if (t == origin || t == "*") { ctx.resp_set.emplace_back("Timing-Allow-Origin", origin); break; }
+      if (t == origin || t == "*") { ctx.set_response_header("Timing-Allow-Origin", origin); break; }
   }
 };
 

@@ -44,9 +44,9 @@ class KeyAuth final : public Plugin {
     }
     ctx.consumer = consumer;
     const auto& conf = *consumer->conf;
-    ctx.req_set.emplace_back("X-Consumer-Username", conf.username);
-    if (!conf.credential_id.empty()) ctx.req_set.emplace_back("X-Credential-Identifier", conf.credential_id);
-    if (!conf.custom_id.empty()) ctx.req_set.emplace_back("X-Consumer-Custom-ID", conf.custom_id);
+    ctx.set_request_header("X-Consumer-Username", conf.username);
+    if (!conf.credential_id.empty()) ctx.set_request_header("X-Credential-Identifier", conf.credential_id);
+    if (!conf.custom_id.empty()) ctx.set_request_header("X-Consumer-Custom-ID", conf.custom_id);
     if (hide_credentials && key) {
       if (from_header) ctx.req_remove.push_back(header);
       else {

@@ -94,12 +94,25 @@ std::optional<std::string> RequestCtx::var(std::string_view name) const {
   if (name == "route_id" && route) return route->id;
   if (name == "consumer_name" && consumer) return consumer->conf->username;
   if (name == "request_id") return request_id;
+  if (name == "status" && upstream_status) return std::to_string(resp_status_override.value_or(upstream_status));
+  if (name == "upstream_status" && upstream_status) return std::to_string(upstream_status);
   if (name.starts_with(":") || name.size() > 0) {
     for (const auto& [k, v] : params)
       if (k == name) return v;
   }
   return std::nullopt;
 }
+
+namespace {
+void set_in(HeaderList& list, std::string name, std::string value) {
+  for (auto& [k, v] : list)
+    if (http::iequals(k, name)) { v = std::move(value); return; }
+  list.emplace_back(std::move(name), std::move(value));
+}
+}  // namespace
+
+void RequestCtx::set_request_header(std::string name, std::string value) { set_in(req_set, std::move(name), std::move(value)); }
+void RequestCtx::set_response_header(std::string name, std::string value) { set_in(resp_set, std::move(name), std::move(value)); }
 
 void RequestCtx::respond(int status, std::string body, std::string content_type) {
   resp_status = status;

@@ -70,6 +70,10 @@ struct RequestCtx final : router::VarSource {
   std::chrono::steady_clock::time_point start;
 
   std::optional<std::string> var(std::string_view name) const override;
+  // "set" replaces an earlier set of the same header (a consumer's plugin
+  // overrides the route's); "add" appends.
+  void set_request_header(std::string name, std::string value);
+  void set_response_header(std::string name, std::string value);
   // Header value as seen by plugins (edits applied), empty optional if unset.
   std::optional<std::string> request_header(std::string_view name) const;
   // Sets a response a plugin answers with, JSON body `{"message":...}` style.
@@ -88,6 +92,10 @@ class Plugin {
   virtual Action rewrite(RequestCtx&) const { return Action::next; }
   virtual Action access(RequestCtx&) const { return Action::next; }
   virtual void header_filter(RequestCtx&) const {}
+  // Plugins that rewrite the response body ask for it whole (bounded); the
+  // proxy then buffers it and calls body_filter before sending.
+  virtual bool wants_body(const RequestCtx&) const { return false; }
+  virtual void body_filter(RequestCtx&, std::string& body) const {}
   virtual void log(RequestCtx&) const {}
 };
 

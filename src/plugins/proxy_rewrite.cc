@@ -65,7 +65,7 @@ class ProxyRewrite final : public Plugin {
     }
     if (method) ctx.upstream_method = *method;
     if (host) ctx.upstream_host = *host;
-    for (const auto& [k, v] : headers.set) ctx.req_set.emplace_back(k, expand_captures(v, {}, ctx));
+    for (const auto& [k, v] : headers.set) ctx.set_request_header(k, expand_captures(v, {}, ctx));
     for (const auto& [k, v] : headers.add) ctx.req_add.emplace_back(k, expand_captures(v, {}, ctx));
     for (const auto& k : headers.remove) ctx.req_remove.push_back(k);
     return Action::next;

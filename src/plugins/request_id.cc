@@ -32,11 +32,11 @@ class RequestId final : public Plugin {
     } else {
       ctx.request_id = uuid_v4();
     }
-    ctx.req_set.emplace_back(header, ctx.request_id);
+    ctx.set_request_header(header, ctx.request_id);
     return Action::next;
   }
   void header_filter(RequestCtx& ctx) const override {
-    if (include_in_response && !ctx.request_id.empty()) ctx.resp_set.emplace_back(header, ctx.request_id);
+    if (include_in_response && !ctx.request_id.empty()) ctx.set_response_header(header, ctx.request_id);
   }
 };
 

@@ -2,6 +2,7 @@
 // the response (upstream or plugin generated), optionally only when `vars`
 // match.
 #include <fmt/format.h>
+#include <re2/re2.h>
 
 #include "plugins/common.h"
 
@@ -23,18 +24,36 @@ std::optional<std::string> base64_decode(std::string_view in) {
   return out;
 }
 
+struct Filter {
+  std::shared_ptr<re2::RE2> re;
+  std::string replace;  // RE2 rewrite syntax (\\1), converted from $1
+  bool global = false;
+};
+
 class ResponseRewrite final : public Plugin {
  public:
   std::optional<int> status;
   std::optional<std::string> body;
   HeaderOps headers;
   std::shared_ptr<const router::Expr> vars;
+  std::vector<Filter> filters;
+
+  bool wants_body(const RequestCtx& ctx) const override {
+    return !filters.empty() && (!vars || vars->eval(ctx));
+  }
+  void body_filter(RequestCtx& ctx, std::string& b) const override {
+    if (filters.empty() || (vars && !vars->eval(ctx))) return;
+    for (const auto& f : filters) {
+      if (f.global) re2::RE2::GlobalReplace(&b, *f.re, f.replace);
+      else re2::RE2::Replace(&b, *f.re, f.replace);
+    }
+  }
 
   void header_filter(RequestCtx& ctx) const override {
     if (vars && !vars->eval(ctx)) return;
     if (status) ctx.resp_status_override = *status;
     if (body) ctx.resp_body_override = *body;
-    for (const auto& [k, v] : headers.set) ctx.resp_set.emplace_back(k, router::expand_vars(v, ctx));
+    for (const auto& [k, v] : headers.set) ctx.set_response_header(k, router::expand_vars(v, ctx));
     for (const auto& [k, v] : headers.add) ctx.resp_add.emplace_back(k, router::expand_vars(v, ctx));
     for (const auto& k : headers.remove) ctx.resp_remove.push_back(k);
   }
@@ -51,7 +70,35 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
     if (!d) c.fail("property \"body\" validation failed: invalid base64");
     else p->body = *d;
   }
-  if (c.has("filters") && !c.failed()) c.fail("filters are not supported yet");
+  if (const json::array* fs = c.array("filters", false, 1)) {
+    if (p->body) c.fail("only one of body or filters is allowed");
+    for (const auto& fv : *fs) {
+      if (c.failed()) break;
+      if (!fv.is_object()) { c.fail("property \"filters\" validation failed: expected objects"); break; }
+      Checker fc(fv.as_object(), "filter");
+      fc.only({"regex", "replace", "scope", "options"});
+      auto regex = fc.str("regex", true, 1);
+      auto replace = fc.str("replace", true);
+      auto scope = fc.one_of("scope", {"once", "global"}, "once");
+      auto options = fc.str("options").value_or("jo");
+      if (fc.failed()) { c.fail("property \"filters\" validation failed: " + fc.error()); break; }
+      re2::RE2::Options o;
+      o.set_log_errors(false);
+      o.set_case_sensitive(options.find('i') == std::string::npos);
+      Filter f;
+      f.re = std::make_shared<re2::RE2>(*regex, o);
+      if (!f.re->ok()) { c.fail("invalid filters regex: " + f.re->error()); break; }
+      for (size_t k = 0; k < replace->size(); ++k) {
+        char ch = (*replace)[k];
+        bool group = ch == '$' && k + 1 < replace->size() && isdigit(static_cast<unsigned char>((*replace)[k + 1]));
+        if (group) f.replace += '\\';
+        else if (ch == '\\') f.replace += "\\\\";
+        else f.replace += ch;
+      }
+      f.global = *scope == "global";
+      p->filters.push_back(std::move(f));
+    }
+  }
   if (const json::value* h = c.get("headers")) {
     auto ops = parse_header_ops(*h);
     if (!ops) c.fail(ops.error());

@@ -71,7 +71,8 @@ Result<Op> parse_op(std::string op) {
 
 bool is_logic_word(const json::value& v, Logic& logic, bool& negate) {
   if (!v.is_string()) return false;
-  std::string_view s = v.as_string();
+  std::string s(v.as_string());
+  for (auto& c : s) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));  // "or" == "OR"
   if (s == "AND") { logic = Logic::and_; negate = false; return true; }
   if (s == "OR") { logic = Logic::or_; negate = false; return true; }
   if (s == "!AND") { logic = Logic::and_; negate = true; return true; }

@@ -6,6 +6,7 @@ Every process started here is stopped by the test that started it, by pid.
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -132,6 +133,8 @@ class Gateway:
         wait_port(self.port, proc=self.proc)
 
     def logs(self):
+        if getattr(self, "_final_logs", None) is not None:
+            return self._final_logs
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
@@ -168,6 +171,9 @@ class Gateway:
                 self.proc.wait()
         if self.proc:
             self.log.close()
+        if not os.environ.get("KEEP_E2E_DIRS"):
+            self._final_logs = self.logs()  # still readable after the folder is gone
+            shutil.rmtree(self.dir, ignore_errors=True)
         return self.proc.returncode if self.proc else None
 
     def request(self, method, path, body=None, headers=None, timeout=10):

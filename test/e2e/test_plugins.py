@@ -512,11 +512,22 @@ class ResponseRewriteTest(PluginTestCase):
         self.assertEqual(r.body, b"mock")
         self.assertEqual(r.values("x-rr"), ["1"])
 
-    def test_filters_rejected_at_load(self):
+    def test_filters_rewrite_the_body(self):
         gw = self.gateway({"routes": [route("rr-filters", "/rr", self.up, {"response-rewrite": {
-            "filters": [{"regex": "a", "replace": "b"}]}})]})
+            "filters": [{"regex": "rr", "replace": "XX", "scope": "global"},
+                        {"regex": "\"(method)\"", "replace": "\"m_$1\""}]}})]})
+        r = get(gw, "/rr?q=rr")
+        self.assertEqual(r.status, 200)
+        body = r.json()
+        self.assertEqual(body["path"], "/XX?q=XX")      # global scope: every match
+        self.assertIn("m_method", body)                  # once scope with a capture group
+        self.assertEqual(int(r.headers["content-length"]), len(r.body))
+
+    def test_filters_and_body_are_exclusive(self):
+        gw = self.gateway({"routes": [route("rr-both", "/rr", self.up, {"response-rewrite": {
+            "body": "x", "filters": [{"regex": "a", "replace": "b"}]}})]})
         self.assertEqual(get(gw, "/rr").status, 404)
-        self.assert_log(gw, "rr-filters", "response-rewrite")
+        self.assert_log(gw, "rr-both", "response-rewrite")
 
 
 # --------------------------------------------------------------------------

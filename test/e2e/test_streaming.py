@@ -318,8 +318,8 @@ def read_head_from(sock, have, timeout=5.0):
         if not chunk:
             raise EOFError(f"connection closed after {buf!r}")
         buf += chunk
-    self_check = buf.split(b"\r\n", 1)[0]
-    if not self_check.startswith(b"HTTP/1.1 "):
+    first_line = buf.split(b"\r\n", 1)[0]
+    if not first_line.startswith(b"HTTP/1.1 "):
         raise AssertionError(f"expected a status line, got {buf[:200]!r}")
     head, _, rest = buf.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
