@@ -1,28 +1,32 @@
-// holdfast: entry point. Parses flags and config.yaml, starts the workers
-// and the control loop (config sources, signals), and drains on shutdown.
+// holdfast: entry point. Parses flags and config.yaml, then runs the role it
+// names: workers for proxy traffic, and on the control thread the config
+// source (file or etcd), the Admin API, the status endpoint and signals.
+#include <sys/resource.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
-#include <sys/resource.h>
-
 #include <cstdio>
 #include <cstring>
-#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "admin/admin_api.h"
+#include "config/etcd/etcd_source.h"
 #include "config/file/file_source.h"
 #include "config/manager.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "http/access_log.h"
+#include "http/control_server.h"
 #include "http/health_checker.h"
 #include "http/worker.h"
 
 using namespace holdfast;
 namespace asio = boost::asio;
+namespace json = boost::json;
 
 namespace {
 
@@ -34,7 +38,11 @@ void usage() {
       "  -t, --test         check config.yaml (and the standalone file when the\n"
       "                     config provider is yaml/json), print the first error, exit\n"
       "  -h, --help         this help\n"
-      "  -v, --version      print the version\n");
+      "  -v, --version      print the version\n"
+      "\n"
+      "Roles (deployment.role): traditional (proxy + Admin API, config from etcd),\n"
+      "control_plane (Admin API only), data_plane (proxy; config from etcd, or from\n"
+      "apisix.yaml / apisix.json beside config.yaml with config_provider yaml/json).\n");
 }
 
 log::Level parse_level(const std::string& s) {
@@ -83,6 +91,45 @@ int test_config(const std::string& path) {
   return 0;
 }
 
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// GET /status and /status/ready: what configuration is loaded, from where.
+http::ControlResponse status_response(const http::ControlRequest& req, const NodeConfig& cfg,
+                                      const config::Manager& mgr, const config::EtcdSource* etcd) {
+  http::ControlResponse r;
+  auto snap = mgr.current();
+  bool serves_traffic = cfg.role != "control_plane";
+  bool ready = !serves_traffic || snap != nullptr;
+  json::object o;
+  o["role"] = cfg.role;
+  o["config_loaded"] = snap != nullptr;
+  if (snap) {
+    o["source"] = snap->source;
+    o["revision"] = snap->revision;
+    o["version"] = snap->version;
+    o["routes"] = snap->routes.size();
+    o["age_seconds"] = (unix_ms() - snap->applied_unix_ms) / 1000;
+    o["skipped_resources"] = snap->skipped;
+  }
+  if (etcd) o["etcd"] = etcd->reachable() ? "reachable" : "unreachable";
+  if (req.path == "/status") {
+    o["status"] = "ok";
+  } else if (req.path == "/status/ready") {
+    o["status"] = ready ? "ok" : "error";
+    if (!ready) o["error"] = "no configuration loaded";
+    r.status = ready ? 200 : 503;
+  } else {
+    r.status = 404;
+    r.body = "{\"error_msg\":\"not found\"}\n";
+    return r;
+  }
+  r.body = json::serialize(o) + "\n";
+  return r;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -109,11 +156,9 @@ int main(int argc, char** argv) {
   log::set_json(cfg.log_json);
   log::set_level(parse_level(cfg.log_level));
   for (const auto& w : cfg.warnings) log::warn("{}: {}", config_path, w);
-  if (!standalone(cfg)) {
-    log::error("deployment.role {} with config_provider {} is not implemented yet; use role data_plane with "
-               "config_provider yaml or json", cfg.role, cfg.config_provider);
-    return 1;
-  }
+
+  const bool proxy = cfg.role != "control_plane";
+  const bool admin = cfg.role == "traditional" || cfg.role == "control_plane";
 
   // Each connection costs up to two descriptors (client + upstream).
   if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -122,28 +167,69 @@ int main(int argc, char** argv) {
   }
   auto access_log = std::make_shared<http::AccessLog>(cfg.access_log);
   std::vector<std::unique_ptr<http::Worker>> workers;
+  asio::io_context control;
+  std::unique_ptr<http::ControlServer> status_server, admin_server;
   try {
-    for (int i = 0; i < cfg.workers; ++i) {
-      workers.push_back(std::make_unique<http::Worker>(i, cfg, access_log));
-      workers.back()->listen(cfg.node_listen);
+    if (proxy) {
+      for (int i = 0; i < cfg.workers; ++i) {
+        workers.push_back(std::make_unique<http::Worker>(i, cfg, access_log));
+        workers.back()->listen(cfg.node_listen);
+      }
+    }
+  } catch (const std::exception& e) {
+    log::error("cannot listen on apisix.node_listen: {}", e.what());
+    return 1;
+  }
+
+  http::HealthChecker health(control);
+  config::Manager manager(cfg, [&](std::shared_ptr<const config::Snapshot> s) {
+    for (auto& w : workers) w->publish(s);
+    health.update(s);
+  });
+
+  std::unique_ptr<config::FileSource> file;
+  std::unique_ptr<config::EtcdSource> etcd_source;
+  std::unique_ptr<config::EtcdClient> admin_etcd;
+  std::unique_ptr<admin::AdminApi> admin_api;
+  if (proxy && standalone(cfg)) {
+    file = std::make_unique<config::FileSource>(control, manager, cfg.standalone_path(), cfg.config_provider == "yaml");
+  } else if (proxy) {
+    etcd_source = std::make_unique<config::EtcdSource>(control, cfg.etcd, [&](const json::value& doc, const std::string& rev) {
+      return manager.apply(doc, "etcd", rev);
+    });
+  }
+  try {
+    if (admin) {
+      admin_etcd = std::make_unique<config::EtcdClient>(control.get_executor(), config::EtcdSource::options_from(cfg.etcd));
+      admin_api = std::make_unique<admin::AdminApi>(cfg, *admin_etcd);
+      admin_server = std::make_unique<http::ControlServer>(control, "admin", [&](const http::ControlRequest& r) {
+        return admin_api->handle(r);
+      });
+      admin_server->listen(cfg.admin.listen);
+      admin_server->start();
+      log::info("Admin API listening on {}:{}", cfg.admin.listen.ip, admin_server->port());
+    }
+    if (cfg.status_listen.port) {
+      status_server = std::make_unique<http::ControlServer>(control, "status", [&](const http::ControlRequest& r)
+                                                                                   -> asio::awaitable<http::ControlResponse> {
+        co_return status_response(r, cfg, manager, etcd_source.get());
+      });
+      status_server->listen(cfg.status_listen);
+      status_server->start();
+      log::info("status endpoint on {}:{} (/status, /status/ready)", cfg.status_listen.ip, status_server->port());
     }
   } catch (const std::exception& e) {
     log::error("cannot listen: {}", e.what());
     return 1;
   }
 
-  asio::io_context control;
-  http::HealthChecker health(control);
-  config::Manager manager(cfg, [&](std::shared_ptr<const config::Snapshot> s) {
-    for (auto& w : workers) w->publish(s);
-    health.update(s);
-  });
-  config::FileSource file(control, manager, cfg.standalone_path(), cfg.config_provider == "yaml");
-  file.start();
+  if (file) file->start();
+  if (etcd_source) etcd_source->start();
   for (auto& w : workers) w->start();
-  for (const auto& l : cfg.node_listen) log::info("listening on {}:{}", l.ip, l.port);
-  log::info("holdfast {} started: {} worker(s), role {}, config provider {}", HOLDFAST_VERSION, cfg.workers,
-            cfg.role, cfg.config_provider);
+  if (proxy)
+    for (const auto& l : cfg.node_listen) log::info("listening on {}:{}", l.ip, l.port);
+  log::info("holdfast {} started: role {}, config provider {}, {} worker(s)", HOLDFAST_VERSION, cfg.role,
+            cfg.config_provider, workers.size());
 
   asio::signal_set signals(control, SIGTERM, SIGINT);
   asio::steady_timer drain_timer(control);
@@ -163,7 +249,11 @@ int main(int argc, char** argv) {
   signals.async_wait([&](boost::system::error_code ec, int sig) {
     if (ec) return;
     log::info("received {}, draining (deadline {}s)", sig == SIGTERM ? "SIGTERM" : "SIGINT", cfg.shutdown_timeout);
+    // Shutdown order: stop accepting, drain in-flight requests, stop watchers, exit.
+    if (admin_server) admin_server->stop();
     for (auto& w : workers) w->drain();
+    if (etcd_source) etcd_source->stop();
+    if (admin_etcd) admin_etcd->cancel();
     drain_deadline = http::now_ms() + static_cast<int64_t>(cfg.shutdown_timeout * 1000);
     poll_drain();
   });

@@ -21,6 +21,8 @@ Status Manager::apply(const boost::json::value& doc, const std::string& source, 
   }
   (*snap)->source = source;
   (*snap)->revision = revision;
+  (*snap)->applied_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch()).count();
   {
     std::lock_guard lk(mu_);
     (*snap)->version = ++version_;

@@ -38,7 +38,7 @@ const std::set<std::string>& known_keys() {
       "xrpc*", "holdfast", "holdfast.client_header_timeout", "holdfast.client_body_timeout",
       "holdfast.send_timeout", "holdfast.keepalive_timeout", "holdfast.shutdown_timeout",
       "holdfast.max_header_size", "holdfast.max_uri_size", "holdfast.max_body_size", "holdfast.log_format",
-      "holdfast.access_log", "holdfast.status_listen*"};
+      "holdfast.access_log"};
   return k;
 }
 
@@ -137,6 +137,121 @@ Result<std::string> string_at(const json::value& root, std::initializer_list<con
   if (!v) return std::string();
   if (!v->is_string()) return Error{fmt::format("{}: expected a string, got {}", key, json::serialize(*v))};
   return std::string(v->as_string());
+}
+
+Status parse_etcd(const json::value& r, EtcdConfig& e) {
+  const json::value* v = at(r, {"deployment", "etcd"});
+  if (!v) return {};
+  if (!v->is_object()) return Error{"deployment.etcd: expected a mapping"};
+  const auto& o = v->as_object();
+  if (auto h = o.find("host"); h != o.end()) {
+    if (!h->value().is_array() || h->value().as_array().empty())
+      return Error{"deployment.etcd.host: expected a non-empty list of http(s):// URLs"};
+    e.hosts.clear();
+    size_t i = 0;
+    for (const auto& x : h->value().as_array()) {
+      if (!x.is_string() || (std::string_view(x.as_string()).substr(0, 7) != "http://" && std::string_view(x.as_string()).substr(0, 8) != "https://"))
+        return Error{fmt::format("deployment.etcd.host[{}]: must match ^https?://, got {}", i, json::serialize(x))};
+      e.hosts.emplace_back(x.as_string());
+      ++i;
+    }
+  }
+  auto str = [&](const char* key, std::string& dst, const char* path) -> Status {
+    if (auto it = o.find(key); it != o.end() && !it->value().is_null()) {
+      if (!it->value().is_string()) return Error{std::string(path) + ": expected a string"};
+      dst = std::string(it->value().as_string());
+    }
+    return {};
+  };
+  auto num = [&](const char* key, double& dst, const char* path) -> Status {
+    if (auto it = o.find(key); it != o.end()) {
+      auto n = number(it->value(), path, 0);
+      if (!n) return Error{n.error()};
+      dst = *n;
+    }
+    return {};
+  };
+  for (auto st : {str("prefix", e.prefix, "deployment.etcd.prefix"), str("user", e.user, "deployment.etcd.user"),
+                  str("password", e.password, "deployment.etcd.password"),
+                  num("timeout", e.timeout, "deployment.etcd.timeout"),
+                  num("watch_timeout", e.watch_timeout, "deployment.etcd.watch_timeout"),
+                  num("resync_delay", e.resync_delay, "deployment.etcd.resync_delay"),
+                  num("startup_timeout", e.startup_timeout, "deployment.etcd.startup_timeout")})
+    if (!st) return st;
+  if (e.prefix.empty() || e.prefix[0] != '/') return Error{"deployment.etcd.prefix: must start with /"};
+  while (e.prefix.size() > 1 && e.prefix.back() == '/') e.prefix.pop_back();
+  if (auto t = o.find("tls"); t != o.end() && !t->value().is_null()) {
+    if (!t->value().is_object()) return Error{"deployment.etcd.tls: expected a mapping"};
+    const auto& to = t->value().as_object();
+    auto tstr = [&](const char* key, std::string& dst) -> Status {
+      if (auto it = to.find(key); it != to.end()) {
+        if (!it->value().is_string()) return Error{std::string("deployment.etcd.tls.") + key + ": expected a string"};
+        dst = std::string(it->value().as_string());
+      }
+      return {};
+    };
+    for (auto st : {tstr("cert", e.tls_cert), tstr("key", e.tls_key), tstr("sni", e.tls_sni), tstr("ca", e.tls_ca)})
+      if (!st) return st;
+    if (auto it = to.find("verify"); it != to.end()) {
+      if (!it->value().is_bool()) return Error{"deployment.etcd.tls.verify: expected a boolean"};
+      e.tls_verify = it->value().as_bool();
+    }
+    if (e.tls_cert.empty() != e.tls_key.empty()) return Error{"deployment.etcd.tls: cert and key go together"};
+  }
+  return {};
+}
+
+Status parse_admin(const json::value& r, AdminConfig& a) {
+  const json::value* v = at(r, {"deployment", "admin"});
+  if (!v) return {};
+  if (!v->is_object()) return Error{"deployment.admin: expected a mapping"};
+  const auto& o = v->as_object();
+  if (auto it = o.find("admin_listen"); it != o.end()) {
+    if (!it->value().is_object()) return Error{"deployment.admin.admin_listen: expected {ip, port}"};
+    const auto& lo = it->value().as_object();
+    if (auto ip = lo.find("ip"); ip != lo.end()) {
+      if (!ip->value().is_string()) return Error{"deployment.admin.admin_listen.ip: expected a string"};
+      a.listen.ip = std::string(ip->value().as_string());
+    }
+    if (auto p = lo.find("port"); p != lo.end()) {
+      auto pr = port(p->value(), "deployment.admin.admin_listen.port");
+      if (!pr) return Error{pr.error()};
+      a.listen.port = *pr;
+    }
+  }
+  if (auto it = o.find("admin_key_required"); it != o.end()) {
+    if (!it->value().is_bool()) return Error{"deployment.admin.admin_key_required: expected a boolean"};
+    a.key_required = it->value().as_bool();
+  }
+  if (auto it = o.find("admin_key"); it != o.end() && !it->value().is_null()) {
+    if (!it->value().is_array()) return Error{"deployment.admin.admin_key: expected a list of {name, key, role}"};
+    size_t i = 0;
+    for (const auto& k : it->value().as_array()) {
+      std::string path = fmt::format("deployment.admin.admin_key[{}]", i++);
+      if (!k.is_object()) return Error{path + ": expected {name, key, role}"};
+      const auto& ko = k.as_object();
+      AdminKey key;
+      auto get = [&](const char* f) -> std::string {
+        auto x = ko.find(f);
+        return x != ko.end() && x->value().is_string() ? std::string(x->value().as_string()) : std::string();
+      };
+      key.name = get("name");
+      key.key = get("key");
+      key.role = get("role");
+      if (key.role != "admin" && key.role != "viewer") return Error{path + ".role: must be admin or viewer"};
+      if (key.key.empty()) return Error{path + ".key: must not be empty (APISIX would generate one; set it explicitly)"};
+      a.keys.push_back(key);
+    }
+  }
+  if (auto it = o.find("allow_admin"); it != o.end() && !it->value().is_null()) {
+    if (!it->value().is_array()) return Error{"deployment.admin.allow_admin: expected a list of CIDRs"};
+    a.allow.clear();
+    for (const auto& x : it->value().as_array()) {
+      if (!x.is_string()) return Error{"deployment.admin.allow_admin: expected strings"};
+      a.allow.emplace_back(x.as_string());
+    }
+  }
+  return {};
 }
 
 }  // namespace
@@ -281,13 +396,36 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
     if (!a) return Error{a.error()};
     c.access_log = *a == "off" ? "" : *a;
   }
-  if (auto v = at(r, {"holdfast", "status_listen"})) {
-    if (!v->is_object()) return Error{"holdfast.status_listen: expected {ip, port}"};
-    std::vector<ListenAddr> tmp;
-    json::array arr{*v};
-    if (auto s = parse_listen(arr, tmp); !s)
-      return Error{"holdfast.status_listen: " + s.error().substr(s.error().find(':') + 2)};
-    c.status_listen = tmp[0];
+  if (auto v = at(r, {"apisix", "status"})) {
+    if (!v->is_object()) return Error{"apisix.status: expected {ip, port}"};
+    const auto& o = v->as_object();
+    if (auto ip = o.find("ip"); ip != o.end()) {
+      if (!ip->value().is_string()) return Error{"apisix.status.ip: expected a string"};
+      c.status_listen.ip = std::string(ip->value().as_string());
+    }
+    if (auto p = o.find("port"); p != o.end()) {
+      auto pr = port(p->value(), "apisix.status.port");
+      if (!pr) return Error{pr.error()};
+      c.status_listen.port = *pr;
+    }
+  }
+  if (auto st = parse_etcd(r, c.etcd); !st) return Error{st.error()};
+  if (auto st = parse_admin(r, c.admin); !st) return Error{st.error()};
+  if (auto v = at(r, {"apisix", "data_encryption", "enable_encrypt_fields"})) {
+    if (!v->is_bool()) return Error{"apisix.data_encryption.enable_encrypt_fields: expected a boolean"};
+    c.encrypt_fields = v->as_bool();
+  }
+  if (auto v = at(r, {"apisix", "data_encryption", "keyring"})) {
+    if (!v->is_array()) return Error{"apisix.data_encryption.keyring: expected a list of 16 or 32 character keys"};
+    c.keyring.clear();
+    size_t i = 0;
+    for (const auto& k : v->as_array()) {
+      // Never echo the key itself in the error.
+      if (!k.is_string() || (k.as_string().size() != 16 && k.as_string().size() != 32))
+        return Error{fmt::format("apisix.data_encryption.keyring[{}]: a key must be a string of 16 or 32 characters", i)};
+      c.keyring.emplace_back(k.as_string());
+      ++i;
+    }
   }
   collect_unknown(r, "", c.warnings);
   return c;

@@ -17,6 +17,29 @@ struct ListenAddr {
   uint16_t port = 0;
 };
 
+struct EtcdConfig {
+  std::vector<std::string> hosts{"http://127.0.0.1:2379"};
+  std::string prefix = "/apisix";
+  double timeout = 30;          // seconds per request
+  double watch_timeout = 50;    // idle seconds before a watch is re-created
+  double resync_delay = 5;      // base delay before retrying after an error
+  double startup_timeout = 5;   // a node waits this long for etcd at start-up
+  std::string user, password;
+  std::string tls_cert, tls_key, tls_ca, tls_sni;
+  bool tls_verify = true;
+};
+
+struct AdminKey {
+  std::string name, key, role;  // role: admin | viewer
+};
+
+struct AdminConfig {
+  ListenAddr listen{"0.0.0.0", 9180};
+  bool key_required = true;
+  std::vector<AdminKey> keys;
+  std::vector<std::string> allow{"127.0.0.0/24"};  // CIDRs
+};
+
 enum class RouterKind { radixtree_host_uri, radixtree_uri, radixtree_uri_with_parameter };
 
 struct NodeConfig {
@@ -43,8 +66,14 @@ struct NodeConfig {
   double keepalive_timeout = 60;
   double shutdown_timeout = 10;  // drain deadline on SIGTERM/SIGINT
 
-  // status endpoint: "" = off; "ip:port"
+  // status endpoint (apisix.status {ip, port}); port 0 = off
   ListenAddr status_listen{"127.0.0.1", 0};
+
+  EtcdConfig etcd;
+  AdminConfig admin;
+  // data encryption (apisix.data_encryption)
+  bool encrypt_fields = true;
+  std::vector<std::string> keyring{"qeddd145sfvddff3", "edd1c9f0985e76a2"};
 
   boost::json::value raw;    // the whole document, for later consumers (etcd, fallback_cp)
   std::vector<std::string> warnings;

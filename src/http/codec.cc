@@ -324,7 +324,7 @@ bool decode_chunked(std::string_view raw, std::string& out) {
   }
 }
 
-ChunkedValidator::Result ChunkedValidator::feed(std::string_view data, size_t& used) {
+ChunkedValidator::Result ChunkedValidator::feed(std::string_view data, size_t& used, std::string* payload) {
   size_t i = 0;
   const size_t n = data.size();
   auto fail = [&] { used = i; return Result::error; };
@@ -365,6 +365,7 @@ ChunkedValidator::Result ChunkedValidator::feed(std::string_view data, size_t& u
         break;
       case State::data: {
         uint64_t take = std::min<uint64_t>(chunk_left_, n - i);
+        if (payload) payload->append(data.substr(i, take));
         i += take;
         chunk_left_ -= take;
         payload_ += take;

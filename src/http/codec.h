@@ -79,7 +79,8 @@ class ChunkedValidator {
   enum class Result : uint8_t { need_more, done, error };
   // Consumes bytes from `data`; sets `used` to the number of bytes that are
   // part of this message (all of them unless the message ended inside).
-  Result feed(std::string_view data, size_t& used);
+  // With `payload`, the decoded chunk data is appended there too.
+  Result feed(std::string_view data, size_t& used, std::string* payload = nullptr);
   uint64_t payload_bytes() const { return payload_; }
   void reset() { *this = ChunkedValidator{}; }
 

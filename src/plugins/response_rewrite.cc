@@ -4,25 +4,11 @@
 #include <fmt/format.h>
 #include <re2/re2.h>
 
+#include "core/base64.h"
 #include "plugins/common.h"
 
 namespace holdfast::plugins {
 namespace {
-
-std::optional<std::string> base64_decode(std::string_view in) {
-  static const std::string chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0, bits = -8;
-  for (char c : in) {
-    if (c == '=') break;
-    auto pos = chars.find(c);
-    if (pos == std::string::npos) return std::nullopt;
-    val = (val << 6) + static_cast<int>(pos);
-    bits += 6;
-    if (bits >= 0) { out += static_cast<char>((val >> bits) & 0xFF); bits -= 8; }
-  }
-  return out;
-}
 
 struct Filter {
   std::shared_ptr<re2::RE2> re;
@@ -66,7 +52,7 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   if (auto s = c.integer("status_code", false, 200, 598)) p->status = static_cast<int>(*s);
   p->body = c.str("body");
   if (c.boolean("body_base64").value_or(false) && p->body) {
-    auto d = base64_decode(*p->body);
+    auto d = holdfast::base64_decode(*p->body);
     if (!d) c.fail("property \"body\" validation failed: invalid base64");
     else p->body = *d;
   }

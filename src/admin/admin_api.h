@@ -1,0 +1,25 @@
+// The APISIX-compatible Admin API (APISIX_COMPAT §5) for the traditional and
+// control_plane roles: validates resources and stores them in etcd.
+#pragma once
+#include <boost/asio/awaitable.hpp>
+
+#include <memory>
+
+#include "config/etcd/etcd_client.h"
+#include "core/config.h"
+#include "http/control_server.h"
+
+namespace holdfast::admin {
+
+class AdminApi {
+ public:
+  AdminApi(const NodeConfig& cfg, config::EtcdClient& etcd);
+  ~AdminApi();
+  boost::asio::awaitable<http::ControlResponse> handle(const http::ControlRequest& req);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace holdfast::admin

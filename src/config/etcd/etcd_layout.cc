@@ -1,0 +1,56 @@
+#include "config/etcd/etcd_layout.h"
+
+#include <boost/json.hpp>
+
+#include "core/log.h"
+
+namespace holdfast::config {
+namespace json = boost::json;
+
+namespace {
+const char* const kDirs[] = {"routes", "services", "upstreams", "consumers", "ssls", "plugin_configs", "global_rules",
+                             "consumer_groups", "plugin_metadata", "protos", "secrets", "stream_routes"};
+}
+
+json::object build_document(const std::map<std::string, std::string>& kv, const std::string& prefix) {
+  json::object doc;
+  for (const char* d : kDirs) doc[d] = json::array();
+  const std::string base = prefix + "/";
+  for (const auto& [key, raw] : kv) {
+    if (key.compare(0, base.size(), base) != 0) continue;
+    std::string rest = key.substr(base.size());  // "routes/1"
+    auto slash = rest.find('/');
+    if (slash == std::string::npos || slash + 1 >= rest.size()) continue;  // gen_id, plugins, dir markers
+    std::string dir = rest.substr(0, slash);
+    std::string id = rest.substr(slash + 1);
+    auto it = doc.find(dir);
+    if (it == doc.end()) continue;  // data_plane/server_info and unknown directories
+    bool credential = false;
+    if (dir == "consumers") {
+      auto c = id.find('/');
+      if (c != std::string::npos) {
+        if (id.compare(c, 13, "/credentials/") != 0 || id.size() <= c + 13) continue;
+        credential = true;
+      }
+    } else if (dir == "services" && id.find('/') != std::string::npos) {
+      continue;  // graphql cost decorations and other sub-resources
+    }
+    boost::system::error_code ec;
+    json::value v = json::parse(raw, ec);
+    if (ec || !v.is_object()) {
+      if (raw != "init_dir" && !raw.empty()) log::warn("etcd key {}: value is not a JSON object, skipped", key);
+      continue;
+    }
+    auto& o = v.as_object();
+    if (dir == "consumers" && !credential) {
+      if (!o.contains("username")) o["username"] = id;
+      o.erase("id");
+    } else {
+      o["id"] = id;  // the key is authoritative, as in APISIX
+    }
+    it->value().as_array().push_back(std::move(v));
+  }
+  return doc;
+}
+
+}  // namespace holdfast::config
