@@ -102,10 +102,11 @@ class Gateway:
         with open(self.config_path, "w") as f:
             f.write(json.dumps(cfg, indent=2))
         self.log_path = os.path.join(self.dir, "holdfast.log")
-        if raw_standalone is not None:
-            self.write_raw(raw_standalone)
-        else:
-            self.write(resources or {})
+        if provider in ("yaml", "json"):
+            if raw_standalone is not None:
+                self.write_raw(raw_standalone)
+            else:
+                self.write(resources or {})
         self.proc = None
         self.env = dict(os.environ, **(extra_env or {}))
         if start:
@@ -127,10 +128,49 @@ class Gateway:
             text += "\n#END\n"
         self.write_raw(text)
 
-    def start(self):
+    def start(self, wait=True):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([BIN, "-c", self.config_path], stdout=self.log, stderr=self.log, env=self.env)
-        wait_port(self.port, proc=self.proc)
+        role = self.config.get("deployment", {}).get("role")
+        if wait:
+            wait_port(self.admin_port if role == "control_plane" else self.port, proc=self.proc)
+
+    @property
+    def admin_port(self):
+        return self.config.get("deployment", {}).get("admin", {}).get("admin_listen", {}).get("port")
+
+    @property
+    def status_port(self):
+        return self.config.get("apisix", {}).get("status", {}).get("port")
+
+    def status(self, path="/status"):
+        conn = http.client.HTTPConnection("127.0.0.1", self.status_port, timeout=5)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, json.loads(r.read() or b"{}")
+        finally:
+            conn.close()
+
+    def admin(self, method, path, body=None, key="admin-key", headers=None):
+        """Calls the Admin API; returns (status, parsed JSON body or raw text)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=10)
+        try:
+            h = dict(headers or {})
+            if key is not None:
+                h["X-API-KEY"] = key
+            data = json.dumps(body) if isinstance(body, (dict, list)) else body
+            if data is not None:
+                h.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=data, headers=h)
+            r = conn.getresponse()
+            raw = r.read()
+            try:
+                return r.status, json.loads(raw)
+            except ValueError:
+                return r.status, raw.decode(errors="replace")
+        finally:
+            conn.close()
 
     def logs(self):
         if getattr(self, "_final_logs", None) is not None:
@@ -205,6 +245,94 @@ class Gateway:
             return out
 
 
+class Etcd:
+    """A real etcd (Debian etcd-server) on free loopback ports, data in a temp dir.
+
+    kv operations go through etcd's own JSON gateway with urllib, independently
+    of Holdfast's client."""
+
+    def __init__(self, data_dir=None):
+        self.dir = data_dir or tempfile.mkdtemp(prefix="holdfast-etcd-")
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.proc = None
+        self.start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.client_port}"
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "etcd.log"), "ab")
+        self.proc = subprocess.Popen([
+            "etcd", "--name", "e2e", "--data-dir", os.path.join(self.dir, "data"),
+            "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+            "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+            "--initial-cluster", f"e2e=http://127.0.0.1:{self.peer_port}"],
+            stdout=self.log, stderr=self.log)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            try:
+                self.call("/v3/kv/range", {"key": b64("/")})
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("etcd did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        if self.proc:
+            self.log.close()
+
+    def destroy(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def call(self, path, body):
+        import urllib.request
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
+
+    def put(self, key, value):
+        v = value if isinstance(value, str) else json.dumps(value)
+        return int(self.call("/v3/kv/put", {"key": b64(key), "value": b64(v)})["header"]["revision"])
+
+    def get(self, key):
+        r = self.call("/v3/kv/range", {"key": b64(key)})
+        kvs = r.get("kvs") or []
+        return unb64(kvs[0]["value"]) if kvs else None
+
+    def get_prefix(self, prefix):
+        import base64 as _b
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        r = self.call("/v3/kv/range", {"key": b64(prefix), "range_end": b64(end)})
+        return {unb64(kv["key"]): unb64(kv.get("value", "")) for kv in r.get("kvs") or []}
+
+    def delete(self, key):
+        return int(self.call("/v3/kv/deleterange", {"key": b64(key)}).get("deleted", 0))
+
+    def revision(self):
+        return int(self.call("/v3/kv/range", {"key": b64("/")})["header"]["revision"])
+
+    def compact(self, revision):
+        return self.call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+
+
+def b64(s):
+    import base64 as _b
+    return _b.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def unb64(s):
+    import base64 as _b
+    return _b.b64decode(s).decode()
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status
@@ -250,3 +378,28 @@ class GatewayTest(unittest.TestCase):
         g = Gateway(*a, **kw)
         self._procs.append(g)
         return g
+
+    def etcd(self):
+        e = Etcd()
+
+        class _Stop:
+            def stop(_self):
+                e.destroy()
+        self._procs.append(_Stop())
+        return e
+
+    def etcd_gateway(self, etcd, role="data_plane", config=None, **kw):
+        """A gateway reading etcd (role data_plane or traditional, or a
+        control_plane), with a status port and, for admin roles, an Admin API
+        on a free port with the key `admin-key`."""
+        cfg = {"apisix": {"status": {"ip": "127.0.0.1", "port": free_port()}},
+               "deployment": {"role": role, f"role_{role}": {"config_provider": "etcd"},
+                              "etcd": {"host": [etcd.url] if isinstance(etcd, Etcd) else etcd,
+                                       "prefix": "/apisix", "timeout": 3}}}
+        if role in ("traditional", "control_plane"):
+            cfg["deployment"]["admin"] = {"admin_listen": {"ip": "127.0.0.1", "port": free_port()},
+                                          "admin_key": [{"name": "admin", "key": "admin-key", "role": "admin"},
+                                                        {"name": "viewer", "key": "viewer-key", "role": "viewer"}]}
+        if config:
+            deep_merge(cfg, config)
+        return self.gateway(config=cfg, provider="etcd", **kw)

@@ -51,7 +51,7 @@ TEST(NodeConfig, ErrorsNameTheKey) {
 }
 
 TEST(NodeConfig, UnknownKeysWarn) {
-  auto c = parse_node_config("apisix: {node_listen: 1, bogus: 1}\nweird: 2\ndeployment: {etcd: {host: [x]}}", ".");
+  auto c = parse_node_config("apisix: {node_listen: 1, bogus: 1}\nweird: 2\ndeployment: {etcd: {host: [\"http://x:2379\"]}}", ".");
   ASSERT_TRUE(c.ok());
   ASSERT_EQ(c->warnings.size(), 2u);
   EXPECT_NE(c->warnings[0].find("apisix.bogus"), std::string::npos);
@@ -85,4 +85,37 @@ TEST(Yaml, ScalarTyping) {
   EXPECT_TRUE(o.at("d").is_double());
   EXPECT_TRUE(o.at("e").is_null());
   EXPECT_TRUE(o.at("f").is_string());
+}
+
+TEST(NodeConfig, EtcdAndAdminSections) {
+  auto c = parse_node_config(R"(
+deployment:
+  role: traditional
+  etcd: {host: ["http://a:2379", "https://b:2379"], prefix: /gw/, timeout: 3, user: u, password: p,
+         tls: {cert: /c.pem, key: /k.pem, verify: false, sni: etcd.local}}
+  admin:
+    admin_listen: {ip: 127.0.0.1, port: 9181}
+    admin_key: [{name: admin, key: k1, role: admin}, {name: v, key: k2, role: viewer}]
+    allow_admin: [10.0.0.0/8]
+apisix:
+  data_encryption: {keyring: ["0123456789abcdef"]}
+)", ".");
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c->etcd.hosts.size(), 2u);
+  EXPECT_EQ(c->etcd.prefix, "/gw");
+  EXPECT_EQ(c->etcd.timeout, 3);
+  EXPECT_FALSE(c->etcd.tls_verify);
+  EXPECT_EQ(c->etcd.tls_sni, "etcd.local");
+  EXPECT_EQ(c->admin.listen.port, 9181);
+  ASSERT_EQ(c->admin.keys.size(), 2u);
+  EXPECT_EQ(c->admin.keys[1].role, "viewer");
+  EXPECT_EQ(c->admin.allow, std::vector<std::string>{"10.0.0.0/8"});
+  EXPECT_EQ(c->keyring, std::vector<std::string>{"0123456789abcdef"});
+
+  auto bad = parse_node_config("deployment: {etcd: {host: [\"etcd:2379\"]}}", ".");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().find("deployment.etcd.host[0]"), std::string::npos);
+  auto badkey = parse_node_config("apisix: {data_encryption: {keyring: [\"short-secret\"]}}", ".");
+  ASSERT_FALSE(badkey.ok());
+  EXPECT_EQ(badkey.error().find("short-secret"), std::string::npos);  // never echo a key
 }
