@@ -15,10 +15,13 @@
 
 #include "admin/admin_api.h"
 #include "config/etcd/etcd_source.h"
+#include "config/fallback/supervisor.h"
 #include "config/file/file_source.h"
 #include "config/manager.h"
 #include "core/config.h"
+#include "core/data_encryption.h"
 #include "core/log.h"
+#include <fmt/format.h>
 #include "http/access_log.h"
 #include "http/control_server.h"
 #include "http/health_checker.h"
@@ -157,8 +160,11 @@ int main(int argc, char** argv) {
   log::set_level(parse_level(cfg.log_level));
   for (const auto& w : cfg.warnings) log::warn("{}: {}", config_path, w);
 
-  const bool proxy = cfg.role != "control_plane";
+  // A backup node (fallback_cp.mode: write) opens no proxy listener unless asked.
+  const bool proxy = cfg.role != "control_plane" && (!cfg.fallback.write || cfg.fallback.proxy);
   const bool admin = cfg.role == "traditional" || cfg.role == "control_plane";
+  const bool use_file = standalone(cfg) && !cfg.fallback.enabled;
+  const bool use_supervisor = !use_file && (cfg.role != "control_plane" || cfg.fallback.write);
 
   // Each connection costs up to two descriptors (client + upstream).
   if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -188,16 +194,15 @@ int main(int argc, char** argv) {
   });
 
   std::unique_ptr<config::FileSource> file;
-  std::unique_ptr<config::EtcdSource> etcd_source;
+  std::unique_ptr<config::fallback::Supervisor> supervisor;
   std::unique_ptr<config::EtcdClient> admin_etcd;
   std::unique_ptr<admin::AdminApi> admin_api;
-  if (proxy && standalone(cfg)) {
+  if (use_file) {
     file = std::make_unique<config::FileSource>(control, manager, cfg.standalone_path(), cfg.config_provider == "yaml");
-  } else if (proxy) {
-    etcd_source = std::make_unique<config::EtcdSource>(control, cfg.etcd, [&](const json::value& doc, const std::string& rev) {
-      return manager.apply(doc, "etcd", rev);
-    });
+  } else if (use_supervisor) {
+    supervisor = std::make_unique<config::fallback::Supervisor>(control, cfg, manager);
   }
+  config::EtcdSource* etcd_source = supervisor ? supervisor->etcd() : nullptr;
   try {
     if (admin) {
       admin_etcd = std::make_unique<config::EtcdClient>(control.get_executor(), config::EtcdSource::options_from(cfg.etcd));
@@ -212,7 +217,16 @@ int main(int argc, char** argv) {
     if (cfg.status_listen.port) {
       status_server = std::make_unique<http::ControlServer>(control, "status", [&](const http::ControlRequest& r)
                                                                                    -> asio::awaitable<http::ControlResponse> {
-        co_return status_response(r, cfg, manager, etcd_source.get());
+        if (r.path == "/metrics") {
+          http::ControlResponse m;
+          m.headers = {{"Content-Type", "text/plain; version=0.0.4"}};
+          auto snap = manager.current();
+          int64_t age = snap ? (unix_ms() - snap->applied_unix_ms) / 1000 : -1;
+          m.body = supervisor ? supervisor->prometheus(snap ? snap->source : "", age) : std::string();
+          m.body += fmt::format("holdfast_config_loaded {}\nholdfast_config_rejected_total {}\n", snap ? 1 : 0, manager.rejected());
+          co_return m;
+        }
+        co_return status_response(r, cfg, manager, etcd_source);
       });
       status_server->listen(cfg.status_listen);
       status_server->start();
@@ -224,12 +238,13 @@ int main(int argc, char** argv) {
   }
 
   if (file) file->start();
-  if (etcd_source) etcd_source->start();
+  if (supervisor) supervisor->start();
   for (auto& w : workers) w->start();
   if (proxy)
     for (const auto& l : cfg.node_listen) log::info("listening on {}:{}", l.ip, l.port);
-  log::info("holdfast {} started: role {}, config provider {}, {} worker(s)", HOLDFAST_VERSION, cfg.role,
-            cfg.config_provider, workers.size());
+  log::info("holdfast {} started: role {}, config provider {}, {} worker(s){}", HOLDFAST_VERSION, cfg.role,
+            cfg.config_provider, workers.size(),
+            cfg.fallback.enabled ? (cfg.fallback.write ? ", backup node (fallback_cp.mode: write)" : ", S3 fallback on") : "");
 
   asio::signal_set signals(control, SIGTERM, SIGINT);
   asio::steady_timer drain_timer(control);
@@ -252,7 +267,7 @@ int main(int argc, char** argv) {
     // Shutdown order: stop accepting, drain in-flight requests, stop watchers, exit.
     if (admin_server) admin_server->stop();
     for (auto& w : workers) w->drain();
-    if (etcd_source) etcd_source->stop();
+    if (supervisor) supervisor->stop();
     if (admin_etcd) admin_etcd->cancel();
     drain_deadline = http::now_ms() + static_cast<int64_t>(cfg.shutdown_timeout * 1000);
     poll_drain();

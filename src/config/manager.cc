@@ -4,7 +4,8 @@
 
 namespace holdfast::config {
 
-Status Manager::apply(const boost::json::value& doc, const std::string& source, const std::string& revision) {
+Status Manager::apply(const boost::json::value& doc, const std::string& source, const std::string& revision,
+                      bool strict) {
   CompileOptions opts;
   opts.router = cfg_.router;
   opts.workers = cfg_.workers;
@@ -18,6 +19,12 @@ Status Manager::apply(const boost::json::value& doc, const std::string& source, 
     log::error("configuration from {} (revision {}) rejected, keeping the previous one: {}", source, revision,
                snap.error());
     return Error{snap.error()};
+  }
+  if (strict && (*snap)->skipped) {
+    ++rejected_;
+    log::error("snapshot from {} (revision {}) rejected whole, keeping the current configuration: {}", source, revision,
+               (*snap)->first_error);
+    return Error{(*snap)->first_error};
   }
   (*snap)->source = source;
   (*snap)->revision = revision;

@@ -21,7 +21,11 @@ class Manager {
 
   // Compiles and publishes. Returns the error (and keeps the current
   // snapshot) when the document as a whole is unusable.
-  Status apply(const boost::json::value& doc, const std::string& source, const std::string& revision);
+  // `strict`: a document with any invalid resource is rejected whole (used
+  // for fallback snapshots, which must be complete); otherwise invalid
+  // resources are skipped, as APISIX does for etcd and files.
+  Status apply(const boost::json::value& doc, const std::string& source, const std::string& revision,
+               bool strict = false);
   std::shared_ptr<const Snapshot> current() const;
   uint64_t rejected() const { return rejected_; }
 

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -198,6 +199,80 @@ Status parse_etcd(const json::value& r, EtcdConfig& e) {
     }
     if (e.tls_cert.empty() != e.tls_key.empty()) return Error{"deployment.etcd.tls: cert and key go together"};
   }
+  return {};
+}
+
+Status parse_fallback(const json::value& r, FallbackConfig& f, const std::string& conf_dir) {
+  const json::value* v = at(r, {"deployment", "fallback_cp"});
+  f.cache_file = conf_dir + "/fallback-cache.json";
+  if (const char* gid = std::getenv("HOLDFAST_GATEWAY_GROUP_ID"); gid && *gid) f.gateway_group_id = gid;
+  if (!v) return {};
+  if (!v->is_object()) return Error{"deployment.fallback_cp: expected a mapping"};
+  const auto& o = v->as_object();
+  static const std::set<std::string> keys = {"interval", "mode", "aws_s3", "gateway_group_id", "signing_key",
+                                             "cache_file", "proxy"};
+  static const std::set<std::string> s3keys = {"region", "access_key", "secret_key", "resource_bucket",
+                                               "config_bucket", "endpoint"};
+  for (const auto& kv : o)
+    if (!keys.count(std::string(kv.key())))
+      return Error{fmt::format("deployment.fallback_cp.{}: unknown key (known: interval, mode, aws_s3, "
+                               "gateway_group_id, signing_key, cache_file, proxy)", std::string(kv.key()))};
+  f.enabled = true;
+  if (auto it = o.find("interval"); it != o.end()) {
+    const auto& iv = it->value();
+    if (!iv.is_int64() || iv.as_int64() < 1)
+      return Error{"deployment.fallback_cp.interval: expected a whole number of seconds >= 1, got " + json::serialize(iv)};
+    f.interval = static_cast<double>(iv.as_int64());
+  }
+  if (auto it = o.find("mode"); it != o.end() && !it->value().is_null()) {
+    if (!it->value().is_string() || (it->value().as_string() != "write" && it->value().as_string() != "read"))
+      return Error{"deployment.fallback_cp.mode: expected \"write\" (backup node) or omitted (traffic node), got " +
+                   json::serialize(it->value())};
+    f.write = it->value().as_string() == "write";
+  }
+  auto str = [](const json::object& obj, const char* key, std::string& dst, const std::string& path) -> Status {
+    if (auto it = obj.find(key); it != obj.end() && !it->value().is_null()) {
+      if (!it->value().is_string()) return Error{path + ": expected a string"};
+      dst = std::string(it->value().as_string());
+    }
+    return {};
+  };
+  for (auto st : {str(o, "gateway_group_id", f.gateway_group_id, "deployment.fallback_cp.gateway_group_id"),
+                  str(o, "signing_key", f.signing_key, "deployment.fallback_cp.signing_key"),
+                  str(o, "cache_file", f.cache_file, "deployment.fallback_cp.cache_file")})
+    if (!st) return st;
+  if (auto it = o.find("proxy"); it != o.end()) {
+    if (!it->value().is_bool()) return Error{"deployment.fallback_cp.proxy: expected a boolean"};
+    f.proxy = it->value().as_bool();
+  }
+  if (f.gateway_group_id.empty() || f.gateway_group_id.find('/') != std::string::npos)
+    return Error{"deployment.fallback_cp.gateway_group_id: must be non-empty and contain no '/'"};
+  auto s3 = o.find("aws_s3");
+  if (s3 == o.end() || !s3->value().is_object()) return Error{"deployment.fallback_cp.aws_s3: required (a mapping)"};
+  const auto& so = s3->value().as_object();
+  for (const auto& kv : so)
+    if (!s3keys.count(std::string(kv.key())))
+      return Error{fmt::format("deployment.fallback_cp.aws_s3.{}: unknown key (known: region, access_key, secret_key, "
+                               "resource_bucket, config_bucket, endpoint)", std::string(kv.key()))};
+  for (auto st : {str(so, "region", f.region, "deployment.fallback_cp.aws_s3.region"),
+                  str(so, "access_key", f.access_key, "deployment.fallback_cp.aws_s3.access_key"),
+                  str(so, "secret_key", f.secret_key, "deployment.fallback_cp.aws_s3.secret_key"),
+                  str(so, "resource_bucket", f.resource_bucket, "deployment.fallback_cp.aws_s3.resource_bucket"),
+                  str(so, "config_bucket", f.config_bucket, "deployment.fallback_cp.aws_s3.config_bucket"),
+                  str(so, "endpoint", f.endpoint, "deployment.fallback_cp.aws_s3.endpoint")})
+    if (!st) return st;
+  if (f.resource_bucket.empty()) return Error{"deployment.fallback_cp.aws_s3.resource_bucket: required"};
+  if (f.config_bucket.empty()) return Error{"deployment.fallback_cp.aws_s3.config_bucket: required"};
+  if (f.access_key.empty() != f.secret_key.empty())
+    return Error{f.access_key.empty() ? "deployment.fallback_cp.aws_s3.access_key: required when secret_key is set"
+                                      : "deployment.fallback_cp.aws_s3.secret_key: required when access_key is set"};
+  if (f.region.empty()) {
+    const char* env_region = std::getenv("AWS_REGION");
+    if (!env_region || !*env_region) env_region = std::getenv("AWS_DEFAULT_REGION");
+    f.region = env_region && *env_region ? env_region : "us-east-1";
+  }
+  if (!f.endpoint.empty() && f.endpoint.rfind("http://", 0) != 0 && f.endpoint.rfind("https://", 0) != 0)
+    return Error{"deployment.fallback_cp.aws_s3.endpoint: must be an http:// or https:// URL"};
   return {};
 }
 
@@ -411,6 +486,7 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
   }
   if (auto st = parse_etcd(r, c.etcd); !st) return Error{st.error()};
   if (auto st = parse_admin(r, c.admin); !st) return Error{st.error()};
+  if (auto st = parse_fallback(r, c.fallback, conf_dir); !st) return Error{st.error()};
   if (auto v = at(r, {"apisix", "data_encryption", "enable_encrypt_fields"})) {
     if (!v->is_bool()) return Error{"apisix.data_encryption.enable_encrypt_fields: expected a boolean"};
     c.encrypt_fields = v->as_bool();

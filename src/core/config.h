@@ -40,6 +40,21 @@ struct AdminConfig {
   std::vector<std::string> allow{"127.0.0.0/24"};  // CIDRs
 };
 
+// deployment.fallback_cp: the S3 backup (write mode) and fallback (read).
+struct FallbackConfig {
+  bool enabled = false;
+  double interval = 60;          // seconds between backup rounds / S3 polls
+  bool write = false;            // mode: write = backup node
+  std::string region;
+  std::string access_key, secret_key;  // optional: the AWS credential chain otherwise
+  std::string resource_bucket, config_bucket;
+  std::string endpoint;          // S3-compatible store (path-style)
+  std::string gateway_group_id = "default";
+  std::string signing_key;       // optional HMAC-SHA256 key for manifests
+  std::string cache_file;        // local last-known-good; default <conf dir>/fallback-cache.json
+  bool proxy = false;            // a backup node opens no proxy listener unless this is set
+};
+
 enum class RouterKind { radixtree_host_uri, radixtree_uri, radixtree_uri_with_parameter };
 
 struct NodeConfig {
@@ -71,6 +86,7 @@ struct NodeConfig {
 
   EtcdConfig etcd;
   AdminConfig admin;
+  FallbackConfig fallback;
   // data encryption (apisix.data_encryption)
   bool encrypt_fields = true;
   std::vector<std::string> keyring{"qeddd145sfvddff3", "edd1c9f0985e76a2"};

@@ -11,8 +11,9 @@ std::string type_name(const json::value& v) {
   switch (v.kind()) {
     case json::kind::null: return "null";
     case json::kind::bool_: return "boolean";
+    // lua-jsonschema (APISIX_COMPAT §5.4) calls every JSON number "number".
     case json::kind::int64:
-    case json::kind::uint64: return "integer";
+    case json::kind::uint64:
     case json::kind::double_: return "number";
     case json::kind::string: return "string";
     case json::kind::array: return "array";

@@ -134,6 +134,8 @@ class Gateway:
         role = self.config.get("deployment", {}).get("role")
         if wait:
             wait_port(self.admin_port if role == "control_plane" else self.port, proc=self.proc)
+            if role == "traditional" and self.admin_port:
+                wait_port(self.admin_port, proc=self.proc)
 
     @property
     def admin_port(self):
@@ -149,6 +151,21 @@ class Gateway:
             conn.request("GET", path)
             r = conn.getresponse()
             return r.status, json.loads(r.read() or b"{}")
+        finally:
+            conn.close()
+
+    def restart(self, before_start=None):
+        """Stops the process (keeping its folder and cache) and starts it again."""
+        self.stop(keep_dir=True)
+        if before_start:
+            before_start()
+        self.start()
+
+    def request_status_raw(self, path):
+        conn = http.client.HTTPConnection("127.0.0.1", self.status_port, timeout=5)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().read().decode()
         finally:
             conn.close()
 
@@ -201,7 +218,7 @@ class Gateway:
                     return int(line.split()[1])
         return -1
 
-    def stop(self, sig=signal.SIGTERM, timeout=15):
+    def stop(self, sig=signal.SIGTERM, timeout=15, keep_dir=False):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -211,7 +228,7 @@ class Gateway:
                 self.proc.wait()
         if self.proc:
             self.log.close()
-        if not os.environ.get("KEEP_E2E_DIRS"):
+        if not os.environ.get("KEEP_E2E_DIRS") and not keep_dir:
             self._final_logs = self.logs()  # still readable after the folder is gone
             shutil.rmtree(self.dir, ignore_errors=True)
         return self.proc.returncode if self.proc else None

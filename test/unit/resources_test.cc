@@ -24,7 +24,7 @@ TEST(Resources, RouteErrors) {
     const char* json;
     const char* msg;
   } cases[] = {
-      {R"({"id":"1","uri":1,"upstream_id":"1"})", "property \"uri\" validation failed: wrong type: expected string, got integer"},
+      {R"({"id":"1","uri":1,"upstream_id":"1"})", "property \"uri\" validation failed: wrong type: expected string, got number"},
       {R"({"id":"1","uri":"/a","uris":["/b"],"upstream_id":"1"})", "only one schema"},
       {R"({"id":"1","uri":"/a"})", "object matches none of the required"},
       {R"({"id":"1","uri":"/a","upstream_id":"1","foo":1})", "additional properties forbidden, found foo"},

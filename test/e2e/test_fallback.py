@@ -1,0 +1,237 @@
+"""The fallback control plane end to end: a real etcd, a backup node that
+exports to an S3 endpoint verifying SigV4 with botocore (s3peer.py), and
+traffic nodes that keep serving the CP's routes when etcd is gone."""
+import json
+import os
+import time
+import unittest
+
+from harness import GatewayTest, free_port
+from s3peer import S3Peer
+
+AK, SK = "AKIAHOLDFASTTEST01", "holdfast/test/secret+key/0123456789abcd"
+
+
+def fallback_cfg(peer, mode=None, **extra):
+    s3 = {"region": "us-east-1", "access_key": AK, "secret_key": SK, "resource_bucket": "fallback-cp-data",
+          "config_bucket": "fallback-cp-config", "endpoint": peer.endpoint}
+    f = {"interval": 1, "aws_s3": s3}
+    if mode:
+        f["mode"] = mode
+    f.update(extra)
+    return {"deployment": {"fallback_cp": f, "etcd": {"startup_timeout": 1, "resync_delay": 0.5}}}
+
+
+def wait_for(pred, timeout=10.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class FallbackTest(GatewayTest):
+    def setUp(self):
+        super().setUp()
+        self.peer = S3Peer(quiet=True).start()
+
+        class _Stop:
+            def stop(_s):
+                self.peer.destroy()
+        self._procs.append(_Stop())
+        self.peer.create_bucket("fallback-cp-data")
+        self.peer.create_bucket("fallback-cp-config")
+        self.peer.add_user(AK, SK)
+        self.etcd_ = self.etcd()
+        self.up = self.upstream("origin")
+
+    def cp_routes(self):
+        e = self.etcd_
+        e.put("/apisix/upstreams/1", {"nodes": {self.up.addr: 1}, "type": "roundrobin"})
+        e.put("/apisix/routes/1", {"uri": "/api/*", "upstream_id": "1", "plugins": {"key-auth": {}}})
+        e.put("/apisix/routes/2", {"uri": "/open", "upstream_id": "1"})
+        e.put("/apisix/consumers/jack", {"username": "jack", "plugins": {"key-auth": {"key": "jack-key"}}})
+
+    def backup_node(self, **extra):
+        return self.etcd_gateway(self.etcd_, config=fallback_cfg(self.peer, "write", **extra), start=False)
+
+    def manifest(self):
+        objs = self.peer.objects("fallback-cp-data")
+        keys = [o["key"] if isinstance(o, dict) else o for o in objs]
+        if "holdfast/default/manifest.json" not in keys:
+            return None
+        return json.loads(self.peer.get("fallback-cp-data", "holdfast/default/manifest.json"))
+
+    def test_backup_then_traffic_node_with_invalid_etcd_serves_cp_routes(self):
+        self.cp_routes()
+        backup = self.backup_node()
+        backup.start(wait=False)
+        m = wait_for(self.manifest, what="manifest in the resource bucket")
+        self.assertEqual(m["gateway_group_id"], "default")
+        self.assertEqual(m["revision"], self.etcd_.revision())
+        # both buckets hold the gateway group's objects (API7 names + immutable ones)
+        cfg_keys = [o["key"] if isinstance(o, dict) else o for o in self.peer.objects("fallback-cp-config")]
+        self.assertIn("default", cfg_keys)
+        self.assertIn(m["config"]["key"], cfg_keys)
+        resources = json.loads(self.peer.get("fallback-cp-data", m["resource"]["key"]))
+        self.assertEqual(sorted(r["id"] for r in resources["routes"]), ["1", "2"])
+        config = json.loads(self.peer.get("fallback-cp-config", "default"))
+        self.assertIn("keyring", config["config"]["config_payload"])
+        # the backup node does not proxy
+        with self.assertRaises(OSError):
+            import socket
+            socket.create_connection(("127.0.0.1", backup.port), timeout=0.5)
+
+        # A traffic node whose etcd host does not resolve: CP routes from S3.
+        traffic = self.etcd_gateway(["https://INVALID_DOMAIN.invalid:7943"], config=fallback_cfg(self.peer))
+        wait_for(lambda: traffic.get("/open").status == 200, what="traffic node serving from S3")
+        self.assertEqual(traffic.get("/api/x").status, 401)
+        r = traffic.get("/api/x", headers={"apikey": "jack-key"})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["headers"]["x-consumer-username"], "jack")
+        code, st = traffic.status()
+        self.assertEqual(st["source"], "s3")
+        self.assertEqual(int(st["revision"]), m["revision"])
+        metrics = traffic.request_status_raw("/metrics")
+        self.assertIn('holdfast_config_source{source="s3"} 1', metrics)
+        self.assertIn("holdfast_fallback_snapshot_revision", metrics)
+
+    def test_cache_first_then_s3_and_back_to_etcd(self):
+        self.cp_routes()
+        backup = self.backup_node()
+        backup.start(wait=False)
+        wait_for(self.manifest, what="manifest")
+        traffic = self.etcd_gateway(self.etcd_, config=fallback_cfg(self.peer))
+        wait_for(lambda: traffic.get("/open").status == 200, what="traffic node on etcd")
+        self.assertEqual(traffic.status()[1]["source"], "etcd")
+        cache = json.load(open(os.path.join(traffic.dir, "fallback-cache.json")))
+        self.assertEqual(cache["revision"], self.etcd_.revision())
+        # restart the traffic node with etcd down and S3 down: the cache serves
+        def outage():
+            self.etcd_.stop()
+            self.peer.stop()
+        traffic.restart(before_start=outage)
+        traffic2 = traffic
+        wait_for(lambda: traffic2.get("/open").status == 200, what="traffic node serving from the cache")
+        self.assertEqual(traffic2.status()[1]["source"], "cache")
+        # etcd returns with a new route: the node switches back to etcd
+        self.etcd_.start()
+        self.etcd_.put("/apisix/routes/3", {"uri": "/new", "plugins": {"mocking": {"response_example": "new"}}})
+        wait_for(lambda: traffic2.get("/new").status == 200, timeout=15, what="back on etcd")
+        self.assertEqual(traffic2.status()[1]["source"], "etcd")
+
+    def test_runtime_etcd_loss_polls_s3_for_newer_snapshots(self):
+        self.cp_routes()
+        traffic = self.etcd_gateway(self.etcd_, config=fallback_cfg(self.peer))
+        wait_for(lambda: traffic.get("/open").status == 200, what="etcd config")
+        self.etcd_.stop()
+        # another (healthy) CP site exports a newer snapshot: write it with an independent client
+        rev = 1000
+        resources = {"routes": [{"id": "9", "uri": "/from-s3", "plugins": {"mocking": {"response_example": "s3"}}}]}
+        self.publish(resources, rev)
+        wait_for(lambda: traffic.get("/from-s3").status == 200, timeout=10, what="newer S3 snapshot applied")
+        self.assertEqual(traffic.status()[1]["source"], "s3")
+
+    def publish(self, resources, revision, tamper=None, signing_key=None):
+        """Writes a snapshot with botocore (not with Holdfast), as a backup node would."""
+        import hashlib
+        import hmac
+        rbody = json.dumps(resources, separators=(",", ":")).encode()
+        cbody = json.dumps({"config": {"config_version": revision, "config_payload": {"keyring": [], "discovery": {}}}}).encode()
+        rsha, csha = hashlib.sha256(rbody).hexdigest(), hashlib.sha256(cbody).hexdigest()
+        rkey, ckey = f"holdfast/default/resources/{rsha}.json", f"holdfast/default/config/{csha}.json"
+        now = int(time.time())
+        m = {"format": "holdfast-fallback", "format_version": 1, "gateway_group_id": "default", "revision": revision,
+             "producer": {"hostname": "test", "version": "test"}, "created_at": now, "heartbeat_at": now,
+             "resource": {"bucket": "fallback-cp-data", "key": rkey, "sha256": rsha, "size": len(rbody)},
+             "config": {"bucket": "fallback-cp-config", "key": ckey, "sha256": csha, "size": len(cbody)}}
+        if signing_key:
+            s = (f"holdfast-fallback/v1\ndefault\n{revision}\n{now}\nfallback-cp-data/{rkey}\n{rsha}\n"
+                 f"fallback-cp-config/{ckey}\n{csha}")
+            m["hmac_sha256"] = hmac.new(signing_key.encode(), s.encode(), hashlib.sha256).hexdigest()
+        if tamper == "body":
+            rbody = rbody.replace(b"/from", b"/evil")
+        self.peer.put("fallback-cp-data", rkey, rbody)
+        self.peer.put("fallback-cp-config", ckey, cbody)
+        self.peer.put("fallback-cp-data", "holdfast/default/manifest.json", json.dumps(m).encode())
+
+    def test_bad_snapshots_never_replace_a_good_one(self):
+        good = {"routes": [{"id": "1", "uri": "/good", "plugins": {"mocking": {"response_example": "good"}}}]}
+        self.publish(good, 10)
+        cfg = fallback_cfg(self.peer, signing_key="sign-me")
+        # S3 as the primary source (config_provider json + fallback_cp)
+        cfg["deployment"]["role_data_plane"] = {"config_provider": "json"}
+        self.publish(good, 10, signing_key="sign-me")
+        traffic = self.gateway(config=cfg, provider="json", raw_standalone="{}")
+        wait_for(lambda: traffic.get("/good").status == 200, what="signed snapshot applied")
+        # tampered body: digest mismatch
+        self.publish({"routes": [{"id": "1", "uri": "/from-evil", "upstream": {"nodes": {"127.0.0.1:1": 1}}}]}, 11,
+                     tamper="body", signing_key="sign-me")
+        traffic.wait_log("digest does not match", timeout=5)
+        # unsigned manifest
+        self.publish({"routes": [{"id": "2", "uri": "/unsigned", "plugins": {"mocking": {"response_example": "x"}}}]}, 12)
+        traffic.wait_log("not signed", timeout=5)
+        # schema error inside a correctly signed snapshot: rejected whole
+        self.publish({"routes": [{"id": "3", "uri": 42}, {"id": "4", "uri": "/partial",
+                                                          "plugins": {"mocking": {"response_example": "x"}}}]},
+                     13, signing_key="sign-me")
+        traffic.wait_log("rejected whole", timeout=5)
+        self.assertEqual(traffic.get("/good").status, 200)
+        self.assertEqual(traffic.get("/partial").status, 404)
+        self.assertEqual(traffic.get("/unsigned").status, 404)
+        metrics = traffic.request_status_raw("/metrics") if traffic.status_port else ""
+        self.assertTrue(metrics == "" or "holdfast_fallback_failures_total" in metrics)
+
+    def test_export_skips_unchanged_content_but_heartbeats(self):
+        self.cp_routes()
+        backup = self.backup_node()
+        backup.start(wait=False)
+        m1 = wait_for(self.manifest, what="first manifest")
+        puts_before = self.peer.counters()
+        time.sleep(2.5)
+        m2 = self.manifest()
+        self.assertEqual(m1["resource"]["sha256"], m2["resource"]["sha256"])
+        self.assertEqual(m1["created_at"], m2["created_at"])
+        self.assertGreater(m2["heartbeat_at"], m1["heartbeat_at"])
+        keys = [o["key"] if isinstance(o, dict) else o for o in self.peer.objects("fallback-cp-data")]
+        self.assertEqual(len([k for k in keys if k.startswith("holdfast/default/resources/")]), 1)
+        # a change exports a new immutable object and moves the manifest
+        self.etcd_.put("/apisix/routes/5", {"uri": "/five", "upstream_id": "1"})
+        m3 = wait_for(lambda: (lambda m: m if m and m["revision"] > m2["revision"] else None)(self.manifest()),
+                      what="new revision exported")
+        self.assertNotEqual(m3["resource"]["sha256"], m1["resource"]["sha256"])
+
+    def test_never_overwrites_a_newer_revision_or_exports_empty(self):
+        # empty etcd: nothing exported
+        backup = self.backup_node()
+        backup.start(wait=False)
+        backup.wait_log("not exporting an empty snapshot", timeout=10)
+        self.assertIsNone(self.manifest())
+        backup.stop()
+        # a newer revision already in the bucket is kept
+        self.publish({"routes": [{"id": "1", "uri": "/newer", "plugins": {"mocking": {"response_example": "n"}}}]}, 10 ** 6)
+        self.cp_routes()
+        backup2 = self.backup_node()
+        backup2.start(wait=False)
+        backup2.wait_log("newer than ours", timeout=10)
+        self.assertEqual(self.manifest()["revision"], 10 ** 6)
+
+    def test_wrong_credentials_one_clear_log_line_and_retry(self):
+        self.cp_routes()
+        cfg = fallback_cfg(self.peer, "write")
+        cfg["deployment"]["fallback_cp"]["aws_s3"]["secret_key"] = "definitely-wrong-secret"
+        backup = self.etcd_gateway(self.etcd_, config=cfg, start=False)
+        backup.start(wait=False)
+        backup.wait_log("SignatureDoesNotMatch", timeout=10)
+        time.sleep(2.5)  # several rounds
+        logs = backup.logs()
+        self.assertEqual(logs.count("SignatureDoesNotMatch"), 1, "one clear line, not one per retry")
+        self.assertNotIn("definitely-wrong-secret", logs)
+        self.assertNotIn(SK, logs)
+        self.assertIsNone(backup.proc.poll(), "the node must keep running")
+
+
+if __name__ == "__main__":
+    unittest.main()
