@@ -32,7 +32,7 @@ def wait_for(pred, timeout=10.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class FallbackTest(GatewayTest):
+class FallbackBase(GatewayTest):
     def setUp(self):
         super().setUp()
         self.peer = S3Peer(quiet=True).start()
@@ -64,6 +64,31 @@ class FallbackTest(GatewayTest):
             return None
         return json.loads(self.peer.get("fallback-cp-data", "holdfast/default/manifest.json"))
 
+    def publish(self, resources, revision, tamper=None, signing_key=None):
+        """Writes a snapshot with botocore (not with Holdfast), as a backup node would."""
+        import hashlib
+        import hmac
+        rbody = json.dumps(resources, separators=(",", ":")).encode()
+        cbody = json.dumps({"config": {"config_version": revision, "config_payload": {"keyring": [], "discovery": {}}}}).encode()
+        rsha, csha = hashlib.sha256(rbody).hexdigest(), hashlib.sha256(cbody).hexdigest()
+        rkey, ckey = f"holdfast/default/resources/{rsha}.json", f"holdfast/default/config/{csha}.json"
+        now = int(time.time())
+        m = {"format": "holdfast-fallback", "format_version": 1, "gateway_group_id": "default", "revision": revision,
+             "producer": {"hostname": "test", "version": "test"}, "created_at": now, "heartbeat_at": now,
+             "resource": {"bucket": "fallback-cp-data", "key": rkey, "sha256": rsha, "size": len(rbody)},
+             "config": {"bucket": "fallback-cp-config", "key": ckey, "sha256": csha, "size": len(cbody)}}
+        if signing_key:
+            s = (f"holdfast-fallback/v1\ndefault\n{revision}\n{now}\nfallback-cp-data/{rkey}\n{rsha}\n"
+                 f"fallback-cp-config/{ckey}\n{csha}")
+            m["hmac_sha256"] = hmac.new(signing_key.encode(), s.encode(), hashlib.sha256).hexdigest()
+        if tamper == "body":
+            rbody = rbody.replace(b"/from", b"/evil")
+        self.peer.put("fallback-cp-data", rkey, rbody)
+        self.peer.put("fallback-cp-config", ckey, cbody)
+        self.peer.put("fallback-cp-data", "holdfast/default/manifest.json", json.dumps(m).encode())
+
+
+class FallbackTest(FallbackBase):
     def test_backup_then_traffic_node_with_invalid_etcd_serves_cp_routes(self):
         self.cp_routes()
         backup = self.backup_node()
@@ -133,29 +158,6 @@ class FallbackTest(GatewayTest):
         self.publish(resources, rev)
         wait_for(lambda: traffic.get("/from-s3").status == 200, timeout=10, what="newer S3 snapshot applied")
         self.assertEqual(traffic.status()[1]["source"], "s3")
-
-    def publish(self, resources, revision, tamper=None, signing_key=None):
-        """Writes a snapshot with botocore (not with Holdfast), as a backup node would."""
-        import hashlib
-        import hmac
-        rbody = json.dumps(resources, separators=(",", ":")).encode()
-        cbody = json.dumps({"config": {"config_version": revision, "config_payload": {"keyring": [], "discovery": {}}}}).encode()
-        rsha, csha = hashlib.sha256(rbody).hexdigest(), hashlib.sha256(cbody).hexdigest()
-        rkey, ckey = f"holdfast/default/resources/{rsha}.json", f"holdfast/default/config/{csha}.json"
-        now = int(time.time())
-        m = {"format": "holdfast-fallback", "format_version": 1, "gateway_group_id": "default", "revision": revision,
-             "producer": {"hostname": "test", "version": "test"}, "created_at": now, "heartbeat_at": now,
-             "resource": {"bucket": "fallback-cp-data", "key": rkey, "sha256": rsha, "size": len(rbody)},
-             "config": {"bucket": "fallback-cp-config", "key": ckey, "sha256": csha, "size": len(cbody)}}
-        if signing_key:
-            s = (f"holdfast-fallback/v1\ndefault\n{revision}\n{now}\nfallback-cp-data/{rkey}\n{rsha}\n"
-                 f"fallback-cp-config/{ckey}\n{csha}")
-            m["hmac_sha256"] = hmac.new(signing_key.encode(), s.encode(), hashlib.sha256).hexdigest()
-        if tamper == "body":
-            rbody = rbody.replace(b"/from", b"/evil")
-        self.peer.put("fallback-cp-data", rkey, rbody)
-        self.peer.put("fallback-cp-config", ckey, cbody)
-        self.peer.put("fallback-cp-data", "holdfast/default/manifest.json", json.dumps(m).encode())
 
     def test_bad_snapshots_never_replace_a_good_one(self):
         good = {"routes": [{"id": "1", "uri": "/good", "plugins": {"mocking": {"response_example": "good"}}}]}
@@ -235,3 +237,74 @@ class FallbackTest(GatewayTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class IrsaTest(FallbackBase):
+    """Web identity (IRSA): the token file is exchanged at STS for temporary
+    credentials, re-read on every refresh (Kubernetes rotates it)."""
+
+    ROLE = "arn:aws:iam::123456789012:role/holdfast-backup"
+
+    def irsa_env(self, token_file):
+        return {"AWS_ROLE_ARN": self.ROLE, "AWS_WEB_IDENTITY_TOKEN_FILE": token_file,
+                "AWS_ROLE_SESSION_NAME": "holdfast-e2e", "AWS_ENDPOINT_URL_STS": self.peer.endpoint,
+                "AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+
+    def irsa_cfg(self, mode=None):
+        cfg = fallback_cfg(self.peer, mode)
+        s3 = cfg["deployment"]["fallback_cp"]["aws_s3"]
+        del s3["access_key"], s3["secret_key"]
+        return cfg
+
+    def test_backup_and_traffic_nodes_with_web_identity(self):
+        import tempfile
+        self.cp_routes()
+        tok_dir = tempfile.mkdtemp(prefix="irsa-")
+        token_file = os.path.join(tok_dir, "token")
+        with open(token_file, "w") as f:
+            f.write("jwt-token-one")
+        # credentials that expire quickly force refreshes during the test
+        self.peer.register_web_identity(self.ROLE, "jwt-token-one", lifetime=4)
+        backup = self.etcd_gateway(self.etcd_, config=self.irsa_cfg("write"), start=False,
+                                   extra_env=self.irsa_env(token_file))
+        backup.start(wait=False)
+        m = wait_for(self.manifest, what="manifest written with IRSA credentials")
+        self.assertEqual(m["revision"], self.etcd_.revision())
+        sts_calls = lambda: sum(self.peer.counters()["sts"]["calls"].values())  # noqa: E731
+        first = sts_calls()
+        self.assertGreaterEqual(first, 1)
+        # Kubernetes rotates the projected token: the next refresh must read the new one.
+        self.peer.register_web_identity(self.ROLE, "jwt-token-two", lifetime=4)
+        with open(token_file + ".new", "w") as f:
+            f.write("jwt-token-two")
+        os.replace(token_file + ".new", token_file)
+        self.etcd_.put("/apisix/routes/7", {"uri": "/seven", "upstream_id": "1"})
+        m2 = wait_for(lambda: (lambda x: x if x and x["revision"] > m["revision"] else None)(self.manifest()),
+                      timeout=15, what="export after the token rotation")
+        self.assertGreater(sts_calls(), first)
+        logs = backup.logs()
+        self.assertIn("AWS credentials from web-identity", logs)
+        for secret in ("jwt-token-one", "jwt-token-two"):
+            self.assertNotIn(secret, logs)
+        # a traffic node using IRSA reads what the backup node wrote
+        traffic = self.etcd_gateway(["https://INVALID_DOMAIN.invalid:7943"], config=self.irsa_cfg(),
+                                    extra_env=self.irsa_env(token_file))
+        wait_for(lambda: traffic.get("/seven").status == 200, what="traffic node on IRSA credentials")
+        self.assertEqual(traffic.status()[1]["source"], "s3")
+        self.assertEqual(int(traffic.status()[1]["revision"]), m2["revision"])
+
+    def test_bad_web_identity_token_is_one_log_line(self):
+        import tempfile
+        self.cp_routes()
+        token_file = os.path.join(tempfile.mkdtemp(prefix="irsa-"), "token")
+        with open(token_file, "w") as f:
+            f.write("not-registered")
+        backup = self.etcd_gateway(self.etcd_, config=self.irsa_cfg("write"), start=False,
+                                   extra_env=self.irsa_env(token_file))
+        backup.start(wait=False)
+        backup.wait_log("InvalidIdentityToken", timeout=10)
+        time.sleep(2.5)
+        logs = backup.logs()
+        self.assertEqual(logs.count("InvalidIdentityToken"), 1)
+        self.assertNotIn("not-registered", logs)
+        self.assertIsNone(backup.proc.poll())

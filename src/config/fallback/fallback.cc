@@ -142,7 +142,8 @@ asio::awaitable<void> BackupExporter::export_once() {
   const auto t0 = std::chrono::steady_clock::now();
   auto fail = [&](const std::string& reason, const std::string& msg) {
     metrics_.fail(reason);
-    if (msg != last_error_) log::error("backup export failed: {}", msg);
+    // The credential provider already logged a credentials failure once.
+    if (msg != last_error_ && reason != "NoCredentials") log::error("backup export failed: {}", msg);
     last_error_ = msg;
   };
   json::object resources = resource_object(doc_);
@@ -267,7 +268,9 @@ asio::awaitable<int64_t> SnapshotReader::poll_once(int64_t min_revision) {
                          : msg.find("JSON") != std::string::npos || msg.find("manifest") != std::string::npos ? "format"
                                                                                                                 : "s3";
     metrics_.fail(reason);
-    if (msg != last_error_) log::error("fallback snapshot not loaded from S3: {}", msg);
+    if (msg != last_error_ && msg.find("AWS credentials") == std::string::npos && msg.find("no credentials") == std::string::npos &&
+        msg.find("web identity") == std::string::npos)
+      log::error("fallback snapshot not loaded from S3: {}", msg);
     last_error_ = msg;
     co_return 0;
   }
