@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "admin/admin_api.h"
+#include "cli/snapshot_cli.h"
 #include "config/etcd/etcd_source.h"
 #include "config/fallback/supervisor.h"
 #include "config/file/file_source.h"
@@ -42,6 +43,8 @@ void usage() {
       "                     config provider is yaml/json), print the first error, exit\n"
       "  -h, --help         this help\n"
       "  -v, --version      print the version\n"
+      "\n"
+      "       holdfast snapshot inspect|verify|pull|push -c CONFIG   (S3 fallback snapshots; --help for details)\n"
       "\n"
       "Roles (deployment.role): traditional (proxy + Admin API, config from etcd),\n"
       "control_plane (Admin API only), data_plane (proxy; config from etcd, or from\n"
@@ -136,6 +139,7 @@ http::ControlResponse status_response(const http::ControlRequest& req, const Nod
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "snapshot") return cli::snapshot_main(argc - 2, argv + 2);
   std::string config_path = "conf/config.yaml";
   bool test = false;
   for (int i = 1; i < argc; ++i) {

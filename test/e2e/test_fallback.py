@@ -308,3 +308,50 @@ class IrsaTest(FallbackBase):
         self.assertEqual(logs.count("InvalidIdentityToken"), 1)
         self.assertNotIn("not-registered", logs)
         self.assertIsNone(backup.proc.poll())
+
+
+class SnapshotCliTest(FallbackBase):
+    def cli(self, gw, *args):
+        import subprocess
+        from harness import BIN
+        return subprocess.run([BIN, "snapshot", *args, "-c", gw.config_path], capture_output=True, text=True, timeout=30)
+
+    def test_inspect_verify_pull_push(self):
+        self.cp_routes()
+        backup = self.backup_node()
+        backup.start(wait=False)
+        m = wait_for(self.manifest, what="manifest")
+        r = self.cli(backup, "inspect")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"revision:        {m['revision']}", r.stdout)
+        r = self.cli(backup, "verify")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("2 routes", r.stdout)
+        out = os.path.join(backup.dir, "pulled.json")
+        r = self.cli(backup, "pull", "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        pulled = json.load(open(out))
+        self.assertEqual(sorted(x["id"] for x in pulled["routes"]), ["1", "2"])
+        # push a modified copy as a new revision
+        pulled["routes"].append({"id": "3", "uri": "/pushed", "plugins": {"mocking": {"response_example": "p"}}})
+        backup.stop(keep_dir=True)  # keep the backup node from exporting over our push
+        with open(out, "w") as f:
+            json.dump(pulled, f)
+        r = self.cli(backup, "push", "-i", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.manifest()["revision"], m["revision"] + 1)
+        r = self.cli(backup, "push", "-i", out, "--revision", "1")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("refusing", r.stderr)
+        # an invalid file is refused before anything is uploaded
+        with open(out, "w") as f:
+            json.dump({"routes": [{"id": "x", "uri": 5}]}, f)
+        r = self.cli(backup, "push", "-i", out)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(self.manifest()["revision"], m["revision"] + 1)
+        # tamper with the resource object: verify fails
+        cur = self.manifest()
+        self.peer.put("fallback-cp-data", cur["resource"]["key"], b'{"routes":[]}')
+        r = self.cli(backup, "verify")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("digest", r.stderr)

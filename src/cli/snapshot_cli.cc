@@ -1,0 +1,220 @@
+#include "cli/snapshot_cli.h"
+
+#include <fmt/format.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "cloud/aws/sigv4.h"
+#include "config/fallback/fallback.h"
+#include "config/snapshot.h"
+#include "core/config.h"
+#include "core/data_encryption.h"
+#include "core/log.h"
+
+namespace holdfast::cli {
+namespace asio = boost::asio;
+namespace json = boost::json;
+using namespace holdfast::config::fallback;
+
+namespace {
+
+void usage() {
+  std::puts(
+      "Usage: holdfast snapshot COMMAND -c CONFIG [options]\n"
+      "\n"
+      "  inspect            show the manifest in the resource bucket (revision, age, objects)\n"
+      "  verify             fetch the snapshot and check digests, signature and every resource\n"
+      "  pull [-o FILE]     download it as a standalone apisix.json (fields decrypted), stdout by default\n"
+      "  push -i FILE [--revision N]\n"
+      "                     upload a standalone apisix.json as a new snapshot (revision N, default\n"
+      "                     the bucket's revision + 1; never lower than the bucket's)\n");
+}
+
+int64_t now_unix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+struct Args {
+  std::string command, config = "conf/config.yaml", out, in;
+  int64_t revision = 0;
+};
+
+asio::awaitable<int> run(const Args& a, const NodeConfig& cfg, asio::io_context& io) {
+  Metrics metrics;
+  SnapshotReader reader(io, cfg, metrics, [](const Loaded&, const std::string&) { return true; });
+  const auto& f = cfg.fallback;
+  if (a.command == "inspect") {
+    auto r = co_await reader.s3().get(f.resource_bucket, manifest_key(f.gateway_group_id));
+    if (!r.ok()) {
+      std::fprintf(stderr, "holdfast: %s\n", r.failure.message.c_str());
+      co_return 1;
+    }
+    auto m = parse_manifest(r.value->body);
+    if (!m) {
+      std::fprintf(stderr, "holdfast: %s\n", m.error().c_str());
+      co_return 1;
+    }
+    std::printf("gateway group:   %s\nrevision:        %lld\nproducer:        %s (holdfast %s)\n", m->gateway_group_id.c_str(),
+                static_cast<long long>(m->revision), m->producer.c_str(), m->producer_version.c_str());
+    std::printf("created:         %lld (%lld s ago)\nheartbeat:       %lld (%lld s ago)\n",
+                static_cast<long long>(m->created_at), static_cast<long long>(now_unix() - m->created_at),
+                static_cast<long long>(m->heartbeat_at), static_cast<long long>(now_unix() - m->heartbeat_at));
+    std::printf("resources:       s3://%s/%s (%llu bytes, sha256 %s)\n", m->resource.bucket.c_str(), m->resource.key.c_str(),
+                static_cast<unsigned long long>(m->resource.size), m->resource.sha256.c_str());
+    std::printf("config:          s3://%s/%s (%llu bytes, sha256 %s)\n", m->config.bucket.c_str(), m->config.key.c_str(),
+                static_cast<unsigned long long>(m->config.size), m->config.sha256.c_str());
+    std::printf("signed:          %s\n", m->hmac.empty() ? "no" : "yes (HMAC-SHA256)");
+    co_return 0;
+  }
+  if (a.command == "verify" || a.command == "pull") {
+    auto loaded = co_await reader.fetch();
+    if (!loaded) {
+      std::fprintf(stderr, "holdfast: snapshot invalid: %s\n", loaded.error().c_str());
+      co_return 1;
+    }
+    std::vector<std::string> ring = loaded->keyring;
+    for (const auto& k : cfg.keyring) ring.push_back(k);
+    json::object plain = loaded->resources;
+    data_encryption::decrypt_document(plain, ring);
+    config::CompileOptions opts;
+    opts.router = cfg.router;
+    opts.enabled_plugins = cfg.plugins;
+    log::set_level(log::Level::error);
+    auto snap = config::compile_snapshot(json::value(plain), opts);
+    if (!snap || (*snap)->skipped) {
+      std::fprintf(stderr, "holdfast: snapshot revision %lld is not valid: %s\n",
+                   static_cast<long long>(loaded->manifest.revision), snap ? (*snap)->first_error.c_str() : snap.error().c_str());
+      co_return 1;
+    }
+    if (a.command == "verify") {
+      std::printf("snapshot revision %lld is valid: %zu routes, %zu upstreams, %zu consumers; digests%s match\n",
+                  static_cast<long long>(loaded->manifest.revision), (*snap)->routes.size(), (*snap)->upstreams.size(),
+                  (*snap)->consumers.size(), loaded->manifest.hmac.empty() ? "" : " and signature");
+      co_return 0;
+    }
+    std::string body = json::serialize(plain) + "\n";
+    if (a.out.empty() || a.out == "-") {
+      std::fwrite(body.data(), 1, body.size(), stdout);
+    } else {
+      std::ofstream out(a.out, std::ios::binary);
+      out << body;
+      if (!out) {
+        std::fprintf(stderr, "holdfast: cannot write %s\n", a.out.c_str());
+        co_return 1;
+      }
+      std::fprintf(stderr, "holdfast: wrote revision %lld to %s\n", static_cast<long long>(loaded->manifest.revision),
+                   a.out.c_str());
+    }
+    co_return 0;
+  }
+  // push
+  std::ifstream in(a.in, std::ios::binary);
+  if (!in) {
+    std::fprintf(stderr, "holdfast: cannot read %s\n", a.in.c_str());
+    co_return 1;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  boost::system::error_code ec;
+  auto doc = json::parse(ss.str(), ec);
+  if (ec || !doc.is_object()) {
+    std::fprintf(stderr, "holdfast: %s is not a JSON object\n", a.in.c_str());
+    co_return 1;
+  }
+  config::CompileOptions opts;
+  opts.router = cfg.router;
+  log::set_level(log::Level::error);
+  auto snap = config::compile_snapshot(doc, opts);
+  if (!snap || (*snap)->skipped) {
+    std::fprintf(stderr, "holdfast: %s is not valid: %s\n", a.in.c_str(), snap ? (*snap)->first_error.c_str() : snap.error().c_str());
+    co_return 1;
+  }
+  int64_t current = 0;
+  std::string etag;
+  auto cur = co_await reader.s3().get(f.resource_bucket, manifest_key(f.gateway_group_id));
+  if (cur.ok()) {
+    if (auto m = parse_manifest(cur.value->body)) current = m->revision;
+    etag = cur.value->etag;
+  } else if (!cur.failure.not_found()) {
+    std::fprintf(stderr, "holdfast: %s\n", cur.failure.message.c_str());
+    co_return 1;
+  }
+  int64_t revision = a.revision ? a.revision : current + 1;
+  if (revision <= current) {
+    std::fprintf(stderr, "holdfast: the bucket holds revision %lld; refusing to push revision %lld\n",
+                 static_cast<long long>(current), static_cast<long long>(revision));
+    co_return 1;
+  }
+  const std::string rbody = json::serialize(resource_object(doc.as_object()));
+  const std::string cbody = config_object(revision, cfg.keyring, cfg.encrypt_fields);
+  Manifest m;
+  m.gateway_group_id = f.gateway_group_id;
+  m.revision = revision;
+  m.producer = hostname() + " (holdfast snapshot push)";
+  m.producer_version = HOLDFAST_VERSION;
+  m.created_at = m.heartbeat_at = now_unix();
+  std::string rsha = aws::sha256_hex(rbody), csha = aws::sha256_hex(cbody);
+  m.resource = ObjectRef{f.resource_bucket, resource_key(f.gateway_group_id, rsha), rsha, rbody.size()};
+  m.config = ObjectRef{f.config_bucket, config_key(f.gateway_group_id, csha), csha, cbody.size()};
+  sign_manifest(m, f.signing_key);
+  for (auto [bucket, key, body] : {std::tuple{f.resource_bucket, m.resource.key, &rbody}, std::tuple{f.config_bucket, m.config.key, &cbody}}) {
+    auto r = co_await reader.s3().put(bucket, key, *body, "application/json");
+    if (!r.ok()) {
+      std::fprintf(stderr, "holdfast: %s\n", r.failure.message.c_str());
+      co_return 1;
+    }
+  }
+  auto r = co_await reader.s3().put(f.resource_bucket, manifest_key(f.gateway_group_id), serialize_manifest(m), "application/json",
+                                    etag.empty() ? aws::PutCondition::if_none_match : aws::PutCondition::if_match, etag);
+  if (!r.ok()) {
+    std::fprintf(stderr, "holdfast: %s\n", r.failure.message.c_str());
+    co_return 1;
+  }
+  std::printf("pushed revision %lld (%zu routes) to s3://%s/%s\n", static_cast<long long>(revision), (*snap)->routes.size(),
+              f.resource_bucket.c_str(), manifest_key(f.gateway_group_id).c_str());
+  co_return 0;
+}
+
+}  // namespace
+
+int snapshot_main(int argc, char** argv) {
+  Args a;
+  for (int i = 0; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s == "-h" || s == "--help") { usage(); return 0; }
+    if ((s == "-c" || s == "--config") && i + 1 < argc) a.config = argv[++i];
+    else if ((s == "-o" || s == "--out") && i + 1 < argc) a.out = argv[++i];
+    else if ((s == "-i" || s == "--in") && i + 1 < argc) a.in = argv[++i];
+    else if (s == "--revision" && i + 1 < argc) a.revision = std::atoll(argv[++i]);
+    else if (a.command.empty()) a.command = s;
+    else { usage(); return 2; }
+  }
+  if (a.command != "inspect" && a.command != "verify" && a.command != "pull" && a.command != "push") { usage(); return 2; }
+  if (a.command == "push" && a.in.empty()) { std::fputs("holdfast: push needs -i FILE\n", stderr); return 2; }
+  auto cfg = load_node_config(a.config);
+  if (!cfg) {
+    std::fprintf(stderr, "holdfast: %s: %s\n", a.config.c_str(), cfg.error().c_str());
+    return 1;
+  }
+  if (!cfg->fallback.enabled) {
+    std::fprintf(stderr, "holdfast: %s has no deployment.fallback_cp section\n", a.config.c_str());
+    return 1;
+  }
+  asio::io_context io;
+  int rc = 1;
+  NodeConfig c = *cfg;
+  asio::co_spawn(io, run(a, c, io), [&](std::exception_ptr e, int r) {
+    rc = e ? 1 : r;
+  });
+  io.run();
+  return rc;
+}
+
+}  // namespace holdfast::cli
