@@ -38,7 +38,11 @@ Supervisor::Supervisor(asio::io_context& io, const NodeConfig& cfg, Manager& mgr
       return ok ? Status{} : Status{Error{"rejected"}};
     });
     etcd_->on_reachability = [this](bool reachable) {
-      if (!reachable && reader_) start_polling();
+      if (reachable || !reader_) return;
+      // etcd is known to be down (not just slow): fall back now — the local
+      // cache first, then S3 — instead of waiting for the start-up deadline.
+      if (!mgr_.current()) apply_cache();
+      start_polling();
     };
   }
   if (f.enabled && f.write) exporter_ = std::make_unique<BackupExporter>(io, cfg, metrics_);
