@@ -27,6 +27,39 @@ std::string uuid_v4() {
 std::string json_message(std::string_view msg) { return fmt::format("{{\"message\":\"{}\"}}\n", log::json_escape(msg)); }
 std::string json_error_msg(std::string_view msg) { return fmt::format("{{\"error_msg\":\"{}\"}}\n", log::json_escape(msg)); }
 
+RegexPairs parse_regex_pairs(Checker& c, const char* key) {
+  RegexPairs out;
+  const json::array* r = c.array(key, false, 2);
+  if (!r) return out;
+  if (r->size() % 2 != 0) c.fail(fmt::format("property \"{}\" validation failed: expected pairs of [regex, template]", key));
+  for (size_t i = 0; i + 1 < r->size() && !c.failed(); i += 2) {
+    if (!(*r)[i].is_string() || !(*r)[i + 1].is_string()) {
+      c.fail(fmt::format("property \"{}\" validation failed: expected strings", key));
+      break;
+    }
+    re2::RE2::Options o;
+    o.set_log_errors(false);
+    auto re = std::make_shared<re2::RE2>(std::string((*r)[i].as_string()), o);
+    if (!re->ok()) {
+      c.fail(fmt::format("invalid {}: {}", key, re->error()));
+      break;
+    }
+    out.emplace_back(re, std::string((*r)[i + 1].as_string()));
+  }
+  return out;
+}
+
+std::string re2_rewrite(std::string_view t) {
+  std::string out;
+  for (size_t k = 0; k < t.size(); ++k) {
+    bool group = t[k] == '$' && k + 1 < t.size() && isdigit(static_cast<unsigned char>(t[k + 1]));
+    if (group) out += '\\';
+    else if (t[k] == '\\') out += "\\\\";
+    else out += t[k];
+  }
+  return out;
+}
+
 Result<HeaderOps> parse_header_ops(const json::value& v) {
   HeaderOps ops;
   if (!v.is_object()) return Error{"property \"headers\" validation failed: wrong type: expected object"};

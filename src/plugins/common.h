@@ -1,6 +1,7 @@
 // Helpers shared by plugin implementations (kept small on purpose).
 #pragma once
 #include <boost/json.hpp>
+#include <re2/re2.h>
 
 #include <memory>
 #include <random>
@@ -28,6 +29,13 @@ struct HeaderOps {
   std::vector<std::string> remove;
 };
 Result<HeaderOps> parse_header_ops(const json::value& v);
+
+// `[regex, template, regex, template, ...]` (proxy-rewrite and redirect
+// regex_uri), compiled once; failures go to the checker under `key`.
+using RegexPairs = std::vector<std::pair<std::shared_ptr<re2::RE2>, std::string>>;
+RegexPairs parse_regex_pairs(Checker& c, const char* key);
+// APISIX/ngx.re templates use $1; RE2 rewrite strings use \1.
+std::string re2_rewrite(std::string_view apisix_template);
 
 template <typename T>
 Result<std::shared_ptr<const Plugin>> done(Checker& c, std::shared_ptr<T> p) {

@@ -36,7 +36,7 @@ std::string expand_captures(std::string_view tmpl, const std::vector<std::string
 class ProxyRewrite final : public Plugin {
  public:
   std::optional<std::string> uri, method, host;
-  std::vector<std::pair<std::shared_ptr<re2::RE2>, std::string>> regex_uri;
+  RegexPairs regex_uri;
   HeaderOps headers;
 
   Action rewrite(RequestCtx& ctx) const override {
@@ -78,17 +78,7 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   c.only({"uri", "regex_uri", "method", "host", "headers", "use_real_request_uri_unsafe"});
   p->uri = c.str("uri", false, 1, 4096);
   if (p->uri && (*p->uri)[0] != '/' && (*p->uri)[0] != '$') c.fail("property \"uri\" validation failed: must start with /");
-  if (const json::array* r = c.array("regex_uri", false, 2)) {
-    if (r->size() % 2 != 0) c.fail("property \"regex_uri\" validation failed: expected pairs of [regex, template]");
-    for (size_t i = 0; i + 1 < r->size() && !c.failed(); i += 2) {
-      if (!(*r)[i].is_string() || !(*r)[i + 1].is_string()) { c.fail("property \"regex_uri\" validation failed: expected strings"); break; }
-      re2::RE2::Options o;
-      o.set_log_errors(false);
-      auto re = std::make_shared<re2::RE2>(std::string((*r)[i].as_string()), o);
-      if (!re->ok()) { c.fail("invalid regex_uri: " + re->error()); break; }
-      p->regex_uri.emplace_back(re, std::string((*r)[i + 1].as_string()));
-    }
-  }
+  p->regex_uri = parse_regex_pairs(c, "regex_uri");
   p->method = c.one_of("method", {"GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "MKCOL", "COPY", "MOVE",
                                   "PROPFIND", "LOCK", "UNLOCK", "PATCH", "TRACE"}, nullptr);
   p->host = c.str("host");

@@ -10,7 +10,7 @@ namespace {
 class Redirect final : public Plugin {
  public:
   std::optional<std::string> uri;
-  std::vector<std::pair<std::shared_ptr<re2::RE2>, std::string>> regex_uri;
+  RegexPairs regex_uri;
   bool http_to_https = false, append_query = false, encode_uri = false;
   int ret_code = 302;
 
@@ -50,25 +50,8 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   p->ret_code = static_cast<int>(c.integer("ret_code", false, 200).value_or(302));
   p->encode_uri = c.boolean("encode_uri").value_or(false);
   p->append_query = c.boolean("append_query_string").value_or(false);
-  if (const json::array* r = c.array("regex_uri", false, 2)) {
-    for (size_t i = 0; i + 1 < r->size() && !c.failed(); i += 2) {
-      if (!(*r)[i].is_string() || !(*r)[i + 1].is_string()) { c.fail("property \"regex_uri\" validation failed: expected strings"); break; }
-      re2::RE2::Options o;
-      o.set_log_errors(false);
-      auto re = std::make_shared<re2::RE2>(std::string((*r)[i].as_string()), o);
-      if (!re->ok()) { c.fail("invalid regex_uri: " + re->error()); break; }
-      // APISIX templates use $1; RE2 rewrite strings use \1.
-      std::string tmpl(std::string((*r)[i + 1].as_string()));
-      std::string conv;
-      for (size_t k = 0; k < tmpl.size(); ++k) {
-        bool group = tmpl[k] == '$' && k + 1 < tmpl.size() && isdigit(static_cast<unsigned char>(tmpl[k + 1]));
-        if (group) conv += '\\';
-        else if (tmpl[k] == '\\') conv += "\\\\";
-        else conv += tmpl[k];
-      }
-      p->regex_uri.emplace_back(re, conv);
-    }
-  }
+  p->regex_uri = parse_regex_pairs(c, "regex_uri");
+  for (auto& [re, tmpl] : p->regex_uri) tmpl = re2_rewrite(tmpl);
   int n = (p->uri ? 1 : 0) + (p->http_to_https ? 1 : 0) + (c.has("regex_uri") ? 1 : 0);
   if (!c.failed() && n != 1) c.fail("value should match only one schema, but matches " + std::to_string(n) + " (uri, regex_uri, http_to_https)");
   if (!c.failed() && p->http_to_https && p->append_query) c.fail("only one of `http_to_https` and `append_query_string` can be configured.");

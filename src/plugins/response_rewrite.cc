@@ -74,13 +74,7 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
       Filter f;
       f.re = std::make_shared<re2::RE2>(*regex, o);
       if (!f.re->ok()) { c.fail("invalid filters regex: " + f.re->error()); break; }
-      for (size_t k = 0; k < replace->size(); ++k) {
-        char ch = (*replace)[k];
-        bool group = ch == '$' && k + 1 < replace->size() && isdigit(static_cast<unsigned char>((*replace)[k + 1]));
-        if (group) f.replace += '\\';
-        else if (ch == '\\') f.replace += "\\\\";
-        else f.replace += ch;
-      }
+      f.replace = re2_rewrite(*replace);
       f.global = *scope == "global";
       p->filters.push_back(std::move(f));
     }

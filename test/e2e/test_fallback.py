@@ -355,3 +355,48 @@ class SnapshotCliTest(FallbackBase):
         r = self.cli(backup, "verify")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("digest", r.stderr)
+
+
+class S3ErrorHandlingTest(FallbackBase):
+    def test_expired_token_forces_refresh_and_one_retry(self):
+        import tempfile
+        self.cp_routes()
+        role = IrsaTest.ROLE
+        token_file = os.path.join(tempfile.mkdtemp(prefix="irsa-"), "token")
+        with open(token_file, "w") as f:
+            f.write("tok-expiry-test")
+        # long-lived credentials: no refresh would happen on its own
+        self.peer.register_web_identity(role, "tok-expiry-test", lifetime=3600)
+        env = {"AWS_ROLE_ARN": role, "AWS_WEB_IDENTITY_TOKEN_FILE": token_file, "AWS_ENDPOINT_URL_STS": self.peer.endpoint,
+               "AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}
+        cfg = fallback_cfg(self.peer, "write")
+        del cfg["deployment"]["fallback_cp"]["aws_s3"]["access_key"], cfg["deployment"]["fallback_cp"]["aws_s3"]["secret_key"]
+        backup = self.etcd_gateway(self.etcd_, config=cfg, start=False, extra_env=env)
+        backup.start(wait=False)
+        m = wait_for(self.manifest, what="first export")
+        sts = lambda: sum(self.peer.counters()["sts"]["calls"].values())  # noqa: E731
+        before = sts()
+        self.assertGreaterEqual(self.peer.expire_credentials(), 1)
+        self.etcd_.put("/apisix/routes/8", {"uri": "/eight", "upstream_id": "1"})
+        wait_for(lambda: (lambda x: x if x and x["revision"] > m["revision"] else None)(self.manifest()),
+                 what="export after the credentials expired")
+        self.assertEqual(sts(), before + 1, "ExpiredToken must force exactly one refresh")
+        self.assertIn("ExpiredToken", json.dumps(self.peer.counters()))
+
+    def test_wrong_region_is_named_in_the_log(self):
+        self.cp_routes()
+        cfg = fallback_cfg(self.peer, "write")
+        cfg["deployment"]["fallback_cp"]["aws_s3"]["region"] = "eu-west-3"
+        backup = self.etcd_gateway(self.etcd_, config=cfg, start=False)
+        backup.start(wait=False)
+        backup.wait_log("another region", timeout=10)
+        self.assertIn("us-east-1", backup.logs())
+
+    def test_transient_5xx_is_retried(self):
+        self.cp_routes()
+        self.peer.fault("503", count=2, method="PUT")
+        backup = self.backup_node()
+        backup.start(wait=False)
+        m = wait_for(self.manifest, what="export despite two 503 answers")
+        self.assertEqual(m["revision"], self.etcd_.revision())
+        self.assertNotIn("backup export failed", backup.logs())
