@@ -85,6 +85,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     cu->key = key;
     cu->conf = conf;
     cu->balancer = std::make_unique<http::Balancer>(conf, opts.workers);
+    for (const auto& n : conf->nodes) cu->node_keys.push_back(fmt::format("{}:{}", n.host, n.port));
     if (auto it = prev_health.find(key); it != prev_health.end() && it->second.first == node_signature(*conf))
       cu->balancer->set_health(it->second.second);
     return cu;

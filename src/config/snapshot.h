@@ -22,6 +22,7 @@ struct CompiledUpstream {
   std::string key;   // identity for pools and health state: "<owner>/<id>"
   std::shared_ptr<const model::Upstream> conf;
   std::unique_ptr<http::Balancer> balancer;
+  std::vector<std::string> node_keys;  // "host:port" per node: the keep-alive pool key
 };
 
 struct CompiledRoute {

@@ -459,17 +459,19 @@ awaitable<bool> Connection::handle() {
 
   // Phases in APISIX order; `stop` means a plugin produced the response.
   const config::CompiledRoute* route = nullptr;
-  bool stop = co_await run_phase(snap->global, Phase::rewrite, ctx);
+  // Empty chains are skipped without entering a coroutine (the common case).
+  bool stop = false;
+  if (!snap->global.empty()) stop = co_await run_phase(snap->global, Phase::rewrite, ctx);
   if (!stop) route = match_route(*snap, ctx);
   ctx.route = route;
   if (!stop && !route) {
-    stop = co_await run_phase(snap->global, Phase::access, ctx);
+    if (!snap->global.empty()) stop = co_await run_phase(snap->global, Phase::access, ctx);
     if (!stop) {
       ctx.respond(404, "{\"error_msg\":\"404 Route Not Found\"}\n");
       stop = true;
     }
   }
-  if (!stop) stop = co_await run_phase(route->chain, Phase::rewrite, ctx);
+  if (!stop && !route->chain.empty()) stop = co_await run_phase(route->chain, Phase::rewrite, ctx);
   chain_ = route ? &route->chain : nullptr;
   if (!stop && ctx.consumer && !ctx.consumer->chain.empty()) {
     // Consumer plugins override the route's plugins of the same name, for
@@ -487,8 +489,8 @@ awaitable<bool> Connection::handle() {
     stop = co_await run_phase(ctx.consumer->chain, Phase::rewrite, ctx);
     chain_ = &merged_;
   }
-  if (!stop) stop = co_await run_phase(snap->global, Phase::access, ctx);
-  if (!stop) stop = co_await run_phase(*chain_, Phase::access, ctx);
+  if (!stop && !snap->global.empty()) stop = co_await run_phase(snap->global, Phase::access, ctx);
+  if (!stop && !chain_->empty()) stop = co_await run_phase(*chain_, Phase::access, ctx);
   if (!stop && (!route->upstream || route->upstream_error)) {
     int status = route->upstream_error ? route->upstream_error : 503;
     ctx.respond(status, fmt::format("{{\"error_msg\":\"{}\"}}\n", log::json_escape(route->upstream_error_msg)));
@@ -740,7 +742,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
     if (node_idx < 0) break;
     tried.push_back(node_idx);
     const model::UpstreamNode& node = uc.nodes[node_idx];
-    const std::string pool_key = fmt::format("{}:{}", node.host, node.port);
+    const std::string& pool_key = up.node_keys[node_idx];
     std::string head = upstream_head(ctx, up, node, websocket);
 
     // A pooled connection may have been closed by the upstream meanwhile: on
@@ -977,7 +979,7 @@ got_response : {
   ++conn->requests;
   if (upstream_reusable && conn->requests < uc.keepalive_requests && !w_.draining()) {
     conn->idle_since = now_ms();
-    w_.give_back(fmt::format("{}:{}", uc.nodes[node_idx].host, uc.nodes[node_idx].port), std::move(conn),
+    w_.give_back(up.node_keys[node_idx], std::move(conn),
                  uc.keepalive_size);
   } else {
     w_.unwatch(&conn->timed);
