@@ -264,12 +264,17 @@ def wrk(url, conns, duration, script, env=None):
     return {"requests": req, "rps": req / (dur / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000, "errors": err}
 
 
+ORIGIN = None  # set in main: the origin's CPU per request is reported too
+
+
 def measure(target, path, conns, duration, script, env):
     pids = target.pids if target else []
-    t0 = proc_ticks(pids)
+    opids = ORIGIN.pids if ORIGIN else []
+    t0, o0 = proc_ticks(pids), proc_ticks(opids)
     r = wrk(f"http://127.0.0.1:{target.port}{path}", conns, duration, script, env)
-    t1 = proc_ticks(pids)
+    t1, o1 = proc_ticks(pids), proc_ticks(opids)
     r["cpu_us_per_req"] = (t1 - t0) / CLK_TCK * 1e6 / max(r["requests"], 1)
+    r["origin_us_per_req"] = (o1 - o0) / CLK_TCK * 1e6 / max(r["requests"], 1)
     return r
 
 
@@ -286,7 +291,7 @@ def run_scenario(name, targets, path, conns, env=None, script=None):
             r = measure(t, path, conns, DURATION, tscript or script, env)
             results[t.name].append(r)
             print(f"  round {rnd + 1} {t.name:14s} rps={r['rps']:9.0f} p50={r['p50_ms']:.3f}ms p99={r['p99_ms']:.3f}ms "
-                  f"cpu/req={r['cpu_us_per_req']:.1f}us errors={r['errors']}", flush=True)
+                  f"cpu/req={r['cpu_us_per_req']:.1f}us origin/req={r['origin_us_per_req']:.1f}us errors={r['errors']}", flush=True)
             time.sleep(1)
         order = order[1:] + order[:1]  # rotate so drifts hit every target alike
     summary = {}
@@ -312,7 +317,7 @@ def print_table(title, summary, ref="nginx"):
 
 
 def main():
-    global ROUNDS, DURATION
+    global ROUNDS, DURATION, ORIGIN
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenario", action="append", choices=["1route", "10k", "100kb", "1000conn"])
     ap.add_argument("--rounds", type=int)
@@ -328,6 +333,7 @@ def main():
     procs = []
     try:
         origin = start_origin(work)
+        ORIGIN = origin
         procs.append(origin)
         nginx = start_nginx(work, origin)
         procs.append(nginx)

