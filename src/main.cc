@@ -69,7 +69,8 @@ int test_config(const std::string& path) {
     return 1;
   }
   for (const auto& w : cfg->warnings) std::fprintf(stderr, "holdfast: warning: %s\n", w.c_str());
-  if (standalone(*cfg)) {
+  // With fallback_cp, a yaml/json data plane reads S3, not a local file.
+  if (standalone(*cfg) && !cfg->fallback.enabled) {
     std::string file = cfg->standalone_path();
     auto doc = config::read_standalone(file, cfg->config_provider == "yaml");
     if (!doc) {

@@ -141,8 +141,18 @@ Result<std::string> string_at(const json::value& root, std::initializer_list<con
 }
 
 Status parse_etcd(const json::value& r, EtcdConfig& e) {
+  // APISIX verifies etcd against apisix.ssl.ssl_trusted_certificate (paths,
+  // comma-separated, "system" = the system store); tls.ca is Holdfast's own
+  // key and wins when both are set.
+  auto apisix_ca = [&]() -> Status {
+    if (!e.tls_ca.empty()) return {};
+    auto ca = string_at(r, {"apisix", "ssl", "ssl_trusted_certificate"}, "apisix.ssl.ssl_trusted_certificate");
+    if (!ca) return Error{ca.error()};
+    e.tls_ca = *ca;
+    return {};
+  };
   const json::value* v = at(r, {"deployment", "etcd"});
-  if (!v) return {};
+  if (!v) return apisix_ca();
   if (!v->is_object()) return Error{"deployment.etcd: expected a mapping"};
   const auto& o = v->as_object();
   if (auto h = o.find("host"); h != o.end()) {
@@ -199,7 +209,7 @@ Status parse_etcd(const json::value& r, EtcdConfig& e) {
     }
     if (e.tls_cert.empty() != e.tls_key.empty()) return Error{"deployment.etcd.tls: cert and key go together"};
   }
-  return {};
+  return apisix_ca();
 }
 
 Status parse_fallback(const json::value& r, FallbackConfig& f, const std::string& conf_dir) {
@@ -230,10 +240,14 @@ Status parse_fallback(const json::value& r, FallbackConfig& f, const std::string
                    json::serialize(it->value())};
     f.write = it->value().as_string() == "write";
   }
+  // Keys and secrets may be made only of digits (and arrive as numbers from
+  // ${{ENV}} substitution): take their text.
   auto str = [](const json::object& obj, const char* key, std::string& dst, const std::string& path) -> Status {
     if (auto it = obj.find(key); it != obj.end() && !it->value().is_null()) {
-      if (!it->value().is_string()) return Error{path + ": expected a string"};
-      dst = std::string(it->value().as_string());
+      const auto& v = it->value();
+      if (v.is_string()) dst = std::string(v.as_string());
+      else if (v.is_int64() || v.is_uint64() || v.is_bool()) dst = json::serialize(v);
+      else return Error{path + ": expected a string"};
     }
     return {};
   };
@@ -335,6 +349,13 @@ std::string NodeConfig::standalone_path() const {
   return conf_dir + (config_provider == "json" ? "/apisix.json" : "/apisix.yaml");
 }
 
+// An optional '-' then 1-18 digits (fits int64; "-" alone is not a number).
+static bool is_integer(const std::string& s) {
+  size_t i = (!s.empty() && s[0] == '-') ? 1 : 0;
+  if (s.size() == i || s.size() - i > 18) return false;
+  return s.find_first_not_of("0123456789", i) == std::string::npos;
+}
+
 // APISIX resolves ${{VAR}} inside parsed values (not the raw text, so
 // comments are ignored) and gives numeric and boolean results their type.
 static Status resolve_env(json::value& v, const std::string& path) {
@@ -346,8 +367,7 @@ static Status resolve_env(json::value& v, const std::string& path) {
     const std::string& out = *r;
     if (out == "true") v = true;
     else if (out == "false") v = false;
-    else if (!out.empty() && out.find_first_not_of("0123456789-") == std::string::npos && out.size() < 19 &&
-             out.find('-', 1) == std::string::npos)
+    else if (is_integer(out))
       v = std::stoll(out);
     else v = json::string(out);
   } else if (v.is_array()) {

@@ -400,3 +400,14 @@ class S3ErrorHandlingTest(FallbackBase):
         m = wait_for(self.manifest, what="export despite two 503 answers")
         self.assertEqual(m["revision"], self.etcd_.revision())
         self.assertNotIn("backup export failed", backup.logs())
+
+    def test_missing_manifest_answered_403_without_listbucket(self):
+        # S3 answers 403 for a missing key when the role lacks s3:ListBucket.
+        self.peer.fault("error", count=1000, method="GET", bucket="fallback-cp-data",
+                        key="holdfast/default/manifest.json", status=403, code="AccessDenied", message="Access Denied")
+        self.cp_routes()
+        backup = self.backup_node()
+        backup.start(wait=False)
+        backup.wait_log("backup exported revision", timeout=10)
+        self.peer.clear_faults()
+        self.assertEqual(self.manifest()["revision"], self.etcd_.revision())

@@ -119,3 +119,45 @@ apisix:
   ASSERT_FALSE(badkey.ok());
   EXPECT_EQ(badkey.error().find("short-secret"), std::string::npos);  // never echo a key
 }
+
+TEST(NodeConfig, EtcdCaFromApisixTrustedCertificate) {
+  // APISIX's CA for etcd; deployment.etcd.tls.ca wins when both are set.
+  auto c = parse_node_config("apisix: {ssl: {ssl_trusted_certificate: \"system, /ca.pem\"}}", ".");
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c->etcd.tls_ca, "system, /ca.pem");
+  auto both = parse_node_config(
+      "apisix: {ssl: {ssl_trusted_certificate: /a.pem}}\ndeployment: {etcd: {tls: {ca: /b.pem}}}", ".");
+  ASSERT_TRUE(both.ok()) << both.error();
+  EXPECT_EQ(both->etcd.tls_ca, "/b.pem");
+}
+
+TEST(NodeConfig, EnvValuesThatLookLikeNumbers) {
+  setenv("HF_DASH", "-", 1);
+  setenv("HF_DIGITS", "123456", 1);
+  auto dash = parse_node_config("apisix: {node_listen: \"${{HF_DASH}}\"}", ".");
+  ASSERT_FALSE(dash.ok());  // an error, not a crash
+  EXPECT_NE(dash.error().find("apisix.node_listen"), std::string::npos);
+  auto c = parse_node_config(R"(
+deployment:
+  fallback_cp:
+    aws_s3: {resource_bucket: r, config_bucket: c, access_key: AKIA, secret_key: "${{HF_DIGITS}}"}
+)", ".");
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c->fallback.secret_key, "123456");
+}
+
+TEST(NodeConfig, FallbackValidation) {
+  struct Case { const char* yaml; const char* msg; } cases[] = {
+      {"deployment: {fallback_cp: {interval: \"60\", aws_s3: {resource_bucket: r, config_bucket: c}}}", "deployment.fallback_cp.interval"},
+      {"deployment: {fallback_cp: {aws_s3: {config_bucket: c}}}", "resource_bucket: required"},
+      {"deployment: {fallback_cp: {aws_s3: {resource_bucket: r}}}", "config_bucket: required"},
+      {"deployment: {fallback_cp: {aws_s3: {resource_bucket: r, config_bucket: c, access_key: a}}}", "secret_key: required"},
+      {"deployment: {fallback_cp: {intervall: 5, aws_s3: {resource_bucket: r, config_bucket: c}}}", "fallback_cp.intervall: unknown key"},
+      {"deployment: {fallback_cp: {mode: read-write, aws_s3: {resource_bucket: r, config_bucket: c}}}", "fallback_cp.mode"},
+  };
+  for (const auto& k : cases) {
+    auto r = parse_node_config(k.yaml, ".");
+    ASSERT_FALSE(r.ok()) << k.yaml;
+    EXPECT_NE(r.error().find(k.msg), std::string::npos) << r.error();
+  }
+}

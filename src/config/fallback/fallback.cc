@@ -163,10 +163,13 @@ asio::awaitable<void> BackupExporter::export_once() {
   if (cur.ok()) {
     auto m = parse_manifest(cur.value->body);
     if (m) { existing = *m; existing_etag = cur.value->etag; }
-  } else if (!cur.failure.not_found()) {
+  } else if (!cur.failure.not_found() && cur.failure.code != "AccessDenied") {
     fail(cur.failure.code.empty() ? "s3" : cur.failure.code, cur.failure.message);
     co_return;
   }
+  // Without s3:ListBucket, S3 answers a missing key with 403 AccessDenied:
+  // treat it as "no manifest yet". The create-only (If-None-Match) write of
+  // the manifest below keeps that safe: it cannot replace an existing one.
   if (existing && existing->revision > revision_) {
     fail("newer_revision_in_bucket", fmt::format("the bucket holds revision {} which is newer than ours ({}); not overwriting",
                                                  existing->revision, revision_));
@@ -181,17 +184,24 @@ asio::awaitable<void> BackupExporter::export_once() {
   m.resource = ObjectRef{f.resource_bucket, resource_key(f.gateway_group_id, rsha), rsha, resource_body.size()};
   m.config = ObjectRef{f.config_bucket, config_key(f.gateway_group_id, csha), csha, config_body.size()};
   bool unchanged = existing && existing->resource.sha256 == rsha && existing->config.sha256 == csha;
+  // A bucket lifecycle rule expires old immutable objects by age: upload the
+  // live ones again now and then so unchanged content never ages out.
+  constexpr int64_t kRefreshSeconds = 12 * 3600;
+  if (unchanged && now_unix() - last_upload_unix_ > kRefreshSeconds) unchanged = false;
   m.created_at = unchanged ? existing->created_at : now_unix();
   if (unchanged) m.revision = std::max(existing->revision, revision_);
   sign_manifest(m, f.signing_key);
   uint64_t bytes = 0;
+  const bool existing_same_content = existing && existing->resource.sha256 == rsha && existing->config.sha256 == csha;
   if (!unchanged) {
     // Immutable, content-addressed objects first; the manifest last, so a
     // crash in between leaves the previous manifest pointing at complete data.
     struct Obj { std::string bucket, key; const std::string* body; };
     for (const Obj& o : {Obj{f.resource_bucket, m.resource.key, &resource_body}, Obj{f.config_bucket, m.config.key, &config_body}}) {
+      // Create-only, except when refreshing objects a lifecycle rule could expire.
+      const bool create_only = conditional_writes_ && !existing_same_content;
       auto r = co_await s3_->put(o.bucket, o.key, *o.body, "application/json",
-                                 conditional_writes_ ? aws::PutCondition::if_none_match : aws::PutCondition::none);
+                                 create_only ? aws::PutCondition::if_none_match : aws::PutCondition::none);
       if (!r.ok() && r.failure.precondition_failed()) continue;  // same content already there
       if (!r.ok() && r.failure.http_status == 501) {
         conditional_writes_ = false;
@@ -224,6 +234,7 @@ asio::awaitable<void> BackupExporter::export_once() {
   }
   if (!r.ok()) { fail(r.failure.code.empty() ? "s3" : r.failure.code, r.failure.message); co_return; }
   bytes += manifest_body.size();
+  if (!unchanged) last_upload_unix_ = now_unix();
   if (!last_error_.empty()) log::info("backup export works again");
   last_error_.clear();
   metrics_.exports++;

@@ -69,6 +69,7 @@ class BackupExporter {
   bool have_doc_ = false;
   bool stopped_ = false;
   bool conditional_writes_ = true;
+  int64_t last_upload_unix_ = 0;   // last time the data objects were uploaded
   std::string last_error_;
   boost::asio::steady_timer timer_;
 };
