@@ -251,6 +251,15 @@ int main(int argc, char** argv) {
             cfg.config_provider, workers.size(),
             cfg.fallback.enabled ? (cfg.fallback.write ? ", backup node (fallback_cp.mode: write)" : ", S3 fallback on") : "");
 
+  // The access log is written from the control thread, never from a worker.
+  asio::steady_timer log_timer(control);
+  std::function<void()> flush_log = [&] {
+    access_log->flush();
+    log_timer.expires_after(std::chrono::milliseconds(200));
+    log_timer.async_wait([&](boost::system::error_code ec) { if (!ec) flush_log(); });
+  };
+  if (access_log->enabled()) flush_log();
+
   asio::signal_set signals(control, SIGTERM, SIGINT);
   asio::steady_timer drain_timer(control);
   int64_t drain_deadline = 0;

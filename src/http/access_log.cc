@@ -24,21 +24,27 @@ AccessLog::~AccessLog() {
 void AccessLog::append(std::string_view line) {
   if (fd_ < 0) return;
   std::lock_guard lk(mu_);
+  if (buf_.size() > 16 * 1024 * 1024) {
+    ++dropped_;
+    return;
+  }
   buf_.append(line);
   buf_ += '\n';
-  if (buf_.size() < 32 * 1024) return;
-  ssize_t n = ::write(fd_, buf_.data(), buf_.size());
-  (void)n;
-  buf_.clear();
 }
 
 void AccessLog::flush() {
   if (fd_ < 0) return;
-  std::lock_guard lk(mu_);
-  if (buf_.empty()) return;
-  ssize_t n = ::write(fd_, buf_.data(), buf_.size());
-  (void)n;
-  buf_.clear();
+  std::string out;
+  {
+    std::lock_guard lk(mu_);
+    out.swap(buf_);
+  }
+  size_t off = 0;
+  while (off < out.size()) {
+    ssize_t n = ::write(fd_, out.data() + off, out.size() - off);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
 }
 
 }  // namespace holdfast::http

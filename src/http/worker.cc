@@ -143,15 +143,10 @@ void Worker::sweep() {
 
 asio::awaitable<void> Worker::sweeper() {
   asio::steady_timer t(io_);
-  int ticks = 0;
   while (true) {
     t.expires_after(std::chrono::milliseconds(100));
     co_await t.async_wait(tok);
     sweep();
-    if (++ticks % 10 == 0 && access_log_) access_log_->flush();
-    if (draining_ && acceptors_.empty() == false && open_conns_ == 0 && active_requests_ == 0) {
-      // nothing left to serve
-    }
   }
 }
 
