@@ -122,6 +122,8 @@ class FallbackTest(FallbackBase):
         metrics = traffic.request_status_raw("/metrics")
         self.assertIn('holdfast_config_source{source="s3"} 1', metrics)
         self.assertIn("holdfast_fallback_snapshot_revision", metrics)
+        self.assertIn("holdfast_aws_credential_refreshes_total 1", metrics)
+        self.assertIn("holdfast_aws_credential_refresh_failures_total 0", metrics)
 
     def test_cache_first_then_s3_and_back_to_etcd(self):
         self.cp_routes()

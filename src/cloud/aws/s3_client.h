@@ -57,6 +57,7 @@ class S3Client {
                                                     const std::string& body, const std::string& content_type,
                                                     PutCondition cond = PutCondition::none, const std::string& etag = "");
   const S3Options& options() const { return opts_; }
+  const CredentialsProvider& credentials() const { return *creds_; }
 
  private:
   struct Target {

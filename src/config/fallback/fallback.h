@@ -56,6 +56,7 @@ class BackupExporter {
   void update(const boost::json::object& stored_doc, int64_t revision);
   void start();   // first export right after the first update, then every interval
   void stop();
+  const aws::S3Client& s3() const { return *s3_; }
 
  private:
   boost::asio::awaitable<void> loop();
@@ -85,6 +86,7 @@ class SnapshotReader {
   // Fetches and verifies the current snapshot without applying it.
   boost::asio::awaitable<Result<Loaded>> fetch();
   aws::S3Client& s3() { return *s3_; }
+  const aws::S3Client& s3() const { return *s3_; }
 
  private:
   boost::asio::io_context& io_;
