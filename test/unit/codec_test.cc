@@ -61,7 +61,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"two_hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
         BadCase{"bad_version", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 400},
         BadCase{"chunked_http10", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
-        BadCase{"ctl_in_target", "GET /a\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 400}));
+        BadCase{"ctl_in_target", "GET /a\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 400}),
+    [](const ::testing::TestParamInfo<BadCase>& info) { return std::string(info.param.name); });
 
 TEST(Codec, UriTooLong) {
   RequestHead h;
