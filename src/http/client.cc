@@ -1,7 +1,9 @@
 #include "http/client.h"
 
 #include <fmt/format.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
@@ -117,6 +119,50 @@ struct HttpClient::Conn {
 
 namespace {
 
+// Decodes a response body from a connection's buffer, whatever its framing;
+// shared by request() (which collects it) and stream() (which hands it on).
+struct BodyReader {
+  enum class Step { more, done, error };
+  BodyKind kind = BodyKind::none;
+  uint64_t remaining = 0;
+  ChunkedValidator chunked;
+
+  void start(const ResponseHead& head) {
+    kind = head.body;
+    remaining = head.content_length;
+  }
+  // Moves what is buffered into `sink`.
+  Step consume(Buf& buf, std::string& sink) {
+    std::string_view avail(buf.data.data() + buf.begin, buf.avail());
+    size_t take = avail.size();
+    Step step = Step::more;
+    switch (kind) {
+      case BodyKind::none:
+        take = 0;
+        step = Step::done;
+        break;
+      case BodyKind::length:
+        take = static_cast<size_t>(std::min<uint64_t>(take, remaining));
+        sink.append(avail.substr(0, take));
+        remaining -= take;
+        if (remaining == 0) step = Step::done;
+        break;
+      case BodyKind::chunked: {
+        auto r = chunked.feed(avail, take, &sink);
+        if (r == ChunkedValidator::Result::error) return Step::error;
+        if (r == ChunkedValidator::Result::done) step = Step::done;
+        break;
+      }
+      case BodyKind::until_close:
+        sink.append(avail);
+        break;
+    }
+    buf.begin += take;
+    if (buf.begin == buf.end) buf.begin = buf.end = 0;
+    return step;
+  }
+};
+
 std::string build_request(const Url& base, const std::string& method, const std::string& target, const Headers& headers,
                           const std::string& body) {
   std::string out = fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\n", method, target.empty() ? "/" : target, base.authority());
@@ -136,19 +182,88 @@ std::string build_request(const Url& base, const std::string& method, const std:
 }  // namespace
 
 struct HttpClient::TlsCtx {
+  // A CA, certificate or key file that cannot be loaded is kept in `error`
+  // rather than thrown: the throwing overloads escaped the caller's coroutine
+  // and stopped the etcd source for good. connect() reports it as a normal
+  // error (naming the file) and the next attempt loads the files again.
   explicit TlsCtx(const TlsOptions& o) : ctx(ssl::context::tls_client) {
-    ctx.set_default_verify_paths();
-    if (!o.ca_file.empty()) ctx.load_verify_file(o.ca_file);
-    if (!o.cert_file.empty()) ctx.use_certificate_chain_file(o.cert_file);
-    if (!o.key_file.empty()) ctx.use_private_key_file(o.key_file, ssl::context::pem);
+    error_code ec;
+    ctx.set_default_verify_paths(ec);
+    auto failed = [&](const char* what, const std::string& file) {
+      if (ec) error = fmt::format("cannot load the TLS {} {}: {}", what, file, ec.message());
+      return !error.empty();
+    };
+    // ca_file: one path, or several separated by commas as APISIX's
+    // ssl_trusted_certificate; "system" names the store loaded above.
+    for (size_t pos = 0; pos <= o.ca_file.size();) {
+      size_t comma = std::min(o.ca_file.find(',', pos), o.ca_file.size());
+      std::string path = o.ca_file.substr(pos, comma - pos);
+      pos = comma + 1;
+      path.erase(0, path.find_first_not_of(" \t"));
+      path.erase(path.find_last_not_of(" \t") + 1);
+      if (path.empty() || path == "system") continue;
+      ctx.load_verify_file(path, ec);
+      if (failed("CA file", path)) return;
+    }
+    if (!o.cert_file.empty()) ctx.use_certificate_chain_file(o.cert_file, ec);
+    if (failed("certificate file", o.cert_file)) return;
+    if (!o.key_file.empty()) ctx.use_private_key_file(o.key_file, ssl::context::pem, ec);
+    if (failed("key file", o.key_file)) return;
     ctx.set_verify_mode(o.verify ? ssl::verify_peer : ssl::verify_none);
   }
   ssl::context ctx;
+  std::string error;
 };
 
 HttpClient::TlsCtx& HttpClient::tls_context() {
   if (!tls_ctx_) tls_ctx_ = std::make_unique<TlsCtx>(tls_);
   return *tls_ctx_;
+}
+
+// The TLS setup for a new https connection, or why there is none. A failed
+// load is dropped so that the next connection tries the files again (a
+// secret mounted late, a certificate rotated).
+Status HttpClient::tls_ready() {
+  if (!base_.tls()) return {};
+  if (tls_context().error.empty()) return {};
+  std::string e = std::move(tls_ctx_->error);
+  tls_ctx_.reset();
+  return Error{e};
+}
+
+namespace {
+
+// Messages for TLS failures that say why: the X.509 verification result of a
+// failed handshake ("unable to get local issuer certificate", "hostname
+// mismatch"...), or a hint when the server's alert is about our certificate
+// (under TLS 1.3 that alert only arrives with the first read or write).
+std::string tls_error(const error_code& ec, SSL* ssl, bool have_client_cert) {
+  std::string msg = ec.message();
+  if (ec.category() != asio::error::get_ssl_category()) return msg;
+  if (long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK; vr != X509_V_OK)
+    return fmt::format("{}: {}", msg, X509_verify_cert_error_string(vr));
+  switch (ERR_GET_REASON(static_cast<unsigned long>(static_cast<unsigned int>(ec.value())))) {
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+      return msg + (have_client_cert ? " (the server refused our client certificate)"
+                                     : " (the server requires a client certificate; none is configured)");
+    default:
+      return msg;
+  }
+}
+
+bool is_ip_literal(const std::string& host) {
+  error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+}  // namespace
+
+std::string HttpClient::io_error(Conn& c, const error_code& ec) const {
+  return c.tls ? tls_error(ec, nullptr, !tls_.cert_file.empty()) : ec.message();
 }
 
 HttpClient::HttpClient(asio::any_io_executor ex, Url base, TlsOptions tls)
@@ -180,17 +295,31 @@ asio::awaitable<Status> HttpClient::connect(Conn& c, double timeout) {
   error_code ignored;
   c.s.lowest_layer().set_option(tcp::no_delay(true), ignored);
   if (c.tls) {
+    // `sni` (else the URL host) is both the SNI and the name verified.
     const std::string& name = tls_.sni.empty() ? base_.host : tls_.sni;
-    if (!SSL_set_tlsext_host_name(c.s.native_handle(), name.c_str())) {
+    SSL* ssl = c.s.native_handle();
+    const bool ip = is_ip_literal(name);
+    // RFC 6066 §3: no IP literal in SNI.
+    if (!ip && !SSL_set_tlsext_host_name(ssl, name.c_str())) {
       c.disarm();
       co_return Error{"cannot set TLS SNI"};
     }
-    if (tls_.verify) c.s.set_verify_callback(ssl::host_name_verification(name));
+    // OpenSSL's own name check (IP SANs for an address), so that a mismatch
+    // is reported as such by the verify result rather than as an
+    // "unspecified" error from a verify callback.
+    if (tls_.verify) {
+      X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      if (!(ip ? X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str()) : X509_VERIFY_PARAM_set1_host(param, name.c_str(), 0))) {
+        c.disarm();
+        co_return Error{"cannot set the TLS name to verify: " + name};
+      }
+    }
     auto [hec] = co_await c.s.async_handshake(ssl::stream_base::client, tok);
     if (hec) {
       c.disarm();
       co_return Error{fmt::format("TLS handshake with {} failed: {}", base_.authority(),
-                                  c.timed_out ? "timed out" : hec.message())};
+                                  c.timed_out ? "timed out" : tls_error(hec, tls_.verify ? ssl : nullptr, !tls_.cert_file.empty()))};
     }
   }
   c.disarm();
@@ -200,6 +329,7 @@ asio::awaitable<Status> HttpClient::connect(Conn& c, double timeout) {
 
 asio::awaitable<Result<ClientResponse>> HttpClient::request(std::string method, std::string target, Headers headers,
                                                             std::string body, double timeout) {
+  if (auto ready = tls_ready(); !ready) co_return Error{ready.error()};
   ssl::context& ctx = tls_context().ctx;
   const std::string wire = build_request(base_, method, target, headers, body);
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -222,13 +352,12 @@ asio::awaitable<Result<ClientResponse>> HttpClient::request(std::string method, 
     if (auto ec = co_await c->write(wire); ec) {
       c->disarm();
       if (reused && !c->timed_out) continue;  // stale keep-alive connection
-      co_return Error{fmt::format("{} {}: {}", method, base_.authority(), c->timed_out ? "timed out" : ec.message())};
+      co_return Error{fmt::format("{} {}: {}", method, base_.authority(), c->timed_out ? "timed out" : io_error(*c, ec))};
     }
     ResponseHead head;
     ClientResponse resp;
     bool got_head = false;
-    ChunkedValidator chunked;
-    uint64_t remaining = 0;
+    BodyReader reader;
     for (;;) {
       if (!got_head && c->buf.avail()) {
         ParseError perr;
@@ -243,31 +372,16 @@ asio::awaitable<Result<ClientResponse>> HttpClient::request(std::string method, 
           resp.status = head.status;
           for (const auto& h : head.headers) resp.headers.emplace_back(std::string(h.name), std::string(h.value));
           c->buf.begin += head.head_bytes;
-          remaining = head.content_length;
+          reader.start(head);
         }
       }
       if (got_head) {
-        std::string_view avail(c->buf.data.data() + c->buf.begin, c->buf.avail());
-        bool done = false;
-        size_t take = avail.size();
-        if (head.body == BodyKind::none) { done = true; take = 0; }
-        else if (head.body == BodyKind::length) {
-          take = static_cast<size_t>(std::min<uint64_t>(take, remaining));
-          resp.body.append(avail.substr(0, take));
-          remaining -= take;
-          done = remaining == 0;
-        } else if (head.body == BodyKind::chunked) {
-          auto r = chunked.feed(avail, take, &resp.body);
-          if (r == ChunkedValidator::Result::error) {
-            c->disarm();
-            co_return Error{fmt::format("{} {}: invalid chunked response", method, base_.authority())};
-          }
-          done = r == ChunkedValidator::Result::done;
-        } else {
-          resp.body.append(avail);
+        auto step = reader.consume(c->buf, resp.body);
+        if (step == BodyReader::Step::error) {
+          c->disarm();
+          co_return Error{fmt::format("{} {}: invalid chunked response", method, base_.authority())};
         }
-        c->buf.begin += take;
-        if (done) {
+        if (step == BodyReader::Step::done) {
           c->disarm();
           if (head.keep_alive && c->buf.avail() == 0 && c->open) idle_ = std::move(c);
           co_return resp;
@@ -279,7 +393,7 @@ asio::awaitable<Result<ClientResponse>> HttpClient::request(std::string method, 
         if (got_head && head.body == BodyKind::until_close && !c->timed_out) co_return resp;
         if (!got_head && reused && c->buf.avail() == 0 && !c->timed_out) break;  // stale: retry fresh
         co_return Error{fmt::format("{} {}: {}", method, base_.authority(),
-                                    c->timed_out ? "timed out" : ec ? ec.message() : "connection closed")};
+                                    c->timed_out ? "timed out" : ec ? io_error(*c, ec) : "connection closed")};
       }
     }
   }
@@ -289,6 +403,7 @@ asio::awaitable<Result<ClientResponse>> HttpClient::request(std::string method, 
 asio::awaitable<Result<int>> HttpClient::stream(std::string method, std::string target, Headers headers,
                                                 std::string body, double connect_timeout, double idle_timeout,
                                                 std::function<bool(std::string_view)> on_data) {
+  if (auto ready = tls_ready(); !ready) co_return Error{ready.error()};
   auto c = std::make_unique<Conn>(ex_, tls_context().ctx, base_.tls());
   c->buf.data.resize(65536);
   auto st = co_await connect(*c, connect_timeout);
@@ -302,12 +417,11 @@ asio::awaitable<Result<int>> HttpClient::stream(std::string method, std::string 
   c->arm(connect_timeout);
   if (auto ec = co_await c->write(build_request(base_, method, target, headers, body)); ec) {
     c->disarm();
-    co_return Error{fmt::format("{} {}: {}", method, base_.authority(), c->timed_out ? "timed out" : ec.message())};
+    co_return Error{fmt::format("{} {}: {}", method, base_.authority(), c->timed_out ? "timed out" : io_error(*c, ec))};
   }
   ResponseHead head;
   bool got_head = false;
-  ChunkedValidator chunked;
-  uint64_t remaining = 0;
+  BodyReader reader;
   std::string piece;
   for (;;) {
     if (!got_head && c->buf.avail()) {
@@ -317,9 +431,9 @@ asio::awaitable<Result<int>> HttpClient::stream(std::string method, std::string 
       if (pst == ParseStatus::complete) {
         got_head = true;
         c->buf.begin += head.head_bytes;
-        remaining = head.content_length;
+        reader.start(head);
         if (head.status != 200) {
-          // Read a bounded error body for the caller's message, then stop.
+          // A bounded piece of the error body for the caller's message, then stop.
           std::string err(c->buf.data.data() + c->buf.begin, std::min<size_t>(c->buf.avail(), 512));
           c->disarm();
           co_return Error{fmt::format("HTTP {}: {}", head.status, err)};
@@ -327,33 +441,18 @@ asio::awaitable<Result<int>> HttpClient::stream(std::string method, std::string 
       }
     }
     if (got_head && c->buf.avail()) {
-      std::string_view avail(c->buf.data.data() + c->buf.begin, c->buf.avail());
-      size_t take = avail.size();
-      bool done = false;
       piece.clear();
-      if (head.body == BodyKind::chunked) {
-        auto r = chunked.feed(avail, take, &piece);
-        if (r == ChunkedValidator::Result::error) { c->disarm(); co_return Error{"invalid chunked response"}; }
-        done = r == ChunkedValidator::Result::done;
-      } else if (head.body == BodyKind::length) {
-        take = static_cast<size_t>(std::min<uint64_t>(take, remaining));
-        piece.assign(avail.substr(0, take));
-        remaining -= take;
-        done = remaining == 0;
-      } else {
-        piece.assign(avail);
-      }
-      c->buf.begin += take;
-      if (c->buf.begin == c->buf.end) c->buf.begin = c->buf.end = 0;
+      auto step = reader.consume(c->buf, piece);
+      if (step == BodyReader::Step::error) { c->disarm(); co_return Error{"invalid chunked response"}; }
       if (!piece.empty() && !on_data(piece)) { c->disarm(); c->close(); co_return head.status; }
-      if (done) { c->disarm(); co_return head.status; }
+      if (step == BodyReader::Step::done) { c->disarm(); co_return head.status; }
     }
     c->arm(got_head ? idle_timeout : connect_timeout);
     auto [ec, n] = co_await c->read_some();
     if (ec || n == 0) {
       c->disarm();
       if (got_head && head.body == BodyKind::until_close && !c->timed_out) co_return head.status;
-      co_return Error{c->timed_out ? std::string("idle timeout") : ec ? ec.message() : std::string("connection closed")};
+      co_return Error{c->timed_out ? std::string("idle timeout") : ec ? io_error(*c, ec) : std::string("connection closed")};
     }
   }
 }

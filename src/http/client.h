@@ -4,6 +4,7 @@
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -29,7 +30,7 @@ struct Url {
 
 struct TlsOptions {
   bool verify = true;          // verify the server certificate and its name
-  std::string ca_file;         // extra CA bundle; the system store is always used
+  std::string ca_file;         // extra CA file(s), comma-separated ("system" ignored); the system store is always used
   std::string cert_file;       // client certificate (mutual TLS)
   std::string key_file;
   std::string sni;             // overrides the SNI / verified name
@@ -71,6 +72,8 @@ class HttpClient {
   struct Conn;
   struct TlsCtx;
   TlsCtx& tls_context();
+  Status tls_ready();
+  std::string io_error(Conn& c, const boost::system::error_code& ec) const;
   boost::asio::awaitable<Status> connect(Conn& c, double timeout);
   boost::asio::any_io_executor ex_;
   Url base_;

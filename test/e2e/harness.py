@@ -266,30 +266,53 @@ class Etcd:
     """A real etcd (Debian etcd-server) on free loopback ports, data in a temp dir.
 
     kv operations go through etcd's own JSON gateway with urllib, independently
-    of Holdfast's client."""
+    of Holdfast's client.
 
-    def __init__(self, data_dir=None):
+    tls (optional) serves clients over https: {"cert", "key"} are the server
+    certificate files, "ca" the CA the harness trusts for its own calls;
+    "client_ca" adds --client-cert-auth --trusted-ca-file, and then
+    "client_cert"/"client_key" are what the harness itself presents;
+    "check_hostname": False when the server certificate does not name
+    127.0.0.1. The dict may be changed between stop() and start().
+    extra_args are passed to etcd as they are (e.g. --auth-token-ttl)."""
+
+    def __init__(self, data_dir=None, tls=None, extra_args=None):
         self.dir = data_dir or tempfile.mkdtemp(prefix="holdfast-etcd-")
         self.client_port = free_port()
         self.peer_port = free_port()
+        self.tls = tls
+        self.extra_args = list(extra_args or [])
+        self.auth = None   # (user, password) once enable_auth() ran
+        self.token = None
         self.proc = None
         self.start()
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
+
+    @property
+    def log_path(self):
+        return os.path.join(self.dir, "etcd.log")
 
     def start(self):
-        self.log = open(os.path.join(self.dir, "etcd.log"), "ab")
+        self.log = open(self.log_path, "ab")
+        tls_args = []
+        if self.tls:
+            tls_args = ["--cert-file", self.tls["cert"], "--key-file", self.tls["key"]]
+            if self.tls.get("client_ca"):
+                tls_args += ["--client-cert-auth", "--trusted-ca-file", self.tls["client_ca"]]
         self.proc = subprocess.Popen([
             "etcd", "--name", "e2e", "--data-dir", os.path.join(self.dir, "data"),
             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
             "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-            "--initial-cluster", f"e2e=http://127.0.0.1:{self.peer_port}"],
+            "--initial-cluster", f"e2e=http://127.0.0.1:{self.peer_port}", *tls_args, *self.extra_args],
             stdout=self.log, stderr=self.log)
         deadline = time.time() + 15
         while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"etcd exited with {self.proc.returncode}; see {self.log_path}")
             try:
                 self.call("/v3/kv/range", {"key": b64("/")})
                 return
@@ -308,12 +331,48 @@ class Etcd:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def call(self, path, body):
+    def _ssl_context(self):
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.tls.get("ca"))
+        ctx.check_hostname = self.tls.get("check_hostname", True)
+        if self.tls.get("client_cert"):
+            ctx.load_cert_chain(self.tls["client_cert"], self.tls["client_key"])
+        return ctx
+
+    def call(self, path, body, _retry=True):
+        import urllib.error
         import urllib.request
-        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return json.loads(r.read())
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = self.token
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=5, context=self._ssl_context() if self.tls else None) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            if e.code == 401 and self.auth and _retry:  # token expired (or etcd restarted): log in again
+                self.token = None
+                self.token = self.call("/v3/auth/authenticate", {"name": self.auth[0], "password": self.auth[1]},
+                                       _retry=False)["token"]
+                return self.call(path, body, _retry=False)
+            raise
+
+    def enable_auth(self, root_password, users=()):
+        """Turns on etcd authentication: a root user (role root), then for each
+        (name, password, prefix) a user whose role may read and write keys
+        under prefix. The harness then calls etcd as root."""
+        self.call("/v3/auth/user/add", {"name": "root", "password": root_password})
+        self.call("/v3/auth/user/grant", {"user": "root", "role": "root"})
+        for name, password, prefix in users:
+            end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            self.call("/v3/auth/role/add", {"name": name + "-role"})
+            self.call("/v3/auth/role/grant", {"name": name + "-role", "perm": {
+                "permType": "READWRITE", "key": b64(prefix), "range_end": b64(end)}})
+            self.call("/v3/auth/user/add", {"name": name, "password": password})
+            self.call("/v3/auth/user/grant", {"user": name, "role": name + "-role"})
+        self.call("/v3/auth/enable", {})
+        self.auth = ("root", root_password)
+        self.token = self.call("/v3/auth/authenticate", {"name": "root", "password": root_password})["token"]
 
     def put(self, key, value):
         v = value if isinstance(value, str) else json.dumps(value)
@@ -396,8 +455,8 @@ class GatewayTest(unittest.TestCase):
         self._procs.append(g)
         return g
 
-    def etcd(self):
-        e = Etcd()
+    def etcd(self, **kw):
+        e = Etcd(**kw)
 
         class _Stop:
             def stop(_self):

@@ -110,6 +110,23 @@ std::string watch_body(const std::string& prefix, int64_t start_revision) {
   return json::serialize(o);
 }
 
+// The "message" (or "error") of an etcd gateway error reply, else the start of the body.
+std::string error_message(const std::string& body) {
+  boost::system::error_code ec;
+  auto v = json::parse(body, ec);
+  if (!ec && v.is_object()) {
+    const auto& o = v.as_object();
+    for (const char* k : {"message", "error"})
+      if (auto it = o.find(k); it != o.end() && it->value().is_string()) return std::string(it->value().as_string());
+  }
+  return body.substr(0, 200);
+}
+
+// A watch refused because the auth token expired or was lost (simple tokens
+// live in etcd's memory with a TTL, and die with a restart). etcd 3.4 answers
+// HTTP 200 and a created+canceled result with this reason.
+bool token_rejected(const std::string& reason) { return reason.find("invalid auth token") != std::string::npos; }
+
 http::Headers json_headers(const std::string& token) {
   http::Headers h;
   h.emplace_back("Content-Type", "application/json");
@@ -144,8 +161,10 @@ asio::awaitable<Status> EtcdClient::authenticate(http::HttpClient& c) {
                               opts_.timeout);
   if (!r) co_return Error{r.error()};
   if (r->status != 200) {
-    // The body names the reason (e.g. "authentication failed, invalid user ID or password"); never the password.
-    co_return Error{fmt::format("etcd authentication as {} failed: HTTP {} {}", opts_.user, r->status, r->body.substr(0, 200))};
+    // etcd's message names the reason (e.g. "etcdserver: authentication
+    // failed, invalid user ID or password"); the password is never logged.
+    co_return Error{fmt::format("etcd authentication as {} failed: HTTP {}: {}", opts_.user, r->status,
+                                error_message(r->body))};
   }
   boost::system::error_code ec;
   auto v = json::parse(r->body, ec);
@@ -186,13 +205,7 @@ asio::awaitable<Result<json::value>> EtcdClient::call(const std::string& path, s
         last_error = fmt::format("{}: invalid reply (HTTP {})", opts_.hosts[idx], r->status);
         break;
       }
-      if (r->status != 200) {
-        auto& o = v.as_object();
-        std::string msg = o.contains("message") && o.at("message").is_string() ? std::string(o.at("message").as_string())
-                          : o.contains("error") && o.at("error").is_string() ? std::string(o.at("error").as_string())
-                                                                             : r->body.substr(0, 200);
-        co_return Error{fmt::format("etcd {}: HTTP {}: {}", path, r->status, msg)};
-      }
+      if (r->status != 200) co_return Error{fmt::format("etcd {}: HTTP {}: {}", path, r->status, error_message(r->body))};
       current_ = idx;
       co_return v;
     }
@@ -235,57 +248,77 @@ asio::awaitable<Status> EtcdClient::watch(std::string prefix, int64_t start_revi
                                           std::function<bool(const WatchResponse&)> on_response,
                                           double idle_timeout) {
   http::HttpClient& c = client(current_);
-  if (!opts_.user.empty() && token_.empty()) {
-    auto st = co_await authenticate(c);
-    if (!st) co_return st;
-  }
-  // The gateway streams one JSON object per message, newline-separated.
-  std::string pending;
-  bool stop = false;
-  std::string parse_error;
-  auto r = co_await c.stream("POST", "/v3/watch", json_headers(token_), watch_body(prefix, start_revision), opts_.timeout, idle_timeout,
-                             [&](std::string_view data) {
-    pending.append(data);
-    size_t nl;
-    while ((nl = pending.find('\n')) != std::string::npos) {
-      std::string line = pending.substr(0, nl);
-      pending.erase(0, nl + 1);
-      if (line.empty() || line == "\r") continue;
-      boost::system::error_code ec;
-      auto v = json::parse(line, ec);
-      if (ec || !v.is_object()) { parse_error = "invalid watch message"; return false; }
-      auto& o = v.as_object();
-      auto res = o.find("result");
-      if (res == o.end() || !res->value().is_object()) {
-        if (o.contains("error")) { parse_error = "watch error: " + json::serialize(o.at("error")); return false; }
-        continue;
-      }
-      const auto& ro = res->value().as_object();
-      WatchResponse wr;
-      wr.revision = header_revision(ro);
-      wr.created = ro.contains("created") && ro.at("created").is_bool() && ro.at("created").as_bool();
-      wr.canceled = ro.contains("canceled") && ro.at("canceled").is_bool() && ro.at("canceled").as_bool();
-      wr.compact_revision = as_int(ro, "compact_revision");
-      if (auto cr = ro.find("cancel_reason"); cr != ro.end() && cr->value().is_string())
-        wr.cancel_reason = std::string(cr->value().as_string());
-      if (auto ev = ro.find("events"); ev != ro.end() && ev->value().is_array()) {
-        for (const auto& e : ev->value().as_array()) {
-          if (!e.is_object()) continue;
-          const auto& eo = e.as_object();
-          WatchEvent we;
-          if (auto t = eo.find("type"); t != eo.end() && t->value().is_string()) we.is_delete = t->value().as_string() == "DELETE";
-          if (auto kv = eo.find("kv"); kv != eo.end() && kv->value().is_object()) we.kv = parse_kv(kv->value().as_object());
-          wr.events.push_back(std::move(we));
-        }
-      }
-      if (!on_response(wr)) { stop = true; return false; }
+  // A watch can meet an expired token (it is only used when the stream is
+  // created, so an open stream does not keep it alive): log in again and
+  // re-create the stream once, at the same revision, instead of reporting a
+  // canceled watch that would cost the caller a full reload.
+  for (int auth_try = 0;; ++auth_try) {
+    if (!opts_.user.empty() && token_.empty()) {
+      auto st = co_await authenticate(c);
+      if (!st) co_return st;
     }
-    return true;
-  });
-  if (!parse_error.empty()) co_return Error{parse_error};
-  if (!r) co_return Error{r.error()};
-  if (stop) co_return Status{};
-  co_return Error{"watch stream ended"};
+    const bool may_renew = !opts_.user.empty() && auth_try == 0;
+    bool renew = false;
+    // The gateway streams one JSON object per message, newline-separated.
+    std::string pending;
+    bool stop = false;
+    std::string parse_error;
+    auto r = co_await c.stream("POST", "/v3/watch", json_headers(token_), watch_body(prefix, start_revision), opts_.timeout,
+                               idle_timeout, [&](std::string_view data) {
+      pending.append(data);
+      size_t nl;
+      while ((nl = pending.find('\n')) != std::string::npos) {
+        std::string line = pending.substr(0, nl);
+        pending.erase(0, nl + 1);
+        if (line.empty() || line == "\r") continue;
+        boost::system::error_code ec;
+        auto v = json::parse(line, ec);
+        if (ec || !v.is_object()) { parse_error = "invalid watch message"; return false; }
+        auto& o = v.as_object();
+        auto res = o.find("result");
+        if (res == o.end() || !res->value().is_object()) {
+          if (o.contains("error")) {
+            if (may_renew && token_rejected(json::serialize(o.at("error")))) { renew = true; return false; }
+            parse_error = "watch error: " + json::serialize(o.at("error"));
+            return false;
+          }
+          continue;
+        }
+        const auto& ro = res->value().as_object();
+        WatchResponse wr;
+        wr.revision = header_revision(ro);
+        wr.created = ro.contains("created") && ro.at("created").is_bool() && ro.at("created").as_bool();
+        wr.canceled = ro.contains("canceled") && ro.at("canceled").is_bool() && ro.at("canceled").as_bool();
+        wr.compact_revision = as_int(ro, "compact_revision");
+        if (auto cr = ro.find("cancel_reason"); cr != ro.end() && cr->value().is_string())
+          wr.cancel_reason = std::string(cr->value().as_string());
+        if (wr.canceled && may_renew && token_rejected(wr.cancel_reason)) { renew = true; return false; }
+        if (auto ev = ro.find("events"); ev != ro.end() && ev->value().is_array()) {
+          for (const auto& e : ev->value().as_array()) {
+            if (!e.is_object()) continue;
+            const auto& eo = e.as_object();
+            WatchEvent we;
+            if (auto t = eo.find("type"); t != eo.end() && t->value().is_string()) we.is_delete = t->value().as_string() == "DELETE";
+            if (auto kv = eo.find("kv"); kv != eo.end() && kv->value().is_object()) we.kv = parse_kv(kv->value().as_object());
+            wr.events.push_back(std::move(we));
+          }
+        }
+        if (!on_response(wr)) { stop = true; return false; }
+      }
+      return true;
+    });
+    // A gateway that refuses the request itself answers 401.
+    if (!r && may_renew && (r.error().rfind("HTTP 401", 0) == 0 || token_rejected(r.error()))) renew = true;
+    if (renew) {
+      log::debug("etcd watch: auth token rejected, authenticating again");
+      token_.clear();
+      continue;
+    }
+    if (!parse_error.empty()) co_return Error{parse_error};
+    if (!r) co_return Error{r.error()};
+    if (stop) co_return Status{};
+    co_return Error{"watch stream ended"};
+  }
 }
 
 }  // namespace holdfast::config
