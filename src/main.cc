@@ -251,14 +251,16 @@ int main(int argc, char** argv) {
             cfg.config_provider, workers.size(),
             cfg.fallback.enabled ? (cfg.fallback.write ? ", backup node (fallback_cp.mode: write)" : ", S3 fallback on") : "");
 
-  // The access log is written from the control thread, never from a worker.
+  // Housekeeping on the control thread: the access log is written here
+  // (never from a worker) and retired snapshots are handed to the reaper.
   asio::steady_timer log_timer(control);
   std::function<void()> flush_log = [&] {
     access_log->flush();
+    manager.reap();
     log_timer.expires_after(std::chrono::milliseconds(200));
     log_timer.async_wait([&](boost::system::error_code ec) { if (!ec) flush_log(); });
   };
-  if (access_log->enabled()) flush_log();
+  flush_log();  // also frees retired snapshots once workers let go of them
 
   asio::signal_set signals(control, SIGTERM, SIGINT);
   asio::steady_timer drain_timer(control);

@@ -64,7 +64,6 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
   if (!docv.is_object()) return Error{"configuration must be an object"};
   const json::object& doc = docv.as_object();
   auto snap = std::make_shared<Snapshot>();
-  snap->raw = doc;
   std::string err;
 
   auto skip = [&](const char* type, const std::string& id, const std::string& why) {

@@ -4,6 +4,48 @@
 
 namespace holdfast::config {
 
+Manager::Manager(const NodeConfig& cfg, Publish publish) : cfg_(cfg), publish_(std::move(publish)) {
+  reaper_ = std::thread([this] {
+    std::unique_lock lk(reap_mu_);
+    for (;;) {
+      reap_cv_.wait(lk, [this] { return stopping_ || !to_free_.empty(); });
+      std::vector<std::shared_ptr<const Snapshot>> batch;
+      batch.swap(to_free_);
+      lk.unlock();
+      batch.clear();  // the expensive part, off the control thread
+      lk.lock();
+      if (stopping_ && to_free_.empty()) return;
+    }
+  });
+}
+
+Manager::~Manager() {
+  {
+    std::lock_guard lk(reap_mu_);
+    stopping_ = true;
+  }
+  reap_cv_.notify_one();
+  reaper_.join();
+}
+
+void Manager::reap() {
+  std::vector<std::shared_ptr<const Snapshot>> unused;
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    if (it->use_count() == 1) {
+      unused.push_back(std::move(*it));
+      it = retired_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (unused.empty()) return;
+  {
+    std::lock_guard lk(reap_mu_);
+    for (auto& s : unused) to_free_.push_back(std::move(s));
+  }
+  reap_cv_.notify_one();
+}
+
 Status Manager::apply(const boost::json::value& doc, const std::string& source, const std::string& revision,
                       bool strict) {
   CompileOptions opts;
@@ -33,6 +75,7 @@ Status Manager::apply(const boost::json::value& doc, const std::string& source, 
   {
     std::lock_guard lk(mu_);
     (*snap)->version = ++version_;
+    if (current_) retired_.push_back(std::move(current_));
     current_ = *snap;
   }
   auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -40,6 +83,7 @@ Status Manager::apply(const boost::json::value& doc, const std::string& source, 
             source, revision, (*snap)->routes.size(), (*snap)->upstreams.size(), (*snap)->consumers.size(),
             (*snap)->skipped, ms);
   publish_(*snap);
+  reap();
   return {};
 }
 

@@ -4,10 +4,13 @@
 #pragma once
 #include <boost/json/value.hpp>
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "config/snapshot.h"
 #include "core/config.h"
@@ -17,7 +20,8 @@ namespace holdfast::config {
 class Manager {
  public:
   using Publish = std::function<void(std::shared_ptr<const Snapshot>)>;
-  Manager(const NodeConfig& cfg, Publish publish) : cfg_(cfg), publish_(std::move(publish)) {}
+  Manager(const NodeConfig& cfg, Publish publish);
+  ~Manager();
 
   // Compiles and publishes. Returns the error (and keeps the current
   // snapshot) when the document as a whole is unusable.
@@ -28,6 +32,9 @@ class Manager {
                bool strict = false);
   std::shared_ptr<const Snapshot> current() const;
   uint64_t rejected() const { return rejected_; }
+  // Hands retired snapshots that nobody uses any more to the reaper thread.
+  // Called after each apply and periodically by the control loop.
+  void reap();
 
  private:
   const NodeConfig& cfg_;
@@ -36,6 +43,15 @@ class Manager {
   std::shared_ptr<const Snapshot> current_;
   uint64_t version_ = 0;
   uint64_t rejected_ = 0;
+  // A replaced snapshot is kept here until workers have let go of it, so the
+  // last reference is never dropped on a worker (destroying 10k routes takes
+  // milliseconds) nor on the control thread: a reaper thread frees it.
+  std::vector<std::shared_ptr<const Snapshot>> retired_;
+  std::mutex reap_mu_;
+  std::condition_variable reap_cv_;
+  std::vector<std::shared_ptr<const Snapshot>> to_free_;
+  bool stopping_ = false;
+  std::thread reaper_;
 };
 
 }  // namespace holdfast::config

@@ -53,7 +53,6 @@ struct Snapshot {
   std::unordered_map<std::string, std::shared_ptr<CompiledConsumer>> consumers;
   // auth plugin name -> credential key -> consumer
   std::unordered_map<std::string, std::unordered_map<std::string, const CompiledConsumer*>> auth_index;
-  boost::json::object raw;       // the documents it was built from (export, cache)
   size_t skipped = 0;            // resources rejected while compiling
   std::string first_error;       // "<type> <id>: <reason>" of the first rejected resource
 };

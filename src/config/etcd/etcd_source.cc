@@ -82,7 +82,7 @@ void EtcdSource::mark_dirty() {
   if (flush_pending_) return;
   // Coalesce a burst of watch events into one snapshot.
   flush_pending_ = true;
-  flush_timer_.expires_after(std::chrono::milliseconds(20));
+  flush_timer_.expires_after(std::chrono::milliseconds(5));
   flush_timer_.async_wait([this](boost::system::error_code ec) {
     flush_pending_ = false;
     if (!ec) flush();
@@ -92,8 +92,7 @@ void EtcdSource::mark_dirty() {
 void EtcdSource::flush() {
   if (!dirty_) return;
   dirty_ = false;
-  boost::json::value doc(build_document(kv_, cfg_.prefix));
-  auto st = apply_(doc, std::to_string(revision_));
+  auto st = apply_(boost::json::value(build_document(kv_, cfg_.prefix)), std::to_string(revision_));
   if (st) loaded_ = true;
 }
 

@@ -19,7 +19,8 @@ namespace holdfast::config {
 
 class EtcdSource {
  public:
-  using Apply = std::function<Status(const boost::json::value& doc, const std::string& revision)>;
+  // Takes ownership of the document (it is rebuilt for every change).
+  using Apply = std::function<Status(boost::json::value doc, const std::string& revision)>;
   EtcdSource(boost::asio::io_context& io, const EtcdConfig& cfg, Apply apply);
   ~EtcdSource();
 

@@ -109,9 +109,9 @@ Result<CacheEntry> read_cache(const std::string& path) {
 BackupExporter::BackupExporter(asio::io_context& io, const NodeConfig& cfg, Metrics& metrics)
     : io_(io), cfg_(cfg), metrics_(metrics), s3_(make_s3(io, cfg.fallback)), timer_(io) {}
 
-void BackupExporter::update(const json::object& stored_doc, int64_t revision) {
+void BackupExporter::update(json::object stored_doc, int64_t revision) {
   bool first = !have_doc_;
-  doc_ = stored_doc;
+  doc_ = std::move(stored_doc);
   revision_ = revision;
   have_doc_ = true;
   if (first) timer_.cancel();  // export right after the first full sync

@@ -53,7 +53,7 @@ class BackupExporter {
  public:
   BackupExporter(boost::asio::io_context& io, const NodeConfig& cfg, Metrics& metrics);
   // The stored (still encrypted) document and revision after each etcd apply.
-  void update(const boost::json::object& stored_doc, int64_t revision);
+  void update(boost::json::object stored_doc, int64_t revision);
   void start();   // first export right after the first update, then every interval
   void stop();
   const aws::S3Client& s3() const { return *s3_; }

@@ -30,11 +30,10 @@ Supervisor::Supervisor(asio::io_context& io, const NodeConfig& cfg, Manager& mgr
   const auto& f = cfg.fallback;
   s3_primary_ = f.enabled && !f.write && (cfg.config_provider == "json" || cfg.config_provider == "yaml");
   if (!s3_primary_) {
-    etcd_ = std::make_unique<EtcdSource>(io, cfg.etcd, [this](const json::value& doc, const std::string& rev) {
+    etcd_ = std::make_unique<EtcdSource>(io, cfg.etcd, [this](json::value doc, const std::string& rev) {
       int64_t r = 0;
       try { r = std::stoll(rev); } catch (...) {}
-      bool ok = apply_stored(doc.as_object(), cfg_.keyring, "etcd", r, false);
-      if (ok && exporter_) exporter_->update(doc.as_object(), r);
+      bool ok = apply_stored(std::move(doc.as_object()), cfg_.keyring, "etcd", r, false);
       return ok ? Status{} : Status{Error{"rejected"}};
     });
     etcd_->on_reachability = [this](bool reachable) {
@@ -62,22 +61,25 @@ Supervisor::Supervisor(asio::io_context& io, const NodeConfig& cfg, Manager& mgr
 
 Supervisor::~Supervisor() = default;
 
-bool Supervisor::apply_stored(const json::object& stored, const std::vector<std::string>& keyring,
+bool Supervisor::apply_stored(json::object stored, const std::vector<std::string>& keyring,
                               const std::string& source, int64_t revision, bool strict) {
-  json::value plain(stored);
-  // Decrypt a copy: the stored (encrypted) form is what the cache and the
-  // backup keep. Decrypted values are never logged.
+  // Decrypted values are never logged. The stored (encrypted) form is what
+  // the cache and the backup keep; without them, decrypt in place (no copy of
+  // a possibly large document).
+  const bool keep_stored = reader_ || exporter_;
+  json::value plain = keep_stored ? json::value(stored) : json::value(std::move(stored));
   data_encryption::decrypt_document(plain.as_object(), keyring);
   auto st = mgr_.apply(plain, source, std::to_string(revision), strict);
   if (!st) return false;
   applied_revision_ = revision;
-  if (reader_ || exporter_) {
+  if (keep_stored) {
     // Last-known-good on disk, written after every applied configuration.
     CacheEntry e{stored, keyring, revision, now_unix(), source};
     if (auto w = write_cache(cfg_.fallback.cache_file, e); !w) {
       metrics_.fail("cache_write");
       log::warn("fallback cache not written: {}", w.error());
     }
+    if (exporter_ && source == "etcd") exporter_->update(std::move(stored), revision);
   }
   return true;
 }

@@ -33,8 +33,9 @@ class Supervisor {
   std::string prometheus(const std::string& source, int64_t snapshot_age_seconds) const;
 
  private:
-  bool apply_stored(const boost::json::object& stored, const std::vector<std::string>& keyring,
-                    const std::string& source, int64_t revision, bool strict);
+  // `stored` is the document as kept in etcd/S3 (fields may be encrypted).
+  bool apply_stored(boost::json::object stored, const std::vector<std::string>& keyring, const std::string& source,
+                    int64_t revision, bool strict);
   bool apply_cache();
   boost::asio::awaitable<void> startup_fallback();
   boost::asio::awaitable<void> poll_loop();
