@@ -126,6 +126,7 @@ def read_pidfile(path, timeout=5):
 def start_origin(work):
     d = os.path.join(work, "origin")
     os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    os.chmod(d, 0o755)
     with open(os.path.join(d, "big"), "wb") as f:
         f.write(b"x" * 102400)
     port = free_port()
@@ -330,6 +331,7 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"{tool} not found: run scripts/install-deps.sh")
     work = tempfile.mkdtemp(prefix="holdfast-bench-")
+    os.chmod(work, 0o755)  # nginx workers (another user) must read the origin's files
     procs = []
     try:
         origin = start_origin(work)
