@@ -413,3 +413,117 @@ class S3ErrorHandlingTest(FallbackBase):
         backup.wait_log("backup exported revision", timeout=10)
         self.peer.clear_faults()
         self.assertEqual(self.manifest()["revision"], self.etcd_.revision())
+
+
+class MetadataCredentialsTest(FallbackBase):
+    """EKS Pod Identity and EC2 IMDSv2: no such service runs here, so small
+    loopback servers speak their HTTP protocols; the credentials they hand out
+    are real ones for the SigV4-verifying S3 peer."""
+
+    def serve(self, handler_cls):
+        import threading
+        from http.server import ThreadingHTTPServer
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), handler_cls)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+        class _Stop:
+            def stop(_s):
+                srv.shutdown()
+                srv.server_close()
+        self._procs.append(_Stop())
+        return srv
+
+    def creds_json(self, ak, sk, token):
+        exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        return json.dumps({"AccessKeyId": ak, "SecretAccessKey": sk, "Token": token, "Expiration": exp}).encode()
+
+    def static_free_cfg(self):
+        cfg = fallback_cfg(self.peer, "write")
+        s3 = cfg["deployment"]["fallback_cp"]["aws_s3"]
+        del s3["access_key"], s3["secret_key"]
+        return cfg
+
+    def test_pod_identity(self):
+        import tempfile
+        from http.server import BaseHTTPRequestHandler
+        ak, sk, tok = "ASIAPODIDENTITY00001", "pod-secret-key-0123456789", "pod-session-token"
+        self.peer.add_user(ak, sk, session_token=tok, expires_in=3600)
+        seen = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                seen.append(self.headers.get("Authorization"))
+                if self.path != "/v1/credentials" or self.headers.get("Authorization") != "agent-token":
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                body = outer.creds_json(ak, sk, tok)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        srv = self.serve(Handler)
+        token_file = os.path.join(tempfile.mkdtemp(prefix="pod-"), "token")
+        with open(token_file, "w") as f:
+            f.write("agent-token\n")
+        env = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://127.0.0.1:{srv.server_address[1]}/v1/credentials",
+               "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": token_file, "AWS_EC2_METADATA_DISABLED": "true",
+               "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_ROLE_ARN": ""}
+        self.cp_routes()
+        backup = self.etcd_gateway(self.etcd_, config=self.static_free_cfg(), start=False, extra_env=env)
+        backup.start(wait=False)
+        m = wait_for(self.manifest, what="export with pod identity credentials")
+        self.assertEqual(m["revision"], self.etcd_.revision())
+        self.assertEqual(seen[0], "agent-token")
+        self.assertIn("AWS credentials from pod-identity", backup.logs())
+        self.assertNotIn("agent-token", backup.logs())
+
+    def test_imds_v2(self):
+        from http.server import BaseHTTPRequestHandler
+        ak, sk, tok = "ASIAINSTANCEROLE0001", "imds-secret-key-0123456789", "imds-session-token"
+        self.peer.add_user(ak, sk, session_token=tok, expires_in=3600)
+        calls = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def reply(self, code, body=b""):
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_PUT(self):
+                calls.append(("PUT", self.path))
+                if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                    return self.reply(200, b"imds-v2-session")
+                self.reply(400)
+
+            def do_GET(self):
+                calls.append(("GET", self.path))
+                if self.headers.get("X-aws-ec2-metadata-token") != "imds-v2-session":
+                    return self.reply(401)  # IMDSv2 only: no token, no answer
+                if self.path == "/latest/meta-data/iam/security-credentials/":
+                    return self.reply(200, b"holdfast-node-role")
+                if self.path == "/latest/meta-data/iam/security-credentials/holdfast-node-role":
+                    return self.reply(200, outer.creds_json(ak, sk, tok))
+                self.reply(404)
+
+        srv = self.serve(Handler)
+        env = {"AWS_EC2_METADATA_SERVICE_ENDPOINT": f"http://127.0.0.1:{srv.server_address[1]}",
+               "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_ROLE_ARN": "",
+               "AWS_CONTAINER_CREDENTIALS_FULL_URI": ""}
+        self.cp_routes()
+        backup = self.etcd_gateway(self.etcd_, config=self.static_free_cfg(), start=False, extra_env=env)
+        backup.start(wait=False)
+        m = wait_for(self.manifest, what="export with instance-metadata credentials")
+        self.assertEqual(m["revision"], self.etcd_.revision())
+        self.assertEqual(calls[0], ("PUT", "/latest/api/token"))
+        self.assertIn("AWS credentials from instance-metadata", backup.logs())

@@ -179,20 +179,31 @@ asio::awaitable<Result<Credentials>> CredentialsProvider::web_identity() {
   co_return c;
 }
 
-asio::awaitable<Result<Credentials>> CredentialsProvider::container() {
-  auto url = http::Url::parse(env("AWS_CONTAINER_CREDENTIALS_FULL_URI"));
-  if (!url) co_return Error{"pod identity: AWS_CONTAINER_CREDENTIALS_FULL_URI: " + url.error()};
-  http::Headers h;
+// The Authorization value for the container credentials endpoint (plain
+// function: keeps block-scoped temporaries out of the coroutine frame, which
+// GCC 12 mishandles).
+static Result<std::string> container_authorization() {
   std::string token_file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
   if (!token_file.empty()) {
     auto t = read_file(token_file);
-    if (!t) co_return Error{"pod identity: " + t.error()};
-    h.emplace_back("Authorization", *t);
-  } else if (!env("AWS_CONTAINER_AUTHORIZATION_TOKEN").empty()) {
-    h.emplace_back("Authorization", env("AWS_CONTAINER_AUTHORIZATION_TOKEN"));
+    if (!t) return Error{"pod identity: " + t.error()};
+    return *t;
   }
+  return env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+}
+
+asio::awaitable<Result<Credentials>> CredentialsProvider::container() {
+  auto url = http::Url::parse(env("AWS_CONTAINER_CREDENTIALS_FULL_URI"));
+  if (!url) co_return Error{"pod identity: AWS_CONTAINER_CREDENTIALS_FULL_URI: " + url.error()};
+  auto auth = container_authorization();
+  if (!auth) co_return Error{auth.error()};
+  http::Headers h;
+  if (!auth->empty()) h.emplace_back("Authorization", *auth);
   http::HttpClient client(ex_, *url);
-  auto r = co_await client.request("GET", url->path.empty() ? "/" : url->path, h, "", 5);
+  // A named variable: GCC 12 double-frees a conditional-expression temporary
+  // passed by value to a coroutine.
+  const std::string path = url->path.empty() ? std::string("/") : url->path;
+  auto r = co_await client.request("GET", path, h, "", 5);
   if (!r) co_return Error{"pod identity: " + r.error()};
   if (r->status != 200) co_return Error{fmt::format("pod identity: HTTP {}", r->status)};
   co_return parse_json_creds(r->body, "pod-identity");
