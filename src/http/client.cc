@@ -106,14 +106,20 @@ struct HttpClient::Conn {
       if (buf.data.size() - buf.end < 4096) buf.data.resize(buf.data.size() * 2 + 16384);
     }
     auto b = asio::buffer(buf.data.data() + buf.end, buf.data.size() - buf.end);
-    auto [ec, n] = tls ? co_await s.async_read_some(b, tok) : co_await s.next_layer().async_read_some(b, tok);
+    // if/else rather than ?: around co_await (GCC 12 coroutine temporaries).
+    std::tuple<error_code, size_t> r;
+    if (tls) r = co_await s.async_read_some(b, tok);
+    else r = co_await s.next_layer().async_read_some(b, tok);
+    auto [ec, n] = r;
     if (!ec) buf.end += n;
     co_return std::make_pair(ec, n);
   }
   asio::awaitable<error_code> write(std::string_view data) {
     auto b = asio::buffer(data.data(), data.size());
-    auto [ec, n] = tls ? co_await asio::async_write(s, b, tok) : co_await asio::async_write(s.next_layer(), b, tok);
-    co_return ec;
+    std::tuple<error_code, size_t> r;
+    if (tls) r = co_await asio::async_write(s, b, tok);
+    else r = co_await asio::async_write(s.next_layer(), b, tok);
+    co_return std::get<0>(r);
   }
 };
 
