@@ -527,3 +527,37 @@ class MetadataCredentialsTest(FallbackBase):
         self.assertEqual(m["revision"], self.etcd_.revision())
         self.assertEqual(calls[0], ("PUT", "/latest/api/token"))
         self.assertIn("AWS credentials from instance-metadata", backup.logs())
+
+
+class EncryptedFailoverTest(FallbackBase):
+    def test_keys_encrypted_by_the_admin_api_work_after_failover(self):
+        # A traditional node that is also the backup node: resources go in
+        # through its Admin API (key-auth keys encrypted with the keyring).
+        cfg = fallback_cfg(self.peer, "write", proxy=True)
+        cfg["apisix"] = {"data_encryption": {"keyring": ["0123456789abcdef"]}}
+        cp = self.etcd_gateway(self.etcd_, role="traditional", config=cfg)
+        st, _ = cp.admin("PUT", "/apisix/admin/upstreams/1", {"nodes": {self.up.addr: 1}, "type": "roundrobin"})
+        self.assertIn(st, (200, 201))
+        st, _ = cp.admin("PUT", "/apisix/admin/consumers", {"username": "bob", "plugins": {"key-auth": {"key": "bob-plain-key"}}})
+        self.assertIn(st, (200, 201))
+        st, _ = cp.admin("PUT", "/apisix/admin/routes/1", {"uri": "/secure", "upstream_id": "1", "plugins": {"key-auth": {}}})
+        self.assertIn(st, (200, 201))
+        stored = json.loads(self.etcd_.get("/apisix/consumers/bob"))
+        self.assertNotEqual(stored["plugins"]["key-auth"]["key"], "bob-plain-key")
+        rev = self.etcd_.revision()
+        wait_for(lambda: (lambda m: m if m and m["revision"] >= rev else None)(self.manifest()), what="export")
+        # the exported resource object keeps the encrypted form; the keyring travels in the config object
+        m = self.manifest()
+        resources = self.peer.get("fallback-cp-data", m["resource"]["key"]).decode()
+        self.assertNotIn("bob-plain-key", resources)
+        config = json.loads(self.peer.get("fallback-cp-config", m["config"]["key"]))
+        self.assertEqual(config["config"]["config_payload"]["keyring"], ["0123456789abcdef"])
+        # a traffic node with a different local keyring and no etcd decrypts with the snapshot's keyring
+        tcfg = fallback_cfg(self.peer)
+        tcfg["apisix"] = {"data_encryption": {"keyring": ["fedcba9876543210"]}}
+        traffic = self.etcd_gateway(["https://INVALID_DOMAIN.invalid:7943"], config=tcfg)
+        wait_for(lambda: traffic.get("/secure").status == 401, what="route from S3")
+        r = traffic.get("/secure", headers={"apikey": "bob-plain-key"})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["headers"]["x-consumer-username"], "bob")
+        self.assertNotIn("bob-plain-key", traffic.logs())
