@@ -12,11 +12,21 @@ const char* const kDirs[] = {"routes", "services", "upstreams", "consumers", "ss
                              "consumer_groups", "plugin_metadata", "protos", "secrets", "stream_routes"};
 }
 
-json::object build_document(const std::map<std::string, std::string>& kv, const std::string& prefix) {
+json::value parse_etcd_value(const std::string& key, const std::string& raw) {
+  boost::system::error_code ec;
+  json::value v = json::parse(raw, ec);
+  if (ec || !v.is_object()) {
+    if (raw != "init_dir" && !raw.empty()) log::warn("etcd key {}: value is not a JSON object, skipped", key);
+    return nullptr;
+  }
+  return v;
+}
+
+json::object build_document(const std::map<std::string, json::value>& kv, const std::string& prefix) {
   json::object doc;
   for (const char* d : kDirs) doc[d] = json::array();
   const std::string base = prefix + "/";
-  for (const auto& [key, raw] : kv) {
+  for (const auto& [key, stored] : kv) {
     if (key.compare(0, base.size(), base) != 0) continue;
     std::string rest = key.substr(base.size());  // "routes/1"
     auto slash = rest.find('/');
@@ -35,12 +45,8 @@ json::object build_document(const std::map<std::string, std::string>& kv, const 
     } else if (dir == "services" && id.find('/') != std::string::npos) {
       continue;  // graphql cost decorations and other sub-resources
     }
-    boost::system::error_code ec;
-    json::value v = json::parse(raw, ec);
-    if (ec || !v.is_object()) {
-      if (raw != "init_dir" && !raw.empty()) log::warn("etcd key {}: value is not a JSON object, skipped", key);
-      continue;
-    }
+    if (!stored.is_object()) continue;
+    json::value v = stored;  // a copy: the document is handed over and modified
     auto& o = v.as_object();
     if (dir == "consumers" && !credential) {
       if (!o.contains("username")) o["username"] = id;

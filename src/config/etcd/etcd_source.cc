@@ -69,7 +69,7 @@ asio::awaitable<bool> EtcdSource::full_load() {
     co_return false;
   }
   kv_.clear();
-  for (auto& kv : r->kvs) kv_[kv.key] = std::move(kv.value);
+  for (auto& kv : r->kvs) kv_[kv.key] = parse_etcd_value(kv.key, kv.value);
   revision_ = r->revision;
   set_reachable(true, "");
   dirty_ = true;
@@ -130,7 +130,7 @@ asio::awaitable<void> EtcdSource::run() {
       }
       for (const auto& ev : wr.events) {
         if (ev.is_delete) kv_.erase(ev.kv.key);
-        else kv_[ev.kv.key] = ev.kv.value;
+        else kv_[ev.kv.key] = parse_etcd_value(ev.kv.key, ev.kv.value);
         revision_ = std::max(revision_, ev.kv.mod_revision);
       }
       if (wr.revision > revision_) revision_ = wr.revision;

@@ -44,7 +44,7 @@ class EtcdSource {
   EtcdConfig cfg_;
   Apply apply_;
   std::unique_ptr<EtcdClient> client_;
-  std::map<std::string, std::string> kv_;
+  std::map<std::string, boost::json::value> kv_;  // parsed once, when each value arrives
   int64_t revision_ = 0;
   bool reachable_ = false;
   bool reported_ = false;   // reachability was logged at least once
