@@ -18,25 +18,32 @@ namespace holdfast::plugins {
 namespace {
 
 struct Window {
-  int64_t window_start = 0;  // seconds
+  int64_t end_ms = 0;  // the window starts with its first request (as APISIX's local counter)
   int64_t count = 0;
 };
 
 // Shards keep workers from contending on one lock.
 class Store {
  public:
-  // Returns remaining (>= 0 when allowed, -1 when rejected) and the reset time.
-  int64_t incoming(const std::string& key, int64_t limit, int64_t window, int64_t& reset) {
-    int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                      std::chrono::steady_clock::now().time_since_epoch()).count();
+  // Returns remaining (>= 0 when allowed, -1 when rejected) and the seconds
+  // until the window resets (rounded up).
+  int64_t incoming(const std::string& key, int64_t limit, int64_t window_s, int64_t& reset) {
+    // Milliseconds, not whole seconds: a window must last its full length
+    // even when it starts just before a second boundary.
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch()).count();
+    const int64_t window_ms = window_s * 1000;
     Shard& s = shards_[std::hash<std::string>{}(key) % kShards];
     std::lock_guard lk(s.mu);
+    // Expired windows are dropped now and then, so keys of past clients do
+    // not accumulate.
+    if (++s.ops % 4096 == 0) std::erase_if(s.map, [now](const auto& kv) { return now >= kv.second.end_ms; });
     Window& w = s.map[key];
-    if (w.window_start == 0 || now >= w.window_start + window) {
-      w.window_start = now;
+    if (w.count == 0 || now >= w.end_ms) {
+      w.end_ms = now + window_ms;
       w.count = 0;
     }
-    reset = w.window_start + window - now;
+    reset = (w.end_ms - now + 999) / 1000;
     if (w.count >= limit) return -1;
     ++w.count;
     return limit - w.count;
@@ -47,6 +54,7 @@ class Store {
   struct Shard {
     std::mutex mu;
     std::unordered_map<std::string, Window> map;
+    uint64_t ops = 0;
   };
   Shard shards_[kShards];
 };
