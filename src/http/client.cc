@@ -347,12 +347,7 @@ asio::awaitable<Result<ClientResponse>> HttpClient::request(std::string method, 
       auto st = co_await connect(*c, timeout);
       if (!st) co_return Error{st.error()};
     }
-    active_.push_back(c.get());
-    struct Untrack {
-      std::vector<Conn*>& v;
-      Conn* c;
-      ~Untrack() { v.erase(std::remove(v.begin(), v.end(), c), v.end()); }
-    } untrack{active_, c.get()};
+    Tracked tracked(active_, c.get());
     c->arm(timeout);
     c->buf.begin = c->buf.end = 0;
     if (auto ec = co_await c->write(wire); ec) {
@@ -414,12 +409,7 @@ asio::awaitable<Result<int>> HttpClient::stream(std::string method, std::string 
   c->buf.data.resize(65536);
   auto st = co_await connect(*c, connect_timeout);
   if (!st) co_return Error{st.error()};
-  active_.push_back(c.get());
-  struct Untrack {
-    std::vector<Conn*>& v;
-    Conn* c;
-    ~Untrack() { v.erase(std::remove(v.begin(), v.end(), c), v.end()); }
-  } untrack{active_, c.get()};
+  Tracked tracked(active_, c.get());
   c->arm(connect_timeout);
   if (auto ec = co_await c->write(build_request(base_, method, target, headers, body)); ec) {
     c->disarm();

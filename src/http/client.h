@@ -71,6 +71,13 @@ class HttpClient {
  private:
   struct Conn;
   struct TlsCtx;
+  // Lists a connection in active_ (so cancel() reaches it) while in scope.
+  struct Tracked {
+    Tracked(std::vector<Conn*>& list, Conn* c) : list_(list), c_(c) { list_.push_back(c_); }
+    ~Tracked() { std::erase(list_, c_); }
+    std::vector<Conn*>& list_;
+    Conn* c_;
+  };
   TlsCtx& tls_context();
   Status tls_ready();
   std::string io_error(Conn& c, const boost::system::error_code& ec) const;
