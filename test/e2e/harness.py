@@ -395,7 +395,6 @@ class Etcd:
         return unb64(kvs[0]["value"]) if kvs else None
 
     def get_prefix(self, prefix):
-        import base64 as _b
         end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         r = self.call("/v3/kv/range", {"key": b64(prefix), "range_end": b64(end)})
         return {unb64(kv["key"]): unb64(kv.get("value", "")) for kv in r.get("kvs") or []}
@@ -441,6 +440,18 @@ def deep_merge(dst, src):
         else:
             dst[k] = v
     return dst
+
+
+def wait_status(gw, path, want, timeout=5.0, headers=None):
+    """Polls `path` until it answers `want`; returns that response."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = gw.get(path, headers=headers)
+        if last.status == want:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"{path}: wanted {want}, last {last}; log:\n{gw.logs()[-2000:]}")
 
 
 class GatewayTest(unittest.TestCase):

@@ -13,7 +13,7 @@ import threading
 import time
 import unittest
 
-from harness import GatewayTest, free_port, wait_port
+from harness import GatewayTest, free_port, wait_port, wait_status
 
 ADMIN = "/apisix/admin"
 
@@ -42,16 +42,6 @@ def make_cert(cn="test.com"):
         k = f.read()
     return c, k
 
-
-def wait_status(gw, path, want, timeout=5.0, headers=None):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = gw.get(path, headers=headers)
-        if last.status == want:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"{path}: wanted {want}, last {last}")
 
 
 def raw_admin(gw, method, path, body=None, headers=None):

@@ -7,7 +7,7 @@ import threading
 import time
 import unittest
 
-from harness import GatewayTest, free_port
+from harness import GatewayTest, free_port, wait_status
 
 
 def route(uri, up, **kw):
@@ -15,16 +15,6 @@ def route(uri, up, **kw):
     r.update(kw)
     return r
 
-
-def wait_status(gw, path, want, timeout=5.0):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = gw.get(path)
-        if last.status == want:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"{path}: wanted {want}, last {last}")
 
 
 class EtcdSourceTest(GatewayTest):

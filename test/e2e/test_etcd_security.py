@@ -12,7 +12,7 @@ import tempfile
 import time
 import unittest
 
-from harness import GatewayTest
+from harness import GatewayTest, wait_status
 
 ROUTE_BODY = {"plugins": {"mocking": {"response_example": "ok"}}}
 
@@ -20,16 +20,6 @@ ROUTE_BODY = {"plugins": {"mocking": {"response_example": "ok"}}}
 def route(uri):
     return dict(ROUTE_BODY, uri=uri)
 
-
-def wait_status(gw, path, want, timeout=5.0):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = gw.get(path)
-        if last.status == want:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"{path}: wanted {want}, last {last}; log:\n{gw.logs()[-2000:]}")
 
 
 def assert_nothing_loaded(test, gw):

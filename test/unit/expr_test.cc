@@ -2,20 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include "map_vars.h"
+
 #include <boost/json.hpp>
 #include <map>
 
 using namespace holdfast::router;
 
 namespace {
-struct MapVars : VarSource {
-  std::map<std::string, std::string> m;
-  std::optional<std::string> var(std::string_view n) const override {
-    auto it = m.find(std::string(n));
-    if (it == m.end()) return std::nullopt;
-    return it->second;
-  }
-};
+using holdfast::testing::MapVars;
 
 bool eval(const char* json, const MapVars& v) {
   auto e = Expr::compile(boost::json::parse(json));

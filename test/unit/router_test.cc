@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "map_vars.h"
+
 #include <boost/json.hpp>
 
 using namespace holdfast;
@@ -9,14 +11,7 @@ using namespace holdfast::router;
 
 namespace {
 
-struct MapVars : VarSource {
-  std::map<std::string, std::string> m;
-  std::optional<std::string> var(std::string_view n) const override {
-    auto it = m.find(std::string(n));
-    if (it == m.end()) return std::nullopt;
-    return it->second;
-  }
-};
+using holdfast::testing::MapVars;
 
 RouteSpec spec(uint32_t idx, std::vector<std::string> uris, int64_t prio = 0) {
   RouteSpec s;
