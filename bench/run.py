@@ -210,6 +210,18 @@ backend be
     return Proc("haproxy", port, read_pidfile(f"{d}/haproxy.pid"))
 
 
+def start_floor(work, origin):
+    """bench/floor_relay.cc: a byte relay that parses nothing (None if not built)."""
+    binary = os.path.join(os.path.dirname(HOLDFAST), "floor_relay")
+    if not os.path.exists(binary):
+        return None
+    port = free_port()
+    log = open(os.path.join(work, "floor_relay.log"), "wb")
+    p = subprocess.Popen(["taskset", "-c", SUT_CPU, binary, str(port), str(origin.port)], stdout=log, stderr=log)
+    wait_port(port)
+    return Proc("tcp-floor", port, p.pid)
+
+
 def routes_10k(origin_port):
     """10,000 routes: a third exact paths, a third prefixes, a third wildcard hosts."""
     routes = []
@@ -314,6 +326,9 @@ def print_table(title, summary, ref="nginx"):
                       f"{s['p99_ms'] / base['p99_ms']:.2f}")
         print(f"| {name} | {s['rps']:.0f} | {s['p50_ms']:.3f} | {s['p99_ms']:.3f} | {s['cpu_us_per_req']:.1f} | "
               f"{s['errors']} | {ratios[0]} | {ratios[1]} | {ratios[2]} |")
+    if "tcp-floor" in summary:
+        print("\ntcp-floor relays bytes without parsing HTTP (bench/floor_relay.cc): no HTTP proxy can beat it here;"
+              " Holdfast reaches {:.0%} of its req/s.".format(summary["holdfast"]["rps"] / summary["tcp-floor"]["rps"]))
     sys.stdout.flush()
 
 
@@ -343,10 +358,14 @@ def main():
         procs.append(haproxy)
         hf = start_holdfast(work, origin)
         procs.append(hf)
+        floor = start_floor(work, origin)
+        if floor:
+            procs.append(floor)
+        with_floor = [(floor, None)] if floor else []
         print(f"uname: {os.uname().release}; cpus: {os.cpu_count()}; holdfast: {HOLDFAST}")
         out = {}
         if "1route" in scenarios:
-            s = run_scenario("1 route", [(nginx, None), (haproxy, None), (hf, None)], "/", 50)
+            s = run_scenario("1 route", [(nginx, None), (haproxy, None), (hf, None)] + with_floor, "/", 50)
             print_table("1 route, c50", s)
             out["1route"] = s
         if "10k" in scenarios:
@@ -363,11 +382,11 @@ def main():
             hf10k.stop()
             procs.remove(hf10k)
         if "100kb" in scenarios:
-            s = run_scenario("100 KiB responses", [(nginx, None), (haproxy, None), (hf, None)], "/big", 50)
+            s = run_scenario("100 KiB responses", [(nginx, None), (haproxy, None), (hf, None)] + with_floor, "/big", 50)
             print_table("100 KiB responses, c50", s)
             out["100kb"] = s
         if "1000conn" in scenarios:
-            s = run_scenario("1,000 connections", [(nginx, None), (haproxy, None), (hf, None)], "/", 1000)
+            s = run_scenario("1,000 connections", [(nginx, None), (haproxy, None), (hf, None)] + with_floor, "/", 1000)
             print_table("1,000 connections", s)
             out["1000conn"] = s
         with open(os.path.join(work, "results.json"), "w") as f:

@@ -954,7 +954,31 @@ got_response : {
   }
 
   RelayResult rr;
-  bool upstream_reusable;
+  bool upstream_reusable = false;
+  bool released = false;
+  // Hands the upstream connection back to the pool (or closes it) and feeds
+  // the balancer; runs once per response.
+  auto release_upstream = [&] {
+    released = true;
+    double latency = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - upstream_start).count();
+    bal.on_finish(w_.id(), node_idx, latency);
+    ++conn->requests;
+    if (upstream_reusable && conn->requests < uc.keepalive_requests && !w_.draining()) {
+      conn->idle_since = now_ms();
+      w_.give_back(up.node_keys[node_idx], std::move(conn), uc.keepalive_size);
+    } else {
+      w_.unwatch(&conn->timed);
+      conn.reset();
+    }
+  };
+  // A small body that is already complete in the upstream buffer travels in
+  // the same buffer as the head, and the upstream connection goes back to the
+  // pool before the client write: otherwise it stays busy while the client
+  // reads, and c busy clients hold up to 2c upstream connections.
+  constexpr uint64_t inline_body_max = 16 * 1024;
+  const bool body_here = resp.body == BodyKind::none ||
+                         (resp.body == BodyKind::length && resp.content_length <= inline_body_max &&
+                          conn->buf.avail() >= resp.content_length);
   if (override_body) {
     bool t = false;
     std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(req_.method == "HEAD" ? std::string_view() : std::string_view(*ctx.resp_body_override))};
@@ -963,28 +987,28 @@ got_response : {
     rr.bytes = ctx.resp_body_override->size();
     // Reusable only when the upstream body was read to its end.
     upstream_reusable = body_collected && resp.keep_alive && resp.body != BodyKind::until_close && conn->buf.avail() == 0;
+  } else if (body_here) {
+    const auto n = resp.body == BodyKind::length ? static_cast<size_t>(resp.content_length) : size_t{0};
+    head.append(conn->buf.data.data() + conn->buf.begin, n);
+    conn->buf.begin += n;
+    upstream_reusable = resp.keep_alive && conn->buf.avail() == 0;
+    release_upstream();
+    bool t = false;
+    rr.ok = co_await write_all(sock_, timed_, asio::buffer(head), cfg.send_timeout, t);
+    rr.dst_failed = !rr.ok;
+    rr.bytes = n;
   } else {
     rr = co_await relay(conn->sock, conn->timed, conn->buf, resp.body, resp.content_length, sock_, timed_, head,
                         to.read, cfg.send_timeout, 0);
     upstream_reusable = rr.ok && resp.keep_alive && resp.body != BodyKind::until_close && conn->buf.avail() == 0;
   }
-  double latency = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - upstream_start).count();
-  bal.on_finish(w_.id(), node_idx, latency);
+  if (!released) release_upstream();
   if (rr.src_failed || rr.bad_framing) {
     log::warn("upstream {}: response body from {}:{} ended early{}", up.key, uc.nodes[node_idx].host,
               uc.nodes[node_idx].port, rr.src_timeout ? " (read timeout)" : "");
     keep_client = false;
   }
   if (rr.dst_failed) keep_client = false;
-  ++conn->requests;
-  if (upstream_reusable && conn->requests < uc.keepalive_requests && !w_.draining()) {
-    conn->idle_since = now_ms();
-    w_.give_back(up.node_keys[node_idx], std::move(conn),
-                 uc.keepalive_size);
-  } else {
-    w_.unwatch(&conn->timed);
-    conn.reset();
-  }
   run_log(ctx, &route, status, rr.bytes);
   co_return keep_client && (rr.ok);
 }

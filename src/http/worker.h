@@ -59,7 +59,7 @@ class Worker {
 
   int id_;
   const NodeConfig& cfg_;
-  boost::asio::io_context io_{1};
+  boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   std::shared_ptr<const config::Snapshot> snapshot_;
   std::thread thread_;
