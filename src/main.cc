@@ -3,6 +3,8 @@
 // source (file or etcd), the Admin API, the status endpoint and signals.
 #include <sys/resource.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -215,6 +217,7 @@ int main(int argc, char** argv) {
       admin_server = std::make_unique<http::ControlServer>(control, "admin", [&](const http::ControlRequest& r) {
         return admin_api->handle(r);
       });
+      asio::co_spawn(control, admin_api->publish_plugins_at_start(), asio::detached);
       admin_server->listen(cfg.admin.listen);
       admin_server->start();
       log::info("Admin API listening on {}:{}", cfg.admin.listen.ip, admin_server->port());

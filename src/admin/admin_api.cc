@@ -5,6 +5,10 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <chrono>
 #include <optional>
@@ -308,6 +312,37 @@ struct AdminApi::Impl {
 
   const data_encryption::Keyring* keyring() const { return cfg.encrypt_fields ? &cfg.keyring : nullptr; }
 
+  // APISIX's sync_local_conf_to_etcd: the Admin node stores its enabled
+  // plugin list at <prefix>/plugins as [{"name": ...}]; data planes enable
+  // exactly that list and pick up a change without a restart.
+  asio::awaitable<Status> publish_plugin_list(const std::vector<std::string>& configured) {
+    json::array list;
+    for (const plugins::PluginDef* d : plugins::all_plugins()) {
+      if (!configured.empty() && std::find(configured.begin(), configured.end(), d->name) == configured.end()) continue;
+      json::object item;
+      item["name"] = d->name;
+      list.push_back(std::move(item));
+    }
+    auto r = co_await etcd.put(prefix + "/plugins", json::serialize(list));
+    if (!r) co_return Error{r.error()};
+    co_return Status{};
+  }
+
+  // PUT /apisix/admin/plugins/reload: re-reads config.yaml's plugin list and
+  // publishes it, as APISIX does.
+  asio::awaitable<ControlResponse> reload_plugins() {
+    auto fresh = load_node_config(cfg.config_path);
+    if (!fresh) co_return error_reply(400, "failed to reload " + cfg.config_path + ": " + fresh.error());
+    auto st = co_await publish_plugin_list(fresh->plugins);
+    if (!st) co_return error_reply(503, st.error());
+    log::info("Admin API: plugin list reloaded from {} and published", cfg.config_path);
+    ControlResponse r;
+    r.status = 200;
+    r.body = "done";
+    r.headers = {{"Content-Type", "text/plain"}};
+    co_return r;
+  }
+
   // nullopt: allowed; otherwise the 401/403 to send.
   std::optional<ControlResponse> check_access(const ControlRequest& req) const {
     if (!allow_all && !(allow && allow->match(req.remote_addr))) {
@@ -440,6 +475,10 @@ asio::awaitable<ControlResponse> AdminApi::Impl::handle(const ControlRequest& re
   if (segs.empty()) co_return error_reply(404, "not found");
   if (segs[0] == "plugins") {
     if (segs.size() == 2 && segs[1] == "list" && req.method == "GET") co_return plugin_list();
+    if (segs.size() == 2 && segs[1] == "reload" && req.method == "PUT") {
+      ControlResponse r = co_await reload_plugins();
+      co_return r;
+    }
     co_return error_reply(404, "not found");
   }
   auto parsed = parse_target(segs);
@@ -690,6 +729,23 @@ asio::awaitable<ControlResponse> AdminApi::Impl::remove(const ControlRequest& re
 
 AdminApi::AdminApi(const NodeConfig& cfg, config::EtcdClient& etcd) : impl_(new Impl(cfg, etcd)) {}
 AdminApi::~AdminApi() = default;
+
+boost::asio::awaitable<void> AdminApi::publish_plugins_at_start() {
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer timer(ex);
+  for (int attempt = 0;; ++attempt) {
+    auto st = co_await impl_->publish_plugin_list(impl_->cfg.plugins);
+    if (st) {
+      log::info("Admin API: enabled plugin list published to {}/plugins", impl_->prefix);
+      co_return;
+    }
+    // etcd may not be up yet: retry quietly, logging the first failure only.
+    if (attempt == 0) log::warn("Admin API: cannot publish the plugin list yet ({}), retrying", st.error());
+    timer.expires_after(std::chrono::seconds(std::min(1 << std::min(attempt, 4), 10)));
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+  }
+}
 
 boost::asio::awaitable<http::ControlResponse> AdminApi::handle(const http::ControlRequest& req) {
   ControlResponse r = co_await impl_->handle(req);

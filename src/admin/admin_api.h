@@ -16,6 +16,9 @@ class AdminApi {
   AdminApi(const NodeConfig& cfg, config::EtcdClient& etcd);
   ~AdminApi();
   boost::asio::awaitable<http::ControlResponse> handle(const http::ControlRequest& req);
+  // Stores config.yaml's enabled plugin list at <prefix>/plugins, retrying
+  // until etcd answers (APISIX does this when an Admin node starts).
+  boost::asio::awaitable<void> publish_plugins_at_start();
 
  private:
   struct Impl;

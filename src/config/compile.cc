@@ -1,4 +1,5 @@
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <boost/json.hpp>
 
@@ -58,13 +59,45 @@ json::object merge_plugins(std::initializer_list<const json::object*> layers) {
   return out;
 }
 
+// The document's enabled-plugin list ([{"name": ..., "stream": ...}], from
+// etcd's <prefix>/plugins or a standalone file's `plugins:`) replaces
+// config.yaml's, as in APISIX. Stream plugins and names this build does not
+// have are left out with a log line.
+std::vector<std::string> listed_plugins(const json::array& list, const Snapshot* previous) {
+  std::vector<std::string> names;
+  std::vector<std::string> unknown;
+  for (const auto& item : list) {
+    const json::object* o = item.if_object();
+    const json::value* name = o ? o->if_contains("name") : nullptr;
+    if (!name || !name->is_string()) continue;
+    if (const json::value* st = o->if_contains("stream"); st && st->is_bool() && st->as_bool()) continue;
+    std::string n(name->as_string());
+    if (plugins::find_plugin(n)) names.push_back(std::move(n));
+    else unknown.push_back(std::move(n));
+  }
+  if (!previous || previous->plugin_list != names) {
+    log::info("enabled plugins from the configuration's plugin list: {}", names.empty() ? "none" : fmt::format("{}", fmt::join(names, ", ")));
+    if (!unknown.empty()) log::warn("plugin list: unknown plugins ignored: {}", fmt::format("{}", fmt::join(unknown, ", ")));
+  }
+  return names;
+}
+
 }  // namespace
 
-Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, const CompileOptions& opts) {
+Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, const CompileOptions& in_opts) {
   if (!docv.is_object()) return Error{"configuration must be an object"};
   const json::object& doc = docv.as_object();
   auto snap = std::make_shared<Snapshot>();
   std::string err;
+  CompileOptions opts = in_opts;
+  if (const json::value* list = doc.if_contains("plugins"); list && list->is_array()) {
+    snap->plugin_list = listed_plugins(list->as_array(), opts.previous);
+    snap->plugin_list_set = true;
+    opts.enabled_plugins = snap->plugin_list;
+    // compile_chain reads an empty list as "every plugin": a list that
+    // enables nothing keeps one name that no plugin has.
+    if (opts.enabled_plugins.empty()) opts.enabled_plugins.push_back("(none)");
+  }
 
   auto skip = [&](const char* type, const std::string& id, const std::string& why) {
     log::warn("skipping invalid {} id={}: {}", type, id, why);

@@ -53,6 +53,8 @@ struct Snapshot {
   std::unordered_map<std::string, std::shared_ptr<CompiledConsumer>> consumers;
   // auth plugin name -> credential key -> consumer
   std::unordered_map<std::string, std::unordered_map<std::string, const CompiledConsumer*>> auth_index;
+  std::vector<std::string> plugin_list;  // the document's enabled-plugin list, when it has one
+  bool plugin_list_set = false;
   size_t skipped = 0;            // resources rejected while compiling
   std::string first_error;       // "<type> <id>: <reason>" of the first rejected resource
 };

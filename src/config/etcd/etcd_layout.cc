@@ -15,7 +15,8 @@ const char* const kDirs[] = {"routes", "services", "upstreams", "consumers", "ss
 json::value parse_etcd_value(const std::string& key, const std::string& raw) {
   boost::system::error_code ec;
   json::value v = json::parse(raw, ec);
-  if (ec || !v.is_object()) {
+  // Resources are objects; the enabled-plugin list (<prefix>/plugins) is an array.
+  if (ec || !(v.is_object() || v.is_array())) {
     if (raw != "init_dir" && !raw.empty()) log::warn("etcd key {}: value is not a JSON object, skipped", key);
     return nullptr;
   }
@@ -29,6 +30,13 @@ json::object build_document(const std::map<std::string, json::value>& kv, const 
   for (const auto& [key, stored] : kv) {
     if (key.compare(0, base.size(), base) != 0) continue;
     std::string rest = key.substr(base.size());  // "routes/1"
+    if (rest == "plugins") {
+      // The enabled-plugin list [{"name":...}, ...]: the same shape as the
+      // `plugins:` list of a standalone apisix.yaml, so it travels under the
+      // same document key (and into fallback snapshots with the rest).
+      if (stored.is_array()) doc["plugins"] = stored;
+      continue;
+    }
     auto slash = rest.find('/');
     if (slash == std::string::npos || slash + 1 >= rest.size()) continue;  // gen_id, plugins, dir markers
     std::string dir = rest.substr(0, slash);

@@ -38,7 +38,7 @@ json::object resource_object(const json::object& doc) {
 size_t resource_count(const json::object& doc) {
   size_t n = 0;
   for (const auto& [k, v] : doc)
-    if (v.is_array()) n += v.as_array().size();
+    if (v.is_array() && k != "plugins") n += v.as_array().size();  // the plugin list is not a resource
   return n;
 }
 
