@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -407,6 +408,79 @@ class Etcd:
 
     def compact(self, revision):
         return self.call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+
+
+class TcpForwarder:
+    """A loopback TCP relay in front of a real server. `mute_existing()`
+    stops relaying on the connections open now (without closing them), so a
+    client's stream goes silent while new connections work: the shape of a
+    half-dead path to etcd."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []  # [client, server, muted-event]
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                s = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                c.close()
+                continue
+            muted = threading.Event()
+            with self.lock:
+                self.conns.append((c, s, muted))
+            for a, b in ((c, s), (s, c)):
+                threading.Thread(target=self._pump, args=(a, b, muted), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst, muted):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if not muted.is_set():
+                    dst.sendall(data)
+        except OSError:
+            pass
+        for x in (src, dst):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def mute_existing(self):
+        with self.lock:
+            for _, _, muted in self.conns:
+                muted.set()
+
+    def stop(self):
+        self.closed = True
+        self.sock.close()
+        with self.lock:
+            for c, s, _ in self.conns:
+                for x in (c, s):
+                    try:
+                        x.close()
+                    except OSError:
+                        pass
 
 
 def b64(s):
