@@ -280,6 +280,11 @@ HttpClient::~HttpClient() {
   idle_.reset();
 }
 
+void HttpClient::drop_idle() {
+  if (idle_) idle_->close();
+  idle_.reset();
+}
+
 void HttpClient::cancel() {
   for (Conn* c : active_) c->close();
   if (idle_) idle_->close();

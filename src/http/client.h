@@ -66,6 +66,8 @@ class HttpClient {
 
   // Aborts whatever is in flight (e.g. a watch) and drops the connection.
   void cancel();
+  // Closes the kept-alive connection, if any: the next request dials anew.
+  void drop_idle();
   const Url& base() const { return base_; }
 
  private:

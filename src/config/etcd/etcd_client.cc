@@ -151,6 +151,11 @@ http::HttpClient& EtcdClient::client(size_t i) {
   return *clients_[i];
 }
 
+void EtcdClient::drop_idle() {
+  for (auto& c : clients_)
+    if (c) c->drop_idle();
+}
+
 void EtcdClient::cancel() {
   for (auto& c : clients_)
     if (c) c->cancel();

@@ -77,6 +77,9 @@ class EtcdClient {
                                        std::function<bool(const WatchResponse&)> on_response, double idle_timeout);
   // Aborts in-flight calls (used on shutdown).
   void cancel();
+  // Forgets kept-alive connections (after a watch went silent, the path
+  // they took may be half-dead: a full load must not wait on one).
+  void drop_idle();
   const std::string& current_host() const { return opts_.hosts[current_]; }
   const EtcdOptions& options() const { return opts_; }
 

@@ -139,7 +139,11 @@ asio::awaitable<void> EtcdSource::run() {
     }, cfg_.watch_timeout);
     if (stopped_) break;
     if (compacted) { need_full = true; continue; }
-    if (!st && st.error() == "idle timeout") continue;  // re-create the watch at the same revision
+    if (!st && st.error() == "idle timeout") {
+      // Re-create the watch at the same revision, on fresh connections.
+      client_->drop_idle();
+      continue;
+    }
     // The stream broke: etcd may be gone. Reload fully once it answers again.
     if (!st) set_reachable(false, st.error());
     need_full = true;
