@@ -410,6 +410,15 @@ class Etcd:
         return self.call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
 
 
+def loopback_listener(backlog=64):
+    """A listening socket on 127.0.0.1 with a port the kernel chose."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(backlog)
+    return sock, sock.getsockname()[1]
+
+
 class TcpForwarder:
     """A loopback TCP relay in front of a real server. `mute_existing()`
     stops relaying on the connections open now (without closing them), so a
@@ -418,11 +427,7 @@ class TcpForwarder:
 
     def __init__(self, target_port):
         self.target_port = target_port
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
+        self.sock, self.port = loopback_listener()
         self.conns = []  # [client, server, muted-event]
         self.lock = threading.Lock()
         self.closed = False

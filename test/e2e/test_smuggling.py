@@ -11,7 +11,7 @@ import threading
 import time
 import unittest
 
-from harness import GatewayTest
+from harness import loopback_listener, GatewayTest
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -22,11 +22,7 @@ class RecordingUpstream:
     a JSON body naming the request line, body size and body."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
+        self.sock, self.port = loopback_listener(64)
         self.lock = threading.Lock()
         self.data = bytearray()
         self.requests = []  # (request line, headers dict, body)

@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import GatewayTest
+from harness import loopback_listener, GatewayTest
 
 MB = 1 << 20
 SIZE = 100 * MB
@@ -338,11 +338,7 @@ class WebSocketUpstream:
     GREETING = b"hello-from-upstream"
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
+        self.sock, self.port = loopback_listener(16)
         self.handshakes = []
         self.tunnel_bytes = bytearray()  # everything received after the handshake
         self.closed = threading.Event()
