@@ -16,6 +16,9 @@ Scenarios (all by default; pick with --scenario NAME, repeatable):
   100kb      GET /big (100 KiB body), c50
   1000conn   GET / with 1,000 connections
 
+Beside nginx, HAProxy and Holdfast, `tcp-floor` (bench/floor_relay.cc, if
+built) relays bytes without parsing HTTP: the floor for any proxy here.
+
 Environment: ROUNDS (5), DURATION (10s), WARMUP (3s), SUT_CPU (0), LOADGEN_CPU (1).
 """
 import argparse

@@ -63,6 +63,19 @@ awaitable<bool> write_all(tcp::socket& s, Timed& t, const Buffers& bufs, double 
   co_return !e;
 }
 
+// A head and a body, either of which may be empty: an empty part is left
+// out, so that one buffer goes out as a plain send (see http/uring_ops.h).
+awaitable<bool> write_all(tcp::socket& s, Timed& t, const std::array<asio::const_buffer, 2>& bufs, double timeout,
+                          bool& timed_out) {
+  const asio::const_buffer* only = nullptr;
+  if (bufs[1].size() == 0) only = &bufs[0];
+  else if (bufs[0].size() == 0) only = &bufs[1];
+  bool ok;
+  if (only) ok = co_await write_all(s, t, *only, timeout, timed_out);
+  else ok = co_await write_all<std::array<asio::const_buffer, 2>>(s, t, bufs, timeout, timed_out);
+  co_return ok;
+}
+
 const char* reason_phrase(int status) {
   switch (status) {
     case 100: return "Continue";
