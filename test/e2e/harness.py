@@ -6,6 +6,7 @@ Every process started here is stopped by the test that started it, by pid.
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -24,17 +25,35 @@ BIN = os.environ.get("HOLDFAST_BIN", os.path.join(ROOT, "build", "holdfast"))
 _handed_out = set()
 
 
+def _below_ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return 10000, max(low - 1, 10001)
+
+
+_PORTS = _below_ephemeral_range()
+
+
 def free_port():
-    """A port nothing listens on now, never the same twice in this process
-    (two ports picked back to back, e.g. etcd's client and peer ports, could
-    otherwise be equal)."""
-    for _ in range(50):
+    """A port nothing is bound to now, never the same twice in this process.
+    It comes from below the kernel's ephemeral range: a port from bind(0)
+    could be given to some outgoing connection (etcd's, a client's) before
+    our server binds it, and that start-up would fail."""
+    lo, hi = _PORTS
+    for _ in range(500):
+        port = random.randint(lo, hi)
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     raise RuntimeError("no fresh free port")
 
 
