@@ -61,6 +61,23 @@ class EtcdSourceTest(GatewayTest):
         self.assertLess(applied, 200, "watch events were not coalesced")
         self.assertEqual(gw.get("/b0").status, 200)
 
+    def test_keys_outside_the_resources_build_no_snapshot(self):
+        etcd = self.etcd()
+        up = self.upstream()
+        etcd.put("/apisix/routes/1", route("/one", up))
+        gw = self.etcd_gateway(etcd)
+        wait_status(gw, "/one", 200)
+        before = gw.logs().count("configuration applied")
+        etcd.put("/apisix/data_plane/server_info/node-1", {"id": "node-1", "hostname": "a"})
+        etcd.put("/apisix/gen_id", "42")
+        etcd.put("/apisix/junk/x", {"a": 1})
+        time.sleep(0.2)  # well past the 5 ms coalescing: a rebuild would have happened
+        # A route change after them is applied; the three keys before it
+        # built nothing of their own.
+        etcd.put("/apisix/routes/2", route("/two", up))
+        wait_status(gw, "/two", 200)
+        self.assertEqual(gw.logs().count("configuration applied") - before, 1)
+
     def test_apisix_written_values(self):
         etcd = self.etcd()
         up = self.upstream()

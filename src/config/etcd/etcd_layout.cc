@@ -23,6 +23,19 @@ json::value parse_etcd_value(const std::string& key, const std::string& raw) {
   return v;
 }
 
+bool in_document(std::string_view key, std::string_view prefix) {
+  if (key.size() <= prefix.size() + 1 || key.substr(0, prefix.size()) != prefix || key[prefix.size()] != '/')
+    return false;
+  std::string_view rest = key.substr(prefix.size() + 1);
+  if (rest == "plugins") return true;
+  const size_t slash = rest.find('/');
+  if (slash == std::string_view::npos) return false;
+  const std::string_view dir = rest.substr(0, slash);
+  for (const char* d : kDirs)
+    if (dir == d) return true;
+  return false;
+}
+
 json::object build_document(const std::map<std::string, json::value>& kv, const std::string& prefix) {
   json::object doc;
   for (const char* d : kDirs) doc[d] = json::array();

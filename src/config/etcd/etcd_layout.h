@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 
 namespace holdfast::config {
 
@@ -12,6 +13,11 @@ namespace holdfast::config {
 // the plugin list), or null for anything else (directory markers "init_dir"
 // silently, others with a log line).
 boost::json::value parse_etcd_value(const std::string& key, const std::string& raw);
+
+// Whether a change to `key` can change the document: resource directories
+// and the plugin list do; gen_id, data_plane/server_info and other keys
+// under the prefix do not (they must not cost a snapshot rebuild).
+bool in_document(std::string_view key, std::string_view prefix);
 
 // `kv` holds full keys (e.g. "/apisix/routes/1") and parsed values. Directory
 // markers, gen_id, data_plane/* and values that are not

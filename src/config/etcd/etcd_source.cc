@@ -128,13 +128,15 @@ asio::awaitable<void> EtcdSource::run() {
         compacted = true;
         return false;
       }
+      bool relevant = false;
       for (const auto& ev : wr.events) {
         if (ev.is_delete) kv_.erase(ev.kv.key);
         else kv_[ev.kv.key] = parse_etcd_value(ev.kv.key, ev.kv.value);
         revision_ = std::max(revision_, ev.kv.mod_revision);
+        relevant = relevant || in_document(ev.kv.key, cfg_.prefix);
       }
       if (wr.revision > revision_) revision_ = wr.revision;
-      if (!wr.events.empty()) mark_dirty();
+      if (relevant) mark_dirty();
       return !stopped_;
     }, cfg_.watch_timeout);
     if (stopped_) break;
