@@ -92,7 +92,6 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
   CompileOptions opts = in_opts;
   if (const json::value* list = doc.if_contains("plugins"); list && list->is_array()) {
     snap->plugin_list = listed_plugins(list->as_array(), opts.previous);
-    snap->plugin_list_set = true;
     opts.enabled_plugins = snap->plugin_list;
     // compile_chain reads an empty list as "every plugin": a list that
     // enables nothing keeps one name that no plugin has.

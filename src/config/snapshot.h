@@ -54,7 +54,6 @@ struct Snapshot {
   // auth plugin name -> credential key -> consumer
   std::unordered_map<std::string, std::unordered_map<std::string, const CompiledConsumer*>> auth_index;
   std::vector<std::string> plugin_list;  // the document's enabled-plugin list, when it has one
-  bool plugin_list_set = false;
   size_t skipped = 0;            // resources rejected while compiling
   std::string first_error;       // "<type> <id>: <reason>" of the first rejected resource
 };

@@ -51,7 +51,7 @@ json::object build_document(const std::map<std::string, json::value>& kv, const 
       continue;
     }
     auto slash = rest.find('/');
-    if (slash == std::string::npos || slash + 1 >= rest.size()) continue;  // gen_id, plugins, dir markers
+    if (slash == std::string::npos || slash + 1 >= rest.size()) continue;  // gen_id, dir markers
     std::string dir = rest.substr(0, slash);
     std::string id = rest.substr(slash + 1);
     auto it = doc.find(dir);
