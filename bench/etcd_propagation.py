@@ -43,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
 import harness  # noqa: E402  (Etcd, Upstream, Gateway, free_port)
+from run import route_mix  # noqa: E402  (the 10k mix of bench/run.py)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PREFIX = "/apisix"
@@ -116,23 +117,6 @@ def compile_ms(line):
 
 
 # ---------------------------------------------------------------- setup
-
-def routes_10k(n, upstream_id="origin"):
-    """bench/run.py's 10k mix: a third exact paths, a third prefixes, a third wildcard hosts."""
-    out = []
-    for i in range(n):
-        kind = i % 3
-        r = {"upstream_id": upstream_id}
-        if kind == 0:
-            r["uri"] = f"/exact/{i}"
-        elif kind == 1:
-            r["uri"] = f"/api/{i}/*"
-        else:
-            r["uri"] = "/*"
-            r["hosts"] = [f"*.svc-{i}.bench.local"]
-        out.append((f"r{i}", r))
-    return out
-
 
 def load_etcd(etcd, routes, origin_addr):
     """Writes the upstream and the routes with transactions of 128 puts (etcd's --max-txn-ops)."""
@@ -260,7 +244,7 @@ def main():
         procs.append(etcd)
         origin = harness.Upstream("origin")
         procs.append(origin)
-        routes = routes_10k(args.routes)
+        routes = route_mix(args.routes)
         t = time.time()
         load_etcd(etcd, routes, origin.addr)
         log(f"etcd {etcd.url}: {args.routes} routes written in {time.time() - t:.1f} s (revision {etcd.revision()})")

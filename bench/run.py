@@ -126,6 +126,22 @@ def read_pidfile(path, timeout=5):
     raise RuntimeError(f"no pid file {path}")
 
 
+# Temp paths nginx insists on, inside the instance's folder.
+def nginx_temp_paths(d):
+    return (f"client_body_temp_path {d}/tmp/b; proxy_temp_path {d}/tmp/p; fastcgi_temp_path {d}/tmp/f;\n"
+            f"  uwsgi_temp_path {d}/tmp/u; scgi_temp_path {d}/tmp/s;")
+
+
+def run_nginx(name, d, port, conf):
+    """Writes d/nginx.conf, starts nginx (daemon, pinned to SUT_CPU) and waits for its port."""
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(conf)
+    subprocess.run(["taskset", "-c", SUT_CPU, "nginx", "-p", d + "/", "-c", d + "/nginx.conf", "-e", d + "/error.log"],
+                   check=True)
+    wait_port(port)
+    return Proc(name, port, read_pidfile(f"{d}/nginx.pid"))
+
+
 def start_origin(work):
     d = os.path.join(work, "origin")
     os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
@@ -138,20 +154,14 @@ worker_processes 1; daemon on; pid {d}/nginx.pid; error_log {d}/error.log warn;
 events {{ worker_connections 16384; }}
 http {{
   access_log off; keepalive_requests 1000000; keepalive_timeout 65s;
-  client_body_temp_path {d}/tmp/b; proxy_temp_path {d}/tmp/p; fastcgi_temp_path {d}/tmp/f;
-  uwsgi_temp_path {d}/tmp/u; scgi_temp_path {d}/tmp/s;
+  {nginx_temp_paths(d)}
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     location = /big {{ alias {d}/big; default_type application/octet-stream; }}
     location / {{ return 200 "hello\\n"; }}
   }}
 }}"""
-    with open(os.path.join(d, "nginx.conf"), "w") as f:
-        f.write(conf)
-    subprocess.run(["taskset", "-c", SUT_CPU, "nginx", "-p", d + "/", "-c", d + "/nginx.conf", "-e", d + "/error.log"],
-                   check=True)
-    wait_port(port)
-    return Proc("origin", port, read_pidfile(f"{d}/nginx.pid"))
+    return run_nginx("origin", d, port, conf)
 
 
 def start_nginx(work, origin):
@@ -163,8 +173,7 @@ worker_processes 1; daemon on; pid {d}/nginx.pid; error_log {d}/error.log warn; 
 events {{ worker_connections 32768; }}
 http {{
   access_log off; tcp_nodelay on; keepalive_timeout 65s; keepalive_requests 1000000;
-  client_body_temp_path {d}/tmp/b; proxy_temp_path {d}/tmp/p; fastcgi_temp_path {d}/tmp/f;
-  uwsgi_temp_path {d}/tmp/u; scgi_temp_path {d}/tmp/s;
+  {nginx_temp_paths(d)}
   upstream origin {{ server 127.0.0.1:{origin.port}; keepalive 64; keepalive_requests 1000000; }}
   server {{
     listen 127.0.0.1:{port} backlog=4096;
@@ -174,12 +183,7 @@ http {{
     }}
   }}
 }}"""
-    with open(os.path.join(d, "nginx.conf"), "w") as f:
-        f.write(conf)
-    subprocess.run(["taskset", "-c", SUT_CPU, "nginx", "-p", d + "/", "-c", d + "/nginx.conf", "-e", d + "/error.log"],
-                   check=True)
-    wait_port(port)
-    return Proc("nginx", port, read_pidfile(f"{d}/nginx.pid"))
+    return run_nginx("nginx", d, port, conf)
 
 
 def start_haproxy(work, origin):
@@ -225,12 +229,13 @@ def start_floor(work, origin):
     return Proc("tcp-floor", port, p.pid)
 
 
-def routes_10k(origin_port):
-    """10,000 routes: a third exact paths, a third prefixes, a third wildcard hosts."""
-    routes = []
-    for i in range(10000):
+def route_mix(n):
+    """n routes as (id, route): a third exact paths, a third prefixes, a third
+    wildcard hosts (also what bench/etcd_propagation.py loads into etcd)."""
+    out = []
+    for i in range(n):
         kind = i % 3
-        r = {"id": f"r{i}", "upstream_id": "origin"}
+        r = {"upstream_id": "origin"}
         if kind == 0:
             r["uri"] = f"/exact/{i}"
         elif kind == 1:
@@ -238,7 +243,13 @@ def routes_10k(origin_port):
         else:
             r["uri"] = "/*"
             r["hosts"] = [f"*.svc-{i}.bench.local"]
-        routes.append(r)
+        out.append((f"r{i}", r))
+    return out
+
+
+def routes_10k(origin_port):
+    """10,000 routes of route_mix, plus the measured one."""
+    routes = [dict(r, id=rid) for rid, r in route_mix(10000)]
     # the measured route: prefix /api/4321/* on host svc-4321.bench.local ... and auth + rate limit
     routes.append({"id": "measured", "uri": "/api/4321/*", "hosts": ["svc-4321.bench.local"], "upstream_id": "origin",
                    "plugins": {"key-auth": {}, "limit-count": {"count": 1000000000, "time_window": 3600}}})

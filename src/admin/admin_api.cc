@@ -312,13 +312,22 @@ struct AdminApi::Impl {
 
   const data_encryption::Keyring* keyring() const { return cfg.encrypt_fields ? &cfg.keyring : nullptr; }
 
+  // Built-in plugins that a config.yaml `plugins` list enables (empty: all).
+  static std::vector<const plugins::PluginDef*> enabled_plugins(const std::vector<std::string>& configured) {
+    std::vector<const plugins::PluginDef*> out;
+    for (const plugins::PluginDef* d : plugins::all_plugins())
+      if (configured.empty() || std::find(configured.begin(), configured.end(), d->name) != configured.end())
+        out.push_back(d);
+    return out;
+  }
+
   // APISIX's sync_local_conf_to_etcd: the Admin node stores its enabled
   // plugin list at <prefix>/plugins as [{"name": ...}]; data planes enable
   // exactly that list and pick up a change without a restart.
   asio::awaitable<Status> publish_plugin_list(const std::vector<std::string>& configured) {
     json::array list;
-    for (const plugins::PluginDef* d : plugins::all_plugins()) {
-      if (!configured.empty() && std::find(configured.begin(), configured.end(), d->name) == configured.end()) continue;
+    const std::vector<const plugins::PluginDef*> enabled = enabled_plugins(configured);  // a named local in a coroutine
+    for (const plugins::PluginDef* d : enabled) {
       json::object item;
       item["name"] = d->name;
       list.push_back(std::move(item));
@@ -449,9 +458,7 @@ struct AdminApi::Impl {
 
   ControlResponse plugin_list() const {
     json::array names;
-    for (const plugins::PluginDef* d : plugins::all_plugins())
-      if (cfg.plugins.empty() || std::find(cfg.plugins.begin(), cfg.plugins.end(), d->name) != cfg.plugins.end())
-        names.emplace_back(d->name);
+    for (const plugins::PluginDef* d : enabled_plugins(cfg.plugins)) names.emplace_back(d->name);
     return reply_json(200, names);
   }
 

@@ -210,6 +210,15 @@ std::string id_of(const json::object& value) {
   return it->value().is_string() ? std::string(it->value().as_string()) : json::serialize(it->value());
 }
 
+// The upstream of a route or service: an embedded one's TLS client
+// certificate, and the reference of `upstream_id`.
+std::string check_upstream_of(const json::object& v, std::vector<Reference>& refs) {
+  if (auto u = v.find("upstream"); u != v.end() && u->value().is_object())
+    if (auto e = check_upstream_tls(u->value().as_object(), refs); !e.empty()) return e;
+  add_ref(refs, v, "upstream_id", "upstreams", "upstream");
+  return {};
+}
+
 // --- per resource -------------------------------------------------------
 
 std::string check_route(const json::object& v, const CheckOptions& opts, std::vector<Reference>& refs) {
@@ -221,9 +230,7 @@ std::string check_route(const json::object& v, const CheckOptions& opts, std::ve
   Checker c(v, "route");
   check_common(c);
   if (c.failed()) return msg_of(c);
-  if (auto u = v.find("upstream"); u != v.end() && u->value().is_object())
-    if (auto e = check_upstream_tls(u->value().as_object(), refs); !e.empty()) return e;
-  add_ref(refs, v, "upstream_id", "upstreams", "upstream");
+  if (auto e = check_upstream_of(v, refs); !e.empty()) return e;
   add_ref(refs, v, "service_id", "services", "service");
   add_ref(refs, v, "plugin_config_id", "plugin_configs", "plugin config");
   if (auto e = check_plugins(v, opts, "routes/" + id_of(v)); !e.empty()) return e;
@@ -236,9 +243,7 @@ std::string check_service(const json::object& v, const CheckOptions& opts, std::
   Checker c(v, "service");
   check_common(c);
   if (c.failed()) return msg_of(c);
-  if (auto u = v.find("upstream"); u != v.end() && u->value().is_object())
-    if (auto e = check_upstream_tls(u->value().as_object(), refs); !e.empty()) return e;
-  add_ref(refs, v, "upstream_id", "upstreams", "upstream");
+  if (auto e = check_upstream_of(v, refs); !e.empty()) return e;
   return check_plugins(v, opts, "services/" + id_of(v));
 }
 
@@ -434,9 +439,7 @@ std::string check_stream_route(const json::object& v, std::vector<Reference>& re
   }
   check_common(c);
   if (c.failed()) return msg_of(c);
-  if (auto u = v.find("upstream"); u != v.end() && u->value().is_object())
-    if (auto e = check_upstream_tls(u->value().as_object(), refs); !e.empty()) return e;
-  add_ref(refs, v, "upstream_id", "upstreams", "upstream");
+  if (auto e = check_upstream_of(v, refs); !e.empty()) return e;
   add_ref(refs, v, "service_id", "services", "service");
   return {};
 }

@@ -968,11 +968,9 @@ got_response : {
 
   RelayResult rr;
   bool upstream_reusable = false;
-  bool released = false;
   // Hands the upstream connection back to the pool (or closes it) and feeds
-  // the balancer; runs once per response.
+  // the balancer; runs once per response (conn is empty afterwards).
   auto release_upstream = [&] {
-    released = true;
     double latency = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - upstream_start).count();
     bal.on_finish(w_.id(), node_idx, latency);
     ++conn->requests;
@@ -1015,7 +1013,7 @@ got_response : {
                         to.read, cfg.send_timeout, 0);
     upstream_reusable = rr.ok && resp.keep_alive && resp.body != BodyKind::until_close && conn->buf.avail() == 0;
   }
-  if (!released) release_upstream();
+  if (conn) release_upstream();
   if (rr.src_failed || rr.bad_framing) {
     log::warn("upstream {}: response body from {}:{} ended early{}", up.key, uc.nodes[node_idx].host,
               uc.nodes[node_idx].port, rr.src_timeout ? " (read timeout)" : "");

@@ -62,23 +62,33 @@ def sha_of_x(n):
     return h.hexdigest()
 
 
-def read_head(sock, timeout=5.0):
-    """Reads one response head from a raw socket; returns (status, headers, leftover bytes)."""
+def _recv_head(sock, have, timeout):
     sock.settimeout(timeout)
-    buf = b""
+    buf = have
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
         if not chunk:
             raise EOFError(f"connection closed after {buf!r}")
         buf += chunk
+    return buf
+
+
+def split_head(buf):
+    """(first line, headers with lower-case names, bytes after the head) of a
+    buffer that holds a whole message head."""
     head, _, rest = buf.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
     headers = {}
     for l in lines[1:]:
         k, _, v = l.partition(":")
         headers[k.strip().lower()] = v.strip()
-    return status, headers, rest
+    return lines[0], headers, rest
+
+
+def read_head(sock, timeout=5.0):
+    """Reads one response head from a raw socket; returns (status, headers, leftover bytes)."""
+    first, headers, rest = split_head(_recv_head(sock, b"", timeout))
+    return int(first.split()[1]), headers, rest
 
 
 def read_exact(sock, n, have=b"", timeout=5.0):
@@ -311,23 +321,11 @@ class HeadAnd204304Test(GatewayTest):
 
 def read_head_from(sock, have, timeout=5.0):
     """Like read_head, starting with bytes already received."""
-    sock.settimeout(timeout)
-    buf = have
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise EOFError(f"connection closed after {buf!r}")
-        buf += chunk
-    first_line = buf.split(b"\r\n", 1)[0]
-    if not first_line.startswith(b"HTTP/1.1 "):
+    buf = _recv_head(sock, have, timeout)
+    if not buf.startswith(b"HTTP/1.1 "):
         raise AssertionError(f"expected a status line, got {buf[:200]!r}")
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for l in lines[1:]:
-        k, _, v = l.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return int(lines[0].split()[1]), headers, rest
+    first, headers, rest = split_head(buf)
+    return int(first.split()[1]), headers, rest
 
 
 class WebSocketUpstream:
@@ -377,13 +375,8 @@ class WebSocketUpstream:
                 if not chunk:
                     return
                 buf += chunk
-            head, _, rest = buf.partition(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            headers = {}
-            for l in lines[1:]:
-                k, _, v = l.partition(":")
-                headers[k.strip().lower()] = v.strip()
-            self.handshakes.append((lines[0], headers))
+            request_line, headers, rest = split_head(buf)
+            self.handshakes.append((request_line, headers))
             if headers.get("upgrade", "").lower() != "websocket":
                 body = b"no upgrade"
                 c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
