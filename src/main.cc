@@ -29,6 +29,7 @@
 #include "http/control_server.h"
 #include "http/health_checker.h"
 #include "http/worker.h"
+#include "plugins/shared_dict.h"
 
 using namespace holdfast;
 namespace asio = boost::asio;
@@ -167,6 +168,10 @@ int main(int argc, char** argv) {
   log::set_level(parse_level(cfg.log_level));
   for (const auto& w : cfg.warnings) log::warn("{}: {}", config_path, w);
 
+  // The keyed stores of the rate-limiting plugins live for the whole process
+  // and are sized once, before any plugin is built.
+  plugins::configure_shared_dicts(cfg.lua_shared_dict);
+
   // A backup node (fallback_cp.mode: write) opens no proxy listener unless asked.
   const bool proxy = cfg.role != "control_plane" && (!cfg.fallback.write || cfg.fallback.proxy);
   const bool admin = cfg.role == "traditional" || cfg.role == "control_plane";
@@ -232,6 +237,7 @@ int main(int argc, char** argv) {
           int64_t age = snap ? (unix_ms() - snap->applied_unix_ms) / 1000 : -1;
           m.body = supervisor ? supervisor->prometheus(snap ? snap->source : "", age) : std::string();
           m.body += fmt::format("holdfast_config_loaded {}\nholdfast_config_rejected_total {}\n", snap ? 1 : 0, manager.rejected());
+          m.body += plugins::shared_dicts_prometheus();
           co_return m;
         }
         co_return status_response(r, cfg, manager, etcd_source);

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -343,6 +344,69 @@ Status parse_admin(const json::value& r, AdminConfig& a) {
   return {};
 }
 
+// A size as nginx's ngx_parse_size reads it: digits, then an optional k, m or
+// g (either case) for KiB, MiB, GiB. Nothing else: no sign, spaces or fraction.
+std::optional<uint64_t> nginx_size(std::string_view s) {
+  uint64_t scale = 1;
+  if (!s.empty()) {
+    switch (s.back()) {
+      case 'k': case 'K': scale = uint64_t{1} << 10; s.remove_suffix(1); break;
+      case 'm': case 'M': scale = uint64_t{1} << 20; s.remove_suffix(1); break;
+      case 'g': case 'G': scale = uint64_t{1} << 30; s.remove_suffix(1); break;
+      default: break;
+    }
+  }
+  if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  const uint64_t n = std::stoull(std::string(s));  // 18 digits fit
+  if (n > UINT64_MAX / scale) return std::nullopt;
+  return n * scale;
+}
+
+// nginx_config.http.lua_shared_dict: APISIX's dict names and default sizes
+// (apisix/cli/config.lua). A size is checked as lua_shared_dict checks it (at
+// least 8k); a name APISIX does not define is never rendered into its
+// nginx.conf, so it is ignored here too, with a warning.
+Status parse_lua_shared_dict(const json::value& r, NodeConfig& c) {
+  static const std::pair<const char*, const char*> kDefaults[] = {
+      {"internal-status", "10m"}, {"plugin-limit-req", "10m"}, {"plugin-limit-count", "10m"},
+      {"prometheus-metrics", "128m"}, {"plugin-limit-conn", "10m"}, {"worker-events", "10m"},
+      {"lrucache-lock", "10m"}, {"balancer-ewma", "10m"}, {"balancer-ewma-locks", "10m"},
+      {"balancer-ewma-last-touched-at", "10m"}, {"plugin-limit-req-redis-cluster-slot-lock", "1m"},
+      {"plugin-limit-count-lock", "1m"}, {"plugin-limit-count-redis-cluster-slot-lock", "1m"},
+      {"plugin-limit-conn-redis-cluster-slot-lock", "1m"}, {"plugin-graphql-limit-count", "10m"},
+      {"plugin-graphql-limit-count-reset-header", "10m"}, {"plugin-ai-rate-limiting", "10m"},
+      {"plugin-ai-rate-limiting-reset-header", "10m"}, {"tracing_buffer", "32m"}, {"plugin-api-breaker", "10m"},
+      {"etcd-cluster-health-check", "10m"}, {"discovery", "1m"}, {"jwks", "1m"}, {"introspection", "10m"},
+      {"access-tokens", "1m"}, {"ext-plugin", "1m"}, {"tars", "1m"}, {"cas-auth", "10m"},
+      {"ocsp-stapling", "10m"}, {"mcp-session", "10m"}};
+  for (const auto& [name, size] : kDefaults) c.lua_shared_dict[name] = *nginx_size(size);
+  const json::value* v = at(r, {"nginx_config", "http", "lua_shared_dict"});
+  if (!v) return {};
+  if (!v->is_object()) return Error{"nginx_config.http.lua_shared_dict: expected a mapping of dict name to size"};
+  for (const auto& kv : v->as_object()) {
+    const std::string name(kv.key());
+    // A name is echoed as is when it is a plain word, quoted and escaped otherwise.
+    const std::string shown = name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
+                                          std::string::npos && !name.empty()
+                                  ? name
+                                  : json::serialize(json::string(name));
+    auto it = c.lua_shared_dict.find(name);
+    if (it == c.lua_shared_dict.end()) {
+      c.warnings.push_back(fmt::format("nginx_config.http.lua_shared_dict.{}: unknown shared dict (ignored)", shown));
+      continue;
+    }
+    const json::value& sv = kv.value();
+    std::optional<uint64_t> size;
+    if (sv.is_string()) size = nginx_size(sv.as_string());
+    else if (sv.is_int64() && sv.as_int64() > 0) size = static_cast<uint64_t>(sv.as_int64());
+    if (!size || *size < 8192)
+      return Error{fmt::format("nginx_config.http.lua_shared_dict.{}: invalid size {} (bytes, or a number with a "
+                               "k, m or g suffix; at least 8k)", shown, json::serialize(sv))};
+    it->second = *size;
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string NodeConfig::standalone_path() const {
@@ -507,6 +571,7 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
   if (auto st = parse_etcd(r, c.etcd); !st) return Error{st.error()};
   if (auto st = parse_admin(r, c.admin); !st) return Error{st.error()};
   if (auto st = parse_fallback(r, c.fallback, conf_dir); !st) return Error{st.error()};
+  if (auto st = parse_lua_shared_dict(r, c); !st) return Error{st.error()};
   if (auto v = at(r, {"apisix", "data_encryption", "enable_encrypt_fields"})) {
     if (!v->is_bool()) return Error{"apisix.data_encryption.enable_encrypt_fields: expected a boolean"};
     c.encrypt_fields = v->as_bool();

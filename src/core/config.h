@@ -4,6 +4,7 @@
 #include <boost/json/value.hpp>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,11 @@ struct NodeConfig {
   // data encryption (apisix.data_encryption)
   bool encrypt_fields = true;
   std::vector<std::string> keyring{"qeddd145sfvddff3", "edd1c9f0985e76a2"};
+
+  // nginx_config.http.lua_shared_dict: every APISIX dict name with its size in
+  // bytes (APISIX's defaults, overridden by config.yaml). Holdfast's keyed
+  // stores (plugins/shared_dict.h) take their capacity from here.
+  std::map<std::string, uint64_t> lua_shared_dict;
 
   boost::json::value raw;    // the whole document, for later consumers (etcd, fallback_cp)
   std::vector<std::string> warnings;

@@ -1,67 +1,39 @@
 // limit-count (priority 1002): fixed-window request counting per key with
-// the local policy. Counters are shared by all workers of the process and
-// keyed by the owning resource and a digest of this config, so a reload that
-// leaves the plugin unchanged keeps counting (APISIX: key includes the conf
-// version).
+// the local policy. Counters live in the process's `plugin-limit-count` store
+// (plugins/shared_dict.h), shared by every route and worker, bounded in bytes
+// and kept across reloads; keys carry the owning resource and a digest of this
+// config, so a reload that leaves the plugin unchanged keeps counting (APISIX:
+// key includes the conf version), or the `group`.
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
+#include <atomic>
 #include <chrono>
-#include <mutex>
-#include <unordered_map>
 
+#include "core/log.h"
 #include "http/balancer.h"
 #include "plugins/common.h"
+#include "plugins/shared_dict.h"
 #include "router/vars.h"
 
 namespace holdfast::plugins {
 namespace {
 
-struct Window {
-  int64_t end_ms = 0;  // the window starts with its first request (as APISIX's local counter)
-  int64_t count = 0;
-};
+int64_t now_ms() {
+  // Milliseconds, not whole seconds: a window must last its full length even
+  // when it starts just before a second boundary.
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
-// Shards keep workers from contending on one lock.
-class Store {
- public:
-  // Returns remaining (>= 0 when allowed, -1 when rejected) and the seconds
-  // until the window resets (rounded up).
-  int64_t incoming(const std::string& key, int64_t limit, int64_t window_s, int64_t& reset) {
-    // Milliseconds, not whole seconds: a window must last its full length
-    // even when it starts just before a second boundary.
-    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::steady_clock::now().time_since_epoch()).count();
-    const int64_t window_ms = window_s * 1000;
-    Shard& s = shards_[std::hash<std::string>{}(key) % kShards];
-    std::lock_guard lk(s.mu);
-    // Expired windows are dropped now and then, so keys of past clients do
-    // not accumulate.
-    if (++s.ops % 4096 == 0) std::erase_if(s.map, [now](const auto& kv) { return now >= kv.second.end_ms; });
-    Window& w = s.map[key];
-    if (w.count == 0 || now >= w.end_ms) {
-      w.end_ms = now + window_ms;
-      w.count = 0;
-    }
-    reset = (w.end_ms - now + 999) / 1000;
-    if (w.count >= limit) return -1;
-    ++w.count;
-    return limit - w.count;
-  }
-
- private:
-  static constexpr size_t kShards = 16;
-  struct Shard {
-    std::mutex mu;
-    std::unordered_map<std::string, Window> map;
-    uint64_t ops = 0;
-  };
-  Shard shards_[kShards];
-};
-
-Store& store() {
-  static Store s;
-  return s;
+// A key too large for the store fails every request that carries it: say so
+// at most once a minute, not once per request.
+void log_no_memory() {
+  static std::atomic<int64_t> next{0};
+  int64_t now = now_ms(), due = next.load(std::memory_order_relaxed);
+  if (now < due || !next.compare_exchange_strong(due, now + 60000)) return;
+  log::error("failed to limit count: no memory (a key is larger than a shard of lua_shared_dict "
+             "plugin-limit-count; see holdfast_shared_dict_no_memory_total)");
 }
 
 class LimitCount final : public Plugin {
@@ -71,7 +43,29 @@ class LimitCount final : public Plugin {
   int rejected_code = 503;
   std::string rejected_msg;
   bool show_headers = true;
+  bool allow_degradation = false;
   std::string prefix;  // resource scope + config digest, or group
+  SharedDict* dict = nullptr;
+
+  // Returns remaining (>= 0 when allowed, -1 when rejected, -2 when the key
+  // cannot be stored) and the seconds until the window resets (rounded up).
+  int64_t incoming(std::string_view key, int64_t& reset) const {
+    const int64_t now = now_ms();
+    int64_t remaining = -2;
+    dict->update(key, now, [&](SharedDict::Slot& s, bool fresh) {
+      // n[0] counts the requests let through; the window starts with its
+      // first request (as APISIX's local counter).
+      if (fresh) s.expire_ms = now + time_window * 1000;
+      reset = (s.expire_ms - now + 999) / 1000;
+      if (s.n[0] >= count) {
+        remaining = -1;
+        return;
+      }
+      ++s.n[0];
+      remaining = count - s.n[0];
+    });
+    return remaining;
+  }
 
   Action access(RequestCtx& ctx) const override {
     std::string k;
@@ -79,8 +73,18 @@ class LimitCount final : public Plugin {
     else if (key_type == "var_combination") k = router::expand_vars(key, ctx);
     else k = ctx.var(key).value_or("");
     if (k.empty()) k = ctx.remote_addr;
+    // One buffer per worker thread: no allocation per request for the key.
+    thread_local std::string full;
+    full.assign(prefix).append(":").append(k);
     int64_t reset = 0;
-    int64_t remaining = store().incoming(prefix + ":" + k, count, time_window, reset);
+    const int64_t remaining = incoming(full, reset);
+    if (remaining == -2) {
+      // APISIX answers so when its dict cannot hold the key.
+      log_no_memory();
+      if (allow_degradation) return Action::next;
+      ctx.respond(500, json_error_msg("failed to limit count"));
+      return Action::respond;
+    }
     if (remaining < 0) {
       if (show_headers) {
         ctx.resp_headers.emplace_back("X-RateLimit-Limit", std::to_string(count));
@@ -123,9 +127,10 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   if (policy && *policy != "local" && !c.failed()) c.fail("policy " + *policy + " is not supported yet (only local)");
   p->rejected_code = static_cast<int>(c.integer("rejected_code", false, 200, 599).value_or(503));
   p->rejected_msg = c.str("rejected_msg", false, 1).value_or("");
-  c.boolean("allow_degradation");
+  p->allow_degradation = c.boolean("allow_degradation").value_or(false);
   p->show_headers = c.boolean("show_limit_quota_header").value_or(true);
   p->prefix = p->group.empty() ? fmt::format("{}:{:08x}", scope, http::crc32(json::serialize(conf))) : "group:" + p->group;
+  p->dict = &shared_dict("plugin-limit-count");
   return done(c, p);
 }
 

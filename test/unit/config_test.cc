@@ -161,3 +161,39 @@ TEST(NodeConfig, FallbackValidation) {
     EXPECT_NE(r.error().find(k.msg), std::string::npos) << r.error();
   }
 }
+
+TEST(NodeConfig, LuaSharedDictSizes) {
+  auto d = parse_node_config("", ".");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->lua_shared_dict.at("plugin-limit-count"), 10u << 20);  // APISIX's default
+  EXPECT_EQ(d->lua_shared_dict.at("plugin-limit-req"), 10u << 20);
+  EXPECT_EQ(d->lua_shared_dict.at("plugin-limit-conn"), 10u << 20);
+  auto c = parse_node_config(
+      "nginx_config: {http: {lua_shared_dict: {plugin-limit-count: 1m, plugin-limit-req: 512k, "
+      "plugin-limit-conn: 1G, prometheus-metrics: 8192, my-dict: 5m, \"bad\\u0007name\": 1m}}}",
+      ".");
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c->lua_shared_dict.at("plugin-limit-count"), 1u << 20);
+  EXPECT_EQ(c->lua_shared_dict.at("plugin-limit-req"), 512u << 10);
+  EXPECT_EQ(c->lua_shared_dict.at("plugin-limit-conn"), uint64_t{1} << 30);
+  EXPECT_EQ(c->lua_shared_dict.at("prometheus-metrics"), 8192u);
+  EXPECT_EQ(c->lua_shared_dict.count("my-dict"), 0u);
+  ASSERT_EQ(c->warnings.size(), 2u);
+  EXPECT_NE(c->warnings[0].find("unknown shared dict"), std::string::npos);
+  // Names are shown, control characters escaped.
+  bool named = false;
+  for (const auto& w : c->warnings) {
+    named = named || w.find("lua_shared_dict.my-dict") != std::string::npos;
+    for (char ch : w) EXPECT_GE(static_cast<unsigned char>(ch), 0x20) << w;
+  }
+  EXPECT_TRUE(named);
+  for (const char* bad : {"8191", "8k1", "10mb", "-1m", "1.5m", " 10m", "m", "", "99999999999999999999g"}) {
+    auto r = parse_node_config(std::string("nginx_config: {http: {lua_shared_dict: {plugin-limit-count: \"") + bad +
+                                   "\"}}}",
+                               ".");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.error().find("nginx_config.http.lua_shared_dict.plugin-limit-count"), std::string::npos) << r.error();
+  }
+  EXPECT_FALSE(parse_node_config("nginx_config: {http: {lua_shared_dict: {plugin-limit-count: 8191}}}", ".").ok());
+  EXPECT_FALSE(parse_node_config("nginx_config: {http: {lua_shared_dict: 10m}}", ".").ok());
+}
