@@ -178,10 +178,14 @@ int main(int argc, char** argv) {
   const bool use_file = standalone(cfg) && !cfg.fallback.enabled;
   const bool use_supervisor = !use_file && (cfg.role != "control_plane" || cfg.fallback.write);
 
-  // Each connection costs up to two descriptors (client + upstream).
-  if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+  // Each connection costs up to two descriptors (client + upstream): the
+  // hard limit, or nginx_config.worker_rlimit_nofile when it is set.
+  if (rlimit rl{}; getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    rlim_t want = cfg.rlimit_nofile > 0 ? std::min<rlim_t>(cfg.rlimit_nofile, rl.rlim_max) : rl.rlim_max;
+    if (want != rl.rlim_cur) {
+      rl.rlim_cur = want;
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
   }
   auto access_log = std::make_shared<http::AccessLog>(cfg.access_log);
   std::vector<std::unique_ptr<http::Worker>> workers;

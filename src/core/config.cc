@@ -29,7 +29,10 @@ const std::set<std::string>& known_keys() {
       "apisix.status*", "apisix.client_max_body_size", "apisix.stream_proxy*", "apisix.dns_resolver*",
       "apisix.resolver_timeout",
       "nginx_config", "nginx_config.worker_processes", "nginx_config.error_log_level",
-      "nginx_config.error_log", "nginx_config.http*", "nginx_config.event*",
+      "nginx_config.error_log", "nginx_config.http", "nginx_config.http.client_header_timeout",
+      "nginx_config.http.client_body_timeout", "nginx_config.http.send_timeout",
+      "nginx_config.http.keepalive_timeout", "nginx_config.http.client_max_body_size",
+      "nginx_config.event", "nginx_config.event.worker_connections",
       "nginx_config.worker_rlimit_nofile", "nginx_config.worker_shutdown_timeout",
       "nginx_config.enable_cpu_affinity", "nginx_config.user", "nginx_config.main_configuration_snippet",
       "nginx_config.meta*", "nginx_config.stream*",
@@ -88,6 +91,60 @@ Result<double> number(const json::value& v, const std::string& key, double min_e
   else return Error{fmt::format("{}: expected a number, got {}", key, json::serialize(v))};
   if (!(d > min_exclusive)) return Error{fmt::format("{}: must be greater than {}", key, min_exclusive)};
   return d;
+}
+
+// nginx time ("60s", "1m30s", "500ms", "2h", a bare number = seconds) in seconds.
+Result<double> nginx_time(const json::value& v, const std::string& key) {
+  if (v.is_int64() || v.is_uint64() || v.is_double()) return number(v, key, -1);
+  if (!v.is_string()) return Error{fmt::format("{}: expected a time such as 60s, got {}", key, json::serialize(v))};
+  std::string_view s = v.as_string();
+  double total = 0;
+  size_t i = 0;
+  if (s.empty()) return Error{key + ": expected a time such as 60s, got \"\""};
+  while (i < s.size()) {
+    size_t start = i;
+    double n = 0;
+    while (i < s.size() && s[i] >= '0' && s[i] <= '9') n = n * 10 + (s[i++] - '0');
+    if (i == start || n > 1e9) return Error{fmt::format("{}: invalid time {}", key, json::serialize(v))};
+    size_t us = i;
+    while (i < s.size() && s[i] >= 'a' && s[i] <= 'z') ++i;
+    std::string_view unit = s.substr(us, i - us);
+    double mult;
+    if (unit.empty() || unit == "s") mult = 1;
+    else if (unit == "ms") mult = 0.001;
+    else if (unit == "m") mult = 60;
+    else if (unit == "h") mult = 3600;
+    else if (unit == "d") mult = 86400;
+    else if (unit == "w") mult = 7 * 86400;
+    else return Error{fmt::format("{}: invalid time {}", key, json::serialize(v))};
+    total += n * mult;
+    if (unit.empty() && i < s.size()) return Error{fmt::format("{}: invalid time {}", key, json::serialize(v))};
+  }
+  return total;
+}
+
+// nginx size ("10m", "512k", "1g", a bare number = bytes) in bytes.
+Result<uint64_t> nginx_size(const json::value& v, const std::string& key) {
+  if (v.is_int64() && v.as_int64() >= 0) return static_cast<uint64_t>(v.as_int64());
+  if (v.is_uint64()) return v.as_uint64();
+  if (!v.is_string()) return Error{fmt::format("{}: expected a size such as 10m, got {}", key, json::serialize(v))};
+  std::string_view s = v.as_string();
+  uint64_t n = 0;
+  size_t i = 0;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9' && n < (uint64_t{1} << 50)) n = n * 10 + (s[i++] - '0');
+  uint64_t mult = 1;
+  if (i + 1 == s.size()) {
+    switch (s[i] | 0x20) {
+      case 'k': mult = 1024; break;
+      case 'm': mult = 1024 * 1024; break;
+      case 'g': mult = 1024 * 1024 * 1024; break;
+      default: mult = 0;
+    }
+    ++i;
+  }
+  if (i == 0 || i != s.size() || mult == 0 || n >= (uint64_t{1} << 50))
+    return Error{fmt::format("{}: invalid size {}", key, json::serialize(v))};
+  return n * mult;
 }
 
 Result<uint16_t> port(const json::value& v, const std::string& key) {
@@ -546,6 +603,49 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
   c.limits.max_head_bytes = static_cast<size_t>(head);
   c.limits.max_uri_bytes = static_cast<size_t>(uri);
   c.limits.max_body_bytes = static_cast<uint64_t>(body);
+  // APISIX's own keys (nginx_config.http.*, nginx syntax, APISIX's
+  // defaults); the older holdfast.* names above are aliases, and when both
+  // are set the nginx_config value wins with a warning.
+  struct TimeKey {
+    const char* name;
+    double& dst;
+  };
+  std::set<std::string> from_nginx;
+  for (TimeKey k : {TimeKey{"client_header_timeout", c.client_header_timeout},
+                    TimeKey{"client_body_timeout", c.client_body_timeout}, TimeKey{"send_timeout", c.send_timeout},
+                    TimeKey{"keepalive_timeout", c.keepalive_timeout}}) {
+    if (auto v = at(r, {"nginx_config", "http", k.name})) {
+      auto t = nginx_time(*v, std::string("nginx_config.http.") + k.name);
+      if (!t) return Error{t.error()};
+      if (*t <= 0 && std::string_view(k.name) != "keepalive_timeout")
+        return Error{fmt::format("nginx_config.http.{}: must be greater than 0", k.name)};
+      k.dst = *t;
+      from_nginx.insert(k.name);
+    }
+  }
+  if (auto v = at(r, {"nginx_config", "http", "client_max_body_size"})) {
+    auto sz = nginx_size(*v, "nginx_config.http.client_max_body_size");
+    if (!sz) return Error{sz.error()};
+    c.limits.max_body_bytes = *sz;
+    from_nginx.insert("max_body_size");
+  }
+  if (auto v = at(r, {"nginx_config", "event", "worker_connections"})) {
+    if (!v->is_int64() || v->as_int64() < 16 || v->as_int64() > 1048576)
+      return Error{"nginx_config.event.worker_connections: expected an integer 16-1048576, got " + json::serialize(*v)};
+    c.worker_connections = static_cast<int>(v->as_int64());
+  }
+  if (auto v = at(r, {"nginx_config", "worker_rlimit_nofile"})) {
+    if (!v->is_int64() || v->as_int64() < 32 || v->as_int64() > 16777216)
+      return Error{"nginx_config.worker_rlimit_nofile: expected an integer 32-16777216, got " + json::serialize(*v)};
+    c.rlimit_nofile = static_cast<int>(v->as_int64());
+  }
+  for (const char* alias : {"client_header_timeout", "client_body_timeout", "send_timeout", "keepalive_timeout",
+                            "max_body_size"}) {
+    if (from_nginx.count(alias) && at(r, {"holdfast", alias})) {
+      c.warnings.push_back(fmt::format("holdfast.{0} is ignored: nginx_config.http.{1} is set", alias,
+                                       std::string_view(alias) == "max_body_size" ? "client_max_body_size" : alias));
+    }
+  }
   {
     auto s = string_at(r, {"holdfast", "log_format"}, "holdfast.log_format");
     if (!s) return Error{s.error()};

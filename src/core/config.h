@@ -78,9 +78,13 @@ struct NodeConfig {
   http::Limits limits;
   double client_header_timeout = 60;
   double client_body_timeout = 60;
-  double send_timeout = 60;
+  double send_timeout = 10;           // APISIX's default (nginx_config.http.send_timeout)
   double keepalive_timeout = 60;
   double shutdown_timeout = 10;  // drain deadline on SIGTERM/SIGINT
+  // Open client connections per worker (nginx_config.event.worker_connections;
+  // nginx also counts upstream connections, Holdfast counts client ones).
+  int worker_connections = 10620;
+  int rlimit_nofile = 0;  // nginx_config.worker_rlimit_nofile; 0 = the hard limit
 
   // status endpoint (apisix.status {ip, port}); port 0 = off
   ListenAddr status_listen{"127.0.0.1", 0};

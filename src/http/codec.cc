@@ -114,6 +114,42 @@ bool parse_version(std::string_view v, int& minor) {
   return true;
 }
 
+// nginx's ngx_http_validate_host: no path separator, control character,
+// space or NUL, no ".." (a dot directly after a dot), not empty once a
+// trailing dot and the port are removed. In an absolute-form target the
+// authority must also carry no userinfo ("user:pass@") and no "?" or "#".
+bool valid_host(std::string_view h, bool authority) {
+  enum { usual, dot, literal, rest } state = usual;
+  size_t len = h.size();
+  size_t dot_pos = npos;
+  for (size_t i = 0; i < h.size(); ++i) {
+    const auto c = static_cast<unsigned char>(h[i]);
+    switch (c) {
+      case '.':
+        if (state == dot) return false;
+        state = dot;
+        dot_pos = i;
+        break;
+      case ':':
+        if (state == usual) { len = i; state = rest; }
+        break;
+      case '[':
+        if (i == 0) state = literal;
+        break;
+      case ']':
+        if (state == literal) { len = i + 1; state = rest; }
+        break;
+      default:
+        if (c == '/' || c == '\\' || c <= 0x20 || c == 0x7f) return false;
+        if (authority && (c == '@' || c == '?' || c == '#')) return false;
+        if (state == dot) state = usual;
+        break;
+    }
+  }
+  if (dot_pos != npos && dot_pos + 1 == len) --len;
+  return len > 0;
+}
+
 }  // namespace
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -211,6 +247,7 @@ ParseStatus parse_request(std::string_view buf, const Limits& limits, RequestHea
       // absolute-form: the authority is the host (RFC 9112 §3.2.2), not the Host header.
       size_t slash = t.find('/', scheme_end + 3);
       absolute_authority = t.substr(scheme_end + 3, (slash == npos ? t.size() : slash) - scheme_end - 3);
+      if (!valid_host(absolute_authority, true)) { err = {400, "invalid authority in target"}; return ParseStatus::error; }
       t = slash == npos ? std::string_view("/") : t.substr(slash);
     }
   }
@@ -241,6 +278,7 @@ ParseStatus parse_request(std::string_view buf, const Limits& limits, RequestHea
       if (have_host) { err = {400, "duplicate Host"}; return ParseStatus::error; }
       have_host = true;
       out.host = h.value;
+      if (!valid_host(out.host, false)) { err = {400, "invalid Host"}; return ParseStatus::error; }
     } else if (iequals(h.name, "upgrade")) {
       if (upgrade && header_has_token(h.value, "websocket")) out.upgrade_websocket = true;
     } else if (iequals(h.name, "expect")) {

@@ -40,11 +40,12 @@ constexpr size_t kBufSize = 16 * 1024;
 
 int64_t ms(double seconds) { return static_cast<int64_t>(seconds * 1000); }
 
-// Reads into b.data[b.end..]; returns bytes read (0 on EOF/error, see ec).
-awaitable<size_t> read_some(tcp::socket& s, Timed& t, Buf& b, double timeout, error_code& ec,
-                            bool& timed_out) {
+// Reads into b.data[b.end..] until `deadline` (ms, steady clock); returns
+// bytes read (0 on EOF/error, see ec).
+awaitable<size_t> read_some_until(tcp::socket& s, Timed& t, Buf& b, int64_t deadline, error_code& ec,
+                                  bool& timed_out) {
   t.fired = false;
-  t.deadline = now_ms() + ms(timeout);
+  t.deadline = deadline;
   auto [e, n] = co_await s.async_read_some(asio::buffer(b.data.data() + b.end, b.data.size() - b.end), tok);
   t.deadline = 0;
   timed_out = t.fired;
@@ -53,26 +54,32 @@ awaitable<size_t> read_some(tcp::socket& s, Timed& t, Buf& b, double timeout, er
   co_return n;
 }
 
+awaitable<size_t> read_some(tcp::socket& s, Timed& t, Buf& b, double timeout, error_code& ec, bool& timed_out) {
+  co_return co_await read_some_until(s, t, b, now_ms() + ms(timeout), ec, timed_out);
+}
+
 template <typename Buffers>
-awaitable<bool> write_all(tcp::socket& s, Timed& t, const Buffers& bufs, double timeout, bool& timed_out) {
+awaitable<bool> write_all(tcp::socket& s, Timed& t, const Buffers& bufs, double timeout, bool& timed_out,
+                          size_t* written = nullptr) {
   t.fired = false;
   t.deadline = now_ms() + ms(timeout);
   auto [e, n] = co_await asio::async_write(s, bufs, tok);
   t.deadline = 0;
   timed_out = t.fired;
+  if (written) *written = n;
   co_return !e;
 }
 
 // A head and a body, either of which may be empty: an empty part is left
 // out, so that one buffer goes out as a plain send (see http/uring_ops.h).
 awaitable<bool> write_all(tcp::socket& s, Timed& t, const std::array<asio::const_buffer, 2>& bufs, double timeout,
-                          bool& timed_out) {
+                          bool& timed_out, size_t* written = nullptr) {
   const asio::const_buffer* only = nullptr;
   if (bufs[1].size() == 0) only = &bufs[0];
   else if (bufs[0].size() == 0) only = &bufs[1];
   bool ok;
-  if (only) ok = co_await write_all(s, t, *only, timeout, timed_out);
-  else ok = co_await write_all<std::array<asio::const_buffer, 2>>(s, t, bufs, timeout, timed_out);
+  if (only) ok = co_await write_all(s, t, *only, timeout, timed_out, written);
+  else ok = co_await write_all<std::array<asio::const_buffer, 2>>(s, t, bufs, timeout, timed_out, written);
   co_return ok;
 }
 
@@ -106,6 +113,14 @@ const char* reason_phrase(int status) {
     case 504: return "Gateway Time-out";
     default: return "Unknown";
   }
+}
+
+// The body nginx (and so APISIX) sends with the errors it generates itself.
+std::string error_page(int status) {
+  return fmt::format(
+      "<html>\r\n<head><title>{0} {1}</title></head>\r\n<body>\r\n<center><h1>{0} {1}</h1></center>\r\n"
+      "<hr><center>holdfast</center>\r\n</body>\r\n</html>\r\n",
+      status, reason_phrase(status));
 }
 
 bool is_hop_by_hop(std::string_view name) {
@@ -198,7 +213,8 @@ class Connection {
   void run_log(plugins::RequestCtx& ctx, const config::CompiledRoute* route, int status, uint64_t bytes);
   std::string upstream_head(const plugins::RequestCtx& ctx, const config::CompiledUpstream& up,
                             const model::UpstreamNode& node, bool websocket);
-  awaitable<bool> tunnel(UpstreamConn& up);
+  awaitable<bool> tunnel(UpstreamConn& up, double idle_timeout);
+  awaitable<void> linger();
 
   Worker& w_;
   tcp::socket sock_;
@@ -211,6 +227,7 @@ class Connection {
   router::IpAddr remote_addr_;
   uint16_t remote_port_ = 0, local_port_ = 0;
   bool body_consumed_ = false;
+  bool linger_ = false;     // close with a lingering read (after an error response)
   bool streamed_ = false;   // the body streamed through in_ (begin already advanced)
   plugins::Chain merged_;   // route chain with the consumer's plugins merged in
   const plugins::Chain* chain_ = nullptr;  // the route's effective chain for this request
@@ -228,7 +245,6 @@ class Connection {
 };
 
 awaitable<void> Connection::run() {
-  w_.open_conns_++;
   w_.watch(&timed_);
   bool first = true;
   try {
@@ -243,11 +259,36 @@ awaitable<void> Connection::run() {
   } catch (const std::exception& e) {
     log::error("connection from {}:{} failed: {}", remote_ip_, remote_port_, e.what());
   }
+  if (linger_) co_await linger();
   w_.unwatch(&timed_);
   error_code ec;
   sock_.shutdown(tcp::socket::shutdown_both, ec);
   sock_.close(ec);
   w_.open_conns_--;
+  w_.connection_closed();
+}
+
+// After an error response that closes the connection, the client may still
+// be sending (a body, pipelined requests). Closing with unread data makes the
+// kernel send a reset, and the client can lose the response before it reads
+// it. So, as nginx's lingering close: stop writing, then read and discard
+// until the client closes, it is silent for kLingerTimeout, or kLingerTime
+// has passed.
+awaitable<void> Connection::linger() {
+  constexpr double kLingerTimeout = 5;
+  constexpr int64_t kLingerTime = 30'000;
+  error_code ec;
+  sock_.shutdown(tcp::socket::shutdown_send, ec);
+  if (ec) co_return;
+  const int64_t until = now_ms() + kLingerTime;
+  timed_.idle = true;  // a drain does not wait for it
+  while (!w_.draining() && now_ms() < until) {
+    in_.begin = in_.end = 0;
+    bool to = false;
+    size_t n = co_await read_some(sock_, timed_, in_, std::min(kLingerTimeout, (until - now_ms()) / 1000.0), ec, to);
+    if (ec || n == 0) break;
+  }
+  timed_.idle = false;
 }
 
 // Reads until a full request head is parsed into req_. False: close quietly
@@ -255,6 +296,7 @@ awaitable<void> Connection::run() {
 awaitable<bool> Connection::read_head(bool first) {
   const NodeConfig& cfg = w_.cfg();
   head_copy_.clear();
+  int64_t head_deadline = 0;
   for (;;) {
     if (in_.avail() > 0) {
       ParseError perr;
@@ -275,12 +317,16 @@ awaitable<bool> Connection::read_head(bool first) {
       }
       in_.data.resize(in_.data.size() * 2);
     }
+    // client_header_timeout bounds the whole head, from the connection's
+    // start for a first request and from the first byte for later ones (as
+    // nginx): a client trickling one byte at a time cannot extend it.
     bool waiting = in_.avail() == 0;
     timed_.idle = waiting;
-    double timeout = waiting && !first ? cfg.keepalive_timeout : cfg.client_header_timeout;
+    if (head_deadline == 0 && (first || !waiting)) head_deadline = now_ms() + ms(cfg.client_header_timeout);
+    int64_t deadline = waiting && !first ? now_ms() + ms(cfg.keepalive_timeout) : head_deadline;
     error_code ec;
     bool timed_out = false;
-    size_t n = co_await read_some(sock_, timed_, in_, timeout, ec, timed_out);
+    size_t n = co_await read_some_until(sock_, timed_, in_, deadline, ec, timed_out);
     timed_.idle = false;
     if (ec || n == 0) co_return false;
   }
@@ -297,6 +343,7 @@ awaitable<bool> Connection::send_simple(int status, std::string_view body, bool 
   out.append(body);
   bool to = false;
   bool ok = co_await write_all(sock_, timed_, asio::buffer(out), w_.cfg().send_timeout, to);
+  if (!keep && status >= 400) linger_ = ok;
   co_return ok && keep;
 }
 
@@ -581,19 +628,23 @@ struct RelayResult {
   bool dst_failed = false;
   bool bad_framing = false;
   bool too_large = false;
+  bool nothing_written = false;  // the first write failed before dst accepted a byte
   uint64_t bytes = 0;
 };
 
 // Streams one message body from `src` to `dst`, writing `prefix` (a message
 // head) together with the first body bytes. Memory stays bounded by the
-// source buffer: nothing is accumulated.
+// source buffer: nothing is accumulated. With `dechunk`, a chunked body is
+// sent as its decoded payload (to an HTTP/1.0 client, close-delimited).
 awaitable<RelayResult> relay(tcp::socket& src, Timed& st, Buf& sb, BodyKind kind, uint64_t length,
                              tcp::socket& dst, Timed& dt, std::string_view prefix, double read_timeout,
-                             double write_timeout, uint64_t max_bytes) {
+                             double write_timeout, uint64_t max_bytes, bool dechunk = false) {
   RelayResult res;
   ChunkedValidator v;
   uint64_t remaining = length;
   bool need_prefix = !prefix.empty();
+  bool first_write = true;
+  std::string payload;  // decoded chunk data (dechunk only)
   for (;;) {
     size_t take = 0;
     bool done = false;
@@ -606,7 +657,8 @@ awaitable<RelayResult> relay(tcp::socket& src, Timed& st, Buf& sb, BodyKind kind
         done = remaining == 0;
         break;
       case BodyKind::chunked: {
-        auto r = v.feed(avail, take);
+        payload.clear();
+        auto r = v.feed(avail, take, dechunk ? &payload : nullptr);
         if (r == ChunkedValidator::Result::error) { res.bad_framing = true; co_return res; }
         done = r == ChunkedValidator::Result::done;
         break;
@@ -618,12 +670,21 @@ awaitable<RelayResult> relay(tcp::socket& src, Timed& st, Buf& sb, BodyKind kind
       res.too_large = true;
       co_return res;
     }
-    if (need_prefix || take > 0) {
-      std::array<asio::const_buffer, 2> bufs{asio::buffer(prefix.data(), need_prefix ? prefix.size() : 0),
-                                             asio::buffer(sb.data.data() + sb.begin, take)};
+    const bool decoded = dechunk && kind == BodyKind::chunked;
+    const size_t out_len = decoded ? payload.size() : take;
+    if (need_prefix || out_len > 0) {
+      std::array<asio::const_buffer, 2> bufs{
+          asio::buffer(prefix.data(), need_prefix ? prefix.size() : 0),
+          decoded ? asio::buffer(payload) : asio::buffer(sb.data.data() + sb.begin, take)};
       bool to = false;
-      if (!co_await write_all(dst, dt, bufs, write_timeout, to)) { res.dst_failed = true; co_return res; }
+      size_t written = 0;
+      if (!co_await write_all(dst, dt, bufs, write_timeout, to, &written)) {
+        res.dst_failed = true;
+        res.nothing_written = first_write && written == 0 && !to;
+        co_return res;
+      }
       need_prefix = false;
+      first_write = false;
     }
     sb.begin += take;
     if (done) { res.ok = true; co_return res; }
@@ -641,26 +702,32 @@ awaitable<RelayResult> relay(tcp::socket& src, Timed& st, Buf& sb, BodyKind kind
   }
 }
 
-// Bidirectional copy after a 101 Switching Protocols (WebSocket).
-awaitable<void> pump(tcp::socket& from, tcp::socket& to, Buf& b) {
+// Bidirectional copy after a 101 Switching Protocols (WebSocket). Both
+// directions share one idle deadline, renewed by traffic either way (as
+// nginx renews its timers on every event of an upgraded connection).
+struct TunnelSide {
+  tcp::socket& sock;
+  Timed& timed;
+};
+
+awaitable<void> pump(TunnelSide from, TunnelSide to, Buf& b, int64_t idle_ms) {
+  auto renew = [&] { from.timed.deadline = to.timed.deadline = now_ms() + idle_ms; };
   for (;;) {
     if (b.avail()) {
-      auto [e, n] = co_await asio::async_write(to, asio::buffer(b.data.data() + b.begin, b.avail()), tok);
+      auto [e, n] = co_await asio::async_write(to.sock, asio::buffer(b.data.data() + b.begin, b.avail()), tok);
       if (e) break;
       b.begin = b.end = 0;
+      renew();
     }
-    auto [e, n] = co_await from.async_read_some(asio::buffer(b.data), tok);
+    auto [e, n] = co_await from.sock.async_read_some(asio::buffer(b.data), tok);
     if (e || n == 0) break;
     b.begin = 0;
     b.end = n;
+    renew();
   }
-  error_code ec;
-  to.shutdown(tcp::socket::shutdown_send, ec);
-  from.cancel(ec);
 }
 
-awaitable<bool> Connection::tunnel(UpstreamConn& up) {
-  // Idle WebSockets stay open as long as they like; only drain/close ends them.
+awaitable<bool> Connection::tunnel(UpstreamConn& up, double idle_timeout) {
   // Bytes after the handshake head (early frames) are forwarded first.
   // The pumps reuse in_, where the request head lives: keep a copy for the log.
   if (!streamed_) {
@@ -670,17 +737,28 @@ awaitable<bool> Connection::tunnel(UpstreamConn& up) {
     in_.begin += req_.head_bytes;
     streamed_ = true;
   }
-  timed_.deadline = 0;
-  up.timed.deadline = 0;
+  const int64_t idle_ms = std::max<int64_t>(ms(idle_timeout), 1000);
+  timed_.fired = up.timed.fired = false;
+  timed_.deadline = up.timed.deadline = now_ms() + idle_ms;
+  timed_.tunnel = true;  // a drain ends tunnels
   auto ex = co_await asio::this_coro::executor;
   auto done = std::make_shared<int>(0);
   asio::steady_timer wait(ex, std::chrono::steady_clock::time_point::max());
+  // The tunnel ends when either side ends (FIN, reset, idle deadline): the
+  // other side is closed at once rather than left half-open, as nginx does.
   auto finish = [&, done](std::exception_ptr) {
+    error_code ec;
+    sock_.shutdown(tcp::socket::shutdown_both, ec);
+    up.sock.shutdown(tcp::socket::shutdown_both, ec);
+    sock_.cancel(ec);
+    up.sock.cancel(ec);
     if (++*done == 2) wait.cancel();
   };
-  asio::co_spawn(ex, pump(sock_, up.sock, in_), finish);
-  asio::co_spawn(ex, pump(up.sock, sock_, up.buf), finish);
+  asio::co_spawn(ex, pump({sock_, timed_}, {up.sock, up.timed}, in_, idle_ms), finish);
+  asio::co_spawn(ex, pump({up.sock, up.timed}, {sock_, timed_}, up.buf, idle_ms), finish);
   co_await wait.async_wait(tok);
+  timed_.tunnel = false;
+  timed_.deadline = up.timed.deadline = 0;
   co_return false;
 }
 
@@ -758,8 +836,14 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
     const std::string& pool_key = up.node_keys[node_idx];
     std::string head = upstream_head(ctx, up, node, websocket);
 
-    // A pooled connection may have been closed by the upstream meanwhile: on
-    // failure before any response byte, try once more on a fresh connection.
+    // A pooled connection may have been closed by the origin after the idle
+    // check (take_pooled) let it through. Retry once, on a fresh connection
+    // to the same node, without using up `retries` and without counting a
+    // node failure, when that cannot make the origin execute the request
+    // twice (as Go's transport): idempotent requests whose body we still
+    // hold, when no response byte came back; any request when its first
+    // write was refused before a byte was accepted.
+    bool sent_continue = false;
     for (int fresh = 0; fresh < 2; ++fresh) {
       conn = fresh == 0 ? w_.take_pooled(pool_key) : nullptr;
       bool reused = conn != nullptr;
@@ -801,17 +885,21 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
       // Send the head with whatever body bytes are buffered.
       bool ok;
       bool io_timeout = false;
+      bool refused = false;  // the first write failed before the origin accepted a byte
       if (body_buffered) {
         // Exactly this request's body: bytes after it belong to the next request.
         size_t blen = buffered_body_bytes();
         std::array<asio::const_buffer, 2> bufs{asio::buffer(head),
                                                asio::buffer(in_.data.data() + in_.begin + req_.head_bytes, blen)};
-        ok = co_await write_all(conn->sock, conn->timed, bufs, to.send, io_timeout);
+        size_t written = 0;
+        ok = co_await write_all(conn->sock, conn->timed, bufs, to.send, io_timeout, &written);
+        refused = !ok && !io_timeout && written == 0;
       } else {
-        if (req_.expect_continue && req_.minor == 1) {
+        if (req_.expect_continue && req_.minor == 1 && !sent_continue) {
           static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
           bool t2 = false;
           co_await write_all(sock_, timed_, asio::buffer(k100), cfg.send_timeout, t2);
+          sent_continue = true;
         }
         sent_body = true;  // from here on the body cannot be replayed
         auto rr = co_await relay(sock_, timed_, in_, req_.body, req_.content_length, conn->sock, conn->timed, head,
@@ -823,11 +911,20 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
           else if (rr.too_large) co_await send_simple(413, "", false, {}, "");
           co_return false;
         }
-        body_consumed_ = true;
+        if (rr.nothing_written) {
+          // Nothing left the client's buffer: the body can still be sent.
+          refused = true;
+          sent_body = false;
+        }
+        body_consumed_ = rr.ok;
         ok = rr.ok;
       }
-      // Read the response head (skipping interim 1xx except 101).
+      // Read the response head (skipping interim 1xx except 101). One
+      // deadline covers the whole head, so an origin that keeps sending 1xx
+      // responses cannot hold the request forever.
+      bool got_bytes = false;
       if (ok) {
+        const int64_t head_deadline = now_ms() + ms(to.read);
         for (;;) {
           ParseError perr;
           ParseStatus st = ParseStatus::incomplete;
@@ -837,6 +934,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
           if (st == ParseStatus::complete) {
             if (resp.status >= 100 && resp.status < 200 && resp.status != 101) {
               conn->buf.begin += resp.head_bytes;
+              got_bytes = true;
               continue;
             }
             break;
@@ -845,21 +943,20 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
             log::warn("upstream {}: invalid response from {}:{}: {}", up.key, node.host, node.port, perr.reason);
             ok = false;
             fail_status = 502;
+            got_bytes = true;
             break;
           }
           conn->buf.compact();
           if (conn->buf.end == conn->buf.data.size()) {
-            if (conn->buf.data.size() >= 64 * 1024) { ok = false; fail_status = 502; break; }
+            if (conn->buf.data.size() >= 64 * 1024) { ok = false; fail_status = 502; got_bytes = true; break; }
             conn->buf.data.resize(conn->buf.data.size() * 2);
           }
           error_code ec;
-          size_t n = co_await read_some(conn->sock, conn->timed, conn->buf, to.read, ec, io_timeout);
+          size_t n = co_await read_some_until(conn->sock, conn->timed, conn->buf, head_deadline, ec, io_timeout);
           if (ec || n == 0) {
             ok = false;
-            if (reused && conn->buf.avail() == 0 && !io_timeout && !sent_body && idempotent) break;  // stale
+            got_bytes = got_bytes || conn->buf.avail() > 0;
             fail_status = io_timeout ? 504 : 502;
-            log::warn("upstream {}: {} reading response from {}:{}", up.key,
-                      io_timeout ? "timed out" : (ec ? ec.message() : "connection closed"), node.host, node.port);
             break;
           }
         }
@@ -868,9 +965,16 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
       }
       if (ok) goto got_response;
       w_.unwatch(&conn->timed);
-      bool stale = reused && !io_timeout && conn->buf.avail() == 0 && !sent_body && idempotent;
       conn.reset();
-      if (stale && fresh == 0) continue;
+      const bool stale = reused && !io_timeout && !got_bytes && (refused || (idempotent && body_buffered));
+      if (stale && fresh == 0) {
+        log::info("upstream {}: pooled connection to {}:{} was closed by the origin; retrying on a new one", up.key,
+                  node.host, node.port);
+        continue;
+      }
+      if (!got_bytes || fail_status == 504)
+        log::warn("upstream {}: {} from {}:{}", up.key,
+                  io_timeout ? "timed out" : "connection failed before a response", node.host, node.port);
       passive(node_idx, !io_timeout, io_timeout, 0);
       break;
     }
@@ -883,8 +987,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
     // No response: answer 502/503/504 as nginx/APISIX do.
     if (tried.empty()) fail_status = 502;
     ctx.upstream_status = fail_status;
-    ctx.respond(fail_status, fmt::format("<html>\r\n<head><title>{0} {1}</title></head>\r\n<body>\r\n<center><h1>{0} {1}</h1></center>\r\n<hr><center>holdfast</center>\r\n</body>\r\n</html>\r\n",
-                                         fail_status, reason_phrase(fail_status)), "text/html");
+    ctx.respond(fail_status, error_page(fail_status), "text/html");
     if (!body_consumed_) {
       // We never read (all of) the request body: the connection cannot continue.
       req_.keep_alive = false;
@@ -893,6 +996,18 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
   }
 
 got_response : {
+  if (resp.status == 101 && !websocket) {
+    // A protocol switch nobody asked for (RFC 9110 §15.2.2): the connection
+    // is in an unknown state, and the client cannot use a 101.
+    log::warn("upstream {}: {}:{} answered 101 to a request that asked for no upgrade", up.key,
+              uc.nodes[node_idx].host, uc.nodes[node_idx].port);
+    w_.unwatch(&conn->timed);
+    conn.reset();
+    passive(node_idx, false, false, 502);
+    ctx.upstream_status = 502;
+    ctx.respond(502, error_page(502), "text/html");
+    { bool r = co_await send_plugin_response(ctx, &route); co_return r; }
+  }
   const size_t resp_head_at = conn->buf.begin;
   conn->buf.begin += resp.head_bytes;
   bal.on_start(w_.id(), node_idx);
@@ -959,7 +1074,7 @@ got_response : {
 
   if (switching) {
     bool t = false;
-    if (co_await write_all(sock_, timed_, asio::buffer(head), cfg.send_timeout, t)) co_await tunnel(*conn);
+    if (co_await write_all(sock_, timed_, asio::buffer(head), cfg.send_timeout, t)) co_await tunnel(*conn, to.read);
     bal.on_finish(w_.id(), node_idx, 0);
     w_.unwatch(&conn->timed);
     run_log(ctx, &route, status, 0);
@@ -1009,8 +1124,11 @@ got_response : {
     rr.dst_failed = !rr.ok;
     rr.bytes = n;
   } else {
+    // An HTTP/1.0 client cannot read chunk framing: it gets the decoded
+    // payload, delimited by the close.
+    const bool dechunk = resp.body == BodyKind::chunked && req_.minor == 0;
     rr = co_await relay(conn->sock, conn->timed, conn->buf, resp.body, resp.content_length, sock_, timed_, head,
-                        to.read, cfg.send_timeout, 0);
+                        to.read, cfg.send_timeout, 0, dechunk);
     upstream_reusable = rr.ok && resp.keep_alive && resp.body != BodyKind::until_close && conn->buf.avail() == 0;
   }
   if (conn) release_upstream();

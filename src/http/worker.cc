@@ -6,7 +6,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <fmt/format.h>
 #include <sys/socket.h>
+
+#include <cerrno>
 
 #include "core/log.h"
 #include "http/access_log.h"
@@ -45,7 +48,14 @@ int64_t now_ms() {
 }
 
 Worker::Worker(int id, const NodeConfig& cfg, std::shared_ptr<AccessLog> access_log)
-    : id_(id), cfg_(cfg), access_log_(std::move(access_log)) {}
+    : id_(id), cfg_(cfg), access_log_(std::move(access_log)),
+      capacity_(std::make_unique<asio::steady_timer>(io_, std::chrono::steady_clock::time_point::max())) {}
+
+bool idle_connection_usable(int fd) {
+  char c;
+  ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
 
 Worker::~Worker() { join(); }
 
@@ -97,7 +107,11 @@ void Worker::drain() {
       boost::system::error_code ec;
       acc->close(ec);
     }
+    // Pooled connections leave the deadline list before they are freed.
+    for (auto& [key, v] : pool_)
+      for (auto& c : v) unwatch(&c->timed);
     pool_.clear();
+    capacity_->cancel();
     sweep();
   });
 }
@@ -122,17 +136,21 @@ void Worker::sweep() {
   const int64_t now = now_ms();
   for (Timed* t = timed_head_; t; t = t->next) {
     bool expired = t->deadline && now >= t->deadline;
-    if ((expired || (draining_ && t->idle)) && !t->fired && t->sock) {
+    if ((expired || (draining_ && (t->idle || t->tunnel))) && !t->fired && t->sock) {
       t->fired = true;
       boost::system::error_code ec;
       t->sock->cancel(ec);
     }
   }
+  // Idle pooled connections are also checked for a FIN or stray bytes here,
+  // so that a closed one does not hold its descriptor until it is taken.
   for (auto it = pool_.begin(); it != pool_.end();) {
     auto& v = it->second;
     v.erase(std::remove_if(v.begin(), v.end(),
                            [&](const std::unique_ptr<UpstreamConn>& c) {
-                             if (now - c->idle_since < c->idle_timeout_ms) return false;
+                             if (now - c->idle_since < c->idle_timeout_ms &&
+                                 idle_connection_usable(c->sock.native_handle()))
+                               return false;
                              unwatch(&c->timed);
                              return true;
                            }),
@@ -150,17 +168,63 @@ asio::awaitable<void> Worker::sweeper() {
   }
 }
 
+void Worker::log_throttled(int64_t& last_ms, const std::string& msg) {
+  const int64_t now = now_ms();
+  if (now - last_ms < 60'000) return;
+  last_ms = now;
+  log::warn("{}", msg);
+}
+
+void Worker::connection_closed() {
+  if (open_conns_.load(std::memory_order_relaxed) < cfg_.worker_connections) capacity_->cancel();
+}
+
+void Worker::shed_idle() {
+  for (Timed* t = timed_head_; t; t = t->next) {
+    if (t->idle && !t->fired && t->sock) {
+      t->fired = true;
+      boost::system::error_code ec;
+      t->sock->cancel(ec);
+    }
+  }
+  for (auto& [key, v] : pool_)
+    for (auto& c : v) unwatch(&c->timed);
+  pool_.clear();
+}
+
+// At the connection cap the worker stops accepting: further clients wait in
+// the listen backlog (as with nginx) until a connection closes.
+asio::awaitable<void> Worker::wait_for_capacity() {
+  while (open_conns_.load(std::memory_order_relaxed) >= cfg_.worker_connections && !draining_) {
+    log_throttled(cap_logged_ms_, fmt::format("worker {}: {} worker_connections are not enough; not accepting until "
+                                              "a connection closes", id_, cfg_.worker_connections));
+    shed_idle();
+    capacity_->expires_at(std::chrono::steady_clock::time_point::max());
+    co_await capacity_->async_wait(tok);
+  }
+}
+
 asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc) {
   for (;;) {
+    co_await wait_for_capacity();
+    if (!acc.is_open()) co_return;
     auto [ec, sock] = co_await acc.async_accept(tok);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
-      log::warn("accept failed: {}", ec.message());
+      // Out of descriptors: keep serving the open connections, give up idle
+      // ones, and pause accepting instead of spinning on the error.
+      if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
+        log_throttled(fd_logged_ms_, fmt::format("worker {}: accept: {}; closing idle connections", id_, ec.message()));
+        shed_idle();
+      } else {
+        log::warn("accept failed: {}", ec.message());
+      }
       asio::steady_timer t(io_);
-      t.expires_after(std::chrono::milliseconds(50));
+      t.expires_after(std::chrono::milliseconds(100));
       co_await t.async_wait(tok);
       continue;
     }
+    open_conns_++;  // counted here, so the next wait_for_capacity sees it
     asio::co_spawn(io_, serve_connection(*this, std::move(sock)), [](std::exception_ptr e) {
       if (e) try { std::rethrow_exception(e); } catch (const std::exception& ex) { log::error("connection: {}", ex.what()); }
     });
@@ -169,10 +233,16 @@ asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc) {
 
 std::unique_ptr<UpstreamConn> Worker::take_pooled(const std::string& key) {
   auto it = pool_.find(key);
-  if (it == pool_.end() || it->second.empty()) return nullptr;
-  auto c = std::move(it->second.back());
-  it->second.pop_back();
-  return c;
+  if (it == pool_.end()) return nullptr;
+  while (!it->second.empty()) {
+    auto c = std::move(it->second.back());
+    it->second.pop_back();
+    // The origin closed it, reset it, or sent bytes nobody asked for (a body
+    // to a HEAD, a second response) while it was idle: never reuse it.
+    if (idle_connection_usable(c->sock.native_handle())) return c;
+    unwatch(&c->timed);
+  }
+  return nullptr;
 }
 
 void Worker::give_back(const std::string& key, std::unique_ptr<UpstreamConn> c, int pool_size) {

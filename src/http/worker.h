@@ -5,6 +5,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
 #include <cstdint>
@@ -49,6 +50,12 @@ class Worker {
   std::unique_ptr<UpstreamConn> take_pooled(const std::string& key);
   void give_back(const std::string& key, std::unique_ptr<UpstreamConn> c, int pool_size);
   AccessLog* access_log() { return access_log_.get(); }
+  // A client connection ended: lets a worker held at its connection cap
+  // accept again.
+  void connection_closed();
+  // Closes idle keep-alive client connections and pooled upstream ones
+  // (at the connection cap or the descriptor limit, as nginx reuses them).
+  void shed_idle();
   std::atomic<int64_t> active_requests_{0};
   std::atomic<int64_t> open_conns_{0};
 
@@ -56,6 +63,8 @@ class Worker {
   void sweep();
   boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acc);
   boost::asio::awaitable<void> sweeper();
+  boost::asio::awaitable<void> wait_for_capacity();
+  void log_throttled(int64_t& last_ms, const std::string& msg);
 
   int id_;
   const NodeConfig& cfg_;
@@ -67,7 +76,13 @@ class Worker {
   Timed* timed_head_ = nullptr;
   std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> pool_;
   std::shared_ptr<AccessLog> access_log_;
+  std::unique_ptr<boost::asio::steady_timer> capacity_;  // woken when a connection closes
+  int64_t cap_logged_ms_ = -1'000'000, fd_logged_ms_ = -1'000'000;
 };
+
+// False when a pooled upstream connection has seen a FIN, a reset or any
+// byte while it sat idle: it must be closed, never reused.
+bool idle_connection_usable(int fd);
 
 int64_t now_ms();
 
