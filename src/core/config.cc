@@ -32,6 +32,7 @@ const std::set<std::string>& known_keys() {
       "nginx_config.error_log", "nginx_config.http", "nginx_config.http.client_header_timeout",
       "nginx_config.http.client_body_timeout", "nginx_config.http.send_timeout",
       "nginx_config.http.keepalive_timeout", "nginx_config.http.client_max_body_size",
+      "nginx_config.http.lua_shared_dict*",
       "nginx_config.event", "nginx_config.event.worker_connections",
       "nginx_config.worker_rlimit_nofile", "nginx_config.worker_shutdown_timeout",
       "nginx_config.enable_cpu_affinity", "nginx_config.user", "nginx_config.main_configuration_snippet",
@@ -123,28 +124,32 @@ Result<double> nginx_time(const json::value& v, const std::string& key) {
   return total;
 }
 
-// nginx size ("10m", "512k", "1g", a bare number = bytes) in bytes.
+// A size as nginx's ngx_parse_size reads it: digits, then an optional k, m or
+// g (either case) for KiB, MiB, GiB. Nothing else: no sign, spaces or fraction.
+std::optional<uint64_t> nginx_size(std::string_view s) {
+  uint64_t scale = 1;
+  if (!s.empty()) {
+    switch (s.back()) {
+      case 'k': case 'K': scale = uint64_t{1} << 10; s.remove_suffix(1); break;
+      case 'm': case 'M': scale = uint64_t{1} << 20; s.remove_suffix(1); break;
+      case 'g': case 'G': scale = uint64_t{1} << 30; s.remove_suffix(1); break;
+      default: break;
+    }
+  }
+  if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  const uint64_t n = std::stoull(std::string(s));  // 18 digits fit
+  if (n > UINT64_MAX / scale) return std::nullopt;
+  return n * scale;
+}
+
+// The same for a config.yaml value: a size string or a bare byte count.
 Result<uint64_t> nginx_size(const json::value& v, const std::string& key) {
   if (v.is_int64() && v.as_int64() >= 0) return static_cast<uint64_t>(v.as_int64());
   if (v.is_uint64()) return v.as_uint64();
-  if (!v.is_string()) return Error{fmt::format("{}: expected a size such as 10m, got {}", key, json::serialize(v))};
-  std::string_view s = v.as_string();
-  uint64_t n = 0;
-  size_t i = 0;
-  while (i < s.size() && s[i] >= '0' && s[i] <= '9' && n < (uint64_t{1} << 50)) n = n * 10 + (s[i++] - '0');
-  uint64_t mult = 1;
-  if (i + 1 == s.size()) {
-    switch (s[i] | 0x20) {
-      case 'k': mult = 1024; break;
-      case 'm': mult = 1024 * 1024; break;
-      case 'g': mult = 1024 * 1024 * 1024; break;
-      default: mult = 0;
-    }
-    ++i;
-  }
-  if (i == 0 || i != s.size() || mult == 0 || n >= (uint64_t{1} << 50))
-    return Error{fmt::format("{}: invalid size {}", key, json::serialize(v))};
-  return n * mult;
+  std::optional<uint64_t> n;
+  if (v.is_string()) n = nginx_size(std::string_view(v.as_string()));
+  if (!n) return Error{fmt::format("{}: invalid size {} (bytes, or a number with k, m or g)", key, json::serialize(v))};
+  return *n;
 }
 
 Result<uint16_t> port(const json::value& v, const std::string& key) {
@@ -399,24 +404,6 @@ Status parse_admin(const json::value& r, AdminConfig& a) {
     }
   }
   return {};
-}
-
-// A size as nginx's ngx_parse_size reads it: digits, then an optional k, m or
-// g (either case) for KiB, MiB, GiB. Nothing else: no sign, spaces or fraction.
-std::optional<uint64_t> nginx_size(std::string_view s) {
-  uint64_t scale = 1;
-  if (!s.empty()) {
-    switch (s.back()) {
-      case 'k': case 'K': scale = uint64_t{1} << 10; s.remove_suffix(1); break;
-      case 'm': case 'M': scale = uint64_t{1} << 20; s.remove_suffix(1); break;
-      case 'g': case 'G': scale = uint64_t{1} << 30; s.remove_suffix(1); break;
-      default: break;
-    }
-  }
-  if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
-  const uint64_t n = std::stoull(std::string(s));  // 18 digits fit
-  if (n > UINT64_MAX / scale) return std::nullopt;
-  return n * scale;
 }
 
 // nginx_config.http.lua_shared_dict: APISIX's dict names and default sizes

@@ -197,3 +197,47 @@ TEST(NodeConfig, LuaSharedDictSizes) {
   EXPECT_FALSE(parse_node_config("nginx_config: {http: {lua_shared_dict: {plugin-limit-count: 8191}}}", ".").ok());
   EXPECT_FALSE(parse_node_config("nginx_config: {http: {lua_shared_dict: 10m}}", ".").ok());
 }
+
+TEST(NodeConfig, NginxHttpTimeoutsAndLimits) {
+  auto d = parse_node_config("", ".");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->client_header_timeout, 60);
+  EXPECT_EQ(d->send_timeout, 10);  // APISIX's default, not nginx's 60s
+  EXPECT_EQ(d->worker_connections, 10620);
+  EXPECT_EQ(d->limits.max_body_bytes, 0u);
+
+  auto c = parse_node_config(
+      "nginx_config:\n  event: {worker_connections: 512}\n  http:\n    client_header_timeout: 1m30s\n"
+      "    client_body_timeout: 500ms\n    send_timeout: 7\n    keepalive_timeout: 2h\n    client_max_body_size: 2m\n",
+      ".");
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c->client_header_timeout, 90);
+  EXPECT_DOUBLE_EQ(c->client_body_timeout, 0.5);
+  EXPECT_EQ(c->send_timeout, 7);
+  EXPECT_EQ(c->keepalive_timeout, 7200);
+  EXPECT_EQ(c->limits.max_body_bytes, 2u << 20);
+  EXPECT_EQ(c->worker_connections, 512);
+  EXPECT_TRUE(c->warnings.empty());
+
+  // holdfast.* are aliases; nginx_config wins with a warning.
+  auto a = parse_node_config("holdfast: {send_timeout: 3, client_body_timeout: 4}\n"
+                             "nginx_config: {http: {send_timeout: 5s}}\n", ".");
+  ASSERT_TRUE(a.ok()) << a.error();
+  EXPECT_EQ(a->send_timeout, 5);
+  EXPECT_EQ(a->client_body_timeout, 4);
+  ASSERT_EQ(a->warnings.size(), 1u);
+  EXPECT_NE(a->warnings[0].find("holdfast.send_timeout"), std::string::npos);
+
+  for (const char* bad : {"nginx_config: {http: {send_timeout: 10x}}", "nginx_config: {http: {send_timeout: 0}}",
+                          "nginx_config: {http: {client_max_body_size: 1.5m}}",
+                          "nginx_config: {event: {worker_connections: 1}}"}) {
+    auto r = parse_node_config(bad, ".");
+    EXPECT_FALSE(r.ok()) << bad;
+    if (!r.ok()) EXPECT_NE(r.error().find("nginx_config."), std::string::npos) << r.error();
+  }
+  // Keys nobody reads are named in a warning, not ignored silently.
+  auto u = parse_node_config("nginx_config: {http: {lua_code_cache: true}, event: {multi_accept: true}}", ".");
+  ASSERT_TRUE(u.ok());
+  ASSERT_EQ(u->warnings.size(), 2u);
+  EXPECT_NE(u->warnings[0].find("nginx_config."), std::string::npos);
+}
