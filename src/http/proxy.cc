@@ -281,14 +281,14 @@ awaitable<void> Connection::linger() {
   sock_.shutdown(tcp::socket::shutdown_send, ec);
   if (ec) co_return;
   const int64_t until = now_ms() + kLingerTime;
-  timed_.idle = true;  // a drain does not wait for it
+  timed_.idle = timed_.reusable = true;  // neither a drain nor a full worker waits for it
   while (!w_.draining() && now_ms() < until) {
     in_.begin = in_.end = 0;
     bool to = false;
     size_t n = co_await read_some(sock_, timed_, in_, std::min(kLingerTimeout, (until - now_ms()) / 1000.0), ec, to);
     if (ec || n == 0) break;
   }
-  timed_.idle = false;
+  timed_.idle = timed_.reusable = false;
 }
 
 // Reads until a full request head is parsed into req_. False: close quietly
@@ -322,12 +322,13 @@ awaitable<bool> Connection::read_head(bool first) {
     // nginx): a client trickling one byte at a time cannot extend it.
     bool waiting = in_.avail() == 0;
     timed_.idle = waiting;
+    timed_.reusable = waiting && !first;  // a new connection is not shed before its first request
     if (head_deadline == 0 && (first || !waiting)) head_deadline = now_ms() + ms(cfg.client_header_timeout);
     int64_t deadline = waiting && !first ? now_ms() + ms(cfg.keepalive_timeout) : head_deadline;
     error_code ec;
     bool timed_out = false;
     size_t n = co_await read_some_until(sock_, timed_, in_, deadline, ec, timed_out);
-    timed_.idle = false;
+    timed_.idle = timed_.reusable = false;
     if (ec || n == 0) co_return false;
   }
 }

@@ -16,7 +16,8 @@ struct Timed {
   boost::asio::ip::tcp::socket* sock = nullptr;
   int64_t deadline = 0;   // ms since steady epoch; 0 = none
   bool fired = false;
-  bool idle = false;      // waiting between requests: cancelled on drain, shed at limits
+  bool idle = false;      // waiting for a request: cancelled on drain
+  bool reusable = false;  // idle after a response (keep-alive, lingering): shed at limits
   bool tunnel = false;    // an upgraded connection: cancelled on drain
   Timed* prev = nullptr;
   Timed* next = nullptr;

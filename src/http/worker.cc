@@ -181,7 +181,7 @@ void Worker::connection_closed() {
 
 void Worker::shed_idle() {
   for (Timed* t = timed_head_; t; t = t->next) {
-    if (t->idle && !t->fired && t->sock) {
+    if (t->reusable && !t->fired && t->sock) {
       t->fired = true;
       boost::system::error_code ec;
       t->sock->cancel(ec);
@@ -199,7 +199,8 @@ asio::awaitable<void> Worker::wait_for_capacity() {
     log_throttled(cap_logged_ms_, fmt::format("worker {}: {} worker_connections are not enough; not accepting until "
                                               "a connection closes", id_, cfg_.worker_connections));
     shed_idle();
-    capacity_->expires_at(std::chrono::steady_clock::time_point::max());
+    // The timer never expires: connection_closed() and drain() cancel it,
+    // which wakes every waiting accept loop (one per listener) at once.
     co_await capacity_->async_wait(tok);
   }
 }

@@ -7,6 +7,7 @@ chunked origins, lingering close after an early error, an origin that sends
 
 Every origin here is a real socket server (a thread in this process, or a
 real nginx); every client is a raw socket or http.client."""
+import json
 import os
 import resource
 import shutil
@@ -27,6 +28,12 @@ def raise_nofile(n):
     if soft < n:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(n, hard), hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def recv_request(c, buf=b""):
@@ -360,19 +367,36 @@ class SlowClientTest(GatewayTest):
     def test_connection_cap_leaves_clients_in_the_backlog(self):
         o = ScriptedOrigin(lambda o, conn, i, line, h, b, c: c.sendall(response(b"fine")))
         self._procs.append(o)
-        gw = self.gateway(route_to(o.addr), config={"nginx_config": {"event": {"worker_connections": 16},
-                                                                     "http": {"client_header_timeout": "30s"}}})
+        second = free_port()  # two listeners: two accept loops wait at the cap
+        gw = self.gateway(route_to(o.addr), start=False,
+                          config={"nginx_config": {"event": {"worker_connections": 16},
+                                                   "http": {"client_header_timeout": "30s"}}})
+        gw.config["apisix"]["node_listen"].append({"ip": "127.0.0.1", "port": second})
+        with open(gw.config_path, "w") as f:
+            f.write(json.dumps(gw.config))
+        gw.start()
+        wait_port(second)
         t = TrickleClient(gw.port, 16)  # busy (mid-head), so not shed as idle
         self._procs.append(type("C", (), {"stop": lambda _s: t.close()})())
         t.trickle()
         gw.wait_log("worker_connections are not enough")
+        # The second listener's accept was already pending: it takes one more
+        # connection, then both accept loops wait at the cap.
+        t2 = TrickleClient(second, 1)
+        self._procs.append(type("C", (), {"stop": lambda _s: t2.close()})())
+        t2.trickle()
+        time.sleep(0.2)
+        cpu0 = cpu_seconds(gw.proc.pid)
+        time.sleep(1)
+        self.assertLess(cpu_seconds(gw.proc.pid) - cpu0, 0.3, "the worker spins at its connection cap")
         waiting = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
         waiting.sendall(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
         waiting.settimeout(1.0)
         with self.assertRaises(socket.timeout):
             waiting.recv(100)  # not accepted while the worker is at its cap
-        t.socks[0].close()
-        t.closed_at[0] = time.time()
+        for c in (t, t2):  # back under the cap
+            c.socks[0].close()
+            c.closed_at[0] = time.time()
         status, headers, rest = read_head(waiting, timeout=5)
         self.assertEqual(status, 200)
         waiting.close()
