@@ -67,6 +67,8 @@ class ControlCharsTest(GatewayTest):
             r("rr-header", "/rh/*", {"response-rewrite": {"headers": {"set": {"X-Path": "$uri"}}}}),
             r("redirect-regex", "/r/*", {"redirect": {"regex_uri": ["^/r/(.*)", "/new/$1"]}}),
             r("redirect-uri", "/ru/*", {"redirect": {"uri": "$uri"}}),
+            # APISIX's host pattern refuses this; the log line quoting it must not break.
+            r("bad-host", "/bh", {"proxy-rewrite": {"host": "a\r\nFORGED log line"}}),
             # upstream_host is configuration no plugin encodes: the writer's backstop.
             r("backstop", "/bs", upstream={"nodes": {self.rec.addr: 1}, "pass_host": "rewrite",
                                            "upstream_host": "evil\r\nX-Injected: 1"}),
@@ -145,6 +147,16 @@ class ControlCharsTest(GatewayTest):
         self.assertEqual(head_lines(out)[0], b"HTTP/1.1 400 Bad Request", out)
         # refused while parsing: nothing was forwarded
         self.assertEqual(self.rec.snapshot(), (b"", []))
+
+    def test_invalid_host_is_refused_and_logged_on_one_line(self):
+        self.gw.wait_log("bad-host")
+        log = self.gw.logs()
+        self.assertIn('skipping invalid route id=bad-host: failed to check the configuration of plugin '
+                      'proxy-rewrite err: property "host" validation failed', log)
+        self.assertIn("a\\x0d\\x0aFORGED log line", log)
+        self.assertFalse([l for l in log.splitlines() if l.startswith("FORGED")], log)
+        out, _ = exchange(self.gw.port, get(b"/bh"))
+        self.assertEqual(head_lines(out)[0], b"HTTP/1.1 404 Not Found", out)
 
     def test_backstop_refuses_a_field_no_encoder_saw(self):
         out, _ = exchange(self.gw.port, get(b"/bs"))
