@@ -48,12 +48,29 @@ std::string json_escape(std::string_view s) {
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
+        if (c < 0x20 || c == 0x7f) out += fmt::format("\\u{:04x}", c);
         else out += static_cast<char>(c);
     }
   }
   return out;
 }
+
+namespace {
+// A message may quote what a client or a file sent: in a text log a control
+// character in it would forge or hide lines, so it goes out as \xNN.
+std::string escape_controls(std::string_view s) {
+  bool clean = true;
+  for (unsigned char c : s) clean &= c >= 0x20 && c != 0x7f;
+  if (clean) return std::string(s);
+  std::string out;
+  out.reserve(s.size() + 16);
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c != 0x7f) out += static_cast<char>(c);
+    else out += fmt::format("\\x{:02x}", c);
+  }
+  return out;
+}
+}  // namespace
 
 void write(Level level, std::string_view msg) {
   std::string line;
@@ -61,7 +78,7 @@ void write(Level level, std::string_view msg) {
     line = fmt::format("{{\"time\":\"{}\",\"level\":\"{}\",\"msg\":\"{}\"}}\n", timestamp(),
                        level_name(level), json_escape(msg));
   } else {
-    line = fmt::format("{} [{}] {}\n", timestamp(), level_name(level), msg);
+    line = fmt::format("{} [{}] {}\n", timestamp(), level_name(level), escape_controls(msg));
   }
   // One write per line keeps lines whole across threads.
   ssize_t off = 0;

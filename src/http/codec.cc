@@ -3,6 +3,8 @@
 #include <array>
 #include <cstring>
 
+#include "http/head_writer.h"
+
 namespace holdfast::http {
 namespace {
 
@@ -71,9 +73,9 @@ ParseStatus parse_headers(std::string_view buf, size_t pos, size_t max_headers,
       return ParseStatus::error;
     }
     std::string_view value = trim_ows(line.substr(colon + 1));
-    for (char c : value) {
-      if (c == '\0') { err = {400, "NUL in header value"}; return ParseStatus::error; }
-    }
+    // Nothing Holdfast writes may carry a control character, and header
+    // values are forwarded as they are: refuse them here (HTAB is allowed).
+    if (unsafe_value_byte(value) != npos) { err = {400, "control character in header value"}; return ParseStatus::error; }
     if (headers.size() >= max_headers) { err = {431, "too many headers"}; return ParseStatus::error; }
     headers.push_back({line.substr(0, colon), value});
     pos = next;
@@ -316,6 +318,7 @@ ParseStatus parse_response(std::string_view buf, std::string_view request_method
   }
   out.status = (code[0] - '0') * 100 + (code[1] - '0') * 10 + (code[2] - '0');
   out.reason = line.size() > 13 ? line.substr(13) : std::string_view{};
+  if (unsafe_value_byte(out.reason) != npos) { err = {502, "control character in reason phrase"}; return ParseStatus::error; }
   size_t end = 0;
   auto st = parse_headers(buf, next, 200, out.headers, end, err);
   if (st != ParseStatus::complete) {

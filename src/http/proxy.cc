@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "http/access_log.h"
 #include "http/codec.h"
+#include "http/head_writer.h"
 #include "http/uri.h"
 #include "http/worker.h"
 #include "router/ipmatch.h"
@@ -137,9 +138,9 @@ bool in_list(const std::vector<std::string>& names, std::string_view name) {
   return false;
 }
 
-bool in_pairs(const plugins::HeaderList& list, std::string_view name) {
-  for (const auto& [k, v] : list)
-    if (iequals(k, name)) return true;
+bool in_pairs(const plugins::HeaderEdits& list, std::string_view name) {
+  for (const auto& e : list)
+    if (iequals(e.name, name)) return true;
   return false;
 }
 
@@ -162,13 +163,6 @@ std::string lower_host(std::string_view host_header) {
   std::string out(h);
   for (auto& c : out) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
   return out;
-}
-
-void append_header(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
 }
 
 enum class Phase { rewrite, access };
@@ -203,7 +197,7 @@ class Connection {
   const config::CompiledRoute* match_route(const config::Snapshot& snap, plugins::RequestCtx& ctx);
   awaitable<bool> run_phase(const plugins::Chain& chain, Phase phase, plugins::RequestCtx& ctx);
   awaitable<bool> send_simple(int status, std::string_view body, bool keep,
-                              const plugins::HeaderList& extra = {}, std::string_view ctype = "application/json");
+                              const plugins::HeaderEdits& extra = {}, std::string_view ctype = "application/json");
   awaitable<bool> send_plugin_response(plugins::RequestCtx& ctx, const config::CompiledRoute* route);
   awaitable<bool> proxy(plugins::RequestCtx& ctx, const config::CompiledRoute& route);
   void run_header_filters(plugins::RequestCtx& ctx, const config::CompiledRoute* route);
@@ -334,13 +328,24 @@ awaitable<bool> Connection::read_head(bool first) {
 }
 
 awaitable<bool> Connection::send_simple(int status, std::string_view body, bool keep,
-                                        const plugins::HeaderList& extra, std::string_view ctype) {
-  std::string out = fmt::format("HTTP/1.1 {} {}\r\nServer: holdfast\r\n", status, reason_phrase(status));
-  if (!ctype.empty() && !in_pairs(extra, "content-type")) append_header(out, "Content-Type", ctype);
-  for (const auto& [k, v] : extra) append_header(out, k, v);
-  append_header(out, "Content-Length", std::to_string(body.size()));
-  if (!keep) append_header(out, "Connection", "close");
-  out += "\r\n";
+                                        const plugins::HeaderEdits& extra, std::string_view ctype) {
+  std::string out;
+  HeadWriter hw(out, "holdfast");
+  hw.status_line(status, reason_phrase(status));
+  hw.header("Server", "holdfast");
+  if (!ctype.empty() && !in_pairs(extra, "content-type")) hw.header("Content-Type", ctype);
+  for (const auto& e : extra) hw.header(e.name, e.value, e.plugin);
+  hw.header("Content-Length", std::to_string(body.size()));
+  if (!keep) hw.header("Connection", "close");
+  hw.end();
+  if (!hw.ok()) {
+    log::error("{} {}: refused to send the {} response: {}; answering 500", req_.method, req_.path, status, hw.fault());
+    static constexpr std::string_view k500 =
+        "HTTP/1.1 500 Internal Server Error\r\nServer: holdfast\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    out.assign(k500);
+    body = {};
+    keep = false;
+  }
   out.append(body);
   bool to = false;
   bool ok = co_await write_all(sock_, timed_, asio::buffer(out), w_.cfg().send_timeout, to);
@@ -351,7 +356,9 @@ awaitable<bool> Connection::send_simple(int status, std::string_view body, bool 
 awaitable<bool> Connection::run_phase(const plugins::Chain& chain, Phase phase, plugins::RequestCtx& ctx) {
   for (const auto& e : chain.entries) {
     if (e.filter && !e.filter->eval(ctx)) continue;
+    ctx.plugin = e.def->name;
     plugins::Action a = phase == Phase::rewrite ? e.plugin->rewrite(ctx) : e.plugin->access(ctx);
+    ctx.plugin = nullptr;
     if (ctx.delay_seconds > 0) {
       asio::steady_timer t(w_.io());
       t.expires_after(std::chrono::milliseconds(ms(ctx.delay_seconds)));
@@ -379,7 +386,11 @@ void for_each_entry(const plugins::RequestCtx& ctx, const plugins::Chain* chain,
 }
 
 void Connection::run_header_filters(plugins::RequestCtx& ctx, const config::CompiledRoute* route) {
-  for_each_entry(ctx, route ? chain_ : nullptr, [&](const plugins::Entry& e) { e.plugin->header_filter(ctx); });
+  for_each_entry(ctx, route ? chain_ : nullptr, [&](const plugins::Entry& e) {
+    ctx.plugin = e.def->name;
+    e.plugin->header_filter(ctx);
+    ctx.plugin = nullptr;
+  });
 }
 
 bool Connection::wants_body(const plugins::RequestCtx& ctx, const config::CompiledRoute& route) const {
@@ -448,14 +459,14 @@ awaitable<bool> Connection::send_plugin_response(plugins::RequestCtx& ctx, const
   run_header_filters(ctx, route);
   int status = ctx.resp_status_override.value_or(ctx.resp_status);
   const std::string& body = ctx.resp_body_override ? *ctx.resp_body_override : ctx.resp_body;
-  plugins::HeaderList headers;
-  for (const auto& [k, v] : ctx.resp_headers)
-    if (!in_list(ctx.resp_remove, k) && !in_pairs(ctx.resp_set, k)) headers.emplace_back(k, v);
-  for (const auto& kv : ctx.resp_set) headers.push_back(kv);
-  for (const auto& kv : ctx.resp_add) headers.push_back(kv);
+  plugins::HeaderEdits headers;
+  for (const auto& e : ctx.resp_headers)
+    if (!in_list(ctx.resp_remove, e.name) && !in_pairs(ctx.resp_set, e.name)) headers.push_back(e);
+  for (const auto& e : ctx.resp_set) headers.push_back(e);
+  for (const auto& e : ctx.resp_add) headers.push_back(e);
   // A body the plugin did not read is not worth draining: close instead.
   bool keep = req_.keep_alive && (req_.body == BodyKind::none || (req_.body == BodyKind::length && req_.content_length == 0));
-  if (keep && req_.minor == 0) headers.emplace_back("Connection", "keep-alive");
+  if (keep && req_.minor == 0) headers.push_back({"Connection", "keep-alive"});
   bool r = co_await send_simple(status, req_.method == "HEAD" ? std::string_view() : std::string_view(body), keep,
                                 headers, "");
   run_log(ctx, route, status, body.size());
@@ -569,27 +580,38 @@ std::string Connection::upstream_head(const plugins::RequestCtx& ctx, const conf
                                       const model::UpstreamNode& node, bool websocket) {
   std::string out;
   out.reserve(512 + req_.headers.size() * 48);
-  out.append(ctx.upstream_method ? std::string_view(*ctx.upstream_method) : req_.method);
-  out += ' ';
-  if (ctx.upstream_target) out.append(*ctx.upstream_target);
+  // Every field is checked as it is written (HeadWriter); plugin edits name
+  // their plugin for the log line.
+  HeadWriter hw(out, "the client's request");
+  std::string absolute_path;
+  std::string_view target = req_.target;
+  if (ctx.upstream_target) target = *ctx.upstream_target;
   else if (!req_.target.empty() && req_.target[0] != '/') {
-    out.append(req_.path);
-    if (!req_.query.empty()) { out += '?'; out.append(req_.query); }
-  } else out.append(req_.target);
+    absolute_path.append(req_.path);
+    if (!req_.query.empty()) { absolute_path += '?'; absolute_path.append(req_.query); }
+    target = absolute_path;
+  }
   // An HTTP/1.0 client cannot take a chunked response: ask the upstream in
   // 1.0 too (no chunking, connection closed after the response), as nginx does.
   const bool http10 = req_.minor == 0 && !websocket;
-  out.append(http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  hw.request_line(ctx.upstream_method ? std::string_view(*ctx.upstream_method) : req_.method, target, http10,
+                  ctx.upstream_method ? ctx.upstream_method_by : nullptr,
+                  ctx.upstream_target ? ctx.upstream_target_by : nullptr);
 
   std::string host;
-  if (ctx.upstream_host) host = *ctx.upstream_host;
-  else if (up.conf->pass_host == "node") {
+  const char* host_by = nullptr;
+  if (ctx.upstream_host) {
+    host = *ctx.upstream_host;
+    host_by = ctx.upstream_host_by;
+  } else if (up.conf->pass_host == "node") {
     bool v6 = node.host.find(':') != std::string::npos;
     host = v6 ? "[" + node.host + "]" : node.host;
     if (node.port != 80 && node.port != 443) host += ":" + std::to_string(node.port);
-  } else if (up.conf->pass_host == "rewrite") host = up.conf->upstream_host;
-  else host = std::string(req_.host);
-  append_header(out, "Host", host);
+  } else if (up.conf->pass_host == "rewrite") {
+    host = up.conf->upstream_host;
+    host_by = "the upstream's upstream_host";
+  } else host = std::string(req_.host);
+  hw.header("Host", host, host_by);
 
   std::string_view xff;
   for (const auto& h : req_.headers) {
@@ -601,24 +623,29 @@ std::string Connection::upstream_head(const plugins::RequestCtx& ctx, const conf
     if (iequals(n, "x-forwarded-for")) { xff = h.value; continue; }
     if (listed_in_connection(req_.headers, n)) continue;
     if (in_list(ctx.req_remove, n) || in_pairs(ctx.req_set, n)) continue;
-    append_header(out, n, h.value);
+    hw.header(n, h.value);
   }
-  for (const auto& [k, v] : ctx.req_set) append_header(out, k, v);
-  for (const auto& [k, v] : ctx.req_add) append_header(out, k, v);
-  append_header(out, "X-Real-IP", remote_ip_);
-  if (xff.empty()) append_header(out, "X-Forwarded-For", remote_ip_);
-  else append_header(out, "X-Forwarded-For", fmt::format("{}, {}", xff, remote_ip_));
-  append_header(out, "X-Forwarded-Proto", ctx.scheme);
-  append_header(out, "X-Forwarded-Host", ctx.host);
-  append_header(out, "X-Forwarded-Port", std::to_string(local_port_));
-  if (req_.body == BodyKind::chunked) append_header(out, "Transfer-Encoding", "chunked");
-  else if (req_.body == BodyKind::length) append_header(out, "Content-Length", std::to_string(req_.content_length));
-  if (http10) append_header(out, "Connection", "close");
+  for (const auto& e : ctx.req_set) hw.header(e.name, e.value, e.plugin);
+  for (const auto& e : ctx.req_add) hw.header(e.name, e.value, e.plugin);
+  hw.header("X-Real-IP", remote_ip_);
+  if (xff.empty()) hw.header("X-Forwarded-For", remote_ip_);
+  else hw.header("X-Forwarded-For", fmt::format("{}, {}", xff, remote_ip_));
+  hw.header("X-Forwarded-Proto", ctx.scheme);
+  hw.header("X-Forwarded-Host", ctx.host);
+  hw.header("X-Forwarded-Port", std::to_string(local_port_));
+  if (req_.body == BodyKind::chunked) hw.header("Transfer-Encoding", "chunked");
+  else if (req_.body == BodyKind::length) hw.header("Content-Length", std::to_string(req_.content_length));
+  if (http10) hw.header("Connection", "close");
   if (websocket) {
-    append_header(out, "Connection", "upgrade");
-    append_header(out, "Upgrade", req_.header("upgrade"));
+    hw.header("Connection", "upgrade");
+    hw.header("Upgrade", req_.header("upgrade"));
   }
-  out.append("\r\n");
+  hw.end();
+  if (!hw.ok()) {
+    log::error("route {}: refused to send the request to upstream {}: {}; answering 500",
+               ctx.route ? ctx.route->id : "-", up.key, hw.fault());
+    out.clear();
+  }
   return out;
 }
 
@@ -836,6 +863,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
     const model::UpstreamNode& node = uc.nodes[node_idx];
     const std::string& pool_key = up.node_keys[node_idx];
     std::string head = upstream_head(ctx, up, node, websocket);
+    if (head.empty()) { fail_status = 500; break; }  // refused by the head writer (logged): no retry helps
 
     // A pooled connection may have been closed by the origin after the idle
     // check (take_pooled) let it through. Retry once, on a fresh connection
@@ -1043,35 +1071,48 @@ got_response : {
   if (resp.body == BodyKind::until_close && !override_body) keep_client = false;
   if (resp.body == BodyKind::chunked && req_.minor == 0 && !override_body) keep_client = false;
 
-  std::string head = fmt::format("HTTP/1.1 {} {}\r\n", status,
-                                 status == resp.status && !resp.reason.empty() ? resp.reason : reason_phrase(status));
+  std::string head;
+  HeadWriter hw(head, "the upstream's response");
+  hw.status_line(status, status == resp.status && !resp.reason.empty() ? resp.reason : reason_phrase(status));
   for (const auto& h : resp.headers) {
     if (is_hop_by_hop(h.name) || iequals(h.name, "content-length")) continue;
     if (in_list(ctx.resp_remove, h.name) || in_pairs(ctx.resp_set, h.name)) continue;
     if (override_body && iequals(h.name, "content-encoding")) continue;
-    append_header(head, h.name, h.value);
+    hw.header(h.name, h.value);
   }
-  for (const auto& [k, v] : ctx.resp_set) append_header(head, k, v);
-  for (const auto& [k, v] : ctx.resp_add) append_header(head, k, v);
+  for (const auto& e : ctx.resp_set) hw.header(e.name, e.value, e.plugin);
+  for (const auto& e : ctx.resp_add) hw.header(e.name, e.value, e.plugin);
   if (switching) {
-    append_header(head, "Connection", "upgrade");
-    append_header(head, "Upgrade", resp.header("upgrade"));
+    hw.header("Connection", "upgrade");
+    hw.header("Upgrade", resp.header("upgrade"));
   } else if (override_body) {
-    append_header(head, "Content-Length", std::to_string(ctx.resp_body_override->size()));
+    hw.header("Content-Length", std::to_string(ctx.resp_body_override->size()));
   } else if (resp.body == BodyKind::length) {
-    append_header(head, "Content-Length", std::to_string(resp.content_length));
+    hw.header("Content-Length", std::to_string(resp.content_length));
   } else if (resp.body == BodyKind::chunked && req_.minor == 1) {
-    append_header(head, "Transfer-Encoding", "chunked");
+    hw.header("Transfer-Encoding", "chunked");
   } else if (resp.body == BodyKind::none && (status == 204 || status == 304 || req_.method == "HEAD")) {
-    if (auto cl = resp.header("content-length"); !cl.empty()) append_header(head, "Content-Length", cl);
+    if (auto cl = resp.header("content-length"); !cl.empty()) hw.header("Content-Length", cl);
   } else if (resp.body == BodyKind::none) {
-    append_header(head, "Content-Length", "0");
+    hw.header("Content-Length", "0");
   }
   if (!switching) {
-    if (!keep_client) append_header(head, "Connection", "close");
-    else if (req_.minor == 0) append_header(head, "Connection", "keep-alive");
+    if (!keep_client) hw.header("Connection", "close");
+    else if (req_.minor == 0) hw.header("Connection", "keep-alive");
   }
-  head += "\r\n";
+  hw.end();
+  if (!hw.ok()) {
+    // Nothing of this response has gone out: the upstream connection is in
+    // an unknown state (its body unread), so it is closed, not pooled.
+    log::error("route {}: refused to send the response of upstream {}: {}; answering 500", route.id, up.key, hw.fault());
+    bal.on_finish(w_.id(), node_idx, 0);
+    w_.unwatch(&conn->timed);
+    conn.reset();
+    const std::string page = error_page(500);
+    co_await send_simple(500, page, false, {}, "text/html");
+    run_log(ctx, &route, 500, 0);
+    co_return false;
+  }
 
   if (switching) {
     bool t = false;

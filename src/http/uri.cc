@@ -8,7 +8,37 @@ int hexval(char c) {
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
+
+// nginx's NGX_ESCAPE_URI set (src/core/ngx_string.c).
+constexpr ByteSet kUri = {0xffffffff, 0xd000002d, 0x50000000, 0xb8000001,
+                          0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff};
+// Controls and DEL only.
+constexpr ByteSet kControls = {0xffffffff, 0, 0, 0x80000000, 0, 0, 0, 0};
 }  // namespace
+
+std::string percent_escape(std::string in, const ByteSet& set) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  auto escaped = [&](unsigned char c) { return (set[c >> 5] >> (c & 0x1f)) & 1u; };
+  size_t n = 0;
+  for (unsigned char c : in) n += escaped(c);
+  if (n == 0) return in;
+  std::string out;
+  out.reserve(in.size() + 2 * n);
+  for (unsigned char c : in) {
+    if (escaped(c)) {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+std::string uri_safe_encode(std::string_view uri) { return percent_escape(std::string(uri), kUri); }
+
+std::string escape_uri_control_chars(std::string_view uri) { return percent_escape(std::string(uri), kControls); }
 
 std::optional<std::string> normalize_path(std::string_view raw) {
   if (raw.empty() || raw[0] != '/') {

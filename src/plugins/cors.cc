@@ -53,7 +53,7 @@ class Cors final : public Plugin {
     }
     if (allow.empty()) return;
     ctx.set_response_header("Access-Control-Allow-Origin", allow);
-    if (allow != "*") ctx.resp_add.emplace_back("Vary", "Origin");
+    if (allow != "*") ctx.add_response_header("Vary", "Origin");
     std::string methods = allow_methods;
     if (methods == "**") methods = "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,CONNECT,TRACE";
     ctx.set_response_header("Access-Control-Allow-Methods", methods);

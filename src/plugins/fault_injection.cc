@@ -35,7 +35,7 @@ class FaultInjection final : public Plugin {
     if (delay.applies(ctx)) ctx.delay_seconds = duration;
     if (abort.applies(ctx)) {
       ctx.respond(abort_status, router::expand_vars(abort_body, ctx), "");
-      for (const auto& [k, v] : abort_headers) ctx.resp_headers.emplace_back(k, router::expand_vars(v, ctx));
+      for (const auto& [k, v] : abort_headers) ctx.add_reply_header(k, router::expand_vars(v, ctx));
       return Action::respond;
     }
     return Action::next;

@@ -39,7 +39,7 @@ class KeyAuth final : public Plugin {
     }
     if (!consumer) {
       ctx.respond(401, json_message(failure));
-      ctx.resp_headers.emplace_back("WWW-Authenticate", "apikey realm=\"key\"");
+      ctx.add_reply_header("WWW-Authenticate", "apikey realm=\"key\"");
       return Action::respond;
     }
     ctx.consumer = consumer;
@@ -65,7 +65,7 @@ class KeyAuth final : public Plugin {
         }
         std::string target = ctx.upstream_target.value_or(std::string(ctx.req->path));
         target = target.substr(0, target.find('?'));
-        ctx.upstream_target = out.empty() ? target : target + "?" + out;
+        ctx.set_upstream_target(out.empty() ? target : target + "?" + out);
       }
     }
     return Action::next;

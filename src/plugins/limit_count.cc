@@ -87,18 +87,18 @@ class LimitCount final : public Plugin {
     }
     if (remaining < 0) {
       if (show_headers) {
-        ctx.resp_headers.emplace_back("X-RateLimit-Limit", std::to_string(count));
-        ctx.resp_headers.emplace_back("X-RateLimit-Remaining", "0");
-        ctx.resp_headers.emplace_back("X-RateLimit-Reset", std::to_string(reset));
+        ctx.add_reply_header("X-RateLimit-Limit", std::to_string(count));
+        ctx.add_reply_header("X-RateLimit-Remaining", "0");
+        ctx.add_reply_header("X-RateLimit-Reset", std::to_string(reset));
       }
       if (rejected_msg.empty()) ctx.respond(rejected_code, "", "");
       else ctx.respond(rejected_code, json_error_msg(rejected_msg));
       return Action::respond;
     }
     if (show_headers) {
-      ctx.resp_add.emplace_back("X-RateLimit-Limit", std::to_string(count));
-      ctx.resp_add.emplace_back("X-RateLimit-Remaining", std::to_string(remaining));
-      ctx.resp_add.emplace_back("X-RateLimit-Reset", std::to_string(reset));
+      ctx.add_response_header("X-RateLimit-Limit", std::to_string(count));
+      ctx.add_response_header("X-RateLimit-Remaining", std::to_string(remaining));
+      ctx.add_response_header("X-RateLimit-Reset", std::to_string(reset));
     }
     return Action::next;
   }

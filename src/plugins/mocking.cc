@@ -42,8 +42,8 @@ class Mocking final : public Plugin {
   Action access(RequestCtx& ctx) const override {
     ctx.delay_seconds = delay;
     ctx.respond(status, body, content_type);
-    if (mock_header) ctx.resp_headers.emplace_back("x-mock-by", "APISIX/3.18.0");
-    for (const auto& h : headers) ctx.resp_headers.push_back(h);
+    if (mock_header) ctx.add_reply_header("x-mock-by", "APISIX/3.18.0");
+    for (const auto& [k, v] : headers) ctx.add_reply_header(k, v);
     return Action::respond;
   }
 };

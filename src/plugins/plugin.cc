@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include "config/snapshot.h"
+#include "http/head_writer.h"
 
 namespace holdfast::plugins {
 namespace json = boost::json;
@@ -46,22 +47,22 @@ std::optional<std::string> cookie(std::string_view header, std::string_view name
 std::optional<std::string> RequestCtx::request_header(std::string_view name) const {
   for (const auto& r : req_remove)
     if (http::iequals(r, name)) return std::nullopt;
-  for (const auto& [k, v] : req_set)
-    if (http::iequals(k, name)) return v;
+  for (const auto& e : req_set)
+    if (http::iequals(e.name, name)) return e.value;
   if (req) {
     for (const auto& h : req->headers)
       if (http::iequals(h.name, name)) return std::string(h.value);
   }
-  for (const auto& [k, v] : req_add)
-    if (http::iequals(k, name)) return v;
+  for (const auto& e : req_add)
+    if (http::iequals(e.name, name)) return e.value;
   return std::nullopt;
 }
 
 std::optional<std::string> RequestCtx::var(std::string_view name) const {
   if (name.starts_with("http_")) {
     std::string_view want = name.substr(5);
-    for (const auto& [k, v] : req_set)
-      if (header_var_name(k) == want) return v;
+    for (const auto& e : req_set)
+      if (header_var_name(e.name) == want) return e.value;
     if (req) {
       for (const auto& h : req->headers)
         if (h.name.size() == want.size() && header_var_name(h.name) == want) return std::string(h.value);
@@ -104,20 +105,48 @@ std::optional<std::string> RequestCtx::var(std::string_view name) const {
 }
 
 namespace {
-void set_in(HeaderList& list, std::string name, std::string value) {
-  for (auto& [k, v] : list)
-    if (http::iequals(k, name)) { v = std::move(value); return; }
-  list.emplace_back(std::move(name), std::move(value));
+HeaderEdit escaped(std::string name, std::string value, const char* plugin) {
+  return {http::escape_header_name(std::move(name)), http::escape_header_value(std::move(value)), plugin};
+}
+void set_in(HeaderEdits& list, HeaderEdit e) {
+  for (auto& have : list)
+    if (http::iequals(have.name, e.name)) { have = std::move(e); return; }
+  list.push_back(std::move(e));
 }
 }  // namespace
 
-void RequestCtx::set_request_header(std::string name, std::string value) { set_in(req_set, std::move(name), std::move(value)); }
-void RequestCtx::set_response_header(std::string name, std::string value) { set_in(resp_set, std::move(name), std::move(value)); }
+void RequestCtx::set_upstream_target(std::string target) {
+  upstream_target = std::move(target);
+  upstream_target_by = plugin;
+}
+void RequestCtx::set_upstream_method(std::string method) {
+  upstream_method = std::move(method);
+  upstream_method_by = plugin;
+}
+void RequestCtx::set_upstream_host(std::string host) {
+  upstream_host = std::move(host);
+  upstream_host_by = plugin;
+}
+void RequestCtx::set_request_header(std::string name, std::string value) {
+  set_in(req_set, escaped(std::move(name), std::move(value), plugin));
+}
+void RequestCtx::add_request_header(std::string name, std::string value) {
+  req_add.push_back(escaped(std::move(name), std::move(value), plugin));
+}
+void RequestCtx::set_response_header(std::string name, std::string value) {
+  set_in(resp_set, escaped(std::move(name), std::move(value), plugin));
+}
+void RequestCtx::add_response_header(std::string name, std::string value) {
+  resp_add.push_back(escaped(std::move(name), std::move(value), plugin));
+}
+void RequestCtx::add_reply_header(std::string name, std::string value) {
+  resp_headers.push_back(escaped(std::move(name), std::move(value), plugin));
+}
 
 void RequestCtx::respond(int status, std::string body, std::string content_type) {
   resp_status = status;
   resp_body = std::move(body);
-  if (!content_type.empty()) resp_headers.emplace_back("Content-Type", std::move(content_type));
+  if (!content_type.empty()) add_reply_header("Content-Type", std::move(content_type));
 }
 
 // --- registry ---------------------------------------------------------------

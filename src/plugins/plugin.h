@@ -27,6 +27,14 @@ namespace holdfast::plugins {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
+// A header a plugin put on a head, with the plugin that put it there: the
+// log line names it if the head writer ever refuses the field.
+struct HeaderEdit {
+  std::string name, value;
+  const char* plugin = nullptr;  // nullptr: Holdfast itself (e.g. a 404's Content-Type)
+};
+using HeaderEdits = std::vector<HeaderEdit>;
+
 struct RequestCtx final : router::VarSource {
   const http::RequestHead* req = nullptr;
   std::string uri;              // decoded path used for matching ($uri)
@@ -41,24 +49,32 @@ struct RequestCtx final : router::VarSource {
   const config::CompiledConsumer* consumer = nullptr;
   int worker = 0;
 
-  // Edits to the request sent upstream (proxy-rewrite, auth plugins).
-  std::optional<std::string> upstream_target;   // path?query
+  // The plugin whose hook is running (set by the chain runner): every edit
+  // below records it.
+  const char* plugin = nullptr;
+
+  // Edits to the request sent upstream (proxy-rewrite, auth plugins), made
+  // through the setters below so that each records its plugin.
+  std::optional<std::string> upstream_target;   // path?query, already encoded
   std::optional<std::string> upstream_method;
   std::optional<std::string> upstream_host;     // Host header override
-  HeaderList req_set;                           // replace (or add) these headers
-  HeaderList req_add;
+  const char* upstream_target_by = nullptr;
+  const char* upstream_method_by = nullptr;
+  const char* upstream_host_by = nullptr;
+  HeaderEdits req_set;                          // replace (or add) these headers
+  HeaderEdits req_add;
   std::vector<std::string> req_remove;
 
   // A response produced by a plugin (Action::respond).
   int resp_status = 0;
   std::string resp_body;
-  HeaderList resp_headers;
+  HeaderEdits resp_headers;
 
   // Edits to the upstream's response (header_filter phase).
   int upstream_status = 0;
   std::optional<int> resp_status_override;
   std::optional<std::string> resp_body_override;
-  HeaderList resp_set, resp_add;
+  HeaderEdits resp_set, resp_add;
   std::vector<std::string> resp_remove;
   bool response_from_plugin = false;
 
@@ -70,10 +86,20 @@ struct RequestCtx final : router::VarSource {
   std::chrono::steady_clock::time_point start;
 
   std::optional<std::string> var(std::string_view name) const override;
-  // "set" replaces an earlier set of the same header (a consumer's plugin
+  void set_upstream_target(std::string target);  // the caller encodes it (proxy-rewrite: uri_safe_encode)
+  void set_upstream_method(std::string method);
+  void set_upstream_host(std::string host);
+  // Header edits. Names and values are escaped as OpenResty escapes what
+  // ngx.header and ngx.req.set_header get (http/head_writer.h), so a
+  // control character a value picked up from $uri goes out as %XX. "set"
+  // replaces an earlier set of the same header (a consumer's plugin
   // overrides the route's); "add" appends.
   void set_request_header(std::string name, std::string value);
+  void add_request_header(std::string name, std::string value);
   void set_response_header(std::string name, std::string value);
+  void add_response_header(std::string name, std::string value);
+  // A header of the response a plugin answers with (Action::respond).
+  void add_reply_header(std::string name, std::string value);
   // Header value as seen by plugins (edits applied), empty optional if unset.
   std::optional<std::string> request_header(std::string_view name) const;
   // Sets a response a plugin answers with, JSON body `{"message":...}` style.

@@ -2,6 +2,7 @@
 // (template or regex), method, Host and headers.
 #include <re2/re2.h>
 
+#include "http/uri.h"
 #include "plugins/common.h"
 
 namespace holdfast::plugins {
@@ -33,6 +34,44 @@ std::string expand_captures(std::string_view tmpl, const std::vector<std::string
   return out;
 }
 
+// Variables as a `uri` template takes them in: APISIX escapes '?' in every
+// value (its escape_separator), so that a %3F the client sent inside its path
+// stays in the path instead of starting a query.
+class SeparatorEscaped final : public router::VarSource {
+ public:
+  explicit SeparatorEscaped(const RequestCtx& ctx) : ctx_(ctx) {}
+  std::optional<std::string> var(std::string_view name) const override {
+    auto v = ctx_.var(name);
+    if (!v || v->find('?') == std::string::npos) return v;
+    std::string out;
+    for (char c : *v) {
+      if (c == '?') out += "%3F";
+      else out += c;
+    }
+    return out;
+  }
+
+ private:
+  const RequestCtx& ctx_;
+};
+
+// The upstream target for a rewritten uri, encoded as APISIX encodes it: the
+// uri is built from the decoded path ($uri, captures, path parameters), so
+// its path part goes through uri_safe_encode (a CR LF the client sent as
+// %0d%0a goes out as %0D%0A again, never raw), a query the template carries
+// gets only its control characters encoded (its ?, = and & stay), and the
+// client's query string follows.
+std::string encode_upstream_target(std::string_view uri, bool separator_escaped, std::string_view client_query) {
+  size_t q = separator_escaped ? uri.find('?') : std::string_view::npos;
+  std::string out = http::uri_safe_encode(uri.substr(0, q));
+  if (q != std::string_view::npos) out += http::escape_uri_control_chars(uri.substr(q));
+  if (!client_query.empty()) {
+    out += q == std::string_view::npos ? '?' : '&';
+    out.append(client_query);
+  }
+  return out;
+}
+
 class ProxyRewrite final : public Plugin {
  public:
   std::optional<std::string> uri, method, host;
@@ -40,11 +79,16 @@ class ProxyRewrite final : public Plugin {
   HeaderOps headers;
 
   Action rewrite(RequestCtx& ctx) const override {
-    std::string query = std::string(ctx.req->query);
-    std::optional<std::string> new_path;
+    std::optional<std::string> new_uri;
+    // Whether a '?' in the new uri starts a query: always for a template
+    // (the values it took in had theirs escaped); for regex_uri only when
+    // $uri had none (a '?' there was a %3F in the client's path).
+    bool separator_escaped = false;
     if (uri) {
-      new_path = router::expand_vars(*uri, ctx);
+      separator_escaped = true;
+      new_uri = router::expand_vars(*uri, SeparatorEscaped(ctx));
     } else if (!regex_uri.empty()) {
+      separator_escaped = ctx.uri.find('?') == std::string::npos;
       for (const auto& [re, tmpl] : regex_uri) {
         int n = re->NumberOfCapturingGroups();
         std::vector<re2::StringPiece> pieces(n + 1);
@@ -53,20 +97,16 @@ class ProxyRewrite final : public Plugin {
           for (auto& p : pieces) caps.emplace_back(p.data() ? std::string(p) : std::string());
           // Replace the matched part, keep the rest (ngx.re.sub semantics).
           size_t off = pieces[0].data() - ctx.uri.data();
-          new_path = ctx.uri.substr(0, off) + expand_captures(tmpl, caps, ctx) + ctx.uri.substr(off + pieces[0].size());
+          new_uri = ctx.uri.substr(0, off) + expand_captures(tmpl, caps, ctx) + ctx.uri.substr(off + pieces[0].size());
           break;
         }
       }
     }
-    if (new_path) {
-      // A template that carries its own query string replaces the original one.
-      if (new_path->find('?') != std::string::npos || query.empty()) ctx.upstream_target = *new_path;
-      else ctx.upstream_target = *new_path + "?" + query;
-    }
-    if (method) ctx.upstream_method = *method;
-    if (host) ctx.upstream_host = *host;
+    if (new_uri) ctx.set_upstream_target(encode_upstream_target(*new_uri, separator_escaped, ctx.req->query));
+    if (method) ctx.set_upstream_method(*method);
+    if (host) ctx.set_upstream_host(*host);
     for (const auto& [k, v] : headers.set) ctx.set_request_header(k, expand_captures(v, {}, ctx));
-    for (const auto& [k, v] : headers.add) ctx.req_add.emplace_back(k, expand_captures(v, {}, ctx));
+    for (const auto& [k, v] : headers.add) ctx.add_request_header(k, expand_captures(v, {}, ctx));
     for (const auto& k : headers.remove) ctx.req_remove.push_back(k);
     return Action::next;
   }
@@ -82,6 +122,10 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   p->method = c.one_of("method", {"GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "MKCOL", "COPY", "MOVE",
                                   "PROPFIND", "LOCK", "UNLOCK", "PATCH", "TRACE"}, nullptr);
   p->host = c.str("host");
+  // APISIX's pattern: the value goes out as the upstream Host header.
+  static const re2::RE2 kHost(R"(^[0-9a-zA-Z-.]+(:\d{1,5})?$)");
+  if (p->host && !re2::RE2::FullMatch(*p->host, kHost))
+    c.fail("property \"host\" validation failed: failed to match pattern \"^[0-9a-zA-Z-.]+(:\\d{1,5})?$\" with \"" + *p->host + "\"");
   c.boolean("use_real_request_uri_unsafe");
   if (const json::value* h = c.get("headers")) {
     auto ops = parse_header_ops(*h);

@@ -2,6 +2,7 @@
 // regex rewrite of the uri, or the https version of the request.
 #include <re2/re2.h>
 
+#include "http/uri.h"
 #include "plugins/common.h"
 
 namespace holdfast::plugins {
@@ -33,10 +34,18 @@ class Redirect final : public Plugin {
       }
       if (!matched) return Action::next;
     }
+    // `target` is built from the decoded path ($uri or captures of it).
+    // encode_uri re-encodes its path part as APISIX does; either way the
+    // Location header gets its control characters percent-encoded when it is
+    // set (as OpenResty's ngx.header does), so a %0d%0a in the client's path
+    // can never end the header.
+    size_t q = target.find('?');
+    if (encode_uri) target = http::uri_safe_encode(std::string_view(target).substr(0, q)) +
+                             (q == std::string::npos ? std::string() : target.substr(q));
     if (append_query && !ctx.req->query.empty())
-      target += (target.find('?') == std::string::npos ? "?" : "&") + std::string(ctx.req->query);
+      target += (q == std::string::npos ? "?" : "&") + std::string(ctx.req->query);
     ctx.respond(code, "", "");
-    ctx.resp_headers.emplace_back("Location", target);
+    ctx.add_reply_header("Location", std::move(target));
     return Action::respond;
   }
 };

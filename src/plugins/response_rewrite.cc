@@ -40,7 +40,7 @@ class ResponseRewrite final : public Plugin {
     if (status) ctx.resp_status_override = *status;
     if (body) ctx.resp_body_override = *body;
     for (const auto& [k, v] : headers.set) ctx.set_response_header(k, router::expand_vars(v, ctx));
-    for (const auto& [k, v] : headers.add) ctx.resp_add.emplace_back(k, router::expand_vars(v, ctx));
+    for (const auto& [k, v] : headers.add) ctx.add_response_header(k, router::expand_vars(v, ctx));
     for (const auto& k : headers.remove) ctx.resp_remove.push_back(k);
   }
 };

@@ -28,6 +28,26 @@ TEST(Codec, IncompleteUntilEmptyLine) {
   EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost: a\r\n", h, e), ParseStatus::incomplete);
 }
 
+// Header values are forwarded as they are, so a control character in one
+// is refused on the way in (HTAB and obs-text stay allowed).
+TEST(Codec, ControlCharactersInHeaderValues) {
+  RequestHead h;
+  ParseError e;
+  EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost: a\r\nX-A: a\tb\x80\xff\r\n\r\n", h, e), ParseStatus::complete);
+  EXPECT_EQ(h.header("x-a"), "a\tb\x80\xff");
+  for (std::string bad : {std::string("a\x01" "b"), std::string("a\x1f"), std::string("a\x7f"), std::string("a\0b", 3),
+                          std::string("a\x0b" "b")}) {
+    EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost: a\r\nX-A: " + bad + "\r\n\r\n", h, e), ParseStatus::error) << bad;
+    EXPECT_EQ(e.status, 400);
+  }
+  ResponseHead r;
+  EXPECT_EQ(parse_response("HTTP/1.1 200 OK\r\nX-A: a\x01" "b\r\nContent-Length: 0\r\n\r\n", "GET", r, e),
+            ParseStatus::error);
+  EXPECT_EQ(e.status, 502);
+  EXPECT_EQ(parse_response("HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n", "GET", r, e), ParseStatus::error);
+  EXPECT_EQ(parse_response("HTTP/1.1 200 O\tK\r\nContent-Length: 0\r\n\r\n", "GET", r, e), ParseStatus::complete);
+}
+
 struct BadCase {
   const char* name;
   const char* text;
