@@ -103,6 +103,22 @@ class DnsTest(GatewayTest):
         # No answer was sent meanwhile: none of the requests waited for it.
         self.assertEqual(dns.stats()[1], pending_since[1])
 
+    def test_active_health_check_probes_the_resolved_address(self):
+        # The named node answers /health with 500: only a probe that reached
+        # it at its resolved address can see an HTTP failure.
+        named = self.upstream("named", mode="health=500")
+        good = self.upstream("good")
+        dns = self.dns({NAME: ["127.0.0.1"]}, ttl=300)
+        gw = self.gateway({"routes": [{"id": "r", "uri": "/*", "upstream": {
+            "nodes": {f"{NAME}:{named.port}": 1, good.addr: 1},
+            "checks": {"active": {"http_path": "/health", "timeout": 1,
+                                  "healthy": {"interval": 1, "successes": 1},
+                                  "unhealthy": {"interval": 1, "http_failures": 1}}}}}]},
+            config=dns_config(dns))
+        gw.wait_log(f"node {NAME}:{named.port} marked unhealthy (http failures)", timeout=10)
+        servers = {gw.get(f"/h{i}").json()["server"] for i in range(10)}
+        self.assertEqual(servers, {"good"})
+
     def test_name_never_resolved_is_502_not_a_stall(self):
         up = self.upstream("never")
         dns = self.dns({}, ttl=1)  # NXDOMAIN for everything
