@@ -24,6 +24,7 @@
 #include "core/config.h"
 #include "core/data_encryption.h"
 #include "core/log.h"
+#include "dns/resolver.h"
 #include <fmt/format.h>
 #include "http/access_log.h"
 #include "http/control_server.h"
@@ -208,6 +209,11 @@ int main(int argc, char** argv) {
     for (auto& w : workers) w->publish(s);
     health.update(s);
   });
+  // Node names are resolved on the resolver's thread, never on a worker;
+  // new addresses come to the workers in a new snapshot.
+  dns::Resolver resolver(control, cfg.dns);
+  resolver.on_change([&] { manager.refresh(); });
+  manager.set_resolver(&resolver);
 
   std::unique_ptr<config::FileSource> file;
   std::unique_ptr<config::fallback::Supervisor> supervisor;

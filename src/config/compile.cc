@@ -5,6 +5,7 @@
 
 #include "config/snapshot.h"
 #include "core/log.h"
+#include "dns/resolver.h"
 
 namespace holdfast::config {
 namespace json = boost::json;
@@ -43,9 +44,15 @@ const json::array* section(const json::object& doc, const char* name, std::strin
   return &it->value().as_array();
 }
 
-std::string node_signature(const model::Upstream& u) {
-  std::string s = u.type;
-  for (const auto& n : u.nodes) s += fmt::format("|{}:{}:{}:{}", n.host, n.port, n.weight, n.priority);
+// Health is kept across reloads only while nodes and their addresses stay the
+// same: a name that now points elsewhere is a different server.
+std::string node_signature(const CompiledUpstream& u) {
+  std::string s = u.conf->type;
+  for (size_t i = 0; i < u.conf->nodes.size(); ++i) {
+    const auto& n = u.conf->nodes[i];
+    s += fmt::format("|{}:{}:{}:{}", n.host, n.port, n.weight, n.priority);
+    if (i < u.endpoints.size() && u.endpoints[i]) s += "@" + u.endpoints[i]->address().to_string();
+  }
   return s;
 }
 
@@ -103,21 +110,42 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     if (snap->skipped++ == 0) snap->first_error = fmt::format("{}s[id={}]: {}", type, id, why);
   };
 
+  std::vector<std::string> dns_names;
   // Health state survives reloads when an upstream's nodes are unchanged.
   std::unordered_map<std::string, std::pair<std::string, std::shared_ptr<http::NodeHealth[]>>> prev_health;
   if (opts.previous) {
     for (const auto& [k, u] : opts.previous->upstreams)
-      prev_health[k] = {node_signature(*u->conf), u->balancer->health_table()};
+      prev_health[k] = {node_signature(*u), u->balancer->health_table()};
     for (const auto& r : opts.previous->routes)
-      if (r.upstream) prev_health.emplace(r.upstream->key, std::make_pair(node_signature(*r.upstream->conf), r.upstream->balancer->health_table()));
+      if (r.upstream) prev_health.emplace(r.upstream->key, std::make_pair(node_signature(*r.upstream), r.upstream->balancer->health_table()));
   }
   auto make_upstream = [&](const std::string& key, std::shared_ptr<const model::Upstream> conf) {
     auto cu = std::make_shared<CompiledUpstream>();
     cu->key = key;
     cu->conf = conf;
     cu->balancer = std::make_unique<http::Balancer>(conf, opts.workers);
-    for (const auto& n : conf->nodes) cu->node_keys.push_back(fmt::format("{}:{}", n.host, n.port));
-    if (auto it = prev_health.find(key); it != prev_health.end() && it->second.first == node_signature(*conf))
+    for (const auto& n : conf->nodes) {
+      boost::system::error_code ec;
+      auto literal = boost::asio::ip::make_address(n.host, ec);
+      if (!ec) {
+        cu->endpoints.emplace_back(boost::asio::ip::tcp::endpoint(literal, n.port));
+        cu->node_keys.push_back(fmt::format("{}:{}", n.host, n.port));
+        continue;
+      }
+      dns_names.push_back(n.host);
+      std::optional<dns::Addresses> addrs;
+      if (opts.resolver) addrs = opts.resolver->lookup(n.host);
+      if (addrs && !addrs->empty()) {
+        cu->endpoints.emplace_back(boost::asio::ip::tcp::endpoint(addrs->front(), n.port));
+        // Per address, so that a connection to the old address is never
+        // reused once the name points elsewhere.
+        cu->node_keys.push_back(fmt::format("{}:{}@{}", n.host, n.port, addrs->front().to_string()));
+      } else {
+        cu->endpoints.emplace_back(std::nullopt);
+        cu->node_keys.push_back(fmt::format("{}:{}", n.host, n.port));
+      }
+    }
+    if (auto it = prev_health.find(key); it != prev_health.end() && it->second.first == node_signature(*cu))
       cu->balancer->set_health(it->second.second);
     return cu;
   };
@@ -341,6 +369,9 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
   auto router = router::Router::build(opts.router, specs);
   if (!router) return Error{router.error()};
   snap->router = std::move(*router);
+  std::sort(dns_names.begin(), dns_names.end());
+  dns_names.erase(std::unique(dns_names.begin(), dns_names.end()), dns_names.end());
+  snap->dns_names = std::move(dns_names);
   return snap;
 }
 

@@ -1,6 +1,7 @@
 #include "config/manager.h"
 
 #include "core/log.h"
+#include "dns/resolver.h"
 
 namespace holdfast::config {
 
@@ -54,6 +55,7 @@ Status Manager::apply(const boost::json::value& doc, const std::string& source, 
   opts.enabled_plugins = cfg_.plugins;
   auto prev = current();
   opts.previous = prev.get();
+  opts.resolver = resolver_;
   auto t0 = std::chrono::steady_clock::now();
   auto snap = compile_snapshot(doc, opts);
   if (!snap) {
@@ -82,9 +84,29 @@ Status Manager::apply(const boost::json::value& doc, const std::string& source, 
   log::info("configuration applied from {} (revision {}): {} routes, {} upstreams, {} consumers, {} skipped, {:.1f} ms",
             source, revision, (*snap)->routes.size(), (*snap)->upstreams.size(), (*snap)->consumers.size(),
             (*snap)->skipped, ms);
+  if (resolver_) {
+    resolver_->retain((*snap)->dns_names);
+    if ((*snap)->dns_names.empty()) {
+      names_doc_.reset();
+    } else if (!names_doc_ || &doc != &*names_doc_) {
+      names_doc_ = doc;
+      names_source_ = source;
+      names_revision_ = revision;
+      names_strict_ = strict;
+    }
+  }
   publish_(*snap);
   reap();
   return {};
+}
+
+void Manager::refresh() {
+  if (!names_doc_) return;
+  log::info("dns: node addresses changed; rebuilding the configuration");
+  // apply() sees that the document is the kept one and does not copy it.
+  const boost::json::value& doc = *names_doc_;
+  const std::string source = names_source_, revision = names_revision_;
+  apply(doc, source, revision, names_strict_);
 }
 
 std::shared_ptr<const Snapshot> Manager::current() const {

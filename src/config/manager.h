@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,6 +36,12 @@ class Manager {
   // Hands retired snapshots that nobody uses any more to the reaper thread.
   // Called after each apply and periodically by the control loop.
   void reap();
+  // Node host names are resolved through `r` (owned by the caller, outlives
+  // the manager); without one only IP nodes have addresses.
+  void set_resolver(dns::Resolver* r) { resolver_ = r; }
+  // Rebuilds and publishes the current document again: the resolver calls
+  // this when addresses of names in use changed.
+  void refresh();
 
  private:
   const NodeConfig& cfg_;
@@ -43,6 +50,12 @@ class Manager {
   std::shared_ptr<const Snapshot> current_;
   uint64_t version_ = 0;
   uint64_t rejected_ = 0;
+  dns::Resolver* resolver_ = nullptr;
+  // The document behind the current snapshot, kept only when it has node
+  // names, so that new addresses can be compiled in without the source.
+  std::optional<boost::json::value> names_doc_;
+  std::string names_source_, names_revision_;
+  bool names_strict_ = false;
   // A replaced snapshot is kept here until workers have let go of it, so the
   // last reference is never dropped on a worker (destroying 10k routes takes
   // milliseconds) nor on the control thread: a reaper thread frees it.

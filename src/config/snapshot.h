@@ -2,10 +2,12 @@
 // the config manager on the control thread, published as
 // shared_ptr<const Snapshot>; a request keeps its snapshot until it ends.
 #pragma once
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/json/object.hpp>
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -16,13 +18,22 @@
 #include "plugins/plugin.h"
 #include "router/router.h"
 
+namespace holdfast::dns {
+class Resolver;
+}
+
 namespace holdfast::config {
 
 struct CompiledUpstream {
   std::string key;   // identity for pools and health state: "<owner>/<id>"
   std::shared_ptr<const model::Upstream> conf;
   std::unique_ptr<http::Balancer> balancer;
-  std::vector<std::string> node_keys;  // "host:port" per node: the keep-alive pool key
+  std::vector<std::string> node_keys;  // "host:port" per node (+ "@address" for a name): the keep-alive pool key
+  // Where each node is connected to, resolved on the control side (workers
+  // never resolve). A node whose name has no address yet is nullopt: it is
+  // unusable (502) until the resolver answers and a new snapshot comes.
+  // A name with several addresses uses the first (lowest) one.
+  std::vector<std::optional<boost::asio::ip::tcp::endpoint>> endpoints;
 };
 
 struct CompiledRoute {
@@ -54,6 +65,7 @@ struct Snapshot {
   // auth plugin name -> credential key -> consumer
   std::unordered_map<std::string, std::unordered_map<std::string, const CompiledConsumer*>> auth_index;
   std::vector<std::string> plugin_list;  // the document's enabled-plugin list, when it has one
+  std::vector<std::string> dns_names;    // node hosts that are names (resolved by dns::Resolver), sorted
   size_t skipped = 0;            // resources rejected while compiling
   std::string first_error;       // "<type> <id>: <reason>" of the first rejected resource
 };
@@ -68,6 +80,8 @@ struct CompileOptions {
   int workers = 1;
   std::vector<std::string> enabled_plugins;
   const Snapshot* previous = nullptr;
+  // Node addresses for names; without one only IP literals have addresses.
+  dns::Resolver* resolver = nullptr;
 };
 Result<std::shared_ptr<Snapshot>> compile_snapshot(const boost::json::value& doc, const CompileOptions& opts);
 

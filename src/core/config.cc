@@ -10,6 +10,11 @@
 #include <sstream>
 #include <thread>
 
+#include <boost/asio/ip/address.hpp>
+
+#include <algorithm>
+
+#include "core/log.h"
 #include "core/yaml_json.h"
 
 namespace holdfast {
@@ -26,8 +31,8 @@ const std::set<std::string>& known_keys() {
       "apisix.show_upstream_status_in_response_header", "apisix.normalize_uri_like_servlet",
       "apisix.extra_lua_path", "apisix.extra_lua_cpath", "apisix.enable_control", "apisix.control*",
       "apisix.id", "apisix.enable_server_tokens", "apisix.enable_reuseport", "apisix.proxy_cache*",
-      "apisix.status*", "apisix.client_max_body_size", "apisix.stream_proxy*", "apisix.dns_resolver*",
-      "apisix.resolver_timeout",
+      "apisix.status*", "apisix.client_max_body_size", "apisix.stream_proxy*", "apisix.dns_resolver",
+      "apisix.dns_resolver_valid", "apisix.resolver_timeout", "apisix.enable_resolv_search_opt",
       "nginx_config", "nginx_config.worker_processes", "nginx_config.error_log_level",
       "nginx_config.error_log", "nginx_config.http", "nginx_config.http.client_header_timeout",
       "nginx_config.http.client_body_timeout", "nginx_config.http.send_timeout",
@@ -490,6 +495,58 @@ static Status resolve_env(json::value& v, const std::string& path) {
   return {};
 }
 
+// apisix.dns_resolver ("ip", "ip:port", "[v6]:port" or a bare v6),
+// dns_resolver_valid, resolver_timeout, enable_resolv_search_opt.
+Status parse_dns(const json::value& r, DnsConfig& d) {
+  if (const json::value* v = at(r, {"apisix", "dns_resolver"})) {
+    if (!v->is_array()) return Error{"apisix.dns_resolver: expected a list of \"ip[:port]\""};
+    size_t i = 0;
+    for (const auto& item : v->as_array()) {
+      const std::string key = fmt::format("apisix.dns_resolver[{}]", i++);
+      if (!item.is_string()) return Error{key + ": expected a string \"ip[:port]\""};
+      std::string s(item.as_string()), ip = s, port_text;
+      if (!s.empty() && s[0] == '[') {
+        auto close = s.find(']');
+        if (close == std::string::npos) return Error{key + ": missing ']'"};
+        ip = s.substr(1, close - 1);
+        if (close + 1 < s.size()) {
+          if (s[close + 1] != ':') return Error{key + ": expected ip[:port]"};
+          port_text = s.substr(close + 2);
+        }
+      } else if (std::count(s.begin(), s.end(), ':') == 1) {
+        ip = s.substr(0, s.find(':'));
+        port_text = s.substr(s.find(':') + 1);
+      }
+      boost::system::error_code ec;
+      boost::asio::ip::make_address(ip, ec);
+      if (ec) return Error{fmt::format("{}: expected an IP address, got \"{}\"", key, log::json_escape(s))};
+      DnsConfig::Nameserver ns{ip, 53};
+      if (!port_text.empty()) {
+        char* end = nullptr;
+        long p = std::strtol(port_text.c_str(), &end, 10);
+        if (*end || p < 1 || p > 65535) return Error{key + ": expected a port number 1-65535"};
+        ns.port = static_cast<uint16_t>(p);
+      }
+      d.nameservers.push_back(ns);
+    }
+  }
+  if (const json::value* v = at(r, {"apisix", "dns_resolver_valid"})) {
+    if (!v->is_int64() || v->as_int64() < 0 || v->as_int64() > 86400 * 7)
+      return Error{"apisix.dns_resolver_valid: expected a number of seconds"};
+    d.valid = static_cast<int>(v->as_int64());
+  }
+  if (const json::value* v = at(r, {"apisix", "resolver_timeout"})) {
+    auto n = number(*v, "apisix.resolver_timeout", 0);
+    if (!n) return Error{n.error()};
+    d.timeout = std::min(*n, 60.0);
+  }
+  if (const json::value* v = at(r, {"apisix", "enable_resolv_search_opt"})) {
+    if (!v->is_bool()) return Error{"apisix.enable_resolv_search_opt: expected a boolean"};
+    d.search = v->as_bool();
+  }
+  return {};
+}
+
 Result<NodeConfig> parse_node_config(std::string_view text, const std::string& conf_dir) {
   auto doc = yaml_to_json(text);
   if (!doc) return Error{doc.error()};
@@ -659,6 +716,7 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
   if (auto st = parse_admin(r, c.admin); !st) return Error{st.error()};
   if (auto st = parse_fallback(r, c.fallback, conf_dir); !st) return Error{st.error()};
   if (auto st = parse_lua_shared_dict(r, c); !st) return Error{st.error()};
+  if (auto st = parse_dns(r, c.dns); !st) return Error{st.error()};
   if (auto v = at(r, {"apisix", "data_encryption", "enable_encrypt_fields"})) {
     if (!v->is_bool()) return Error{"apisix.data_encryption.enable_encrypt_fields: expected a boolean"};
     c.encrypt_fields = v->as_bool();

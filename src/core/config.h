@@ -56,6 +56,18 @@ struct FallbackConfig {
   bool proxy = false;            // a backup node opens no proxy listener unless this is set
 };
 
+// Name resolution for upstream nodes (apisix.dns_resolver*, resolver_timeout).
+struct DnsConfig {
+  struct Nameserver {
+    std::string ip;
+    uint16_t port = 53;
+  };
+  std::vector<Nameserver> nameservers;  // empty: the nameservers of /etc/resolv.conf
+  int valid = 0;                        // seconds; > 0 replaces the records' TTL
+  double timeout = 5;                   // seconds to wait for the nameservers, per query
+  bool search = true;                   // apply resolv.conf's search domains
+};
+
 enum class RouterKind { radixtree_host_uri, radixtree_uri, radixtree_uri_with_parameter };
 
 struct NodeConfig {
@@ -92,6 +104,7 @@ struct NodeConfig {
   EtcdConfig etcd;
   AdminConfig admin;
   FallbackConfig fallback;
+  DnsConfig dns;
   // data encryption (apisix.data_encryption)
   bool encrypt_fields = true;
   std::vector<std::string> keyring{"qeddd145sfvddff3", "edd1c9f0985e76a2"};

@@ -24,7 +24,8 @@ enum class Outcome { success, http_failure, tcp_failure, timeout, neutral };
 
 // One probe: connect (and for http, GET the path and read the status line),
 // all within `timeout` seconds. The timer closes the socket to abort.
-asio::awaitable<Outcome> probe(const model::HealthCheckConfig& hc, const model::UpstreamNode& node) {
+asio::awaitable<Outcome> probe(const model::HealthCheckConfig& hc, const model::UpstreamNode& node,
+                               const tcp::endpoint& node_ep) {
   auto ex = co_await asio::this_coro::executor;
   tcp::socket sock(ex);
   asio::steady_timer timer(ex);
@@ -36,17 +37,8 @@ asio::awaitable<Outcome> probe(const model::HealthCheckConfig& hc, const model::
     boost::system::error_code ignored;
     sock.close(ignored);
   });
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(node.host, ec);
-  tcp::endpoint ep;
-  if (ec) {
-    tcp::resolver res(ex);
-    auto [rec, results] = co_await res.async_resolve(node.host, std::to_string(node.port), tok);
-    if (rec || results.empty()) { timer.cancel(); co_return Outcome::tcp_failure; }
-    ep = results.begin()->endpoint();
-  } else {
-    ep = tcp::endpoint(addr, hc.port ? hc.port : node.port);
-  }
+  // The address the proxy uses (resolved with the snapshot), on the check's port.
+  const tcp::endpoint ep(node_ep.address(), hc.port ? hc.port : node.port);
   auto [cec] = co_await sock.async_connect(ep, tok);
   if (cec) { timer.cancel(); co_return timed_out ? Outcome::timeout : Outcome::tcp_failure; }
   if (hc.type == "tcp") { timer.cancel(); co_return Outcome::success; }
@@ -109,7 +101,10 @@ asio::awaitable<void> check_loop(std::shared_ptr<config::CompiledUpstream> up, s
   const model::UpstreamNode& n = up->conf->nodes[node];
   const std::string what = fmt::format("upstream {} node {}:{}", up->key, n.host, n.port);
   while (*generation == mine) {
-    Outcome o = co_await probe(hc, n);
+    // A name without an address yet is not probed: the node is unusable
+    // anyway, and the snapshot that brings its address restarts this loop.
+    if (!up->endpoints[node]) break;
+    Outcome o = co_await probe(hc, n, *up->endpoints[node]);
     if (*generation != mine) break;
     NodeHealth& h = up->balancer->health(static_cast<int>(node));
     record(h, o, hc, what);

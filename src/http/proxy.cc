@@ -880,19 +880,14 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
         conn = std::make_unique<UpstreamConn>(w_.io());
         conn->buf.data.resize(kBufSize);
         conn->timed.sock = &conn->sock;
-        error_code ec;
-        tcp::endpoint ep(asio::ip::make_address(node.host, ec), node.port);
-        if (ec) {
-          tcp::resolver res(w_.io());
-          auto [rec, results] = co_await res.async_resolve(node.host, std::to_string(node.port), tok);
-          if (rec || results.empty()) {
-            log::warn("upstream {}: cannot resolve {}: {}", up.key, node.host, rec.message());
-            conn.reset();
-            passive(node_idx, true, false, 0);
-            break;
-          }
-          ep = results.begin()->endpoint();
+        // Addresses come resolved with the snapshot: a worker never waits
+        // for DNS. A name the resolver has not answered yet is unusable.
+        if (!up.endpoints[node_idx]) {
+          log::warn("upstream {}: node {} has no address yet (not resolved)", up.key, node.host);
+          conn.reset();
+          break;
         }
+        const tcp::endpoint ep = *up.endpoints[node_idx];
         w_.watch(&conn->timed);
         conn->timed.deadline = now_ms() + ms(to.connect);
         conn->timed.fired = false;

@@ -57,13 +57,13 @@ def free_port():
     raise RuntimeError("no fresh free port")
 
 
-def wait_port(port, timeout=10.0, proc=None):
+def wait_port(port, timeout=10.0, proc=None, host="127.0.0.1"):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            with socket.create_connection((host, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
@@ -87,18 +87,19 @@ def run_holdfast(args, env=None, timeout=15):
 class Upstream:
     """test/e2e/upstream.py in its own process."""
 
-    def __init__(self, name="u1", port=None, mode=""):
+    def __init__(self, name="u1", port=None, mode="", host="127.0.0.1"):
         self.name = name
+        self.host = host
         self.port = port or free_port()
         args = [sys.executable, os.path.join(HERE, "upstream.py"), str(self.port), name] + ([mode] if mode else [])
-        self.proc = subprocess.Popen(args,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     env=dict(os.environ, UPSTREAM_HOST=host))
         self.proc.stdout.readline()
-        wait_port(self.port, proc=self.proc)
+        wait_port(self.port, proc=self.proc, host=host)
 
     @property
     def addr(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def stop(self):
         if self.proc.poll() is None:

@@ -13,6 +13,7 @@ Usage: upstream.py PORT NAME [health=N | fail=N]
 """
 import hashlib
 import json
+import os
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -132,7 +133,8 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     port, name = int(sys.argv[1]), sys.argv[2]
     mode = sys.argv[3] if len(sys.argv) > 3 else ""
-    srv = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    # UPSTREAM_HOST: another loopback address (two origins on one port)
+    srv = ThreadingHTTPServer((os.environ.get("UPSTREAM_HOST", "127.0.0.1"), port), Handler)
     srv.daemon_threads = True
     srv.name = name
     srv.mode = mode  # "health=N": GET /health answers N; "fail=N": every other path answers N
