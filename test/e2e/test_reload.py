@@ -130,6 +130,9 @@ class ReloadTest(GatewayTest):
     def test_deleted_file_keeps_previous_configuration(self):
         one = self.upstream("one")
         gw = self.gateway(doc(route("a", "/a", one)))
+        # The listener opens before the first load: delete the file only once
+        # it has been applied (deleting it earlier was a flake, not a test).
+        gw.wait_log("configuration applied", timeout=APPLY_WITHIN)
         os.unlink(gw.standalone_path)
         gw.wait_log("cannot stat", timeout=APPLY_WITHIN)
         self.assert_stays(gw, "/a", "one", seconds=1.2)

@@ -233,7 +233,9 @@ TEST(NodeConfig, NginxHttpTimeoutsAndLimits) {
                           "nginx_config: {event: {worker_connections: 1}}"}) {
     auto r = parse_node_config(bad, ".");
     EXPECT_FALSE(r.ok()) << bad;
-    if (!r.ok()) EXPECT_NE(r.error().find("nginx_config."), std::string::npos) << r.error();
+    if (!r.ok()) {
+      EXPECT_NE(r.error().find("nginx_config."), std::string::npos) << r.error();
+    }
   }
   // Keys nobody reads are named in a warning, not ignored silently.
   auto u = parse_node_config("nginx_config: {http: {lua_code_cache: true}, event: {multi_accept: true}}", ".");
