@@ -107,12 +107,11 @@ std::optional<int> choose(char** argv) {
   std::string target = epoll_binary();
   ::execv(target.c_str(), argv);
   int err = errno;
+  std::string advice = failure.empty() ? "install it beside holdfast"
+                                       : "io_uring is unavailable here (" + failure +
+                                             "): install holdfast-epoll beside holdfast, or allow the io_uring syscalls";
   std::fprintf(stderr, "holdfast: cannot run the epoll build %s: %s; %s\n", printable(target).c_str(),
-               std::strerror(err),
-               failure.empty() ? "install it beside holdfast"
-                               : ("io_uring is unavailable here (" + failure +
-                                  "): install holdfast-epoll beside holdfast, or allow the io_uring syscalls")
-                                     .c_str());
+               std::strerror(err), advice.c_str());
   return 1;
 #else
   (void)argv;
