@@ -15,6 +15,10 @@ Scenarios (all by default; pick with --scenario NAME, repeatable):
              1-route figure measured in the same rounds
   100kb      GET /big (100 KiB body), c50
   1000conn   GET / with 1,000 connections
+  backends   GET / through one route, c50: Holdfast on io_uring and the same
+             `holdfast` command with HOLDFAST_BACKEND=epoll (it execs
+             holdfast-epoll, the fallback where seccomp denies io_uring),
+             beside nginx in the same rounds
 
 Beside nginx, HAProxy and Holdfast, `tcp-floor` (bench/floor_relay.cc, if
 built) relays bytes without parsing HTTP: the floor for any proxy here.
@@ -260,7 +264,7 @@ def routes_10k(origin_port):
     }
 
 
-def start_holdfast(work, origin, name="holdfast", resources=None):
+def start_holdfast(work, origin, name="holdfast", resources=None, env=None):
     d = os.path.join(work, name)
     os.makedirs(d, exist_ok=True)
     port = free_port()
@@ -275,7 +279,7 @@ def start_holdfast(work, origin, name="holdfast", resources=None):
         json.dump(resources, f)
     log = open(os.path.join(d, "holdfast.log"), "wb")
     p = subprocess.Popen(["taskset", "-c", SUT_CPU, HOLDFAST, "-c", os.path.join(d, "config.yaml")],
-                         stdout=log, stderr=log)
+                         stdout=log, stderr=log, env=dict(os.environ, **(env or {})))
     wait_port(port)
     return Proc(name, port, p.pid)
 
@@ -349,13 +353,13 @@ def print_table(title, summary, ref="nginx"):
 def main():
     global ROUNDS, DURATION, ORIGIN
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scenario", action="append", choices=["1route", "10k", "100kb", "1000conn"])
+    ap.add_argument("--scenario", action="append", choices=["1route", "10k", "100kb", "1000conn", "backends"])
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration")
     args = ap.parse_args()
     ROUNDS = args.rounds or ROUNDS
     DURATION = args.duration or DURATION
-    scenarios = args.scenario or ["1route", "10k", "100kb", "1000conn"]
+    scenarios = args.scenario or ["1route", "10k", "100kb", "1000conn", "backends"]
     for tool in ("nginx", "haproxy", "wrk", "taskset"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found: run scripts/install-deps.sh")
@@ -370,7 +374,8 @@ def main():
         procs.append(nginx)
         haproxy = start_haproxy(work, origin)
         procs.append(haproxy)
-        hf = start_holdfast(work, origin)
+        # The io_uring build unless the environment says otherwise (see "backends").
+        hf = start_holdfast(work, origin, env={"HOLDFAST_BACKEND": os.environ.get("HOLDFAST_BACKEND", "io_uring")})
         procs.append(hf)
         floor = start_floor(work, origin)
         if floor:
@@ -403,6 +408,18 @@ def main():
             s = run_scenario("1,000 connections", [(nginx, None), (haproxy, None), (hf, None)] + with_floor, "/", 1000)
             print_table("1,000 connections", s)
             out["1000conn"] = s
+        if "backends" in scenarios:
+            # exec replaces the process image, so the pid measured is holdfast-epoll's.
+            hfe = start_holdfast(work, origin, "holdfast-epoll", env={"HOLDFAST_BACKEND": "epoll"})
+            procs.append(hfe)
+            s = run_scenario("io_uring and epoll builds", [(nginx, None), (hf, None), (hfe, None)], "/", 50)
+            print_table("io_uring and epoll builds, 1 route, c50", s)
+            e, u = s["holdfast-epoll"], s["holdfast"]
+            print(f"\nholdfast-epoll / holdfast (io_uring): req/s {e['rps'] / u['rps']:.2f}x, "
+                  f"CPU/req {e['cpu_us_per_req'] / u['cpu_us_per_req']:.2f}x, p99 {e['p99_ms'] / u['p99_ms']:.2f}x")
+            out["backends"] = s
+            hfe.stop()
+            procs.remove(hfe)
         with open(os.path.join(work, "results.json"), "w") as f:
             json.dump(out, f, indent=2)
         print(f"\nraw results: {work}/results.json")

@@ -7,7 +7,7 @@ PKGS=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libre2-dev libyaml-cpp-dev libfmt-dev liburing-dev libjemalloc-dev
   libgtest-dev libbenchmark-dev
-  python3 python3-botocore python3-boto3 python3-yaml curl ca-certificates procps
+  python3 python3-botocore python3-boto3 python3-yaml python3-seccomp curl ca-certificates procps
   etcd-server etcd-client
   nginx-light haproxy wrk
 )

@@ -23,6 +23,7 @@
 #include "config/manager.h"
 #include "core/config.h"
 #include "core/data_encryption.h"
+#include "core/io_backend.h"
 #include "core/log.h"
 #include "dns/resolver.h"
 #include <fmt/format.h>
@@ -144,6 +145,8 @@ http::ControlResponse status_response(const http::ControlRequest& req, const Nod
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything creates an io_context: io_uring or the epoll build.
+  if (auto rc = io_backend::choose(argv)) return *rc;
   if (argc > 1 && std::string(argv[1]) == "snapshot") return cli::snapshot_main(argc - 2, argv + 2);
   std::string config_path = "conf/config.yaml";
   bool test = false;
@@ -168,6 +171,7 @@ int main(int argc, char** argv) {
   log::set_json(cfg.log_json);
   log::set_level(parse_level(cfg.log_level));
   for (const auto& w : cfg.warnings) log::warn("{}: {}", config_path, w);
+  io_backend::log_choice();
 
   // The keyed stores of the rate-limiting plugins live for the whole process
   // and are sized once, before any plugin is built.

@@ -118,7 +118,7 @@ class Gateway:
     """The real holdfast binary with a config.yaml and a standalone file."""
 
     def __init__(self, resources=None, config=None, provider="yaml", workers=1, extra_env=None, start=True,
-                 raw_standalone=None):
+                 raw_standalone=None, launcher=None):
         self.dir = tempfile.mkdtemp(prefix="holdfast-e2e-")
         self.port = free_port()
         self.provider = provider
@@ -141,6 +141,7 @@ class Gateway:
                 self.write(resources or {})
         self.proc = None
         self.env = dict(os.environ, **(extra_env or {}))
+        self.launcher = list(launcher or [])  # a command that execs the binary (e.g. seccomp_exec.py)
         if start:
             self.start()
 
@@ -162,7 +163,8 @@ class Gateway:
 
     def start(self, wait=True):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([BIN, "-c", self.config_path], stdout=self.log, stderr=self.log, env=self.env)
+        self.proc = subprocess.Popen([*self.launcher, BIN, "-c", self.config_path], stdout=self.log, stderr=self.log,
+                                     env=self.env)
         role = self.config.get("deployment", {}).get("role")
         if wait:
             wait_port(self.admin_port if role == "control_plane" else self.port, proc=self.proc)

@@ -19,6 +19,7 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("HOLDFAST_BIN", os.path.join(ROOT, "build", "holdfast"))
+EPOLL_BIN = os.path.join(os.path.dirname(BIN), "holdfast-epoll")
 DOCKER = os.path.join(ROOT, "deploy", "docker")
 COMPOSE = os.path.join(ROOT, "deploy", "compose")
 CHART = os.path.join(ROOT, "deploy", "helm", "holdfast")
@@ -123,6 +124,13 @@ class DockerfileTest(unittest.TestCase):
         self.assertIn("ca-certificates", installed, "HTTPS to S3, STS and etcd verifies certificates")
         self.assertEqual(installed - {"ca-certificates"}, set(needed) - base,
                          f"ldd {BIN} needs {needed}; the runtime stage installs {sorted(installed)}")
+        # holdfast-epoll (shipped beside it) needs a subset: no liburing.
+        p = run(["ldd", EPOLL_BIN])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn("not found", p.stdout)
+        epoll_pkgs = {package_of(m.group(2)) for m in re.finditer(r"\s*(\S+) => (/\S+)", p.stdout)}
+        self.assertNotIn("liburing2", epoll_pkgs)
+        self.assertLessEqual(epoll_pkgs, installed | base)
         # The names are real Debian 12 packages: this machine (Debian 12) has them installed.
         for pkg in installed:
             q = subprocess.run(["dpkg-query", "-W", "-f", "${Status}", pkg], capture_output=True, text=True)
@@ -150,6 +158,11 @@ class DockerfileTest(unittest.TestCase):
         self.assertEqual(by["USER"], ["USER 10001:10001"])
         self.assertEqual(by["ENTRYPOINT"], ['ENTRYPOINT ["/usr/local/bin/holdfast", "-c", "/etc/holdfast/config.yaml"]'])
         self.assertIn("COPY deploy/docker/config.yaml /etc/holdfast/config.yaml", by["COPY"])
+        # Both builds, side by side: holdfast execs holdfast-epoll where io_uring is denied.
+        self.assertIn("COPY --from=build /build/holdfast /build/holdfast-epoll /usr/local/bin/", by["COPY"])
+        build = " ".join(dockerfile_stages()[0][1])
+        self.assertNotIn("HOLDFAST_IO_URING", build, "the image ships both backends")
+        self.assertIn("HOLDFAST_BACKEND=epoll /build/holdfast --version", build)
         with open(os.path.join(DOCKER, "Dockerfile.dockerignore")) as f:
             ignore = f.read()
         for path in ("CMakeLists.txt", "src/", "deploy/docker/config.yaml"):

@@ -241,6 +241,11 @@ class HelmTest(unittest.TestCase):
         self.assertTrue(mounts["config"]["readOnly"])
         volumes = {v["name"]: v for v in self.one(objs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
         self.assertIn("emptyDir", volumes["data"])
+        # The "restricted" Pod Security Standard requires a seccomp profile; its
+        # RuntimeDefault denies io_uring, and the image then runs holdfast-epoll.
+        pod = self.one(objs, "Deployment")["spec"]["template"]["spec"]
+        self.assertEqual(pod["securityContext"]["seccompProfile"], {"type": "RuntimeDefault"}, label)
+        self.assertIsNone(c.get("securityContext", {}).get("seccompProfile"), "the pod's profile applies")
         fb = cfg["deployment"].get("fallback_cp")
         if fb:
             self.assertEqual(os.path.dirname(fb["cache_file"]), mounts["data"]["mountPath"])
