@@ -21,6 +21,7 @@
 #include "config/fallback/supervisor.h"
 #include "config/file/file_source.h"
 #include "config/manager.h"
+#include "core/budgets.h"
 #include "core/config.h"
 #include "core/data_encryption.h"
 #include "core/io_backend.h"
@@ -235,7 +236,7 @@ int main(int argc, char** argv) {
       admin_api = std::make_unique<admin::AdminApi>(cfg, *admin_etcd);
       admin_server = std::make_unique<http::ControlServer>(control, "admin", [&](const http::ControlRequest& r) {
         return admin_api->handle(r);
-      });
+      }, budgets::kMaxAdminBodyBytes);
       asio::co_spawn(control, admin_api->publish_plugins_at_start(), asio::detached);
       admin_server->listen(cfg.admin.listen);
       admin_server->start();

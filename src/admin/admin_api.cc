@@ -17,6 +17,7 @@
 
 #include "admin/json_patch.h"
 #include "admin/resource_check.h"
+#include "core/budgets.h"
 #include "core/data_encryption.h"
 #include "core/log.h"
 #include "http/codec.h"
@@ -40,6 +41,18 @@ ControlResponse reply(int status, std::string body) {
   r.body = std::move(body);
   r.headers.emplace_back("X-API-VERSION", "v3");
   return r;
+}
+
+// A stored value, parsed at the per-resource budget it was written under
+// (Boost.JSON's default depth of 32 would hide deeper, valid resources).
+json::value parse_stored(const std::string& raw, boost::system::error_code& ec) {
+  auto r = budgets::parse_json(raw, budgets::resource());
+  if (!r) {
+    ec = json::make_error_code(json::error::syntax);
+    return nullptr;
+  }
+  ec = {};
+  return std::move(*r);
 }
 
 ControlResponse reply_json(int status, const json::value& v) { return reply(status, json::serialize(v) + "\n"); }
@@ -248,7 +261,7 @@ std::optional<std::string> find_duplicate(const std::vector<config::KeyValue>& k
     std::string owner = rest.substr(0, rest.find('/'));
     if (!skip_owner.empty() && owner == skip_owner) continue;
     boost::system::error_code ec;
-    json::value v = json::parse(kv.value, ec);
+    json::value v = parse_stored(kv.value, ec);
     if (ec || !v.is_object()) continue;
     const json::value* plugins = v.as_object().if_contains("plugins");
     if (!plugins || !plugins->is_object()) continue;
@@ -274,7 +287,7 @@ std::optional<std::string> find_referrer(const std::vector<config::KeyValue>& kv
     std::string rid = kv.key.substr(dir_len);
     if (rid.find('/') != std::string::npos) continue;  // credentials and other sub-resources
     boost::system::error_code ec;
-    json::value v = json::parse(kv.value, ec);
+    json::value v = parse_stored(kv.value, ec);
     if (ec || !v.is_object()) continue;
     if (v.as_object().contains(rule.field) && field_string(v.as_object(), rule.field) == id)
       return fmt::format("{}, {} [{}] is still using it now", rule.message, rule.label, rid);
@@ -283,6 +296,21 @@ std::optional<std::string> find_referrer(const std::vector<config::KeyValue>& kv
 }
 
 enum class Mode { put, post, patch };
+
+// PUT timestamps: create_time survives a replacement, update_time is now.
+void stamp(const ResourceDef& def, json::object& value, const config::KeyValue* prev, int64_t now) {
+  if (!def.timestamps) return;
+  int64_t create_time = now;
+  if (prev) {
+    boost::system::error_code ec;
+    json::value pv = parse_stored(prev->value, ec);
+    if (!ec && pv.is_object())
+      if (const json::value* ct = pv.as_object().if_contains("create_time"); ct && ct->is_int64())
+        create_time = ct->as_int64();
+  }
+  value["create_time"] = create_time;
+  value["update_time"] = now;
+}
 
 }  // namespace
 
@@ -424,7 +452,7 @@ struct AdminApi::Impl {
       std::string rest = kv.key.substr(dir_len);
       if (static_cast<size_t>(std::count(rest.begin(), rest.end(), '/')) != slashes) continue;
       boost::system::error_code ec;
-      json::value v = json::parse(kv.value, ec);
+      json::value v = parse_stored(kv.value, ec);
       if (ec || !v.is_object()) continue;  // init_dir markers and foreign values
       if (!matches(v.as_object(), q, name_re.get(), uri_re.get())) continue;
       items.emplace_back(&kv, std::move(v.as_object()));
@@ -450,7 +478,7 @@ struct AdminApi::Impl {
 
   ControlResponse build_one(const Target& t, const config::KeyValue& kv) const {
     boost::system::error_code ec;
-    json::value v = json::parse(kv.value, ec);
+    json::value v = parse_stored(kv.value, ec);
     if (ec) v = json::string(kv.value);
     if (v.is_object()) present(*t.def, v.as_object());
     return reply_json(200, node_json(kv, std::move(v)));
@@ -470,6 +498,7 @@ struct AdminApi::Impl {
   asio::awaitable<ControlResponse> remove(const ControlRequest& req, const Target& t);
   asio::awaitable<ControlResponse> store(const Target& t, std::string key, json::object value, Mode mode,
                                          int64_t mod_revision);
+  asio::awaitable<ControlResponse> store_unique(const Target& t, std::string key, json::object value);
 };
 
 asio::awaitable<ControlResponse> AdminApi::Impl::handle(const ControlRequest& req) {
@@ -497,9 +526,11 @@ asio::awaitable<ControlResponse> AdminApi::Impl::handle(const ControlRequest& re
     co_return error_reply(400, "stream mode is disabled, can not add stream routes");
   json::value body;
   if ((m == "PUT" || m == "POST" || m == "PATCH") && !req.body.empty()) {
-    boost::system::error_code ec;
-    body = json::parse(req.body, ec);
-    if (ec) co_return error_reply(400, "invalid request body: " + ec.message());
+    // One resource: the per-resource depth applies here, where it enters.
+    const budgets::Document budget = budgets::resource(budgets::kMaxAdminBodyBytes);
+    auto parsed = budgets::parse_json(req.body, budget);
+    if (!parsed) co_return error_reply(400, "invalid request body: " + parsed.error());
+    body = std::move(*parsed);
   }
   ControlResponse r;
   if (m == "GET") r = co_await get(req, t);
@@ -599,7 +630,7 @@ asio::awaitable<ControlResponse> AdminApi::Impl::patch(const Target& t, json::va
   if (old->kvs.empty()) co_return key_not_found();
   const int64_t mod_revision = old->kvs.front().mod_revision;
   boost::system::error_code ec;
-  json::value stored = json::parse(old->kvs.front().value, ec);
+  json::value stored = parse_stored(old->kvs.front().value, ec);
   json::object value;
   if (!ec && stored.is_object()) value = std::move(stored.as_object());
   // Merge on plaintext so that encrypted fields are not encrypted twice.
@@ -620,6 +651,17 @@ asio::awaitable<ControlResponse> AdminApi::Impl::store(const Target& t, std::str
                                                        int64_t mod_revision) {
   const ResourceDef& def = *t.def;
   const std::string name = def.name;
+  if (mode != Mode::post) {
+    // APISIX's id pattern allows them, but /routes/. and /routes/.. are
+    // normalised away by every HTTP stack: such a resource could never be
+    // read, changed or deleted again (a deliberate difference, see README).
+    const std::string last = key.substr(key.rfind('/') + 1);
+    if (last == "." || last == "..")
+      co_return error_reply(400, fmt::format("invalid configuration: property \"id\" validation failed: \"{}\" cannot "
+                                             "be used as an id (it cannot be addressed in a URL)", last));
+  }
+  // A PATCH can nest a stored value deeper than any body could.
+  if (auto st = budgets::check_resource_depth(value); !st) co_return error_reply(400, "invalid configuration: " + st.error());
   CheckOptions opts;
   opts.enabled_plugins = cfg.plugins;
   opts.secret_manager = t.manager;
@@ -643,14 +685,8 @@ asio::awaitable<ControlResponse> AdminApi::Impl::store(const Target& t, std::str
     if (parent->kvs.empty()) co_return error_reply(404, fmt::format("consumer [{}] not found", t.username));
   }
   if (name == "consumers" || name == "credentials") {
-    const std::string dir = prefix + "/consumers/";
-    auto all = co_await etcd.get_prefix(dir);
-    if (!all) co_return error_reply(503, all.error());
-    // A consumer may share a key with its own credentials; a credential
-    // with nothing but itself (APISIX consumers.lua / credentials.lua).
-    std::string skip_owner = name == "consumers" ? field_string(value, "username") : "";
-    if (auto dup = find_duplicate(all->kvs, dir.size(), key, skip_owner, value, keyring()))
-      co_return error_reply(400, *dup);
+    ControlResponse r = co_await store_unique(t, std::move(key), std::move(value));
+    co_return r;
   }
 
   const int64_t now = unix_now();
@@ -659,17 +695,7 @@ asio::awaitable<ControlResponse> AdminApi::Impl::store(const Target& t, std::str
     auto prev = co_await etcd.get(key);
     if (!prev) co_return error_reply(503, prev.error());
     existed = !prev->kvs.empty();
-    if (def.timestamps) {
-      int64_t create_time = now;
-      if (existed) {
-        boost::system::error_code ec;
-        json::value pv = json::parse(prev->kvs.front().value, ec);
-        if (!ec && pv.is_object())
-          if (const json::value* ct = pv.as_object().if_contains("create_time"); ct && ct->is_int64())
-            create_time = ct->as_int64();
-      }
-      value["create_time"] = create_time;
-    }
+    stamp(def, value, existed ? &prev->kvs.front() : nullptr, now);
   } else if (def.timestamps && (mode == Mode::post || !value.contains("create_time"))) {
     value["create_time"] = now;
   }
@@ -703,6 +729,45 @@ asio::awaitable<ControlResponse> AdminApi::Impl::store(const Target& t, std::str
   }
   int status = mode == Mode::patch ? 200 : mode == Mode::post ? 201 : existed ? 200 : 201;
   co_return write_reply(status, key, value);
+}
+
+// PUT of a consumer or credential: auth keys must stay unique across
+// consumers even when two Admin nodes (or two requests on one) write at the
+// same time. The write is one etcd transaction that succeeds only if nothing
+// under <prefix>/consumers/ changed since the range the duplicate check read
+// (every key's mod_revision <= that read's revision); on a conflict the check
+// runs again on fresh data. No index keys: APISIX nodes may share this etcd.
+asio::awaitable<ControlResponse> AdminApi::Impl::store_unique(const Target& t, std::string key, json::object value) {
+  const ResourceDef& def = *t.def;
+  const std::string name = def.name;
+  const std::string dir = prefix + "/consumers/";
+  // A consumer may share a key with its own credentials; a credential
+  // with nothing but itself (APISIX consumers.lua / credentials.lua).
+  const std::string skip_owner = name == "consumers" ? field_string(value, "username") : "";
+  // Every failed attempt means another write under consumers/ landed, so
+  // this bound is only reached under a sustained stream of consumer writes.
+  constexpr int kAttempts = 32;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    auto all = co_await etcd.get_prefix(dir);
+    if (!all) co_return error_reply(503, all.error());
+    if (auto dup = find_duplicate(all->kvs, dir.size(), key, skip_owner, value, keyring()))
+      co_return error_reply(400, *dup);
+    const config::KeyValue* prev = nullptr;
+    for (const auto& kv : all->kvs)
+      if (kv.key == key) prev = &kv;
+    json::object stored = value;  // encrypted per attempt: `value` stays plaintext for the next check
+    stamp(def, stored, prev, unix_now());
+    if (cfg.encrypt_fields) {
+      if (auto st = data_encryption::encrypt_fields(stored, name, cfg.keyring); !st)
+        co_return error_reply(500, "cannot encrypt sensitive fields: " + st.error());
+    }
+    const std::string text = json::serialize(stored);
+    auto ok = co_await etcd.put_if_range_unchanged(key, text, dir, config::prefix_end(dir), all->revision);
+    if (!ok) co_return error_reply(503, ok.error());
+    if (*ok) co_return write_reply(prev ? 200 : 201, key, stored);
+    log::debug("Admin API: consumers changed while writing {}, checking again", key);
+  }
+  co_return error_reply(503, "value changed before overwritten");
 }
 
 asio::awaitable<ControlResponse> AdminApi::Impl::remove(const ControlRequest& req, const Target& t) {

@@ -14,6 +14,7 @@
 #include "cloud/aws/sigv4.h"
 #include "config/fallback/fallback.h"
 #include "config/snapshot.h"
+#include "core/budgets.h"
 #include "core/config.h"
 #include "core/data_encryption.h"
 #include "core/log.h"
@@ -122,12 +123,15 @@ asio::awaitable<int> run(const Args& a, const NodeConfig& cfg, asio::io_context&
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  boost::system::error_code ec;
-  auto doc = json::parse(ss.str(), ec);
-  if (ec || !doc.is_object()) {
-    std::fprintf(stderr, "holdfast: %s is not a JSON object\n", a.in.c_str());
+  const std::string text = ss.str();
+  const budgets::Document budget = budgets::document(budgets::kStandaloneWrapper);
+  auto parsed = budgets::parse_json(text, budget);
+  if (!parsed || !parsed->is_object()) {
+    std::fprintf(stderr, "holdfast: %s is not a JSON object%s%s\n", a.in.c_str(), parsed ? "" : ": ",
+                 parsed ? "" : parsed.error().c_str());
     co_return 1;
   }
+  json::value doc = std::move(*parsed);
   config::CompileOptions opts;
   opts.router = cfg.router;
   log::set_level(log::Level::error);

@@ -3,6 +3,8 @@
 #include "core/log.h"
 #include "dns/resolver.h"
 
+#include <new>
+
 namespace holdfast::config {
 
 Manager::Manager(const NodeConfig& cfg, Publish publish) : cfg_(cfg), publish_(std::move(publish)) {
@@ -57,7 +59,14 @@ Status Manager::apply(const boost::json::value& doc, const std::string& source, 
   opts.previous = prev.get();
   opts.resolver = resolver_;
   auto t0 = std::chrono::steady_clock::now();
-  auto snap = compile_snapshot(doc, opts);
+  Result<std::shared_ptr<Snapshot>> snap = Error{""};
+  try {
+    snap = compile_snapshot(doc, opts);
+  } catch (const std::bad_alloc&) {
+    // With overcommit the kernel usually kills the process instead; the
+    // input budgets are the real defence, this is the last one.
+    snap = Error{"out of memory while building the snapshot"};
+  }
   if (!snap) {
     ++rejected_;
     log::error("configuration from {} (revision {}) rejected, keeping the previous one: {}", source, revision,

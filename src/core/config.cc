@@ -14,12 +14,23 @@
 
 #include <algorithm>
 
+#include "core/budgets.h"
 #include "core/log.h"
 #include "core/yaml_json.h"
 
 namespace holdfast {
 namespace json = boost::json;
 namespace {
+
+// Keys, passwords and other secrets may be made only of digits: from
+// ${{ENV}} they then arrive as integers (APISIX types substituted values),
+// and their text is taken back exactly (resolve_env only types an integer
+// whose text round-trips, so "007" stays a string).
+std::optional<std::string> secret_text(const json::value& v) {
+  if (v.is_string()) return std::string(v.as_string());
+  if (v.is_int64() || v.is_uint64()) return json::serialize(v);
+  return std::nullopt;
+}
 
 // Keys we know. A key mapped to "*" accepts any sub-keys (sections owned by
 // later features or passed through untouched), so they are not warned about.
@@ -237,8 +248,9 @@ Status parse_etcd(const json::value& r, EtcdConfig& e) {
   }
   auto str = [&](const char* key, std::string& dst, const char* path) -> Status {
     if (auto it = o.find(key); it != o.end() && !it->value().is_null()) {
-      if (!it->value().is_string()) return Error{std::string(path) + ": expected a string"};
-      dst = std::string(it->value().as_string());
+      auto text = secret_text(it->value());
+      if (!text) return Error{std::string(path) + ": expected a string"};
+      dst = std::move(*text);
     }
     return {};
   };
@@ -390,7 +402,7 @@ Status parse_admin(const json::value& r, AdminConfig& a) {
       AdminKey key;
       auto get = [&](const char* f) -> std::string {
         auto x = ko.find(f);
-        return x != ko.end() && x->value().is_string() ? std::string(x->value().as_string()) : std::string();
+        return x != ko.end() ? secret_text(x->value()).value_or("") : std::string();
       };
       key.name = get("name");
       key.key = get("key");
@@ -480,7 +492,7 @@ static Status resolve_env(json::value& v, const std::string& path) {
     const std::string& out = *r;
     if (out == "true") v = true;
     else if (out == "false") v = false;
-    else if (is_integer(out))
+    else if (is_integer(out) && std::to_string(std::stoll(out)) == out)  // "007" and "+1" stay text
       v = std::stoll(out);
     else v = json::string(out);
   } else if (v.is_array()) {
@@ -548,7 +560,8 @@ Status parse_dns(const json::value& r, DnsConfig& d) {
 }
 
 Result<NodeConfig> parse_node_config(std::string_view text, const std::string& conf_dir) {
-  auto doc = yaml_to_json(text);
+  // config.yaml carries no resources: the per-resource depth is ample.
+  auto doc = yaml_to_json(text, budgets::document(0));
   if (!doc) return Error{doc.error()};
   if (auto st = resolve_env(*doc, ""); !st) return Error{st.error()};
   NodeConfig c;
@@ -727,9 +740,10 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
     size_t i = 0;
     for (const auto& k : v->as_array()) {
       // Never echo the key itself in the error.
-      if (!k.is_string() || (k.as_string().size() != 16 && k.as_string().size() != 32))
+      auto text = secret_text(k);
+      if (!text || (text->size() != 16 && text->size() != 32))
         return Error{fmt::format("apisix.data_encryption.keyring[{}]: a key must be a string of 16 or 32 characters", i)};
-      c.keyring.emplace_back(k.as_string());
+      c.keyring.push_back(std::move(*text));
       ++i;
     }
   }

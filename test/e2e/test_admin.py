@@ -649,5 +649,61 @@ class AdminDataPlaneTest(GatewayTest):
         wait_status(dp, "/posted", 200, timeout=2)
 
 
+class AdminIdsAndUniquenessTest(_Shared):
+    def test_dot_and_dotdot_ids_are_refused(self):
+        # Deliberately stricter than APISIX: /routes/.. could never be addressed again.
+        for rid in (".", ".."):
+            for method, path, body in (("PUT", "/routes", self.route_body("/dots", id=rid)),
+                                       ("PUT", "/upstreams", dict(self.upstream_body(), id=rid))):
+                code, resp = self.admin(method, path, body)
+                self.assertEqual(code, 400, resp)
+                self.assertIn(f'"{rid}" cannot be used as an id', resp["error_msg"])
+        self.assertEqual(self.admin("PUT", "/consumers", {"username": "dots"})[0], 201)
+        code, resp = self.admin("PUT", "/consumers/dots/credentials", {"id": "..", "plugins": {}})
+        self.assertEqual(code, 400, resp)
+        stored = list(self.etcd_srv.get_prefix("/apisix/"))
+        self.assertEqual([k for k in stored if k.endswith("/.") or k.endswith("/..")], [])
+        # ids that merely contain dots stay valid, as in APISIX
+        self.assertEqual(self.admin("PUT", "/routes/v1.2", self.route_body("/v12"))[0], 201)
+
+    def test_concurrent_consumers_with_the_same_key_store_exactly_one(self):
+        n = 10
+        results = [None] * n
+        barrier = threading.Barrier(n)
+
+        def put(i):
+            barrier.wait()
+            results[i] = self.admin("PUT", "/consumers", {"username": f"racer{i}",
+                                                          "plugins": {"key-auth": {"key": "raced-key"}}})
+        threads = [threading.Thread(target=put, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        created = [i for i, (code, _) in enumerate(results) if code == 201]
+        self.assertEqual(len(created), 1, results)
+        for code, body in results:
+            if code != 201:
+                self.assertEqual(code, 400, body)
+                self.assertEqual(body["error_msg"], f"duplicate key found with consumer: racer{created[0]}")
+        # what etcd holds, read back through the Admin API (keys decrypted)
+        code, body = self.admin("GET", "/consumers")
+        holders = [item["value"]["username"] for item in body["list"]
+                   if item["value"].get("plugins", {}).get("key-auth", {}).get("key") == "raced-key"]
+        self.assertEqual(holders, [f"racer{created[0]}"])
+
+
+class AdminEnvSecretTest(GatewayTest):
+    def test_all_digit_admin_key_from_env_is_a_string(self):
+        etcd = self.etcd()
+        gw = self.etcd_gateway(etcd, role="traditional", start=False, extra_env={"HF_ADMIN_KEY": "0012345678"},
+                               config={"deployment": {"admin": {"admin_key": [
+                                   {"name": "admin", "key": "${{HF_ADMIN_KEY}}", "role": "admin"}]}}})
+        gw.start()
+        wait_port(gw.admin_port)
+        self.assertEqual(gw.admin("GET", ADMIN + "/routes", key="0012345678")[0], 200)
+        self.assertEqual(gw.admin("GET", ADMIN + "/routes", key="12345678")[0], 401)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -76,7 +76,7 @@ TEST(Env, Substitution) {
 }
 
 TEST(Yaml, ScalarTyping) {
-  auto v = yaml_to_json("a: 1\nb: '1'\nc: true\nd: 1.5\ne: ~\nf: text");
+  auto v = yaml_to_json("a: 1\nb: '1'\nc: true\nd: 1.5\ne: ~\nf: text", budgets::document(0));
   ASSERT_TRUE(v.ok());
   auto& o = v->as_object();
   EXPECT_TRUE(o.at("a").is_int64());
@@ -242,4 +242,30 @@ TEST(NodeConfig, NginxHttpTimeoutsAndLimits) {
   ASSERT_TRUE(u.ok());
   ASSERT_EQ(u->warnings.size(), 2u);
   EXPECT_NE(u->warnings[0].find("nginx_config."), std::string::npos);
+}
+
+// Secrets from ${{ENV}} made only of digits stay strings, exactly as written.
+TEST(NodeConfig, AllDigitSecretsFromEnv) {
+  setenv("HF_ADMIN_KEY", "123456789", 1);
+  setenv("HF_ETCD_PASSWORD", "000123", 1);
+  setenv("HF_KEYRING", "1234567890123456", 1);
+  auto c = parse_node_config(R"(
+apisix:
+  data_encryption: {keyring: ["${{HF_KEYRING}}"]}
+deployment:
+  etcd: {user: root, password: "${{HF_ETCD_PASSWORD}}"}
+  admin:
+    admin_key: [{name: admin, key: "${{HF_ADMIN_KEY}}", role: admin}]
+)", ".");
+  ASSERT_TRUE(c.ok()) << c.error();
+  ASSERT_EQ(c->admin.keys.size(), 1u);
+  EXPECT_EQ(c->admin.keys[0].key, "123456789");
+  EXPECT_EQ(c->etcd.password, "000123");
+  ASSERT_EQ(c->keyring.size(), 1u);
+  EXPECT_EQ(c->keyring[0], "1234567890123456");
+  // Numeric settings from the environment still become numbers.
+  setenv("HF_PORT", "9081", 1);
+  auto p = parse_node_config("apisix: {node_listen: \"${{HF_PORT}}\"}", ".");
+  ASSERT_TRUE(p.ok()) << p.error();
+  EXPECT_EQ(p->node_listen[0].port, 9081);
 }

@@ -80,11 +80,15 @@ std::string put_body(const std::string& key, const std::string& value) {
   return json::serialize(o);
 }
 
-std::string txn_body(const std::string& key, const std::string& value, int64_t mod_revision) {
+// A compare over a range holds when it holds for every key in the range
+// (and, for MOD, trivially for an empty one: etcd compares a zero revision).
+std::string txn_body(const std::string& key, const std::string& value, const std::string& cmp_key,
+                     const std::string& cmp_range_end, const char* result, int64_t mod_revision) {
   json::object cmp;
-  cmp["key"] = base64_encode(key);
+  cmp["key"] = base64_encode(cmp_key);
+  if (!cmp_range_end.empty()) cmp["range_end"] = base64_encode(cmp_range_end);
   cmp["target"] = "MOD";
-  cmp["result"] = "EQUAL";
+  cmp["result"] = result;
   cmp["mod_revision"] = std::to_string(mod_revision);
   json::object req;
   req["key"] = base64_encode(key);
@@ -243,7 +247,16 @@ asio::awaitable<Result<int64_t>> EtcdClient::del(std::string key, std::string ra
 }
 
 asio::awaitable<Result<bool>> EtcdClient::put_if(std::string key, std::string value, int64_t mod_revision) {
-  auto v = co_await call("/v3/kv/txn", txn_body(key, value, mod_revision));
+  auto v = co_await call("/v3/kv/txn", txn_body(key, value, key, "", "EQUAL", mod_revision));
+  if (!v) co_return Error{v.error()};
+  auto it = v->as_object().find("succeeded");
+  co_return it != v->as_object().end() && it->value().is_bool() && it->value().as_bool();
+}
+
+asio::awaitable<Result<bool>> EtcdClient::put_if_range_unchanged(std::string key, std::string value,
+                                                                 std::string range_start, std::string range_end,
+                                                                 int64_t revision) {
+  auto v = co_await call("/v3/kv/txn", txn_body(key, value, range_start, range_end, "LESS", revision + 1));
   if (!v) co_return Error{v.error()};
   auto it = v->as_object().find("succeeded");
   co_return it != v->as_object().end() && it->value().is_bool() && it->value().as_bool();

@@ -71,6 +71,10 @@ class EtcdClient {
   // Writes only if the key's mod_revision still equals `mod_revision`
   // (0 = the key must not exist). False when the comparison failed.
   boost::asio::awaitable<Result<bool>> put_if(std::string key, std::string value, int64_t mod_revision);
+  // Writes only if no key in [range_start, range_end) was modified after
+  // `revision` (a range read's header revision). False when one was.
+  boost::asio::awaitable<Result<bool>> put_if_range_unchanged(std::string key, std::string value, std::string range_start,
+                                                              std::string range_end, int64_t revision);
   // Streams watch responses for keys under `prefix` from `start_revision`
   // until `on_response` returns false, the stream breaks, or it idles.
   boost::asio::awaitable<Status> watch(std::string prefix, int64_t start_revision,

@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 
+#include "core/budgets.h"
 #include "core/log.h"
 
 namespace holdfast::config {
@@ -13,14 +14,19 @@ const char* const kDirs[] = {"routes", "services", "upstreams", "consumers", "ss
 }
 
 json::value parse_etcd_value(const std::string& key, const std::string& raw) {
-  boost::system::error_code ec;
-  json::value v = json::parse(raw, ec);
-  // Resources are objects; the enabled-plugin list (<prefix>/plugins) is an array.
-  if (ec || !(v.is_object() || v.is_array())) {
-    if (raw != "init_dir" && !raw.empty()) log::warn("etcd key {}: value is not a JSON object, skipped", key);
+  if (raw == "init_dir" || raw.empty()) return nullptr;
+  // One value is one resource: the per-resource budget applies here, where it enters.
+  auto v = budgets::parse_json(raw, budgets::resource());
+  if (!v) {
+    log::warn("etcd key {}: value is not a JSON object ({}), skipped", key, v.error());
     return nullptr;
   }
-  return v;
+  // Resources are objects; the enabled-plugin list (<prefix>/plugins) is an array.
+  if (!(v->is_object() || v->is_array())) {
+    log::warn("etcd key {}: value is not a JSON object, skipped", key);
+    return nullptr;
+  }
+  return std::move(*v);
 }
 
 bool in_document(std::string_view key, std::string_view prefix) {

@@ -92,8 +92,13 @@ void EtcdSource::mark_dirty() {
 void EtcdSource::flush() {
   if (!dirty_) return;
   dirty_ = false;
-  auto st = apply_(boost::json::value(build_document(kv_, cfg_.prefix)), std::to_string(revision_));
-  if (st) loaded_ = true;
+  try {
+    auto st = apply_(boost::json::value(build_document(kv_, cfg_.prefix)), std::to_string(revision_));
+    if (st) loaded_ = true;
+  } catch (const std::bad_alloc&) {
+    log::error("configuration from etcd (revision {}) rejected, keeping the previous one: out of memory while loading it",
+               revision_);
+  }
 }
 
 asio::awaitable<void> EtcdSource::run() {

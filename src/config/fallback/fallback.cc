@@ -1,6 +1,7 @@
 #include "config/fallback/fallback.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <sstream>
 
 #include "cloud/aws/sigv4.h"
+#include "core/budgets.h"
 #include "core/log.h"
 
 namespace holdfast::config::fallback {
@@ -79,12 +81,17 @@ Status write_cache(const std::string& path, const CacheEntry& e) {
 Result<CacheEntry> read_cache(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error{"no local cache at " + path};
+  // The cache wraps a standalone-shaped document one level deeper: {"resources": {"routes": [...]}}.
+  constexpr budgets::Document budget = budgets::document(budgets::kCacheWrapper);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) > budget.max_bytes)
+    return Error{fmt::format("local cache {} of {} bytes exceeds the limit of {} bytes", path, st.st_size, budget.max_bytes)};
   std::stringstream ss;
   ss << in.rdbuf();
-  boost::system::error_code ec;
-  auto v = json::parse(ss.str(), ec);
-  if (ec || !v.is_object()) return Error{"local cache " + path + " is not valid JSON"};
-  const auto& o = v.as_object();
+  auto v = budgets::parse_json(ss.str(), budget);
+  if (!v) return Error{"local cache " + path + ": " + v.error()};
+  if (!v->is_object()) return Error{"local cache " + path + " is not valid JSON"};
+  const auto& o = v->as_object();
   const auto* fmtv = o.if_contains("format");
   const auto* res = o.if_contains("resources");
   const auto* sha = o.if_contains("sha256");

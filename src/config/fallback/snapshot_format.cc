@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include "cloud/aws/sigv4.h"
+#include "core/budgets.h"
 
 namespace holdfast::config::fallback {
 namespace json = boost::json;
@@ -106,10 +107,9 @@ std::string serialize_manifest(const Manifest& m) {
 }
 
 Result<Manifest> parse_manifest(const std::string& text) {
-  boost::system::error_code ec;
-  auto v = json::parse(text, ec);
-  if (ec || !v.is_object()) return Error{"manifest: not a JSON object"};
-  const auto& o = v.as_object();
+  auto parsed = budgets::parse_json(text, budgets::resource());
+  if (!parsed || !parsed->is_object()) return Error{"manifest: not a JSON object"};
+  const auto& o = parsed->as_object();
   auto str = [&](const char* k) {
     auto x = o.find(k);
     return x != o.end() && x->value().is_string() ? std::string(x->value().as_string()) : std::string();
@@ -149,6 +149,11 @@ Status verify_manifest(const Manifest& m, const std::string& gid, const std::str
   if (m.gateway_group_id != gid)
     return Error{fmt::format("manifest is for gateway group {}, not {}", m.gateway_group_id, gid)};
   if (m.revision <= 0) return Error{"manifest: no revision"};
+  // Refused before the download: the objects are held to the document budget.
+  for (const ObjectRef* r : {&m.resource, &m.config})
+    if (r->size > budgets::kMaxDocumentBytes)
+      return Error{fmt::format("manifest: object {} of {} bytes exceeds the limit of {} bytes", r->key, r->size,
+                               budgets::kMaxDocumentBytes)};
   if (!signing_key.empty()) {
     if (m.hmac.empty()) return Error{"manifest is not signed but fallback_cp.signing_key is set"};
     std::string want = aws::hex(aws::hmac_sha256(signing_key, m.signing_string()));
@@ -165,15 +170,17 @@ Result<Loaded> verify_objects(const Manifest& m, const std::string& resource_bod
   if (aws::sha256_hex(config_body) != m.config.sha256) return Error{"config object digest does not match the manifest"};
   Loaded out;
   out.manifest = m;
-  boost::system::error_code ec;
-  auto rv = json::parse(resource_body, ec);
-  if (ec || !rv.is_object()) return Error{"resource object is not a JSON object"};
-  for (const auto& [k, v] : rv.as_object())
+  // The resource object has the standalone shape: its resources sit two levels deep.
+  auto rv = budgets::parse_json(resource_body, budgets::document(budgets::kStandaloneWrapper));
+  if (!rv) return Error{"resource object: " + rv.error()};
+  if (!rv->is_object()) return Error{"resource object is not a JSON object"};
+  for (const auto& [k, v] : rv->as_object())
     if (!v.is_array()) return Error{fmt::format("resource object: {} is not an array", std::string(k))};
-  out.resources = std::move(rv.as_object());
-  auto cv = json::parse(config_body, ec);
-  if (ec || !cv.is_object()) return Error{"config object is not a JSON object"};
-  const auto* cfg = cv.as_object().if_contains("config");
+  out.resources = std::move(rv->as_object());
+  auto cv = budgets::parse_json(config_body, budgets::document(budgets::kStandaloneWrapper));
+  if (!cv) return Error{"config object: " + cv.error()};
+  if (!cv->is_object()) return Error{"config object is not a JSON object"};
+  const auto* cfg = cv->as_object().if_contains("config");
   if (!cfg || !cfg->is_object()) return Error{"config object: missing \"config\""};
   const auto* payload = cfg->as_object().if_contains("config_payload");
   if (!payload || !payload->is_object()) return Error{"config object: missing config_payload"};

@@ -67,10 +67,15 @@ bool Supervisor::apply_stored(json::object stored, const std::vector<std::string
   // the cache and the backup keep; without them, decrypt in place (no copy of
   // a possibly large document).
   const bool keep_stored = reader_ || exporter_;
-  json::value plain = keep_stored ? json::value(stored) : json::value(std::move(stored));
-  data_encryption::decrypt_document(plain.as_object(), keyring);
-  auto st = mgr_.apply(plain, source, std::to_string(revision), strict);
-  if (!st) return false;
+  try {
+    json::value plain = keep_stored ? json::value(stored) : json::value(std::move(stored));
+    data_encryption::decrypt_document(plain.as_object(), keyring);
+    if (!mgr_.apply(plain, source, std::to_string(revision), strict)) return false;
+  } catch (const std::bad_alloc&) {
+    log::error("configuration from {} (revision {}) rejected, keeping the previous one: out of memory while loading it",
+               source, revision);
+    return false;
+  }
   applied_revision_ = revision;
   if (keep_stored) {
     // Last-known-good on disk, written after every applied configuration.

@@ -2,10 +2,13 @@
 
 #include <sys/stat.h>
 
+#include <fmt/format.h>
+
 #include <boost/json.hpp>
 #include <fstream>
 #include <sstream>
 
+#include "core/budgets.h"
 #include "core/log.h"
 #include "core/yaml_json.h"
 
@@ -44,8 +47,13 @@ bool has_end_marker(const std::string& text) {
 }  // namespace
 
 Result<json::value> read_standalone(const std::string& path, bool yaml) {
+  constexpr budgets::Document budget = budgets::document(budgets::kStandaloneWrapper);
   std::ifstream in(path, std::ios::binary);
   if (!in) return Error{"cannot open " + path};
+  // Refuse an oversized file before reading it into memory.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) > budget.max_bytes)
+    return Error{fmt::format("{}: file of {} bytes exceeds the limit of {} bytes", path, st.st_size, budget.max_bytes)};
   std::stringstream ss;
   ss << in.rdbuf();
   std::string text = ss.str();
@@ -53,15 +61,15 @@ Result<json::value> read_standalone(const std::string& path, bool yaml) {
     if (!has_end_marker(text)) return Error{path + ": missing valid end flag (#END)"};
     auto sub = substitute_env(text);
     if (!sub) return Error{path + ": " + sub.error()};
-    auto doc = yaml_to_json(*sub);
+    auto doc = yaml_to_json(*sub, budget);
     if (!doc) return Error{path + ": " + doc.error()};
     if (doc->is_null()) return json::value(json::object());
     if (!doc->is_object()) return Error{path + ": the top level must be a mapping"};
     return doc;
   }
-  boost::system::error_code ec;
-  json::value doc = json::parse(text, ec);
-  if (ec) return Error{path + ": invalid JSON: " + ec.message()};
+  auto parsed = budgets::parse_json(text, budget);
+  if (!parsed) return Error{path + ": " + parsed.error()};
+  json::value doc = std::move(*parsed);
   if (!doc.is_object()) return Error{path + ": the top level must be an object"};
   if (auto st = substitute_in_json(doc); !st) return Error{path + ": " + st.error()};
   return doc;
@@ -95,7 +103,12 @@ bool FileSource::check() {
   std::string stamp = std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + ":" +
                       std::to_string(st.st_size) + ":" + std::to_string(st.st_ino);
   if (stamp == last_stamp_) return false;
-  auto doc = read_standalone(path_, yaml_);
+  Result<json::value> doc = Error{""};
+  try {
+    doc = read_standalone(path_, yaml_);
+  } catch (const std::bad_alloc&) {
+    doc = Error{path_ + ": out of memory while reading the file"};
+  }
   if (!doc) {
     // Keep the previous configuration; log once per distinct file version.
     log::error("standalone file not applied, keeping the previous configuration: {}", doc.error());
