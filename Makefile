@@ -3,7 +3,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build test unit e2e demo bench clean format
+.PHONY: deps build test unit e2e demo bench clean format fuzz fuzz-build
 
 deps:
 	bash scripts/install-deps.sh
@@ -14,11 +14,24 @@ $(BUILD)/build.ninja:
 build: $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: deps build
+test: deps build fuzz-build
 	cd $(BUILD) && ctest --output-on-failure -j 1 --timeout 900
 
 unit: build
-	cd $(BUILD) && ctest --output-on-failure -LE e2e
+	cd $(BUILD) && ctest --output-on-failure -LE 'e2e|fuzz'
+
+# libFuzzer targets (fuzz/): FUZZ_SECONDS per target, all targets unless
+# FUZZ_TARGETS names some. `make test` replays their corpora and runs them for
+# a fixed number of runs instead.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+# Built in $(BUILD)/fuzz with clang (CTest's fuzz.build does the same when
+# needed; building it here keeps `make test`'s own time for the tests).
+fuzz-build:
+	FUZZ_BUILD=$(abspath $(BUILD))/fuzz bash fuzz/fuzz.sh build
+
+fuzz: deps fuzz-build
+	FUZZ_BUILD=$(abspath $(BUILD))/fuzz bash fuzz/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 demo: deps build
 	bash scripts/demo.sh

@@ -96,7 +96,8 @@ class ChunkedValidator {
   size_t line_len_ = 0;
 };
 
-// Decodes a complete chunked body (already validated) into its payload.
+// Decodes a complete chunked body into its payload (trailers dropped); false
+// when `raw` is not one complete, valid chunked body. Safe on any input.
 bool decode_chunked(std::string_view raw, std::string& out);
 
 bool iequals(std::string_view a, std::string_view b);

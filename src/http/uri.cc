@@ -55,10 +55,10 @@ std::optional<std::string> normalize_path(std::string_view raw) {
       int h = hexval(raw[i + 1]), l = hexval(raw[i + 2]);
       if (h < 0 || l < 0) return std::nullopt;
       c = static_cast<char>(h * 16 + l);
-      if (c == '\0') return std::nullopt;
       i += 2;
       plain = false;
     }
+    if (c == '\0') return std::nullopt;  // raw or %00: never part of $uri
     decoded += c;
   }
   // Fast path: nothing to resolve.

@@ -626,6 +626,7 @@ class Ctx:
         self.hint = None
         self.canonical_request = None
         self.signed_headers = None
+        self.entry = None  # the request-log entry, once recorded
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -692,9 +693,17 @@ class Handler(BaseHTTPRequestHandler):
             self._finish(ctx)
 
     def _finish(self, ctx):
-        ms = (time.monotonic() - ctx.t0) * 1000
-        if ctx.kind == "control":
+        # Requests that ended without an answer (client gone) are recorded here.
+        if ctx.entry is None:
+            self._record(ctx)
+
+    def _record(self, ctx):
+        """Logs and counts the request once. Called before the first byte of the
+        answer is written, so a client that has its response can rely on
+        /__peer/requests, /__peer/counters and the log already showing it."""
+        if ctx.kind == "control" or ctx.entry is not None:
             return
+        ms = (time.monotonic() - ctx.t0) * 1000
         host = self.headers.get("Host", "")
         query = redact_query(ctx.raw_query)
         entry = {
@@ -705,6 +714,7 @@ class Handler(BaseHTTPRequestHandler):
             "signed_headers": ctx.signed_headers, "status": ctx.status, "code": ctx.code,
             "fault": ctx.fault, "hint": ctx.hint, "ms": round(ms, 1),
         }
+        ctx.entry = entry
         self.peer.requests.append(entry)
         if ctx.status is not None and ctx.status != "disconnected":
             self.peer.counters.inc("status", str(ctx.status))
@@ -735,6 +745,16 @@ class Handler(BaseHTTPRequestHandler):
         self.peer.log(line)
 
     def _send(self, ctx, status, body=b"", headers=(), content_type="application/xml", length=None):
+        ctx.status = status
+        self._record(ctx)
+        try:
+            self._write_response(ctx, status, body, headers, content_type, length)
+        except (ConnectionError, TimeoutError):
+            if ctx.entry is not None:
+                ctx.entry["status"] = "disconnected"
+            raise
+
+    def _write_response(self, ctx, status, body, headers, content_type, length):
         self.send_response(status)
         self.send_header("x-amz-request-id", ctx.rid)
         self.send_header("x-amz-id-2", ctx.host_id)
@@ -751,7 +771,6 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD" and body and status not in (204, 304):
             self.wfile.write(body)
         self.wfile.flush()
-        ctx.status = status
 
     def _send_s3_error(self, ctx, e):
         if e.close:
@@ -885,11 +904,12 @@ class Handler(BaseHTTPRequestHandler):
                 return False
         if kind == "close":
             self.close_connection = True
+            ctx.status = "closed"
+            self._record(ctx)  # before the client can see the close
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            ctx.status = "closed"
             return True
         if kind == "500":
             status, code, msg = 500, "InternalError", "We encountered an internal error. Please try again."

@@ -137,6 +137,48 @@ TEST(Chunked, RejectsBadFraming) {
   }
 }
 
+TEST(Chunked, DecodesBodyAndDropsTrailers) {
+  std::string out;
+  EXPECT_TRUE(decode_chunked("5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n", out));
+  EXPECT_EQ(out, "hello world");
+}
+
+// decode_chunked used to read sizes without a digit limit: 17 hex digits
+// wrapped to a small size, and with a size of 2^64 - 20 after a 16-digit line
+// `pos + size + 2` wrapped back to the start of that line, so it looped
+// forever (appending the rest of the body on each turn).
+TEST(Chunked, DecodeRefusesSizesNearTwoToTheSixtyFour) {
+  std::string out;
+  EXPECT_FALSE(decode_chunked("10000000000000005\r\nhello\r\n0\r\n\r\n", out));
+  for (const char* huge : {"ffffffffffffffec\r\n", "ffffffffffffffec\r\nabc\r\n0\r\n\r\n",
+                           "fffffffffffffffe\r\nabc\r\n0\r\n\r\n", "ffffffffffffffff\r\n0\r\n\r\n"}) {
+    out.clear();
+    EXPECT_FALSE(decode_chunked(huge, out)) << huge;
+    EXPECT_LT(out.size(), 64u) << huge;
+  }
+  // The largest accepted size (15 digits) with a short body is incomplete, not a loop.
+  out.clear();
+  EXPECT_FALSE(decode_chunked("fffffffffffffff\r\nabc\r\n0\r\n\r\n", out));
+}
+
+TEST(Chunked, DecodeRefusesWhatTheValidatorRefuses) {
+  for (const char* bad : {"", "\r\n\r\n", "5\r\nhello", "5\r\nhelloXX0\r\n\r\n", "5 \r\nhello\r\n0\r\n\r\n",
+                          "0\r\n", "x\r\n\r\n"}) {
+    std::string out;
+    EXPECT_FALSE(decode_chunked(bad, out)) << bad;
+  }
+}
+
+TEST(Chunked, ValidatorBoundsHugeSizes) {
+  ChunkedValidator v;
+  size_t used = 0;
+  EXPECT_EQ(v.feed("fffffffffffffff\r\nabc", used), ChunkedValidator::Result::need_more);
+  EXPECT_EQ(used, 20u);
+  EXPECT_EQ(v.payload_bytes(), 3u);
+  v.reset();
+  EXPECT_EQ(v.feed("1000000000000000\r\n", used), ChunkedValidator::Result::error);
+}
+
 TEST(Codec, ResponseFraming) {
   ResponseHead r;
   ParseError e;

@@ -1,10 +1,11 @@
 // The encoders a rewritten path goes through before it is sent (APISIX's
-// uri_safe_encode and escape_uri_control_chars).
+// uri_safe_encode and escape_uri_control_chars), and normalize_path.
 #include "http/uri.h"
 
 #include <gtest/gtest.h>
 
 using namespace holdfast::http;
+using namespace std::string_literals;
 
 TEST(Uri, SafeEncodeMatchesNginxEscapeUri) {
   // The smuggling path, decoded as $uri and re-encoded.
@@ -34,4 +35,22 @@ TEST(Uri, PercentEscapeRoundTripsThroughNormalize) {
   auto again = normalize_path(uri_safe_encode(decoded));
   ASSERT_TRUE(again);
   EXPECT_EQ(*again, decoded);
+}
+
+TEST(NormalizePath, DecodesMergesAndResolves) {
+  EXPECT_EQ(normalize_path("/a//b/./c/../d%20e/"), "/a/b/d e/");
+  EXPECT_EQ(normalize_path("/a/%2e%2e/b"), "/b");
+  EXPECT_EQ(normalize_path("/x/.."), "/");
+  EXPECT_EQ(normalize_path("*"), "*");
+  EXPECT_EQ(normalize_path("/../a"), std::nullopt);
+  EXPECT_EQ(normalize_path("/a%2"), std::nullopt);
+  EXPECT_EQ(normalize_path("a"), std::nullopt);
+}
+
+// A NUL was refused only when percent-encoded; a raw one (found by
+// fuzz/path) went into $uri.
+TEST(NormalizePath, RefusesNulRawOrEncoded) {
+  EXPECT_EQ(normalize_path("/a%00b"), std::nullopt);
+  EXPECT_EQ(normalize_path("/a\0b"s), std::nullopt);
+  EXPECT_EQ(normalize_path("/\0\0"s "00b"), std::nullopt);
 }
