@@ -8,7 +8,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  auto r = holdfast::yaml_to_json(text);
+  namespace budgets = holdfast::budgets;
+  auto r = holdfast::yaml_to_json(text, budgets::document(budgets::kStandaloneWrapper));
   (void)r.ok();
   return 0;
 }
