@@ -9,10 +9,13 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "admin/admin_api.h"
@@ -142,6 +145,10 @@ http::ControlResponse status_response(const http::ControlRequest& req, const Nod
   r.body = json::serialize(o) + "\n";
   return r;
 }
+
+// How long the control thread and the workers may take to finish their
+// work once everything is stopped, before the process exits without cleanup.
+constexpr std::chrono::seconds kExitGrace{5};
 
 }  // namespace
 
@@ -277,14 +284,44 @@ int main(int argc, char** argv) {
 
   // Housekeeping on the control thread: the access log is written here
   // (never from a worker) and retired snapshots are handed to the reaper.
+  bool exiting = false;
   asio::steady_timer log_timer(control);
   std::function<void()> flush_log = [&] {
     access_log->flush();
     manager.reap();
     log_timer.expires_after(std::chrono::milliseconds(200));
-    log_timer.async_wait([&](boost::system::error_code ec) { if (!ec) flush_log(); });
+    log_timer.async_wait([&](boost::system::error_code ec) { if (!ec && !exiting) flush_log(); });
   };
   flush_log();  // also frees retired snapshots once workers let go of them
+
+  // The last step of a shutdown. Everything on the control thread and on
+  // the workers is stopped, and their io_contexts then run until no work is
+  // left: every coroutine ends before what it refers to is destroyed, and no
+  // operation is left queued on a closed socket (Asio's io_uring backend
+  // would destroy it with the io_context, after its socket service). The
+  // watchdog bounds this.
+  std::mutex exit_mutex;
+  std::condition_variable exit_cv;
+  bool control_done = false, forced = false;
+  std::thread watchdog;
+  auto stop_everything = [&] {
+    exiting = true;
+    for (auto& w : workers) w->stop();
+    if (status_server) status_server->stop();
+    if (admin_server) admin_server->stop();
+    if (admin_api) admin_api->stop();
+    if (admin_etcd) admin_etcd->cancel();
+    if (file) file->stop();
+    if (supervisor) supervisor->stop();
+    health.stop();
+    log_timer.cancel();
+    watchdog = std::thread([&] {
+      std::unique_lock lk(exit_mutex);
+      if (exit_cv.wait_for(lk, kExitGrace, [&] { return control_done; })) return;
+      forced = true;
+      control.stop();
+    });
+  };
 
   asio::signal_set signals(control, SIGTERM, SIGINT);
   asio::steady_timer drain_timer(control);
@@ -294,8 +331,7 @@ int main(int argc, char** argv) {
     for (auto& w : workers) all_idle = all_idle && w->idle();
     if (all_idle || http::now_ms() >= drain_deadline) {
       if (!all_idle) log::warn("drain deadline reached; closing remaining connections");
-      for (auto& w : workers) w->stop();
-      control.stop();
+      stop_everything();
       return;
     }
     drain_timer.expires_after(std::chrono::milliseconds(50));
@@ -313,8 +349,29 @@ int main(int argc, char** argv) {
     poll_drain();
   });
   control.run();
+  {
+    std::lock_guard lk(exit_mutex);
+    control_done = true;
+  }
+  exit_cv.notify_all();
+  if (watchdog.joinable()) watchdog.join();
+  const auto workers_until = std::chrono::steady_clock::now() + kExitGrace;
+  for (auto& w : workers) {
+    if (w->wait_stopped(std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::max(workers_until - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration::zero()))))
+      continue;
+    forced = true;
+    w->abort();
+  }
   for (auto& w : workers) w->join();
   access_log->flush();
+  if (forced) {
+    // Something still had work pending: destroying the io_contexts now
+    // could run its handlers against freed objects. Exit without cleanup.
+    log::warn("holdfast stopped without cleanup: work still pending {}s after shutdown", kExitGrace.count());
+    std::fflush(nullptr);
+    std::_Exit(0);
+  }
   log::info("holdfast stopped");
   return 0;
 }

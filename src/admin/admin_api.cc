@@ -805,18 +805,29 @@ AdminApi::~AdminApi() = default;
 boost::asio::awaitable<void> AdminApi::publish_plugins_at_start() {
   auto ex = co_await asio::this_coro::executor;
   asio::steady_timer timer(ex);
+  retry_timer_ = &timer;
+  struct Unlist {
+    asio::steady_timer*& p;
+    ~Unlist() { p = nullptr; }
+  } unlist{retry_timer_};
   for (int attempt = 0;; ++attempt) {
     auto st = co_await impl_->publish_plugin_list(impl_->cfg.plugins);
     if (st) {
       log::info("Admin API: enabled plugin list published to {}/plugins", impl_->prefix);
       co_return;
     }
+    if (stopped_) co_return;
     // etcd may not be up yet: retry quietly, logging the first failure only.
     if (attempt == 0) log::warn("Admin API: cannot publish the plugin list yet ({}), retrying", st.error());
     timer.expires_after(std::chrono::seconds(std::min(1 << std::min(attempt, 4), 10)));
     auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    if (ec) co_return;
+    if (ec || stopped_) co_return;
   }
+}
+
+void AdminApi::stop() {
+  stopped_ = true;
+  if (retry_timer_) retry_timer_->cancel();
 }
 
 boost::asio::awaitable<http::ControlResponse> AdminApi::handle(const http::ControlRequest& req) {

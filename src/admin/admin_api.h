@@ -2,6 +2,7 @@
 // control_plane roles: validates resources and stores them in etcd.
 #pragma once
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <memory>
 
@@ -19,10 +20,15 @@ class AdminApi {
   // Stores config.yaml's enabled plugin list at <prefix>/plugins, retrying
   // until etcd answers (APISIX does this when an Admin node starts).
   boost::asio::awaitable<void> publish_plugins_at_start();
+  // Shutdown: publish_plugins_at_start() retries no more. (Cancelling the
+  // etcd request in flight is the EtcdClient's cancel().)
+  void stop();
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  bool stopped_ = false;
+  boost::asio::steady_timer* retry_timer_ = nullptr;  // while publish_plugins_at_start() waits
 };
 
 }  // namespace holdfast::admin

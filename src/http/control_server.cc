@@ -69,13 +69,17 @@ uint16_t ControlServer::port() const { return acceptor_->local_endpoint().port()
 void ControlServer::start() { asio::co_spawn(io_, accept_loop(), asio::detached); }
 
 void ControlServer::stop() {
+  stopped_ = true;
   boost::system::error_code ec;
   if (acceptor_) acceptor_->close(ec);
+  for (tcp::socket* s : conns_) s->close(ec);
 }
 
 asio::awaitable<void> ControlServer::accept_loop() {
   for (;;) {
     auto [ec, sock] = co_await acceptor_->async_accept(tok);
+    // A connection accepted just before stop() is not served.
+    if (stopped_) co_return;
     if (ec) {
       if (!acceptor_->is_open()) co_return;
       continue;
@@ -85,6 +89,13 @@ asio::awaitable<void> ControlServer::accept_loop() {
 }
 
 asio::awaitable<void> ControlServer::serve(tcp::socket sock) {
+  if (stopped_) co_return;
+  struct Listed {  // in conns_ while this coroutine runs, so stop() can close it
+    std::unordered_set<tcp::socket*>& set;
+    tcp::socket* s;
+    ~Listed() { set.erase(s); }
+  } listed{conns_, &sock};
+  conns_.insert(&sock);
   Buf in;
   in.data.resize(16384);
   boost::system::error_code ec;

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -42,6 +43,9 @@ class ControlServer {
   void listen(const ListenAddr& addr);
   uint16_t port() const;
   void start();
+  // Closes the listener and every open connection; each connection's
+  // coroutine then ends, so nothing of this server is pending on the
+  // io_context (the control thread's run() returns on its own at exit).
   void stop();
 
  private:
@@ -52,6 +56,8 @@ class ControlServer {
   ControlHandler handler_;
   size_t max_body_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  std::unordered_set<boost::asio::ip::tcp::socket*> conns_;  // open connections, for stop()
+  bool stopped_ = false;
 };
 
 std::string url_decode(std::string_view s);

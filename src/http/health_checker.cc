@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <unordered_set>
 
 #include "core/log.h"
 #include "http/codec.h"
@@ -18,16 +19,32 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 
+// Each loop lists its wait timer and each probe its socket while they run
+// (control thread only), so that stop() can end them at once.
+struct HealthChecker::Live {
+  std::unordered_set<asio::steady_timer*> waits;
+  std::unordered_set<tcp::socket*> probes;
+};
+
 namespace {
+
+template <typename T>
+struct Listed {
+  std::unordered_set<T*>& set;
+  T* item;
+  Listed(std::unordered_set<T*>& s, T* i) : set(s), item(i) { set.insert(item); }
+  ~Listed() { set.erase(item); }
+};
 
 enum class Outcome { success, http_failure, tcp_failure, timeout, neutral };
 
 // One probe: connect (and for http, GET the path and read the status line),
 // all within `timeout` seconds. The timer closes the socket to abort.
 asio::awaitable<Outcome> probe(const model::HealthCheckConfig& hc, const model::UpstreamNode& node,
-                               const tcp::endpoint& node_ep) {
+                               const tcp::endpoint& node_ep, std::shared_ptr<HealthChecker::Live> live) {
   auto ex = co_await asio::this_coro::executor;
   tcp::socket sock(ex);
+  Listed<tcp::socket> listed(live->probes, &sock);
   asio::steady_timer timer(ex);
   bool timed_out = false;
   timer.expires_after(std::chrono::milliseconds(static_cast<int64_t>(hc.timeout * 1000)));
@@ -94,9 +111,11 @@ void record(NodeHealth& h, Outcome o, const model::HealthCheckConfig& hc, const 
 }
 
 asio::awaitable<void> check_loop(std::shared_ptr<config::CompiledUpstream> up, size_t node,
-                                 std::shared_ptr<uint64_t> generation, uint64_t mine) {
+                                 std::shared_ptr<uint64_t> generation, uint64_t mine,
+                                 std::shared_ptr<HealthChecker::Live> live) {
   auto ex = co_await asio::this_coro::executor;
   asio::steady_timer t(ex);
+  Listed<asio::steady_timer> listed(live->waits, &t);
   const model::HealthCheckConfig& hc = *up->conf->checks;
   const model::UpstreamNode& n = up->conf->nodes[node];
   const std::string what = fmt::format("upstream {} node {}:{}", up->key, n.host, n.port);
@@ -104,7 +123,7 @@ asio::awaitable<void> check_loop(std::shared_ptr<config::CompiledUpstream> up, s
     // A name without an address yet is not probed: the node is unusable
     // anyway, and the snapshot that brings its address restarts this loop.
     if (!up->endpoints[node]) break;
-    Outcome o = co_await probe(hc, n, *up->endpoints[node]);
+    Outcome o = co_await probe(hc, n, *up->endpoints[node], live);
     if (*generation != mine) break;
     NodeHealth& h = up->balancer->health(static_cast<int>(node));
     record(h, o, hc, what);
@@ -116,7 +135,18 @@ asio::awaitable<void> check_loop(std::shared_ptr<config::CompiledUpstream> up, s
 
 }  // namespace
 
+HealthChecker::HealthChecker(asio::io_context& io) : io_(io), live_(std::make_shared<Live>()) {}
+
+void HealthChecker::stop() {
+  stopped_ = true;
+  ++*generation_;
+  for (auto* t : live_->waits) t->cancel();
+  boost::system::error_code ec;
+  for (auto* s : live_->probes) s->close(ec);
+}
+
 void HealthChecker::update(std::shared_ptr<const config::Snapshot> snap) {
+  if (stopped_) return;
   uint64_t mine = ++*generation_;
   std::vector<std::shared_ptr<config::CompiledUpstream>> ups;
   for (const auto& [id, u] : snap->upstreams) ups.push_back(u);
@@ -127,7 +157,7 @@ void HealthChecker::update(std::shared_ptr<const config::Snapshot> snap) {
   for (const auto& u : ups) {
     if (!u->conf->checks || !u->conf->checks->active) continue;
     for (size_t i = 0; i < u->conf->nodes.size(); ++i)
-      asio::co_spawn(io_, check_loop(u, i, generation_, mine), asio::detached);
+      asio::co_spawn(io_, check_loop(u, i, generation_, mine, live_), asio::detached);
   }
 }
 

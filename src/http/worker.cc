@@ -89,8 +89,15 @@ void Worker::start() {
     } catch (const std::exception& e) {
       log::error("worker {} stopped: {}", id_, e.what());
     }
+    stopped_.set_value();
   });
 }
+
+bool Worker::wait_stopped(std::chrono::milliseconds timeout) {
+  return !thread_.joinable() || stopped_future_.wait_for(timeout) == std::future_status::ready;
+}
+
+void Worker::abort() { io_.stop(); }
 
 void Worker::join() {
   if (thread_.joinable()) thread_.join();
@@ -116,7 +123,20 @@ void Worker::drain() {
   });
 }
 
-void Worker::stop() { io_.stop(); }
+void Worker::stop() {
+  asio::post(io_, [this] {
+    stopping_ = draining_ = true;
+    for (auto& acc : acceptors_) {
+      boost::system::error_code ec;
+      acc->close(ec);
+    }
+    for (auto& [key, v] : pool_)
+      for (auto& c : v) unwatch(&c->timed);
+    pool_.clear();
+    capacity_->cancel();
+    sweep();
+  });
+}
 
 void Worker::watch(Timed* t) {
   t->prev = nullptr;
@@ -135,6 +155,16 @@ void Worker::unwatch(Timed* t) {
 void Worker::sweep() {
   const int64_t now = now_ms();
   for (Timed* t = timed_head_; t; t = t->next) {
+    if (stopping_) {
+      // Closed rather than cancelled: an operation its coroutine starts
+      // next fails at once, so every connection runs to its end.
+      if (t->sock && t->sock->is_open()) {
+        t->fired = true;
+        boost::system::error_code ec;
+        t->sock->close(ec);
+      }
+      continue;
+    }
     bool expired = t->deadline && now >= t->deadline;
     if ((expired || (draining_ && (t->idle || t->tunnel))) && !t->fired && t->sock) {
       t->fired = true;
@@ -161,8 +191,10 @@ void Worker::sweep() {
 
 asio::awaitable<void> Worker::sweeper() {
   asio::steady_timer t(io_);
-  while (true) {
-    t.expires_after(std::chrono::milliseconds(100));
+  // After stop() it keeps closing what connections still open (a retry's
+  // new upstream socket) until the last connection has ended.
+  while (!stopping_ || open_conns_.load(std::memory_order_relaxed) > 0) {
+    t.expires_after(std::chrono::milliseconds(stopping_ ? 10 : 100));
     co_await t.async_wait(tok);
     sweep();
   }
@@ -248,7 +280,7 @@ std::unique_ptr<UpstreamConn> Worker::take_pooled(const std::string& key) {
 
 void Worker::give_back(const std::string& key, std::unique_ptr<UpstreamConn> c, int pool_size) {
   auto& v = pool_[key];
-  if (static_cast<int>(v.size()) >= pool_size) {
+  if (stopping_ || static_cast<int>(v.size()) >= pool_size) {
     unwatch(&c->timed);
     return;
   }

@@ -8,6 +8,8 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -35,7 +37,17 @@ class Worker {
   void join();
   void publish(std::shared_ptr<const config::Snapshot> snap);  // thread-safe
   void drain();                                   // stop accepting, finish in-flight
-  void stop();                                    // hard stop
+  // Ends the worker: closes its listeners and every connection it still
+  // has, and lets each coroutine run to its end, so that the thread returns
+  // with no operation pending (Asio's io_uring backend destroys an operation
+  // still queued on a closed socket only with the io_context, after the
+  // socket service it refers to is gone). Thread-safe.
+  void stop();
+  // After stop(): true once the thread has returned, within `timeout`.
+  bool wait_stopped(std::chrono::milliseconds timeout);
+  // Last resort when wait_stopped() failed: stops the io_context with work
+  // still pending. The process must then exit without destroying the worker.
+  void abort();
   bool idle() const { return active_requests_.load() == 0 && open_conns_.load() == 0; }
   uint16_t bound_port(size_t i) const;
 
@@ -72,7 +84,10 @@ class Worker {
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   std::shared_ptr<const config::Snapshot> snapshot_;
   std::thread thread_;
+  std::promise<void> stopped_;
+  std::future<void> stopped_future_ = stopped_.get_future();
   bool draining_ = false;
+  bool stopping_ = false;  // stop() ran: every watched socket is closed
   Timed* timed_head_ = nullptr;
   std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> pool_;
   std::shared_ptr<AccessLog> access_log_;

@@ -70,6 +70,49 @@ def wait_port(port, timeout=10.0, proc=None, host="127.0.0.1"):
     raise TimeoutError(f"nothing listens on port {port}")
 
 
+# The sanitizer run (README, Tests) starts a binary built with ASan + UBSan
+# and points ASAN_OPTIONS/UBSAN_OPTIONS log_path at a folder. A report goes
+# to <log_path>.<pid>; after each process exit the harness fails the test
+# with the text of that report, so no report is left in a log nobody reads.
+SANITIZER = bool(os.environ.get("HOLDFAST_SANITIZER"))
+
+
+class SanitizerReport(AssertionError):
+    pass
+
+
+def _sanitizer_log_paths(env):
+    paths = []
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        for opt in (env.get(var) or "").replace(",", ":").split(":"):
+            key, _, value = opt.partition("=")
+            if key.strip() == "log_path" and value and value not in ("stdout", "stderr"):
+                paths.append(value)
+    return paths
+
+
+def forget_sanitizer_reports(pid, env):
+    """A report file left by an earlier process with the same pid is not ours."""
+    for path in _sanitizer_log_paths(env):
+        try:
+            os.remove(f"{path}.{pid}")
+        except FileNotFoundError:
+            pass
+
+
+def check_sanitizer_reports(pid, env, what="holdfast"):
+    """Raises SanitizerReport with the report(s) an exited process wrote."""
+    reports = []
+    for path in _sanitizer_log_paths(env):
+        try:
+            with open(f"{path}.{pid}", errors="replace") as f:
+                reports.append(f"{path}.{pid}:\n{f.read()}")
+        except FileNotFoundError:
+            pass
+    if reports:
+        raise SanitizerReport(f"{what} (pid {pid}) wrote a sanitizer report:\n" + "\n".join(reports))
+
+
 def run_holdfast(args, env=None, timeout=15):
     """Runs the binary to completion (-t, --help, --version, a start-up that
     must fail) and returns the CompletedProcess (text stdout and stderr).
@@ -77,7 +120,17 @@ def run_holdfast(args, env=None, timeout=15):
     full_env = dict(os.environ, **(env or {}))
     for attempt in range(20):
         try:
-            return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout, env=full_env)
+            proc = subprocess.Popen([BIN, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=full_env)
+            forget_sanitizer_reports(proc.pid, full_env)
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise
+            check_sanitizer_reports(proc.pid, full_env, f"holdfast {' '.join(args)}")
+            return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         except OSError:
             if attempt == 19:
                 raise
@@ -163,13 +216,27 @@ class Gateway:
 
     def start(self, wait=True):
         self.log = open(self.log_path, "ab")
+        starts = self.logs().count(" started: role")  # a restart appends to the same log
         self.proc = subprocess.Popen([*self.launcher, BIN, "-c", self.config_path], stdout=self.log, stderr=self.log,
                                      env=self.env)
+        forget_sanitizer_reports(self.proc.pid, self.env)
         role = self.config.get("deployment", {}).get("role")
         if wait:
             wait_port(self.admin_port if role == "control_plane" else self.port, proc=self.proc)
             if role == "traditional" and self.admin_port:
                 wait_port(self.admin_port, proc=self.proc)
+            # The proxy port opens before the rest starts (first configuration,
+            # signal handling): wait for the end of start-up too, so that a
+            # test's first reading (log lines, descriptors) is not taken in
+            # the middle of it.
+            deadline = time.time() + 10
+            while self.logs().count(" started: role") <= starts:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"holdfast exited with {self.proc.returncode} during start-up:\n"
+                                       f"{self.logs()[-3000:]}")
+                if time.time() > deadline:
+                    raise TimeoutError(f"holdfast did not finish starting:\n{self.logs()[-3000:]}")
+                time.sleep(0.02)
 
     @property
     def admin_port(self):
@@ -265,6 +332,13 @@ class Gateway:
         if not os.environ.get("KEEP_E2E_DIRS") and not keep_dir:
             self._final_logs = self.logs()  # still readable after the folder is gone
             shutil.rmtree(self.dir, ignore_errors=True)
+        if self.proc and self.proc.returncode is not None and getattr(self, "_checked", None) is not self.proc:
+            self._checked = self.proc  # reported once, not again by tearDown
+            check_sanitizer_reports(self.proc.pid, self.env)
+            # A forced exit skips the teardown (and LeakSanitizer) that the
+            # sanitizer run is there to check: a component did not stop.
+            if SANITIZER and "stopped without cleanup" in self.logs():
+                raise SanitizerReport(f"holdfast (pid {self.proc.pid}) exited without cleanup:\n{self.logs()[-3000:]}")
         return self.proc.returncode if self.proc else None
 
     def request(self, method, path, body=None, headers=None, timeout=10):
@@ -562,11 +636,16 @@ class GatewayTest(unittest.TestCase):
         self._procs = []
 
     def tearDown(self):
+        reports = []
         for p in reversed(self._procs):
             try:
                 p.stop()
+            except SanitizerReport as e:
+                reports.append(str(e))
             except Exception:
                 pass
+        if reports:
+            self.fail("\n".join(reports))
 
     def upstream(self, name="u1", **kw):
         u = Upstream(name, **kw)

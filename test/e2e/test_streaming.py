@@ -12,11 +12,16 @@ import threading
 import time
 import unittest
 
-from harness import loopback_listener, GatewayTest
+from harness import loopback_listener, GatewayTest, SANITIZER
 
 MB = 1 << 20
 SIZE = 100 * MB
 RSS_LIMIT_KB = 64 * 1024
+# Under the sanitizer run (README, Tests) RSS measures ASan (shadow memory,
+# and a quarantine that holds freed blocks back from reuse), not Holdfast:
+# the absolute bound is checked on the normal build only. The transfers and
+# their checksums, and the slow reader's growth bound, still run.
+CHECK_RSS_LIMIT = not SANITIZER
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
 
 
@@ -134,7 +139,8 @@ class StreamingTest(GatewayTest):
         self.assertEqual(data["body_sha256"], expected.hexdigest())
         self.assertEqual(data["headers"].get("transfer-encoding", "").lower(), "chunked" if chunked else "")
         self.assertGreater(len(rss.samples), 5)
-        self.assertLess(rss.max_kb, RSS_LIMIT_KB, f"gateway RSS reached {rss.max_kb} kB")
+        if CHECK_RSS_LIMIT:
+            self.assertLess(rss.max_kb, RSS_LIMIT_KB, f"gateway RSS reached {rss.max_kb} kB")
 
     def test_100mb_chunked_upload_streams(self):
         self.upload(chunked=True)
@@ -167,7 +173,8 @@ class StreamingTest(GatewayTest):
         self.assertEqual(n, SIZE)
         self.assertEqual(h.hexdigest(), sha_of_x(SIZE))
         self.assertGreater(len(rss.samples), 5)
-        self.assertLess(rss.max_kb, RSS_LIMIT_KB, f"gateway RSS reached {rss.max_kb} kB")
+        if CHECK_RSS_LIMIT:
+            self.assertLess(rss.max_kb, RSS_LIMIT_KB, f"gateway RSS reached {rss.max_kb} kB")
 
     def test_100mb_download_streams(self):
         self.download(f"/bytes/{SIZE}", chunked=False)
@@ -193,7 +200,8 @@ class StreamingTest(GatewayTest):
                 time.sleep(0.02)
         # The upstream is far ahead and would have filled memory if the gateway buffered.
         self.assertLess(received, SIZE // 4)
-        self.assertLess(rss.max_kb, RSS_LIMIT_KB, f"gateway RSS reached {rss.max_kb} kB")
+        if CHECK_RSS_LIMIT:
+            self.assertLess(rss.max_kb, RSS_LIMIT_KB, f"gateway RSS reached {rss.max_kb} kB")
         self.assertLess(rss.max_kb - base, 24 * 1024, f"RSS grew from {base} to {rss.max_kb} kB")
         # Reading on still gets the rest, intact.
         s.settimeout(30)
@@ -225,7 +233,8 @@ class StreamingTest(GatewayTest):
         data = json.loads(body)
         self.assertEqual(data["body_size"], total)
         self.assertEqual(data["body_sha256"], hashlib.sha256(block * (total // MB)).hexdigest())
-        self.assertLess(rss.max_kb, RSS_LIMIT_KB)
+        if CHECK_RSS_LIMIT:
+            self.assertLess(rss.max_kb, RSS_LIMIT_KB)
 
 
 class ExpectContinueTest(GatewayTest):

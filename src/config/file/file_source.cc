@@ -83,10 +83,16 @@ void FileSource::start() {
   schedule();
 }
 
+void FileSource::stop() {
+  stopped_ = true;
+  timer_.cancel();
+}
+
 void FileSource::schedule() {
   timer_.expires_after(std::chrono::seconds(1));
   timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec) return;
+    // stopped_ too: the timer may have expired just before stop().
+    if (ec || stopped_) return;
     check();
     schedule();
   });

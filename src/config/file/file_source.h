@@ -20,6 +20,7 @@ class FileSource {
   FileSource(boost::asio::io_context& io, Manager& mgr, std::string path, bool yaml);
   void start();   // loads now, then polls every second
   bool check();   // one poll; true when a new document was applied
+  void stop();    // no further polls (shutdown)
 
  private:
   void schedule();
@@ -29,6 +30,7 @@ class FileSource {
   bool yaml_;
   std::string last_stamp_;
   std::string last_error_;
+  bool stopped_ = false;
 };
 
 }  // namespace holdfast::config
