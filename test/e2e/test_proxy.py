@@ -141,6 +141,36 @@ class ProxyTest(GatewayTest):
         with self.assertRaises(OSError):
             socket.create_connection(("127.0.0.1", gw.port), timeout=0.5)
 
+    def test_sigterm_with_every_component_busy_stops_cleanly(self):
+        """Item 8: a SIGTERM while the status endpoint holds a keep-alive
+        connection, an active health check probes, a client connection idles
+        and a pooled upstream connection waits. Every component stops and the
+        process tears down with nothing pending (exit 0 after "holdfast
+        stopped", not the watchdog's forced exit); the sanitizer run checks
+        the teardown itself, LeakSanitizer included."""
+        up = self.upstream("h", mode="health=200")
+        status_port = free_port()
+        checks = {"active": {"http_path": "/health", "healthy": {"interval": 1}, "unhealthy": {"interval": 1}}}
+        gw = self.gateway({"routes": [route("/*", {up.addr: 1}, upstream={"checks": checks})]},
+                          config={"apisix": {"status": {"ip": "127.0.0.1", "port": status_port}}})
+        status = http.client.HTTPConnection("127.0.0.1", status_port, timeout=5)
+        status.request("GET", "/status")
+        sr = status.getresponse()
+        sr.read()
+        self.assertEqual(sr.status, 200)
+        client = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+        client.request("GET", "/pooled")
+        r = client.getresponse()
+        r.read()
+        self.assertEqual(r.status, 200)
+        rc = gw.stop()
+        status.close()
+        client.close()
+        self.assertEqual(rc, 0)
+        logs = gw.logs()
+        self.assertIn("holdfast stopped", logs)
+        self.assertNotIn("without cleanup", logs)
+
 
 if __name__ == "__main__":
     unittest.main()
