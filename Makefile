@@ -3,7 +3,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build test unit e2e demo bench clean format fuzz fuzz-build
+.PHONY: deps build test unit e2e demo bench clean format fuzz fuzz-build sanitize-build
 
 deps:
 	bash scripts/install-deps.sh
@@ -14,7 +14,7 @@ $(BUILD)/build.ninja:
 build: $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: deps build fuzz-build
+test: deps build fuzz-build sanitize-build
 	cd $(BUILD) && ctest --output-on-failure -j 1 --timeout 900
 
 unit: build
@@ -29,6 +29,11 @@ FUZZ_TARGETS ?=
 # needed; building it here keeps `make test`'s own time for the tests).
 fuzz-build:
 	FUZZ_BUILD=$(abspath $(BUILD))/fuzz bash fuzz/fuzz.sh build
+
+# The ASan + UBSan binary for the sanitizer run (README, Tests) in
+# $(BUILD)/sanitize; CTest's sanitize.build does the same when needed.
+sanitize-build:
+	cmake -DSRC=$(CURDIR) -DOUT=$(abspath $(BUILD))/sanitize -P cmake/sanitize_build.cmake
 
 fuzz: deps fuzz-build
 	FUZZ_BUILD=$(abspath $(BUILD))/fuzz bash fuzz/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
