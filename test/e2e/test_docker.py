@@ -143,7 +143,8 @@ class DockerfileTest(unittest.TestCase):
         with open(os.path.join(ROOT, "scripts", "install-deps.sh")) as f:
             deps = set(re.search(r"PKGS=\((.*?)\)", f.read(), re.S).group(1).split())
         self.assertLessEqual(pkgs, deps, "the image builds with packages the repository does not use")
-        test_only = {"libgtest-dev", "libbenchmark-dev"}
+        # Test-only packages: unit tests, benchmarks, the libFuzzer runtime.
+        test_only = {"libgtest-dev", "libbenchmark-dev", "libclang-rt-14-dev"}
         self.assertLessEqual({d for d in deps if d.endswith("-dev")} - test_only, pkgs)
         cmake = [l for l in build[1] if "cmake -S" in l]
         self.assertEqual(len(cmake), 1)
