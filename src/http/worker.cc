@@ -107,35 +107,34 @@ void Worker::publish(std::shared_ptr<const config::Snapshot> snap) {
   asio::post(io_, [this, s = std::move(snap)]() mutable { snapshot_ = std::move(s); });
 }
 
+// Both on the worker thread: closes the listeners and the upstream pool and
+// wakes accept loops held at the cap; the sweep then ends idle connections
+// (drain) or every watched socket (stop).
+void Worker::begin_shutdown(bool stopping) {
+  stopping_ = stopping_ || stopping;
+  draining_ = true;
+  for (auto& acc : acceptors_) {
+    boost::system::error_code ec;
+    acc->close(ec);
+  }
+  clear_pool();
+  capacity_->cancel();
+  sweep();
+}
+
 void Worker::drain() {
-  asio::post(io_, [this] {
-    draining_ = true;
-    for (auto& acc : acceptors_) {
-      boost::system::error_code ec;
-      acc->close(ec);
-    }
-    // Pooled connections leave the deadline list before they are freed.
-    for (auto& [key, v] : pool_)
-      for (auto& c : v) unwatch(&c->timed);
-    pool_.clear();
-    capacity_->cancel();
-    sweep();
-  });
+  asio::post(io_, [this] { begin_shutdown(false); });
 }
 
 void Worker::stop() {
-  asio::post(io_, [this] {
-    stopping_ = draining_ = true;
-    for (auto& acc : acceptors_) {
-      boost::system::error_code ec;
-      acc->close(ec);
-    }
-    for (auto& [key, v] : pool_)
-      for (auto& c : v) unwatch(&c->timed);
-    pool_.clear();
-    capacity_->cancel();
-    sweep();
-  });
+  asio::post(io_, [this] { begin_shutdown(true); });
+}
+
+// Pooled connections leave the deadline list before they are freed.
+void Worker::clear_pool() {
+  for (auto& [key, v] : pool_)
+    for (auto& c : v) unwatch(&c->timed);
+  pool_.clear();
 }
 
 void Worker::watch(Timed* t) {
@@ -219,9 +218,7 @@ void Worker::shed_idle() {
       t->sock->cancel(ec);
     }
   }
-  for (auto& [key, v] : pool_)
-    for (auto& c : v) unwatch(&c->timed);
-  pool_.clear();
+  clear_pool();
 }
 
 // At the connection cap the worker stops accepting: further clients wait in

@@ -73,6 +73,8 @@ class Worker {
 
  private:
   void sweep();
+  void begin_shutdown(bool stopping);  // drain() and stop(), on the worker thread
+  void clear_pool();
   boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acc);
   boost::asio::awaitable<void> sweeper();
   boost::asio::awaitable<void> wait_for_capacity();
