@@ -11,8 +11,8 @@
 #include <sstream>
 #include <string>
 
-#include "cloud/aws/sigv4.h"
 #include "config/fallback/fallback.h"
+#include "config/fallback/snapshot_store.h"
 #include "config/snapshot.h"
 #include "core/budgets.h"
 #include "core/config.h"
@@ -48,13 +48,12 @@ struct Args {
 };
 
 asio::awaitable<int> run(const Args& a, const NodeConfig& cfg, asio::io_context& io) {
-  Metrics metrics;
-  SnapshotReader reader(io, cfg, metrics, [](const Loaded&, const std::string&) { return true; });
   const auto& f = cfg.fallback;
+  Store store = make_store(io, f);
   if (a.command == "inspect") {
-    auto r = co_await reader.s3().get(f.resource_bucket, manifest_key(f.gateway_group_id));
+    auto r = co_await store.client->get(store.resource_bucket, manifest_key(f.gateway_group_id));
     if (!r.ok()) {
-      std::fprintf(stderr, "holdfast: %s\n", r.failure.message.c_str());
+      std::fprintf(stderr, "holdfast: %s\n", r.error.message.c_str());
       co_return 1;
     }
     auto m = parse_manifest(r.value->body);
@@ -67,19 +66,21 @@ asio::awaitable<int> run(const Args& a, const NodeConfig& cfg, asio::io_context&
     std::printf("created:         %lld (%lld s ago)\nheartbeat:       %lld (%lld s ago)\n",
                 static_cast<long long>(m->created_at), static_cast<long long>(now_unix() - m->created_at),
                 static_cast<long long>(m->heartbeat_at), static_cast<long long>(now_unix() - m->heartbeat_at));
-    std::printf("resources:       s3://%s/%s (%llu bytes, sha256 %s)\n", m->resource.bucket.c_str(), m->resource.key.c_str(),
+    std::printf("resources:       %s (%llu bytes, sha256 %s)\n",
+                store.client->url(m->resource.bucket, m->resource.key).c_str(),
                 static_cast<unsigned long long>(m->resource.size), m->resource.sha256.c_str());
-    std::printf("config:          s3://%s/%s (%llu bytes, sha256 %s)\n", m->config.bucket.c_str(), m->config.key.c_str(),
+    std::printf("config:          %s (%llu bytes, sha256 %s)\n", store.client->url(m->config.bucket, m->config.key).c_str(),
                 static_cast<unsigned long long>(m->config.size), m->config.sha256.c_str());
     std::printf("signed:          %s\n", m->hmac.empty() ? "no" : "yes (HMAC-SHA256)");
     co_return 0;
   }
   if (a.command == "verify" || a.command == "pull") {
-    auto loaded = co_await reader.fetch();
-    if (!loaded) {
-      std::fprintf(stderr, "holdfast: snapshot invalid: %s\n", loaded.error().c_str());
+    auto fetched = co_await fetch_snapshot(store, f.gateway_group_id, f.signing_key);
+    if (!fetched.ok()) {
+      std::fprintf(stderr, "holdfast: snapshot invalid: %s\n", fetched.error.c_str());
       co_return 1;
     }
+    const Loaded* loaded = &*fetched.snapshot;
     std::vector<std::string> ring = loaded->keyring;
     for (const auto& k : cfg.keyring) ring.push_back(k);
     json::object plain = loaded->resources;
@@ -140,49 +141,39 @@ asio::awaitable<int> run(const Args& a, const NodeConfig& cfg, asio::io_context&
     std::fprintf(stderr, "holdfast: %s is not valid: %s\n", a.in.c_str(), snap ? (*snap)->first_error.c_str() : snap.error().c_str());
     co_return 1;
   }
-  int64_t current = 0;
-  std::string etag;
-  auto cur = co_await reader.s3().get(f.resource_bucket, manifest_key(f.gateway_group_id));
-  if (cur.ok()) {
-    if (auto m = parse_manifest(cur.value->body)) current = m->revision;
-    etag = cur.value->etag;
-  } else if (!cur.failure.not_found()) {
-    std::fprintf(stderr, "holdfast: %s\n", cur.failure.message.c_str());
+  // The store's manifest decides the revision; the shared writer refuses
+  // one that is not above it, whatever -r says.
+  auto cur = co_await read_manifest(store, f.gateway_group_id);
+  if (!cur.ok()) {
+    std::fprintf(stderr, "holdfast: %s\n", cur.error.message.c_str());
     co_return 1;
   }
-  int64_t revision = a.revision ? a.revision : current + 1;
-  if (revision <= current) {
+  const int64_t current = cur.value->manifest ? cur.value->manifest->revision : 0;
+  const int64_t revision = a.revision ? a.revision : current + 1;
+  SnapshotWriter writer(store, f.gateway_group_id, f.signing_key, WriteMode::push);
+  WriteOutcome out;
+  if (revision > 0) {
+    SnapshotContent content;
+    content.resource_body = json::serialize(resource_object(doc.as_object()));
+    content.config_body = config_object(revision, cfg.keyring, cfg.encrypt_fields);
+    content.revision = revision;
+    content.producer = hostname() + " (holdfast snapshot push)";
+    out = co_await writer.write(content, *cur.value);
+  } else {
+    out.kind = WriteOutcome::Kind::newer_in_store;
+    out.store_revision = current;
+  }
+  if (out.kind == WriteOutcome::Kind::newer_in_store) {
     std::fprintf(stderr, "holdfast: the bucket holds revision %lld; refusing to push revision %lld\n",
-                 static_cast<long long>(current), static_cast<long long>(revision));
+                 static_cast<long long>(out.store_revision), static_cast<long long>(revision));
     co_return 1;
   }
-  const std::string rbody = json::serialize(resource_object(doc.as_object()));
-  const std::string cbody = config_object(revision, cfg.keyring, cfg.encrypt_fields);
-  Manifest m;
-  m.gateway_group_id = f.gateway_group_id;
-  m.revision = revision;
-  m.producer = hostname() + " (holdfast snapshot push)";
-  m.producer_version = HOLDFAST_VERSION;
-  m.created_at = m.heartbeat_at = now_unix();
-  std::string rsha = aws::sha256_hex(rbody), csha = aws::sha256_hex(cbody);
-  m.resource = ObjectRef{f.resource_bucket, resource_key(f.gateway_group_id, rsha), rsha, rbody.size()};
-  m.config = ObjectRef{f.config_bucket, config_key(f.gateway_group_id, csha), csha, cbody.size()};
-  sign_manifest(m, f.signing_key);
-  for (auto [bucket, key, body] : {std::tuple{f.resource_bucket, m.resource.key, &rbody}, std::tuple{f.config_bucket, m.config.key, &cbody}}) {
-    auto r = co_await reader.s3().put(bucket, key, *body, "application/json");
-    if (!r.ok()) {
-      std::fprintf(stderr, "holdfast: %s\n", r.failure.message.c_str());
-      co_return 1;
-    }
-  }
-  auto r = co_await reader.s3().put(f.resource_bucket, manifest_key(f.gateway_group_id), serialize_manifest(m), "application/json",
-                                    etag.empty() ? aws::PutCondition::if_none_match : aws::PutCondition::if_match, etag);
-  if (!r.ok()) {
-    std::fprintf(stderr, "holdfast: %s\n", r.failure.message.c_str());
+  if (out.kind != WriteOutcome::Kind::written) {
+    std::fprintf(stderr, "holdfast: %s\n", out.error.message.c_str());
     co_return 1;
   }
-  std::printf("pushed revision %lld (%zu routes) to s3://%s/%s\n", static_cast<long long>(revision), (*snap)->routes.size(),
-              f.resource_bucket.c_str(), manifest_key(f.gateway_group_id).c_str());
+  std::printf("pushed revision %lld (%zu routes) to %s\n", static_cast<long long>(revision), (*snap)->routes.size(),
+              store.client->url(store.resource_bucket, manifest_key(f.gateway_group_id)).c_str());
   co_return 0;
 }
 

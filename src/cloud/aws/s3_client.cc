@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <random>
+#include <string_view>
 
 #include "cloud/aws/xml.h"
 #include "core/log.h"
@@ -57,16 +58,34 @@ bool retryable(int status, const std::string& code) {
          code == "RequestTimeout" || code == "InternalError" || code == "ServiceUnavailable";
 }
 
-S3Failure failure_from(const http::ClientResponse& r, const std::string& method, const std::string& bucket,
-                       const std::string& key, const std::string& region) {
-  S3Failure f;
-  f.http_status = r.status;
+using cloud::StoreError;
+using cloud::StoreErrorKind;
+
+// The store-independent kind of an S3 answer. `conditional`: the request
+// carried If-None-Match / If-Match, so a 501 means "no conditional writes here".
+StoreErrorKind kind_of(int status, const std::string& code, bool conditional) {
+  if (code == "NoSuchBucket") return StoreErrorKind::bucket_not_found;
+  if (code == "NoSuchKey" || status == 404) return StoreErrorKind::not_found;
+  if (status == 412) return StoreErrorKind::precondition_failed;
+  if (status == 501 && conditional) return StoreErrorKind::conditions_unsupported;
+  if (code == "SignatureDoesNotMatch" || code == "InvalidAccessKeyId" || code == "ExpiredToken" ||
+      code == "InvalidToken" || code == "RequestTimeTooSkewed")
+    return StoreErrorKind::credentials;
+  if (code == "AccessDenied") return StoreErrorKind::access_denied;
+  if (retryable(status, code)) return StoreErrorKind::transient;
+  return StoreErrorKind::other;
+}
+
+StoreError failure_from(const http::ClientResponse& r, const std::string& method, const std::string& bucket,
+                        const std::string& key, const std::string& region, bool conditional) {
+  StoreError f;
   f.code = xml_text(r.body, "Code");
   std::string msg = xml_text(r.body, "Message");
   if (f.code.empty()) {
     f.code = r.status == 404 ? "NoSuchKey" : r.status == 403 ? "AccessDenied" : r.status == 412 ? "PreconditionFailed"
                                                                                                  : fmt::format("HTTP{}", r.status);
   }
+  f.kind = kind_of(r.status, f.code, conditional);
   std::string what = fmt::format("S3 {} s3://{}/{}", method, bucket, key);
   if (f.code == "PermanentRedirect" || f.code == "AuthorizationHeaderMalformed" || f.code == "IllegalLocationConstraintException") {
     std::string right = xml_text(r.body, "Region");
@@ -96,13 +115,14 @@ http::Headers signed_headers(const Signed& s, const std::string& host, const htt
 
 }  // namespace
 
-asio::awaitable<S3Result<http::ClientResponse>> S3Client::send(const std::string& method, const std::string& bucket,
-                                                               const std::string& key, const std::string& body,
-                                                               http::Headers extra) {
-  S3Result<http::ClientResponse> out;
+asio::awaitable<cloud::StoreResult<http::ClientResponse>> S3Client::send(const std::string& method,
+                                                                        const std::string& bucket, const std::string& key,
+                                                                        const std::string& body, http::Headers extra,
+                                                                        bool conditional) {
+  cloud::StoreResult<http::ClientResponse> out;
   Target t = target(bucket, key);
   if (t.url.host.empty()) {
-    out.failure.message = "invalid S3 endpoint " + opts_.endpoint;
+    out.error.message = "invalid S3 endpoint " + opts_.endpoint;
     co_return out;
   }
   std::mt19937 rng{std::random_device{}()};
@@ -110,7 +130,7 @@ asio::awaitable<S3Result<http::ClientResponse>> S3Client::send(const std::string
   for (int attempt = 1; attempt <= opts_.max_attempts; ++attempt) {
     auto creds = co_await creds_->get(false);
     if (!creds) {
-      out.failure = S3Failure{0, "NoCredentials", creds.error()};
+      out.error = StoreError{StoreErrorKind::no_credentials, "NoCredentials", creds.error()};
       co_return out;
     }
     SignInput in;
@@ -129,20 +149,23 @@ asio::awaitable<S3Result<http::ClientResponse>> S3Client::send(const std::string
     http::HttpClient& c = client_for(t.url);
     auto r = co_await c.request(method, s.canonical_uri, signed_headers(s, t.url.authority(), extra), body, opts_.timeout);
     if (!r) {
-      out.failure = S3Failure{0, "NetworkError", fmt::format("S3 {} s3://{}/{}: {}", method, bucket, key, r.error())};
+      // The HTTP client ends a message about a missed deadline with "timed out".
+      const bool timed_out = std::string_view(r.error()).ends_with("timed out");
+      out.error = StoreError{timed_out ? StoreErrorKind::timeout : StoreErrorKind::transient, "NetworkError",
+                             fmt::format("S3 {} s3://{}/{}: {}", method, bucket, key, r.error())};
     } else if (r->status < 300 || r->status == 304) {
       out.value = std::move(*r);
       co_return out;
     } else {
-      out.failure = failure_from(*r, method, bucket, key, opts_.region);
-      if (out.failure.code == "ExpiredToken" && !refreshed) {
+      out.error = failure_from(*r, method, bucket, key, opts_.region, conditional);
+      if (out.error.code == "ExpiredToken" && !refreshed) {
         // Expired temporary credentials: refresh once and retry at once.
         refreshed = true;
         (void)co_await creds_->get(true);
         --attempt;
         continue;
       }
-      if (!retryable(r->status, out.failure.code)) co_return out;
+      if (!retryable(r->status, out.error.code)) co_return out;
     }
     if (attempt == opts_.max_attempts) break;
     // exponential backoff with full jitter: 100 ms, 200 ms, 400 ms ...
@@ -154,32 +177,32 @@ asio::awaitable<S3Result<http::ClientResponse>> S3Client::send(const std::string
   co_return out;
 }
 
-asio::awaitable<S3Result<S3Object>> S3Client::get(const std::string& bucket, const std::string& key) {
-  S3Result<S3Object> out;
-  auto r = co_await send("GET", bucket, key, "", {});
+asio::awaitable<cloud::StoreResult<cloud::StoredObject>> S3Client::get(const std::string& bucket, const std::string& key) {
+  cloud::StoreResult<cloud::StoredObject> out;
+  auto r = co_await send("GET", bucket, key, "", {}, false);
   if (!r.ok()) {
-    out.failure = r.failure;
+    out.error = std::move(r.error);
     co_return out;
   }
-  S3Object o;
-  o.status = r.value->status;
+  cloud::StoredObject o;
   o.body = std::move(r.value->body);
-  o.etag = r.value->header("etag");
+  o.version = r.value->header("etag");
   out.value = std::move(o);
   co_return out;
 }
 
-asio::awaitable<S3Result<std::string>> S3Client::put(const std::string& bucket, const std::string& key,
-                                                     const std::string& body, const std::string& content_type,
-                                                     PutCondition cond, const std::string& etag) {
-  S3Result<std::string> out;
+asio::awaitable<cloud::StoreResult<std::string>> S3Client::put(const std::string& bucket, const std::string& key,
+                                                               const std::string& body, const std::string& content_type,
+                                                               cloud::WriteCondition cond) {
+  cloud::StoreResult<std::string> out;
   http::Headers extra;
   extra.emplace_back("content-type", content_type);
-  if (cond == PutCondition::if_none_match) extra.emplace_back("if-none-match", "*");
-  if (cond == PutCondition::if_match) extra.emplace_back("if-match", etag);
-  auto r = co_await send("PUT", bucket, key, body, extra);
+  if (cond.kind == cloud::WriteCondition::Kind::create_only) extra.emplace_back("if-none-match", "*");
+  if (cond.kind == cloud::WriteCondition::Kind::replace_version) extra.emplace_back("if-match", cond.version);
+  const bool conditional = cond.kind != cloud::WriteCondition::Kind::none;
+  auto r = co_await send("PUT", bucket, key, body, extra, conditional);
   if (!r.ok()) {
-    out.failure = r.failure;
+    out.error = std::move(r.error);
     co_return out;
   }
   out.value = r.value->header("etag");

@@ -1,6 +1,7 @@
 // The fallback control plane (issue 4): the backup exporter (write mode)
 // and the snapshot reader (traffic nodes), plus the local last-known-good
-// cache. All on the control thread.
+// cache. All on the control thread. The snapshot rules themselves live in
+// snapshot_store.h; here are the rounds, the logs and the metrics.
 #pragma once
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -13,8 +14,8 @@
 #include <memory>
 #include <string>
 
-#include "cloud/aws/s3_client.h"
 #include "config/fallback/snapshot_format.h"
+#include "config/fallback/snapshot_store.h"
 #include "core/config.h"
 
 namespace holdfast::config::fallback {
@@ -47,8 +48,6 @@ struct CacheEntry {
 Status write_cache(const std::string& path, const CacheEntry& e);
 Result<CacheEntry> read_cache(const std::string& path);
 
-std::shared_ptr<aws::S3Client> make_s3(boost::asio::io_context& io, const FallbackConfig& f);
-
 class BackupExporter {
  public:
   BackupExporter(boost::asio::io_context& io, const NodeConfig& cfg, Metrics& metrics);
@@ -56,7 +55,7 @@ class BackupExporter {
   void update(boost::json::object stored_doc, int64_t revision);
   void start();   // first export right after the first update, then every interval
   void stop();
-  const aws::S3Client& s3() const { return *s3_; }
+  const Store& store() const { return store_; }
 
  private:
   boost::asio::awaitable<void> loop();
@@ -64,18 +63,17 @@ class BackupExporter {
   boost::asio::io_context& io_;
   const NodeConfig& cfg_;
   Metrics& metrics_;
-  std::shared_ptr<aws::S3Client> s3_;
+  Store store_;
+  SnapshotWriter writer_;
   boost::json::object doc_;
   int64_t revision_ = 0;
   bool have_doc_ = false;
   bool stopped_ = false;
-  bool conditional_writes_ = true;
-  int64_t last_upload_unix_ = 0;   // last time the data objects were uploaded
   std::string last_error_;
   boost::asio::steady_timer timer_;
 };
 
-// Fetches, verifies and hands over snapshots from S3.
+// Fetches, verifies and hands over snapshots from the store.
 class SnapshotReader {
  public:
   using Apply = std::function<bool(const Loaded& snap, const std::string& source)>;
@@ -83,17 +81,15 @@ class SnapshotReader {
   // One round: read the manifest; when it names a revision newer than
   // `min_revision`, fetch, verify and apply. Returns the applied revision (0 if none).
   boost::asio::awaitable<int64_t> poll_once(int64_t min_revision);
-  // Fetches and verifies the current snapshot without applying it.
-  boost::asio::awaitable<Result<Loaded>> fetch();
-  aws::S3Client& s3() { return *s3_; }
-  const aws::S3Client& s3() const { return *s3_; }
+  Store& store() { return store_; }
+  const Store& store() const { return store_; }
 
  private:
   boost::asio::io_context& io_;
   const NodeConfig& cfg_;
   Metrics& metrics_;
   Apply apply_;
-  std::shared_ptr<aws::S3Client> s3_;
+  Store store_;
   std::string last_error_;
   std::string last_rejected_;
 };

@@ -146,6 +146,11 @@ void sign_manifest(Manifest& m, const std::string& signing_key) {
 }
 
 Status verify_manifest(const Manifest& m, const std::string& gid, const std::string& signing_key) {
+  if (auto st = check_manifest(m, gid); !st) return st;
+  return verify_signature(m, signing_key);
+}
+
+Status check_manifest(const Manifest& m, const std::string& gid) {
   if (m.gateway_group_id != gid)
     return Error{fmt::format("manifest is for gateway group {}, not {}", m.gateway_group_id, gid)};
   if (m.revision <= 0) return Error{"manifest: no revision"};
@@ -154,6 +159,10 @@ Status verify_manifest(const Manifest& m, const std::string& gid, const std::str
     if (r->size > budgets::kMaxDocumentBytes)
       return Error{fmt::format("manifest: object {} of {} bytes exceeds the limit of {} bytes", r->key, r->size,
                                budgets::kMaxDocumentBytes)};
+  return {};
+}
+
+Status verify_signature(const Manifest& m, const std::string& signing_key) {
   if (!signing_key.empty()) {
     if (m.hmac.empty()) return Error{"manifest is not signed but fallback_cp.signing_key is set"};
     std::string want = aws::hex(aws::hmac_sha256(signing_key, m.signing_string()));
@@ -166,8 +175,17 @@ Status verify_manifest(const Manifest& m, const std::string& gid, const std::str
 }
 
 Result<Loaded> verify_objects(const Manifest& m, const std::string& resource_body, const std::string& config_body) {
+  if (auto st = verify_digests(m, resource_body, config_body); !st) return Error{st.error()};
+  return parse_objects(m, resource_body, config_body);
+}
+
+Status verify_digests(const Manifest& m, const std::string& resource_body, const std::string& config_body) {
   if (aws::sha256_hex(resource_body) != m.resource.sha256) return Error{"resource object digest does not match the manifest"};
   if (aws::sha256_hex(config_body) != m.config.sha256) return Error{"config object digest does not match the manifest"};
+  return {};
+}
+
+Result<Loaded> parse_objects(const Manifest& m, const std::string& resource_body, const std::string& config_body) {
   Loaded out;
   out.manifest = m;
   // The resource object has the standalone shape: its resources sit two levels deep.

@@ -49,8 +49,12 @@ size_t resource_count(const boost::json::object& doc);
 std::string serialize_manifest(const Manifest& m);
 Result<Manifest> parse_manifest(const std::string& text);
 void sign_manifest(Manifest& m, const std::string& signing_key);
-// Checks format, the HMAC (required when a signing key is configured).
+// Checks format, the HMAC (required when a signing key is configured):
+// check_manifest and verify_signature, which a reader calls apart to tell a
+// malformed manifest from a forged one.
 Status verify_manifest(const Manifest& m, const std::string& gid, const std::string& signing_key);
+Status check_manifest(const Manifest& m, const std::string& gid);
+Status verify_signature(const Manifest& m, const std::string& signing_key);
 
 // A verified snapshot, ready to apply.
 struct Loaded {
@@ -59,7 +63,10 @@ struct Loaded {
   std::vector<std::string> keyring;    // from the config object
   bool encrypt_fields = true;
 };
-// Verifies both objects against the manifest (digest, JSON, shape).
+// Verifies both objects against the manifest (digest, JSON, shape):
+// verify_digests, then parse_objects.
 Result<Loaded> verify_objects(const Manifest& m, const std::string& resource_body, const std::string& config_body);
+Status verify_digests(const Manifest& m, const std::string& resource_body, const std::string& config_body);
+Result<Loaded> parse_objects(const Manifest& m, const std::string& resource_body, const std::string& config_body);
 
 }  // namespace holdfast::config::fallback

@@ -176,11 +176,12 @@ std::string Supervisor::prometheus(const std::string& source, int64_t snapshot_a
     out += fmt::format("holdfast_fallback_failures_total{{reason=\"{}\"}} {}\n", reason, n);
   if (etcd_) gauge("holdfast_etcd_reachable", "1 when etcd answers", etcd_->reachable() ? 1 : 0);
   uint64_t cred_failures = 0, cred_refreshes = 0;
-  const aws::S3Client* clients[] = {exporter_ ? &exporter_->s3() : nullptr, reader_ ? &reader_->s3() : nullptr};
-  for (const aws::S3Client* c : clients) {
-    if (!c) continue;
-    cred_failures += c->credentials().refresh_failures();
-    cred_refreshes += c->credentials().refreshes();
+  const Store* stores[] = {exporter_ ? &exporter_->store() : nullptr, reader_ ? &reader_->store() : nullptr};
+  for (const Store* s : stores) {
+    if (!s || s->name != "aws_s3") continue;
+    auto st = s->client->credential_stats();
+    cred_failures += st.failures;
+    cred_refreshes += st.refreshes;
   }
   gauge("holdfast_aws_credential_refresh_failures_total", "Failed attempts to obtain AWS credentials", cred_failures);
   gauge("holdfast_aws_credential_refreshes_total", "AWS credentials obtained or refreshed", cred_refreshes);
