@@ -188,6 +188,25 @@ class FallbackTest(FallbackBase):
         metrics = traffic.request_status_raw("/metrics") if traffic.status_port else ""
         self.assertTrue(metrics == "" or "holdfast_fallback_failures_total" in metrics)
 
+    def test_failure_reasons_name_what_failed(self):
+        # A missing manifest is the store's failure (its key holds the word
+        # "manifest", which once made it count as a format failure); a
+        # resource object of the wrong shape is a format failure.
+        traffic = self.etcd_gateway(["https://INVALID_DOMAIN.invalid:7943"], config=fallback_cfg(self.peer), start=False)
+        traffic.start(wait=False)
+
+        def reasons():
+            try:
+                return traffic.request_status_raw("/metrics")
+            except OSError:  # the status port is not open yet
+                return ""
+        wait_for(lambda: 'holdfast_fallback_failures_total{reason="s3"}' in reasons(), what="missing manifest counted")
+        self.assertNotIn('reason="format"', reasons())
+        self.publish({"routes": {"id": "1", "uri": "/not-a-list"}}, 5)
+        wait_for(lambda: 'holdfast_fallback_failures_total{reason="format"}' in reasons(), what="bad shape counted")
+        self.publish({"routes": [{"id": "1", "uri": "/from-s3"}]}, 6, tamper="body")
+        wait_for(lambda: 'holdfast_fallback_failures_total{reason="digest"}' in reasons(), what="bad digest counted")
+
     def test_export_skips_unchanged_content_but_heartbeats(self):
         self.cp_routes()
         backup = self.backup_node()
