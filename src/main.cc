@@ -31,10 +31,10 @@
 #include "core/log.h"
 #include "dns/resolver.h"
 #include <fmt/format.h>
-#include "http/access_log.h"
+#include "proxy/access_log.h"
 #include "http/control_server.h"
-#include "http/health_checker.h"
-#include "http/worker.h"
+#include "proxy/health_checker.h"
+#include "proxy/worker.h"
 #include "plugins/shared_dict.h"
 
 using namespace holdfast;
@@ -87,10 +87,10 @@ int test_config(const std::string& path) {
       return 1;
     }
     log::set_level(log::Level::error);
-    config::CompileOptions opts;
+    snapshot::CompileOptions opts;
     opts.router = cfg->router;
     opts.enabled_plugins = cfg->plugins;
-    auto snap = config::compile_snapshot(*doc, opts);
+    auto snap = snapshot::compile_snapshot(*doc, opts);
     if (!snap) {
       std::fprintf(stderr, "holdfast: %s: %s\nholdfast: configuration test failed\n", file.c_str(), snap.error().c_str());
       return 1;
@@ -101,7 +101,7 @@ int test_config(const std::string& path) {
       return 1;
     }
     std::fprintf(stderr, "holdfast: %s: %zu routes, %zu upstreams, %zu consumers\n", file.c_str(),
-                 (*snap)->routes.size(), (*snap)->upstreams.size(), (*snap)->consumers.size());
+                 (*snap)->routes.size(), (*snap)->upstreams.size(), (*snap)->consumers.by_name.size());
   }
   std::fprintf(stderr, "holdfast: configuration file %s test is successful\n", path.c_str());
   return 0;
@@ -200,14 +200,14 @@ int main(int argc, char** argv) {
       setrlimit(RLIMIT_NOFILE, &rl);
     }
   }
-  auto access_log = std::make_shared<http::AccessLog>(cfg.access_log);
-  std::vector<std::unique_ptr<http::Worker>> workers;
+  auto access_log = std::make_shared<proxy::AccessLog>(cfg.access_log);
+  std::vector<std::unique_ptr<proxy::Worker>> workers;
   asio::io_context control;
   std::unique_ptr<http::ControlServer> status_server, admin_server;
   try {
     if (proxy) {
       for (int i = 0; i < cfg.workers; ++i) {
-        workers.push_back(std::make_unique<http::Worker>(i, cfg, access_log));
+        workers.push_back(std::make_unique<proxy::Worker>(i, cfg, access_log));
         workers.back()->listen(cfg.node_listen);
       }
     }
@@ -216,8 +216,8 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  http::HealthChecker health(control);
-  config::Manager manager(cfg, [&](std::shared_ptr<const config::Snapshot> s) {
+  proxy::HealthChecker health(control);
+  config::Manager manager(cfg, [&](std::shared_ptr<const snapshot::Snapshot> s) {
     for (auto& w : workers) w->publish(s);
     health.update(s);
   });
@@ -329,7 +329,7 @@ int main(int argc, char** argv) {
   std::function<void()> poll_drain = [&] {
     bool all_idle = true;
     for (auto& w : workers) all_idle = all_idle && w->idle();
-    if (all_idle || http::now_ms() >= drain_deadline) {
+    if (all_idle || transport::now_ms() >= drain_deadline) {
       if (!all_idle) log::warn("drain deadline reached; closing remaining connections");
       stop_everything();
       return;
@@ -345,7 +345,7 @@ int main(int argc, char** argv) {
     for (auto& w : workers) w->drain();
     if (supervisor) supervisor->stop();
     if (admin_etcd) admin_etcd->cancel();
-    drain_deadline = http::now_ms() + static_cast<int64_t>(cfg.shutdown_timeout * 1000);
+    drain_deadline = transport::now_ms() + static_cast<int64_t>(cfg.shutdown_timeout * 1000);
     poll_drain();
   });
   control.run();

@@ -13,7 +13,7 @@
 
 #include "config/fallback/fallback.h"
 #include "config/fallback/snapshot_store.h"
-#include "config/snapshot.h"
+#include "snapshot/snapshot.h"
 #include "core/budgets.h"
 #include "core/config.h"
 #include "core/data_encryption.h"
@@ -85,11 +85,11 @@ asio::awaitable<int> run(const Args& a, const NodeConfig& cfg, asio::io_context&
     for (const auto& k : cfg.keyring) ring.push_back(k);
     json::object plain = loaded->resources;
     data_encryption::decrypt_document(plain, ring);
-    config::CompileOptions opts;
+    snapshot::CompileOptions opts;
     opts.router = cfg.router;
     opts.enabled_plugins = cfg.plugins;
     log::set_level(log::Level::error);
-    auto snap = config::compile_snapshot(json::value(plain), opts);
+    auto snap = snapshot::compile_snapshot(json::value(plain), opts);
     if (!snap || (*snap)->skipped) {
       std::fprintf(stderr, "holdfast: snapshot revision %lld is not valid: %s\n",
                    static_cast<long long>(loaded->manifest.revision), snap ? (*snap)->first_error.c_str() : snap.error().c_str());
@@ -98,7 +98,7 @@ asio::awaitable<int> run(const Args& a, const NodeConfig& cfg, asio::io_context&
     if (a.command == "verify") {
       std::printf("snapshot revision %lld is valid: %zu routes, %zu upstreams, %zu consumers; digests%s match\n",
                   static_cast<long long>(loaded->manifest.revision), (*snap)->routes.size(), (*snap)->upstreams.size(),
-                  (*snap)->consumers.size(), loaded->manifest.hmac.empty() ? "" : " and signature");
+                  (*snap)->consumers.by_name.size(), loaded->manifest.hmac.empty() ? "" : " and signature");
       co_return 0;
     }
     std::string body = json::serialize(plain) + "\n";
@@ -133,10 +133,10 @@ asio::awaitable<int> run(const Args& a, const NodeConfig& cfg, asio::io_context&
     co_return 1;
   }
   json::value doc = std::move(*parsed);
-  config::CompileOptions opts;
+  snapshot::CompileOptions opts;
   opts.router = cfg.router;
   log::set_level(log::Level::error);
-  auto snap = config::compile_snapshot(doc, opts);
+  auto snap = snapshot::compile_snapshot(doc, opts);
   if (!snap || (*snap)->skipped) {
     std::fprintf(stderr, "holdfast: %s is not valid: %s\n", a.in.c_str(), snap ? (*snap)->first_error.c_str() : snap.error().c_str());
     co_return 1;

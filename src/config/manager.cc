@@ -91,7 +91,7 @@ Status Manager::apply(const boost::json::value& doc, const std::string& source, 
   }
   auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   log::info("configuration applied from {} (revision {}): {} routes, {} upstreams, {} consumers, {} skipped, {:.1f} ms",
-            source, revision, (*snap)->routes.size(), (*snap)->upstreams.size(), (*snap)->consumers.size(),
+            source, revision, (*snap)->routes.size(), (*snap)->upstreams.size(), (*snap)->consumers.by_name.size(),
             (*snap)->skipped, ms);
   if (resolver_) {
     resolver_->retain((*snap)->dns_names);

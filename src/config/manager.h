@@ -13,10 +13,14 @@
 #include <thread>
 #include <vector>
 
-#include "config/snapshot.h"
+#include "snapshot/snapshot.h"
 #include "core/config.h"
 
 namespace holdfast::config {
+
+using snapshot::CompileOptions;
+using snapshot::Snapshot;
+using snapshot::compile_snapshot;
 
 class Manager {
  public:

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "http/codec.h"
+#include "core/limits.h"
 
 namespace holdfast {
 
@@ -87,7 +87,7 @@ struct NodeConfig {
   std::string access_log;   // file path; "" = off, "stderr"/"stdout" allowed
 
   // downstream limits and timeouts (seconds)
-  http::Limits limits;
+  HttpLimits limits;
   double client_header_timeout = 60;
   double client_body_timeout = 60;
   double send_timeout = 10;           // APISIX's default (nginx_config.http.send_timeout)

@@ -14,12 +14,13 @@
 #include <boost/asio/write.hpp>
 
 #include "http/codec.h"
-#include "http/proxy.h"
+#include "transport/timed.h"
 
 namespace holdfast::http {
 namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
+using transport::Buf;
 using boost::system::error_code;
 constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/limits.h"
+
 namespace holdfast::http {
 
 struct Header {
@@ -17,12 +19,7 @@ struct Header {
 
 enum class BodyKind : uint8_t { none, length, chunked, until_close };
 
-struct Limits {
-  size_t max_head_bytes = 32 * 1024;   // request line + headers
-  size_t max_uri_bytes = 8 * 1024;
-  size_t max_headers = 100;
-  uint64_t max_body_bytes = 0;         // 0 = unlimited
-};
+using Limits = holdfast::HttpLimits;
 
 enum class ParseStatus : uint8_t { complete, incomplete, error };
 

@@ -11,12 +11,13 @@
 
 #include "core/log.h"
 #include "http/codec.h"
-#include "http/proxy.h"
+#include "transport/timed.h"
 #include "http/uri.h"
 
 namespace holdfast::http {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+using transport::Buf;
 constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 
 std::string url_decode(std::string_view s) {

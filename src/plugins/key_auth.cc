@@ -2,7 +2,7 @@
 // from a header, then the query string.
 #include <fmt/format.h>
 
-#include "config/snapshot.h"
+#include "model/resources.h"
 #include "plugins/common.h"
 
 namespace holdfast::plugins {
@@ -19,8 +19,8 @@ class KeyAuth final : public Plugin {
     std::optional<std::string> key = ctx.request_header(header);
     bool from_header = key.has_value();
     if (!key) key = ctx.var("arg_" + query);
-    const auto& index = ctx.snapshot->auth_index;
-    const config::CompiledConsumer* consumer = nullptr;
+    const auto& index = ctx.consumers->by_credential;
+    const plugins::Consumer* consumer = nullptr;
     const char* failure = nullptr;
     if (!key || key->empty()) {
       failure = "Missing API key in request";
@@ -33,8 +33,8 @@ class KeyAuth final : public Plugin {
       if (!consumer) failure = "Invalid API key in request";
     }
     if (!consumer && !anonymous_consumer.empty()) {
-      auto it = ctx.snapshot->consumers.find(anonymous_consumer);
-      if (it != ctx.snapshot->consumers.end()) consumer = it->second.get();
+      auto it = ctx.consumers->by_name.find(anonymous_consumer);
+      if (it != ctx.consumers->by_name.end()) consumer = it->second.get();
       else failure = "Missing related consumer";
     }
     if (!consumer) {

@@ -11,7 +11,7 @@
 #include <chrono>
 
 #include "core/log.h"
-#include "http/balancer.h"
+#include "upstream/balancer.h"
 #include "plugins/common.h"
 #include "plugins/shared_dict.h"
 #include "router/vars.h"
@@ -129,7 +129,7 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   p->rejected_msg = c.str("rejected_msg", false, 1).value_or("");
   p->allow_degradation = c.boolean("allow_degradation").value_or(false);
   p->show_headers = c.boolean("show_limit_quota_header").value_or(true);
-  p->prefix = p->group.empty() ? fmt::format("{}:{:08x}", scope, http::crc32(json::serialize(conf))) : "group:" + p->group;
+  p->prefix = p->group.empty() ? fmt::format("{}:{:08x}", scope, upstream::crc32(json::serialize(conf))) : "group:" + p->group;
   p->dict = &shared_dict("plugin-limit-count");
   return done(c, p);
 }

@@ -4,8 +4,8 @@
 
 #include <boost/json.hpp>
 
-#include "config/snapshot.h"
 #include "http/head_writer.h"
+#include "model/resources.h"
 
 namespace holdfast::plugins {
 namespace json = boost::json;
@@ -92,7 +92,7 @@ std::optional<std::string> RequestCtx::var(std::string_view name) const {
   }
   if (name == "is_args") return req->query.empty() ? std::string() : std::string("?");
   if (name == "server_name" || name == "hostname") return host;
-  if (name == "route_id" && route) return route->id;
+  if (name == "route_id" && !route_id.empty()) return std::string(route_id);
   if (name == "consumer_name" && consumer) return consumer->conf->username;
   if (name == "request_id") return request_id;
   if (name == "status" && upstream_status) return std::to_string(resp_status_override.value_or(upstream_status));

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -21,11 +22,13 @@
 #include "router/vars.h"
 
 namespace holdfast::model { struct Consumer; }
-namespace holdfast::config { struct Snapshot; struct CompiledRoute; struct CompiledConsumer; }
 
 namespace holdfast::plugins {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+struct Consumer;
+struct ConsumerIndex;
 
 // A header a plugin put on a head, with the plugin that put it there: the
 // log line names it if the head writer ever refuses the field.
@@ -43,10 +46,10 @@ struct RequestCtx final : router::VarSource {
   uint16_t server_port = 0;
   std::string scheme = "http";
   std::string host;             // lowercase, without port
-  const config::Snapshot* snapshot = nullptr;
-  const config::CompiledRoute* route = nullptr;
+  std::string_view route_id;             // empty when no route matched
   router::Params params;
-  const config::CompiledConsumer* consumer = nullptr;
+  const ConsumerIndex* consumers = nullptr;  // of the snapshot serving this request
+  const Consumer* consumer = nullptr;        // set by an auth plugin
   int worker = 0;
 
   // The plugin whose hook is running (set by the chain runner): every edit
@@ -153,6 +156,20 @@ struct Entry {
 struct Chain {
   std::vector<Entry> entries;
   bool empty() const { return entries.empty(); }
+};
+
+// A consumer as requests see it: its resource and the non-auth plugins it
+// (and its group) adds to the requests it authenticates.
+struct Consumer {
+  std::shared_ptr<const model::Consumer> conf;
+  Chain chain;
+};
+
+// The consumers of one snapshot, for auth plugins to look credentials up in.
+struct ConsumerIndex {
+  std::unordered_map<std::string, std::shared_ptr<Consumer>> by_name;
+  // auth plugin name -> credential key -> consumer
+  std::unordered_map<std::string, std::unordered_map<std::string, const Consumer*>> by_credential;
 };
 
 // Compiles a `plugins` object: unknown or disabled-by-config plugins and

@@ -1,4 +1,4 @@
-#include "http/balancer.h"
+#include "upstream/balancer.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 using namespace holdfast;
 
 namespace {
-std::shared_ptr<const model::Upstream> upstream(const std::string& type, std::vector<model::UpstreamNode> nodes) {
+std::shared_ptr<const model::Upstream> make_upstream(const std::string& type, std::vector<model::UpstreamNode> nodes) {
   auto u = std::make_shared<model::Upstream>();
   u->type = type;
   u->nodes = std::move(nodes);
@@ -16,7 +16,7 @@ std::shared_ptr<const model::Upstream> upstream(const std::string& type, std::ve
 }  // namespace
 
 TEST(Balancer, SmoothWeightedRoundRobin) {
-  http::Balancer b(upstream("roundrobin", {{"a", 80, 5, 0}, {"b", 80, 1, 0}, {"c", 80, 1, 0}}), 1);
+  upstream::Balancer b(make_upstream("roundrobin", {{"a", 80, 5, 0}, {"b", 80, 1, 0}, {"c", 80, 1, 0}}), 1);
   std::string seq;
   for (int i = 0; i < 7; ++i) seq += "abc"[b.pick(0, "", {})];
   // nginx's smooth WRR sequence for weights 5,1,1
@@ -24,20 +24,20 @@ TEST(Balancer, SmoothWeightedRoundRobin) {
 }
 
 TEST(Balancer, SkipsTriedAndZeroWeight) {
-  http::Balancer b(upstream("roundrobin", {{"a", 80, 1, 0}, {"b", 80, 0, 0}, {"c", 80, 1, 0}}), 1);
+  upstream::Balancer b(make_upstream("roundrobin", {{"a", 80, 1, 0}, {"b", 80, 0, 0}, {"c", 80, 1, 0}}), 1);
   for (int i = 0; i < 5; ++i) EXPECT_NE(b.pick(0, "", {}), 1);
   EXPECT_EQ(b.pick(0, "", {0}), 2);
   EXPECT_EQ(b.pick(0, "", {0, 2}), -1);
 }
 
 TEST(Balancer, PriorityGroups) {
-  http::Balancer b(upstream("roundrobin", {{"backup", 80, 1, -1}, {"main1", 80, 1, 0}, {"main2", 80, 1, 0}}), 1);
+  upstream::Balancer b(make_upstream("roundrobin", {{"backup", 80, 1, -1}, {"main1", 80, 1, 0}, {"main2", 80, 1, 0}}), 1);
   for (int i = 0; i < 6; ++i) EXPECT_NE(b.pick(0, "", {}), 0);
   EXPECT_EQ(b.pick(0, "", {1, 2}), 0);  // lower group only once the higher one is exhausted
 }
 
 TEST(Balancer, UnhealthyNodesSkippedUnlessAllUnhealthy) {
-  http::Balancer b(upstream("roundrobin", {{"a", 80, 1, 0}, {"b", 80, 1, 0}}), 1);
+  upstream::Balancer b(make_upstream("roundrobin", {{"a", 80, 1, 0}, {"b", 80, 1, 0}}), 1);
   b.health(0).healthy = false;
   for (int i = 0; i < 4; ++i) EXPECT_EQ(b.pick(0, "", {}), 1);
   b.health(1).healthy = false;
@@ -49,8 +49,8 @@ TEST(Balancer, UnhealthyNodesSkippedUnlessAllUnhealthy) {
 TEST(Balancer, ConsistentHashIsStableAndSpreads) {
   std::vector<model::UpstreamNode> nodes;
   for (int i = 0; i < 4; ++i) nodes.push_back({"10.0.0." + std::to_string(i), 80, 1, 0});
-  auto up = upstream("chash", nodes);
-  http::Balancer b(up, 2);
+  auto up = make_upstream("chash", nodes);
+  upstream::Balancer b(up, 2);
   std::map<int, int> counts;
   for (int k = 0; k < 1000; ++k) {
     std::string key = "user" + std::to_string(k);
@@ -68,7 +68,7 @@ TEST(Balancer, ConsistentHashIsStableAndSpreads) {
 }
 
 TEST(Balancer, LeastConnPrefersIdleNode) {
-  http::Balancer b(upstream("least_conn", {{"a", 80, 1, 0}, {"b", 80, 1, 0}}), 1);
+  upstream::Balancer b(make_upstream("least_conn", {{"a", 80, 1, 0}, {"b", 80, 1, 0}}), 1);
   b.on_start(0, 0);
   b.on_start(0, 0);
   EXPECT_EQ(b.pick(0, "", {}), 1);
@@ -79,7 +79,7 @@ TEST(Balancer, LeastConnPrefersIdleNode) {
 }
 
 TEST(Balancer, EwmaPrefersFasterNode) {
-  http::Balancer b(upstream("ewma", {{"slow", 80, 1, 0}, {"fast", 80, 1, 0}}), 1);
+  upstream::Balancer b(make_upstream("ewma", {{"slow", 80, 1, 0}, {"fast", 80, 1, 0}}), 1);
   for (int i = 0; i < 5; ++i) {
     b.on_start(0, 0);
     b.on_finish(0, 0, 200);

@@ -4,7 +4,7 @@
 
 #include <boost/json.hpp>
 
-#include "config/snapshot.h"
+#include "snapshot/snapshot.h"
 
 using namespace holdfast;
 namespace json = boost::json;
@@ -64,8 +64,8 @@ TEST(Snapshot, InvalidResourcesAreSkippedOthersApplied) {
       {"id":"unknown-plugin","uri":"/u","upstream_id":"u1","plugins":{"nope":{}}},
       {"id":"disabled","uri":"/d","upstream_id":"u1","status":0}
     ]})");
-  config::CompileOptions opts;
-  auto s = config::compile_snapshot(doc, opts);
+  snapshot::CompileOptions opts;
+  auto s = snapshot::compile_snapshot(doc, opts);
   ASSERT_TRUE(s.ok()) << s.error();
   EXPECT_EQ((*s)->routes.size(), 1u);
   EXPECT_EQ((*s)->skipped, 2u);
@@ -79,7 +79,7 @@ TEST(Snapshot, MergePrecedenceRouteOverPluginConfigOverService) {
     "plugin_configs":[{"id":"pc","plugins":{"request-id":{"header_name":"X-From-PC"}, "ip-restriction":{"whitelist":["127.0.0.1"]}}}],
     "routes":[{"id":"r","uri":"/x","service_id":"s","plugin_config_id":"pc",
                "plugins":{"ip-restriction":{"blacklist":["10.0.0.1"]}}}]})");
-  auto s = config::compile_snapshot(doc, {});
+  auto s = snapshot::compile_snapshot(doc, {});
   ASSERT_TRUE(s.ok()) << s.error();
   ASSERT_EQ((*s)->routes.size(), 1u);
   const auto& r = (*s)->routes[0];
@@ -94,7 +94,7 @@ TEST(Snapshot, UpstreamErrors) {
   auto doc = json::parse(R"({"routes":[
       {"id":"a","uri":"/a","upstream_id":"missing"},
       {"id":"b","uri":"/b","plugins":{"cors":{}}}]})");
-  auto s = config::compile_snapshot(doc, {});
+  auto s = snapshot::compile_snapshot(doc, {});
   ASSERT_TRUE(s.ok());
   ASSERT_EQ((*s)->routes.size(), 2u);
   EXPECT_EQ((*s)->routes[0].upstream_error, 502);
@@ -107,9 +107,9 @@ TEST(Snapshot, CredentialsStandForTheirConsumer) {
       {"id":"jack/credentials/c1","plugins":{"key-auth":{"key":"cred-key"}}},
       {"id":"ghost/credentials/c2","plugins":{"key-auth":{"key":"x"}}},
       {"username":"bad","plugins":{"key-auth":{}}}]})");
-  auto s = config::compile_snapshot(doc, {});
+  auto s = snapshot::compile_snapshot(doc, {});
   ASSERT_TRUE(s.ok()) << s.error();
-  const auto& idx = (*s)->auth_index.at("key-auth");
+  const auto& idx = (*s)->consumers.by_credential.at("key-auth");
   ASSERT_TRUE(idx.count("cred-key"));
   EXPECT_EQ(idx.at("cred-key")->conf->username, "jack");
   EXPECT_EQ(idx.at("cred-key")->conf->credential_id, "c1");

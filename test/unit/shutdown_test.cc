@@ -11,9 +11,9 @@
 #include <boost/json.hpp>
 #include <chrono>
 
-#include "config/snapshot.h"
+#include "snapshot/snapshot.h"
 #include "http/control_server.h"
-#include "http/health_checker.h"
+#include "proxy/health_checker.h"
 
 using namespace holdfast;
 namespace asio = boost::asio;
@@ -62,9 +62,9 @@ TEST(Shutdown, HealthCheckerStopEndsProbeLoops) {
   const auto port = silent.local_endpoint().port();
   auto doc = json::parse(R"({"upstreams":[{"id":"u","nodes":{"127.0.0.1:)" + std::to_string(port) + R"(":1},
       "checks":{"active":{"http_path":"/h","timeout":30,"healthy":{"interval":300},"unhealthy":{"interval":300}}}}]})");
-  auto snap = config::compile_snapshot(doc, {});
+  auto snap = snapshot::compile_snapshot(doc, {});
   ASSERT_TRUE(snap.ok()) << snap.error();
-  http::HealthChecker checker(io);
+  proxy::HealthChecker checker(io);
   checker.update(*snap);
   asio::steady_timer later(io);
   later.expires_after(std::chrono::milliseconds(200));  // a probe is in flight by then

@@ -1,4 +1,4 @@
-#include "http/proxy.h"
+#include "proxy/pipeline.h"
 
 #include <fmt/format.h>
 
@@ -12,77 +12,28 @@
 #include <boost/json.hpp>
 #include <cstring>
 
-#include "config/snapshot.h"
 #include "core/log.h"
-#include "http/access_log.h"
 #include "http/codec.h"
 #include "http/head_writer.h"
 #include "http/uri.h"
-#include "http/worker.h"
+#include "proxy/access_log.h"
+#include "proxy/worker.h"
 #include "router/ipmatch.h"
+#include "snapshot/snapshot.h"
+#include "transport/io.h"
 
-namespace holdfast::http {
+namespace holdfast::proxy {
+using namespace holdfast::http;
+using namespace holdfast::transport;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using asio::awaitable;
 using boost::system::error_code;
 constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 
-void Buf::compact() {
-  if (begin == 0) return;
-  if (begin < end) std::memmove(data.data(), data.data() + begin, end - begin);
-  end -= begin;
-  begin = 0;
-}
-
 namespace {
 
 constexpr size_t kBufSize = 16 * 1024;
-
-int64_t ms(double seconds) { return static_cast<int64_t>(seconds * 1000); }
-
-// Reads into b.data[b.end..] until `deadline` (ms, steady clock); returns
-// bytes read (0 on EOF/error, see ec).
-awaitable<size_t> read_some_until(tcp::socket& s, Timed& t, Buf& b, int64_t deadline, error_code& ec,
-                                  bool& timed_out) {
-  t.fired = false;
-  t.deadline = deadline;
-  auto [e, n] = co_await s.async_read_some(asio::buffer(b.data.data() + b.end, b.data.size() - b.end), tok);
-  t.deadline = 0;
-  timed_out = t.fired;
-  ec = e;
-  if (!e) b.end += n;
-  co_return n;
-}
-
-awaitable<size_t> read_some(tcp::socket& s, Timed& t, Buf& b, double timeout, error_code& ec, bool& timed_out) {
-  co_return co_await read_some_until(s, t, b, now_ms() + ms(timeout), ec, timed_out);
-}
-
-template <typename Buffers>
-awaitable<bool> write_all(tcp::socket& s, Timed& t, const Buffers& bufs, double timeout, bool& timed_out,
-                          size_t* written = nullptr) {
-  t.fired = false;
-  t.deadline = now_ms() + ms(timeout);
-  auto [e, n] = co_await asio::async_write(s, bufs, tok);
-  t.deadline = 0;
-  timed_out = t.fired;
-  if (written) *written = n;
-  co_return !e;
-}
-
-// A head and a body, either of which may be empty: an empty part is left
-// out, so that one buffer goes out as a plain send (see http/uring_ops.h).
-awaitable<bool> write_all(tcp::socket& s, Timed& t, const std::array<asio::const_buffer, 2>& bufs, double timeout,
-                          bool& timed_out, size_t* written = nullptr) {
-  const asio::const_buffer* only = nullptr;
-  if (bufs[1].size() == 0) only = &bufs[0];
-  else if (bufs[0].size() == 0) only = &bufs[1];
-  bool ok;
-  if (only) ok = co_await write_all(s, t, *only, timeout, timed_out, written);
-  else ok = co_await write_all<std::array<asio::const_buffer, 2>>(s, t, bufs, timeout, timed_out, written);
-  co_return ok;
-}
 
 const char* reason_phrase(int status) {
   switch (status) {
@@ -171,22 +122,9 @@ struct Exchange;  // forward
 
 class Connection {
  public:
-  Connection(Worker& w, tcp::socket sock) : w_(w), sock_(std::move(sock)) {
+  Connection(Worker& w, Stream& stream, const ConnInfo& info) : w_(w), s_(stream), info_(info) {
     in_.data.resize(kBufSize);
-    timed_.sock = &sock_;
-    error_code ec;
-    auto rep = sock_.remote_endpoint(ec);
-    if (!ec) {
-      auto addr = rep.address();
-      if (addr.is_v6() && addr.to_v6().is_v4_mapped())
-        addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-      remote_ip_ = addr.to_string();
-      remote_port_ = rep.port();
-      if (auto a = router::IpAddr::parse(remote_ip_)) remote_addr_ = *a;
-    }
-    auto lep = sock_.local_endpoint(ec);
-    if (!ec) local_port_ = lep.port();
-    sock_.set_option(tcp::no_delay(true), ec);
+    timed_.stream = &s_;
   }
 
   awaitable<void> run();
@@ -194,37 +132,38 @@ class Connection {
  private:
   awaitable<bool> read_head(bool first);
   awaitable<bool> handle();
-  const config::CompiledRoute* match_route(const config::Snapshot& snap, plugins::RequestCtx& ctx);
+  const snapshot::CompiledRoute* match_route(const snapshot::Snapshot& snap, plugins::RequestCtx& ctx);
   awaitable<bool> run_phase(const plugins::Chain& chain, Phase phase, plugins::RequestCtx& ctx);
   awaitable<bool> send_simple(int status, std::string_view body, bool keep,
                               const plugins::HeaderEdits& extra = {}, std::string_view ctype = "application/json");
-  awaitable<bool> send_plugin_response(plugins::RequestCtx& ctx, const config::CompiledRoute* route);
-  awaitable<bool> proxy(plugins::RequestCtx& ctx, const config::CompiledRoute& route);
-  void run_header_filters(plugins::RequestCtx& ctx, const config::CompiledRoute* route);
-  bool wants_body(const plugins::RequestCtx& ctx, const config::CompiledRoute& route) const;
-  void run_body_filters(plugins::RequestCtx& ctx, const config::CompiledRoute& route, std::string& body);
+  awaitable<bool> send_plugin_response(plugins::RequestCtx& ctx, const snapshot::CompiledRoute* route);
+  awaitable<bool> proxy(plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route);
+  void run_header_filters(plugins::RequestCtx& ctx, const snapshot::CompiledRoute* route);
+  bool wants_body(const plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route) const;
+  void run_body_filters(plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route, std::string& body);
   awaitable<bool> collect_body(UpstreamConn& up, const ResponseHead& resp, double timeout, std::string& out);
-  void run_log(plugins::RequestCtx& ctx, const config::CompiledRoute* route, int status, uint64_t bytes);
-  std::string upstream_head(const plugins::RequestCtx& ctx, const config::CompiledUpstream& up,
+  void run_log(plugins::RequestCtx& ctx, const snapshot::CompiledRoute* route, int status, uint64_t bytes);
+  std::string upstream_head(const plugins::RequestCtx& ctx, const snapshot::CompiledUpstream& up,
                             const model::UpstreamNode& node, bool websocket);
   awaitable<bool> tunnel(UpstreamConn& up, double idle_timeout);
   awaitable<void> linger();
 
   Worker& w_;
-  tcp::socket sock_;
+  Stream& s_;
+  const ConnInfo& info_;
   Timed timed_;
   Buf in_;
   RequestHead req_;
   std::string head_copy_;   // owns the request head while its body streams
   std::string resp_head_copy_;  // owns the response head while a body filter reads the body
-  std::string remote_ip_;
-  router::IpAddr remote_addr_;
-  uint16_t remote_port_ = 0, local_port_ = 0;
   bool body_consumed_ = false;
   bool linger_ = false;     // close with a lingering read (after an error response)
   bool streamed_ = false;   // the body streamed through in_ (begin already advanced)
   plugins::Chain merged_;   // route chain with the consumer's plugins merged in
   const plugins::Chain* chain_ = nullptr;  // the route's effective chain for this request
+  const snapshot::Snapshot* snap_ = nullptr;  // serving this request (handle() holds it)
+
+  const plugins::Chain* global_chain() const { return snap_ ? &snap_->global : nullptr; }
 
   // Bytes of the request body that sit in the buffer after the head when the
   // whole body is there (0 for no body).
@@ -251,13 +190,11 @@ awaitable<void> Connection::run() {
       if (!keep || w_.draining()) break;
     }
   } catch (const std::exception& e) {
-    log::error("connection from {}:{} failed: {}", remote_ip_, remote_port_, e.what());
+    log::error("connection from {}:{} failed: {}", info_.remote_ip, info_.remote_port, e.what());
   }
   if (linger_) co_await linger();
   w_.unwatch(&timed_);
-  error_code ec;
-  sock_.shutdown(tcp::socket::shutdown_both, ec);
-  sock_.close(ec);
+  s_.close();
   w_.open_conns_--;
   w_.connection_closed();
 }
@@ -271,15 +208,15 @@ awaitable<void> Connection::run() {
 awaitable<void> Connection::linger() {
   constexpr double kLingerTimeout = 5;
   constexpr int64_t kLingerTime = 30'000;
+  co_await s_.shutdown_send();
+  if (!s_.is_open()) co_return;
   error_code ec;
-  sock_.shutdown(tcp::socket::shutdown_send, ec);
-  if (ec) co_return;
   const int64_t until = now_ms() + kLingerTime;
   timed_.idle = timed_.reusable = true;  // neither a drain nor a full worker waits for it
   while (!w_.draining() && now_ms() < until) {
     in_.begin = in_.end = 0;
     bool to = false;
-    size_t n = co_await read_some(sock_, timed_, in_, std::min(kLingerTimeout, (until - now_ms()) / 1000.0), ec, to);
+    size_t n = co_await read_some(s_, timed_, in_, std::min(kLingerTimeout, (until - now_ms()) / 1000.0), ec, to);
     if (ec || n == 0) break;
   }
   timed_.idle = timed_.reusable = false;
@@ -297,7 +234,7 @@ awaitable<bool> Connection::read_head(bool first) {
       auto st = parse_request(std::string_view(in_.data.data() + in_.begin, in_.avail()), cfg.limits, req_, perr);
       if (st == ParseStatus::complete) co_return true;
       if (st == ParseStatus::error) {
-        log::info("bad request from {}: {}", remote_ip_, perr.reason);
+        log::info("bad request from {}: {}", info_.remote_ip, perr.reason);
         co_await send_simple(perr.status, "", false, {}, "");
         co_return false;
       }
@@ -321,7 +258,7 @@ awaitable<bool> Connection::read_head(bool first) {
     int64_t deadline = waiting && !first ? now_ms() + ms(cfg.keepalive_timeout) : head_deadline;
     error_code ec;
     bool timed_out = false;
-    size_t n = co_await read_some_until(sock_, timed_, in_, deadline, ec, timed_out);
+    size_t n = co_await read_some_until(s_, timed_, in_, deadline, ec, timed_out);
     timed_.idle = timed_.reusable = false;
     if (ec || n == 0) co_return false;
   }
@@ -348,7 +285,7 @@ awaitable<bool> Connection::send_simple(int status, std::string_view body, bool 
   }
   out.append(body);
   bool to = false;
-  bool ok = co_await write_all(sock_, timed_, asio::buffer(out), w_.cfg().send_timeout, to);
+  bool ok = co_await write_all(s_, timed_, asio::buffer(out), w_.cfg().send_timeout, to);
   if (!keep && status >= 400) linger_ = ok;
   co_return ok && keep;
 }
@@ -376,31 +313,31 @@ awaitable<bool> Connection::run_phase(const plugins::Chain& chain, Phase phase, 
 // Global entries first, then the route's effective chain; `_meta.filter`
 // applies in every phase.
 template <typename F>
-void for_each_entry(const plugins::RequestCtx& ctx, const plugins::Chain* chain, F&& f) {
+void for_each_entry(const plugins::RequestCtx& ctx, const plugins::Chain* global, const plugins::Chain* chain, F&& f) {
   auto run = [&](const plugins::Chain& c) {
     for (const auto& e : c.entries)
       if (!e.filter || e.filter->eval(ctx)) f(e);
   };
-  if (ctx.snapshot) run(ctx.snapshot->global);
+  if (global) run(*global);
   if (chain) run(*chain);
 }
 
-void Connection::run_header_filters(plugins::RequestCtx& ctx, const config::CompiledRoute* route) {
-  for_each_entry(ctx, route ? chain_ : nullptr, [&](const plugins::Entry& e) {
+void Connection::run_header_filters(plugins::RequestCtx& ctx, const snapshot::CompiledRoute* route) {
+  for_each_entry(ctx, global_chain(), route ? chain_ : nullptr, [&](const plugins::Entry& e) {
     ctx.plugin = e.def->name;
     e.plugin->header_filter(ctx);
     ctx.plugin = nullptr;
   });
 }
 
-bool Connection::wants_body(const plugins::RequestCtx& ctx, const config::CompiledRoute& route) const {
+bool Connection::wants_body(const plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route) const {
   bool wants = false;
-  for_each_entry(ctx, chain_, [&](const plugins::Entry& e) { wants = wants || e.plugin->wants_body(ctx); });
+  for_each_entry(ctx, global_chain(), chain_, [&](const plugins::Entry& e) { wants = wants || e.plugin->wants_body(ctx); });
   return wants;
 }
 
-void Connection::run_body_filters(plugins::RequestCtx& ctx, const config::CompiledRoute& route, std::string& body) {
-  for_each_entry(ctx, chain_, [&](const plugins::Entry& e) { e.plugin->body_filter(ctx, body); });
+void Connection::run_body_filters(plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route, std::string& body) {
+  for_each_entry(ctx, global_chain(), chain_, [&](const plugins::Entry& e) { e.plugin->body_filter(ctx, body); });
 }
 
 // Reads a whole upstream response body (decoded) into `out`, up to 64 MiB
@@ -431,7 +368,7 @@ awaitable<bool> Connection::collect_body(UpstreamConn& up, const ResponseHead& r
     up.buf.begin = up.buf.end = 0;
     error_code ec;
     bool to = false;
-    size_t n = co_await read_some(up.sock, up.timed, up.buf, timeout, ec, to);
+    size_t n = co_await read_some(up.stream, up.timed, up.buf, timeout, ec, to);
     if (ec || n == 0) {
       if (resp.body == BodyKind::until_close && !to) break;
       co_return false;
@@ -442,18 +379,18 @@ awaitable<bool> Connection::collect_body(UpstreamConn& up, const ResponseHead& r
   co_return true;
 }
 
-void Connection::run_log(plugins::RequestCtx& ctx, const config::CompiledRoute* route, int status, uint64_t bytes) {
-  for_each_entry(ctx, route ? chain_ : nullptr, [&](const plugins::Entry& e) { e.plugin->log(ctx); });
+void Connection::run_log(plugins::RequestCtx& ctx, const snapshot::CompiledRoute* route, int status, uint64_t bytes) {
+  for_each_entry(ctx, global_chain(), route ? chain_ : nullptr, [&](const plugins::Entry& e) { e.plugin->log(ctx); });
   AccessLog* al = w_.access_log();
   if (al && al->enabled()) {
     auto dur = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.start).count();
-    al->append(fmt::format("{} - - \"{} {} HTTP/1.{}\" {} {} {:.3f} \"{}\" route={}", remote_ip_, req_.method,
+    al->append(fmt::format("{} - - \"{} {} HTTP/1.{}\" {} {} {:.3f} \"{}\" route={}", info_.remote_ip, req_.method,
                            req_.target, req_.minor, status, bytes, dur, req_.header("user-agent"),
                            route ? route->id : "-"));
   }
 }
 
-awaitable<bool> Connection::send_plugin_response(plugins::RequestCtx& ctx, const config::CompiledRoute* route) {
+awaitable<bool> Connection::send_plugin_response(plugins::RequestCtx& ctx, const snapshot::CompiledRoute* route) {
   ctx.response_from_plugin = true;
   ctx.upstream_status = ctx.resp_status;
   run_header_filters(ctx, route);
@@ -473,13 +410,13 @@ awaitable<bool> Connection::send_plugin_response(plugins::RequestCtx& ctx, const
   co_return r;
 }
 
-const config::CompiledRoute* Connection::match_route(const config::Snapshot& snap, plugins::RequestCtx& ctx) {
+const snapshot::CompiledRoute* Connection::match_route(const snapshot::Snapshot& snap, plugins::RequestCtx& ctx) {
   router::MatchInput in;
   in.method = req_.method;
   in.path = ctx.uri;
   in.host = ctx.host;
   in.host_header = req_.host;
-  in.remote_addr = &remote_addr_;
+  in.remote_addr = &info_.remote_addr;
   in.vars = &ctx;
   int64_t idx = snap.router.match(in, &ctx.params);
   return idx >= 0 ? &snap.routes[idx] : nullptr;
@@ -491,13 +428,14 @@ awaitable<bool> Connection::handle() {
   ctx.start = std::chrono::steady_clock::now();
   ctx.req = &req_;
   ctx.worker = w_.id();
-  ctx.remote_addr = remote_ip_;
-  ctx.remote_port = remote_port_;
-  ctx.server_port = local_port_;
+  ctx.remote_addr = info_.remote_ip;
+  ctx.remote_port = info_.remote_port;
+  ctx.server_port = info_.local_port;
   body_consumed_ = req_.body == BodyKind::none;
   streamed_ = false;
   auto snap = w_.snapshot();
-  ctx.snapshot = snap.get();
+  ctx.consumers = snap ? &snap->consumers : nullptr;
+  snap_ = snap.get();
 
   auto path = normalize_path(req_.path);
   if (!path) {
@@ -519,7 +457,7 @@ awaitable<bool> Connection::handle() {
     size_t used = 0;
     auto r = v.feed(std::string_view(in_.data.data() + in_.begin + req_.head_bytes, in_.avail() - req_.head_bytes), used);
     if (r == ChunkedValidator::Result::error) {
-      log::info("bad request from {}: invalid chunked body", remote_ip_);
+      log::info("bad request from {}: invalid chunked body", info_.remote_ip);
       co_await send_simple(400, "", false, {}, "");
       co_return false;
     }
@@ -530,12 +468,12 @@ awaitable<bool> Connection::handle() {
   }
 
   // Phases in APISIX order; `stop` means a plugin produced the response.
-  const config::CompiledRoute* route = nullptr;
+  const snapshot::CompiledRoute* route = nullptr;
   // Empty chains are skipped without entering a coroutine (the common case).
   bool stop = false;
   if (!snap->global.empty()) stop = co_await run_phase(snap->global, Phase::rewrite, ctx);
   if (!stop) route = match_route(*snap, ctx);
-  ctx.route = route;
+  if (route) ctx.route_id = route->id;
   if (!stop && !route) {
     if (!snap->global.empty()) stop = co_await run_phase(snap->global, Phase::access, ctx);
     if (!stop) {
@@ -576,7 +514,7 @@ awaitable<bool> Connection::handle() {
   co_return keep;
 }
 
-std::string Connection::upstream_head(const plugins::RequestCtx& ctx, const config::CompiledUpstream& up,
+std::string Connection::upstream_head(const plugins::RequestCtx& ctx, const snapshot::CompiledUpstream& up,
                                       const model::UpstreamNode& node, bool websocket) {
   std::string out;
   out.reserve(512 + req_.headers.size() * 48);
@@ -627,12 +565,12 @@ std::string Connection::upstream_head(const plugins::RequestCtx& ctx, const conf
   }
   for (const auto& e : ctx.req_set) hw.header(e.name, e.value, e.plugin);
   for (const auto& e : ctx.req_add) hw.header(e.name, e.value, e.plugin);
-  hw.header("X-Real-IP", remote_ip_);
-  if (xff.empty()) hw.header("X-Forwarded-For", remote_ip_);
-  else hw.header("X-Forwarded-For", fmt::format("{}, {}", xff, remote_ip_));
+  hw.header("X-Real-IP", info_.remote_ip);
+  if (xff.empty()) hw.header("X-Forwarded-For", info_.remote_ip);
+  else hw.header("X-Forwarded-For", fmt::format("{}, {}", xff, info_.remote_ip));
   hw.header("X-Forwarded-Proto", ctx.scheme);
   hw.header("X-Forwarded-Host", ctx.host);
-  hw.header("X-Forwarded-Port", std::to_string(local_port_));
+  hw.header("X-Forwarded-Port", std::to_string(info_.local_port));
   if (req_.body == BodyKind::chunked) hw.header("Transfer-Encoding", "chunked");
   else if (req_.body == BodyKind::length) hw.header("Content-Length", std::to_string(req_.content_length));
   if (http10) hw.header("Connection", "close");
@@ -643,7 +581,7 @@ std::string Connection::upstream_head(const plugins::RequestCtx& ctx, const conf
   hw.end();
   if (!hw.ok()) {
     log::error("route {}: refused to send the request to upstream {}: {}; answering 500",
-               ctx.route ? ctx.route->id : "-", up.key, hw.fault());
+               ctx.route_id.empty() ? std::string_view("-") : ctx.route_id, up.key, hw.fault());
     out.clear();
   }
   return out;
@@ -664,8 +602,8 @@ struct RelayResult {
 // head) together with the first body bytes. Memory stays bounded by the
 // source buffer: nothing is accumulated. With `dechunk`, a chunked body is
 // sent as its decoded payload (to an HTTP/1.0 client, close-delimited).
-awaitable<RelayResult> relay(tcp::socket& src, Timed& st, Buf& sb, BodyKind kind, uint64_t length,
-                             tcp::socket& dst, Timed& dt, std::string_view prefix, double read_timeout,
+awaitable<RelayResult> relay(Stream& src, Timed& st, Buf& sb, BodyKind kind, uint64_t length,
+                             Stream& dst, Timed& dt, std::string_view prefix, double read_timeout,
                              double write_timeout, uint64_t max_bytes, bool dechunk = false) {
   RelayResult res;
   ChunkedValidator v;
@@ -734,7 +672,7 @@ awaitable<RelayResult> relay(tcp::socket& src, Timed& st, Buf& sb, BodyKind kind
 // directions share one idle deadline, renewed by traffic either way (as
 // nginx renews its timers on every event of an upgraded connection).
 struct TunnelSide {
-  tcp::socket& sock;
+  Stream& stream;
   Timed& timed;
 };
 
@@ -742,12 +680,12 @@ awaitable<void> pump(TunnelSide from, TunnelSide to, Buf& b, int64_t idle_ms) {
   auto renew = [&] { from.timed.deadline = to.timed.deadline = now_ms() + idle_ms; };
   for (;;) {
     if (b.avail()) {
-      auto [e, n] = co_await asio::async_write(to.sock, asio::buffer(b.data.data() + b.begin, b.avail()), tok);
+      auto [e, n] = co_await transport::write(to.stream, asio::buffer(b.data.data() + b.begin, b.avail()));
       if (e) break;
       b.begin = b.end = 0;
       renew();
     }
-    auto [e, n] = co_await from.sock.async_read_some(asio::buffer(b.data), tok);
+    auto [e, n] = co_await transport::read_some(from.stream, asio::buffer(b.data));
     if (e || n == 0) break;
     b.begin = 0;
     b.end = n;
@@ -775,15 +713,12 @@ awaitable<bool> Connection::tunnel(UpstreamConn& up, double idle_timeout) {
   // The tunnel ends when either side ends (FIN, reset, idle deadline): the
   // other side is closed at once rather than left half-open, as nginx does.
   auto finish = [&, done](std::exception_ptr) {
-    error_code ec;
-    sock_.shutdown(tcp::socket::shutdown_both, ec);
-    up.sock.shutdown(tcp::socket::shutdown_both, ec);
-    sock_.cancel(ec);
-    up.sock.cancel(ec);
+    s_.close();
+    up.stream.close();
     if (++*done == 2) wait.cancel();
   };
-  asio::co_spawn(ex, pump({sock_, timed_}, {up.sock, up.timed}, in_, idle_ms), finish);
-  asio::co_spawn(ex, pump({up.sock, up.timed}, {sock_, timed_}, up.buf, idle_ms), finish);
+  asio::co_spawn(ex, pump({s_, timed_}, {up.stream, up.timed}, in_, idle_ms), finish);
+  asio::co_spawn(ex, pump({up.stream, up.timed}, {s_, timed_}, up.buf, idle_ms), finish);
   co_await wait.async_wait(tok);
   timed_.tunnel = false;
   timed_.deadline = up.timed.deadline = 0;
@@ -801,10 +736,10 @@ std::string chash_key(const plugins::RequestCtx& ctx, const model::Upstream& u) 
   return *k;
 }
 
-awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::CompiledRoute& route) {
+awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route) {
   const NodeConfig& cfg = w_.cfg();
-  config::CompiledUpstream& up = *route.upstream;
-  http::Balancer& bal = *up.balancer;
+  snapshot::CompiledUpstream& up = *route.upstream;
+  upstream::Balancer& bal = *up.balancer;
   const model::Upstream& uc = *up.conf;
   const model::Timeout& to = route.timeout;
   const bool idempotent = req_.method == "GET" || req_.method == "HEAD" || req_.method == "OPTIONS" ||
@@ -840,7 +775,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
   auto passive = [&](int node, bool tcp_fail, bool timeout, int status) {
     if (!uc.checks || !uc.checks->passive || node < 0) return;
     const auto& hc = *uc.checks;
-    NodeHealth& h = bal.health(node);
+    upstream::NodeHealth& h = bal.health(node);
     auto in = [](const std::vector<int>& v, int s) { return std::find(v.begin(), v.end(), s) != v.end(); };
     bool bad = false;
     if (tcp_fail) bad = ++h.tcp_failures >= hc.passive_tcp_failures && hc.passive_tcp_failures > 0;
@@ -879,7 +814,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
       if (!conn) {
         conn = std::make_unique<UpstreamConn>(w_.io());
         conn->buf.data.resize(kBufSize);
-        conn->timed.sock = &conn->sock;
+        conn->timed.stream = &conn->stream;
         // Addresses come resolved with the snapshot: a worker never waits
         // for DNS. A name the resolver has not answered yet is unusable.
         if (!up.endpoints[node_idx]) {
@@ -891,7 +826,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
         w_.watch(&conn->timed);
         conn->timed.deadline = now_ms() + ms(to.connect);
         conn->timed.fired = false;
-        auto [cec] = co_await conn->sock.async_connect(ep, tok);
+        auto [cec] = co_await conn->stream.socket().async_connect(ep, tok);
         conn->timed.deadline = 0;
         if (cec) {
           bool timed_out = conn->timed.fired;
@@ -903,7 +838,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
           conn.reset();
           break;
         }
-        conn->sock.set_option(tcp::no_delay(true), cec);
+        conn->stream.socket().set_option(tcp::no_delay(true), cec);
       }
       conn->idle_timeout_ms = ms(uc.keepalive_idle);
       // Send the head with whatever body bytes are buffered.
@@ -916,17 +851,17 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
         std::array<asio::const_buffer, 2> bufs{asio::buffer(head),
                                                asio::buffer(in_.data.data() + in_.begin + req_.head_bytes, blen)};
         size_t written = 0;
-        ok = co_await write_all(conn->sock, conn->timed, bufs, to.send, io_timeout, &written);
+        ok = co_await write_all(conn->stream, conn->timed, bufs, to.send, io_timeout, &written);
         refused = !ok && !io_timeout && written == 0;
       } else {
         if (req_.expect_continue && req_.minor == 1 && !sent_continue) {
           static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
           bool t2 = false;
-          co_await write_all(sock_, timed_, asio::buffer(k100), cfg.send_timeout, t2);
+          co_await write_all(s_, timed_, asio::buffer(k100), cfg.send_timeout, t2);
           sent_continue = true;
         }
         sent_body = true;  // from here on the body cannot be replayed
-        auto rr = co_await relay(sock_, timed_, in_, req_.body, req_.content_length, conn->sock, conn->timed, head,
+        auto rr = co_await relay(s_, timed_, in_, req_.body, req_.content_length, conn->stream, conn->timed, head,
                                  cfg.client_body_timeout, to.send, cfg.limits.max_body_bytes);
         if (rr.bad_framing || rr.too_large || rr.src_failed) {
           w_.unwatch(&conn->timed);
@@ -976,7 +911,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const config::Compil
             conn->buf.data.resize(conn->buf.data.size() * 2);
           }
           error_code ec;
-          size_t n = co_await read_some_until(conn->sock, conn->timed, conn->buf, head_deadline, ec, io_timeout);
+          size_t n = co_await read_some_until(conn->stream, conn->timed, conn->buf, head_deadline, ec, io_timeout);
           if (ec || n == 0) {
             ok = false;
             got_bytes = got_bytes || conn->buf.avail() > 0;
@@ -1111,7 +1046,7 @@ got_response : {
 
   if (switching) {
     bool t = false;
-    if (co_await write_all(sock_, timed_, asio::buffer(head), cfg.send_timeout, t)) co_await tunnel(*conn, to.read);
+    if (co_await write_all(s_, timed_, asio::buffer(head), cfg.send_timeout, t)) co_await tunnel(*conn, to.read);
     bal.on_finish(w_.id(), node_idx, 0);
     w_.unwatch(&conn->timed);
     run_log(ctx, &route, status, 0);
@@ -1145,7 +1080,7 @@ got_response : {
   if (override_body) {
     bool t = false;
     std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(req_.method == "HEAD" ? std::string_view() : std::string_view(*ctx.resp_body_override))};
-    rr.ok = co_await write_all(sock_, timed_, bufs, cfg.send_timeout, t);
+    rr.ok = co_await write_all(s_, timed_, bufs, cfg.send_timeout, t);
     rr.dst_failed = !rr.ok;
     rr.bytes = ctx.resp_body_override->size();
     // Reusable only when the upstream body was read to its end.
@@ -1157,14 +1092,14 @@ got_response : {
     upstream_reusable = resp.keep_alive && conn->buf.avail() == 0;
     release_upstream();
     bool t = false;
-    rr.ok = co_await write_all(sock_, timed_, asio::buffer(head), cfg.send_timeout, t);
+    rr.ok = co_await write_all(s_, timed_, asio::buffer(head), cfg.send_timeout, t);
     rr.dst_failed = !rr.ok;
     rr.bytes = n;
   } else {
     // An HTTP/1.0 client cannot read chunk framing: it gets the decoded
     // payload, delimited by the close.
     const bool dechunk = resp.body == BodyKind::chunked && req_.minor == 0;
-    rr = co_await relay(conn->sock, conn->timed, conn->buf, resp.body, resp.content_length, sock_, timed_, head,
+    rr = co_await relay(conn->stream, conn->timed, conn->buf, resp.body, resp.content_length, s_, timed_, head,
                         to.read, cfg.send_timeout, 0, dechunk);
     upstream_reusable = rr.ok && resp.keep_alive && resp.body != BodyKind::until_close && conn->buf.avail() == 0;
   }
@@ -1182,9 +1117,25 @@ got_response : {
 
 }  // namespace
 
-awaitable<void> serve_connection(Worker& w, tcp::socket sock) {
-  Connection c(w, std::move(sock));
+ConnInfo tcp_conn_info(tcp::socket& sock) {
+  ConnInfo info;
+  error_code ec;
+  auto rep = sock.remote_endpoint(ec);
+  if (!ec) {
+    auto addr = rep.address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    info.remote_ip = addr.to_string();
+    info.remote_port = rep.port();
+    if (auto a = router::IpAddr::parse(info.remote_ip)) info.remote_addr = *a;
+  }
+  auto lep = sock.local_endpoint(ec);
+  if (!ec) info.local_port = lep.port();
+  return info;
+}
+
+awaitable<void> serve(Worker& w, Stream& stream, const ConnInfo& info) {
+  Connection c(w, stream, info);
   co_await c.run();
 }
 
-}  // namespace holdfast::http
+}  // namespace holdfast::proxy

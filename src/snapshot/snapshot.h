@@ -13,21 +13,21 @@
 #include <vector>
 
 #include "core/config.h"
-#include "http/balancer.h"
 #include "model/resources.h"
 #include "plugins/plugin.h"
 #include "router/router.h"
+#include "upstream/balancer.h"
 
 namespace holdfast::dns {
 class Resolver;
 }
 
-namespace holdfast::config {
+namespace holdfast::snapshot {
 
 struct CompiledUpstream {
   std::string key;   // identity for pools and health state: "<owner>/<id>"
   std::shared_ptr<const model::Upstream> conf;
-  std::unique_ptr<http::Balancer> balancer;
+  std::unique_ptr<upstream::Balancer> balancer;
   std::vector<std::string> node_keys;  // "host:port" per node (+ "@address" for a name): the keep-alive pool key
   // Where each node is connected to, resolved on the control side (workers
   // never resolve). A node whose name has no address yet is nullopt: it is
@@ -47,10 +47,6 @@ struct CompiledRoute {
   bool websocket = false;
 };
 
-struct CompiledConsumer {
-  std::shared_ptr<const model::Consumer> conf;
-  plugins::Chain chain;   // non-auth plugins of consumer (and its group)
-};
 
 struct Snapshot {
   uint64_t version = 0;          // increases with every publish
@@ -61,9 +57,7 @@ struct Snapshot {
   router::Router router;
   plugins::Chain global;         // global_rules' plugins
   std::unordered_map<std::string, std::shared_ptr<CompiledUpstream>> upstreams;
-  std::unordered_map<std::string, std::shared_ptr<CompiledConsumer>> consumers;
-  // auth plugin name -> credential key -> consumer
-  std::unordered_map<std::string, std::unordered_map<std::string, const CompiledConsumer*>> auth_index;
+  plugins::ConsumerIndex consumers;
   std::vector<std::string> plugin_list;  // the document's enabled-plugin list, when it has one
   std::vector<std::string> dns_names;    // node hosts that are names (resolved by dns::Resolver), sorted
   size_t skipped = 0;            // resources rejected while compiling
@@ -85,4 +79,4 @@ struct CompileOptions {
 };
 Result<std::shared_ptr<Snapshot>> compile_snapshot(const boost::json::value& doc, const CompileOptions& opts);
 
-}  // namespace holdfast::config
+}  // namespace holdfast::snapshot

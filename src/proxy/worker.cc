@@ -1,4 +1,4 @@
-#include "http/worker.h"
+#include "proxy/worker.h"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -12,8 +12,8 @@
 #include <cerrno>
 
 #include "core/log.h"
-#include "http/access_log.h"
-#include "http/proxy.h"
+#include "proxy/access_log.h"
+#include "proxy/pipeline.h"
 
 #if defined(BOOST_ASIO_HAS_IO_URING)
 #include <liburing.h>
@@ -37,15 +37,10 @@ extern "C" int io_uring_queue_init(unsigned entries, struct io_uring* ring, unsi
 }
 #endif
 
-namespace holdfast::http {
+namespace holdfast::proxy {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 constexpr auto tok = asio::as_tuple(asio::use_awaitable);
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 Worker::Worker(int id, const NodeConfig& cfg, std::shared_ptr<AccessLog> access_log)
     : id_(id), cfg_(cfg), access_log_(std::move(access_log)),
@@ -103,7 +98,7 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Worker::publish(std::shared_ptr<const config::Snapshot> snap) {
+void Worker::publish(std::shared_ptr<const snapshot::Snapshot> snap) {
   asio::post(io_, [this, s = std::move(snap)]() mutable { snapshot_ = std::move(s); });
 }
 
@@ -157,18 +152,16 @@ void Worker::sweep() {
     if (stopping_) {
       // Closed rather than cancelled: an operation its coroutine starts
       // next fails at once, so every connection runs to its end.
-      if (t->sock && t->sock->is_open()) {
+      if (t->stream && t->stream->is_open()) {
         t->fired = true;
-        boost::system::error_code ec;
-        t->sock->close(ec);
+        t->stream->close();
       }
       continue;
     }
     bool expired = t->deadline && now >= t->deadline;
-    if ((expired || (draining_ && (t->idle || t->tunnel))) && !t->fired && t->sock) {
+    if ((expired || (draining_ && (t->idle || t->tunnel))) && !t->fired && t->stream) {
       t->fired = true;
-      boost::system::error_code ec;
-      t->sock->cancel(ec);
+      t->stream->cancel();
     }
   }
   // Idle pooled connections are also checked for a FIN or stray bytes here,
@@ -178,7 +171,7 @@ void Worker::sweep() {
     v.erase(std::remove_if(v.begin(), v.end(),
                            [&](const std::unique_ptr<UpstreamConn>& c) {
                              if (now - c->idle_since < c->idle_timeout_ms &&
-                                 idle_connection_usable(c->sock.native_handle()))
+                                 idle_connection_usable(c->stream.socket().native_handle()))
                                return false;
                              unwatch(&c->timed);
                              return true;
@@ -212,10 +205,9 @@ void Worker::connection_closed() {
 
 void Worker::shed_idle() {
   for (Timed* t = timed_head_; t; t = t->next) {
-    if (t->reusable && !t->fired && t->sock) {
+    if (t->reusable && !t->fired && t->stream) {
       t->fired = true;
-      boost::system::error_code ec;
-      t->sock->cancel(ec);
+      t->stream->cancel();
     }
   }
   clear_pool();
@@ -255,10 +247,19 @@ asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc) {
       continue;
     }
     open_conns_++;  // counted here, so the next wait_for_capacity sees it
-    asio::co_spawn(io_, serve_connection(*this, std::move(sock)), [](std::exception_ptr e) {
+    asio::co_spawn(io_, serve_plain(std::move(sock)), [](std::exception_ptr e) {
       if (e) try { std::rethrow_exception(e); } catch (const std::exception& ex) { log::error("connection: {}", ex.what()); }
     });
   }
+}
+
+// A plain-TCP client connection: the pipeline runs on the socket itself.
+asio::awaitable<void> Worker::serve_plain(tcp::socket sock) {
+  boost::system::error_code ec;
+  sock.set_option(tcp::no_delay(true), ec);
+  const ConnInfo info = tcp_conn_info(sock);
+  transport::TcpStream stream(std::move(sock));
+  co_await serve(*this, stream, info);
 }
 
 std::unique_ptr<UpstreamConn> Worker::take_pooled(const std::string& key) {
@@ -269,7 +270,7 @@ std::unique_ptr<UpstreamConn> Worker::take_pooled(const std::string& key) {
     it->second.pop_back();
     // The origin closed it, reset it, or sent bytes nobody asked for (a body
     // to a HEAD, a second response) while it was idle: never reuse it.
-    if (idle_connection_usable(c->sock.native_handle())) return c;
+    if (idle_connection_usable(c->stream.socket().native_handle())) return c;
     unwatch(&c->timed);
   }
   return nullptr;
@@ -285,4 +286,4 @@ void Worker::give_back(const std::string& key, std::unique_ptr<UpstreamConn> c, 
   v.push_back(std::move(c));
 }
 
-}  // namespace holdfast::http
+}  // namespace holdfast::proxy

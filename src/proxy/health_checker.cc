@@ -1,4 +1,4 @@
-#include "http/health_checker.h"
+#include "proxy/health_checker.h"
 
 #include <fmt/format.h>
 
@@ -14,9 +14,14 @@
 #include "core/log.h"
 #include "http/codec.h"
 
-namespace holdfast::http {
+namespace holdfast::proxy {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+using http::ParseError;
+using http::ParseStatus;
+using http::ResponseHead;
+using http::parse_response;
+using upstream::NodeHealth;
 constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 
 // Each loop lists its wait timer and each probe its socket while they run
@@ -110,7 +115,7 @@ void record(NodeHealth& h, Outcome o, const model::HealthCheckConfig& hc, const 
   }
 }
 
-asio::awaitable<void> check_loop(std::shared_ptr<config::CompiledUpstream> up, size_t node,
+asio::awaitable<void> check_loop(std::shared_ptr<snapshot::CompiledUpstream> up, size_t node,
                                  std::shared_ptr<uint64_t> generation, uint64_t mine,
                                  std::shared_ptr<HealthChecker::Live> live) {
   auto ex = co_await asio::this_coro::executor;
@@ -145,10 +150,10 @@ void HealthChecker::stop() {
   for (auto* s : live_->probes) s->close(ec);
 }
 
-void HealthChecker::update(std::shared_ptr<const config::Snapshot> snap) {
+void HealthChecker::update(std::shared_ptr<const snapshot::Snapshot> snap) {
   if (stopped_) return;
   uint64_t mine = ++*generation_;
-  std::vector<std::shared_ptr<config::CompiledUpstream>> ups;
+  std::vector<std::shared_ptr<snapshot::CompiledUpstream>> ups;
   for (const auto& [id, u] : snap->upstreams) ups.push_back(u);
   for (const auto& r : snap->routes)
     if (r.upstream && r.upstream->key.rfind("upstreams/", 0) != 0) ups.push_back(r.upstream);
@@ -161,4 +166,4 @@ void HealthChecker::update(std::shared_ptr<const config::Snapshot> snap) {
   }
 }
 
-}  // namespace holdfast::http
+}  // namespace holdfast::proxy

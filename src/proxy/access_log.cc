@@ -1,11 +1,11 @@
-#include "http/access_log.h"
+#include "proxy/access_log.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include "core/log.h"
 
-namespace holdfast::http {
+namespace holdfast::proxy {
 
 AccessLog::AccessLog(const std::string& path) {
   if (path.empty()) return;
@@ -47,4 +47,4 @@ void AccessLog::flush() {
   }
 }
 
-}  // namespace holdfast::http
+}  // namespace holdfast::proxy

@@ -17,12 +17,13 @@
 #include <unordered_map>
 #include <vector>
 
-#include "config/snapshot.h"
 #include "core/config.h"
+#include "snapshot/snapshot.h"
+#include "transport/timed.h"
 
-namespace holdfast::http {
+namespace holdfast::proxy {
 
-struct Timed;          // a socket with a deadline, swept by the worker
+using transport::Timed;  // a stream with a deadline, swept by the worker
 struct UpstreamConn;   // a pooled upstream connection
 class AccessLog;
 
@@ -35,7 +36,7 @@ class Worker {
   void listen(const std::vector<ListenAddr>& addrs);
   void start();                                   // spawns the thread
   void join();
-  void publish(std::shared_ptr<const config::Snapshot> snap);  // thread-safe
+  void publish(std::shared_ptr<const snapshot::Snapshot> snap);  // thread-safe
   void drain();                                   // stop accepting, finish in-flight
   // Ends the worker: closes its listeners and every connection it still
   // has, and lets each coroutine run to its end, so that the thread returns
@@ -55,7 +56,7 @@ class Worker {
   boost::asio::io_context& io() { return io_; }
   int id() const { return id_; }
   const NodeConfig& cfg() const { return cfg_; }
-  std::shared_ptr<const config::Snapshot> snapshot() const { return snapshot_; }
+  std::shared_ptr<const snapshot::Snapshot> snapshot() const { return snapshot_; }
   bool draining() const { return draining_; }
   void watch(Timed* t);
   void unwatch(Timed* t);
@@ -76,6 +77,7 @@ class Worker {
   void begin_shutdown(bool stopping);  // drain() and stop(), on the worker thread
   void clear_pool();
   boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acc);
+  boost::asio::awaitable<void> serve_plain(boost::asio::ip::tcp::socket sock);
   boost::asio::awaitable<void> sweeper();
   boost::asio::awaitable<void> wait_for_capacity();
   void log_throttled(int64_t& last_ms, const std::string& msg);
@@ -84,7 +86,7 @@ class Worker {
   const NodeConfig& cfg_;
   boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
-  std::shared_ptr<const config::Snapshot> snapshot_;
+  std::shared_ptr<const snapshot::Snapshot> snapshot_;
   std::thread thread_;
   std::promise<void> stopped_;
   std::future<void> stopped_future_ = stopped_.get_future();
@@ -101,6 +103,6 @@ class Worker {
 // byte while it sat idle: it must be closed, never reused.
 bool idle_connection_usable(int fd);
 
-int64_t now_ms();
+using transport::now_ms;
 
-}  // namespace holdfast::http
+}  // namespace holdfast::proxy

@@ -3,11 +3,11 @@
 
 #include <boost/json.hpp>
 
-#include "config/snapshot.h"
+#include "snapshot/snapshot.h"
 #include "core/log.h"
 #include "dns/resolver.h"
 
-namespace holdfast::config {
+namespace holdfast::snapshot {
 namespace json = boost::json;
 
 namespace {
@@ -112,7 +112,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
 
   std::vector<std::string> dns_names;
   // Health state survives reloads when an upstream's nodes are unchanged.
-  std::unordered_map<std::string, std::pair<std::string, std::shared_ptr<http::NodeHealth[]>>> prev_health;
+  std::unordered_map<std::string, std::pair<std::string, std::shared_ptr<upstream::NodeHealth[]>>> prev_health;
   if (opts.previous) {
     for (const auto& [k, u] : opts.previous->upstreams)
       prev_health[k] = {node_signature(*u), u->balancer->health_table()};
@@ -123,7 +123,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     auto cu = std::make_shared<CompiledUpstream>();
     cu->key = key;
     cu->conf = conf;
-    cu->balancer = std::make_unique<http::Balancer>(conf, opts.workers);
+    cu->balancer = std::make_unique<upstream::Balancer>(conf, opts.workers);
     for (const auto& n : conf->nodes) {
       boost::system::error_code ec;
       auto literal = boost::asio::ip::make_address(n.host, ec);
@@ -228,18 +228,18 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       }
       auto chain = plugins::compile_chain(non_auth, opts.enabled_plugins, "consumers/" + id);
       if (!chain) { skip("consumer", id, chain.error()); continue; }
-      auto cc = std::make_shared<CompiledConsumer>();
+      auto cc = std::make_shared<plugins::Consumer>();
       cc->conf = *c;
       cc->chain = std::move(*chain);
-      snap->consumers[(*c)->username] = cc;
+      snap->consumers.by_name[(*c)->username] = cc;
     }
   }
   if (!err.empty()) return Error{err};
   for (const auto& [id, v] : credentials) {
     size_t pos = id.find("/credentials/");
     std::string username = id.substr(0, pos), cred_id = id.substr(pos + 13);
-    auto parent = snap->consumers.find(username);
-    if (parent == snap->consumers.end()) { skip("credential", id, "consumer " + username + " not found"); continue; }
+    auto parent = snap->consumers.by_name.find(username);
+    if (parent == snap->consumers.by_name.end()) { skip("credential", id, "consumer " + username + " not found"); continue; }
     auto c = model::parse_credential(*v, username, cred_id);
     if (!c) { skip("credential", id, c.error()); continue; }
     std::string why;
@@ -250,19 +250,19 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     merged->id = (*c)->id;
     merged->credential_id = cred_id;
     merged->plugins = (*c)->plugins;
-    auto cc = std::make_shared<CompiledConsumer>();
+    auto cc = std::make_shared<plugins::Consumer>();
     cc->conf = merged;
     cc->chain = parent->second->chain;
-    snap->consumers[id] = cc;
+    snap->consumers.by_name[id] = cc;
   }
 
-  for (const auto& [id, cc] : snap->consumers) {
+  for (const auto& [id, cc] : snap->consumers.by_name) {
     for (const auto& kv : cc->conf->plugins) {
       const plugins::PluginDef* def = plugins::find_plugin(kv.key());
       if (!def || !def->is_auth || !kv.value().is_object()) continue;
       const auto& conf = kv.value().as_object();
       if (auto k = conf.find("key"); k != conf.end() && k->value().is_string()) {
-        auto [it, inserted] = snap->auth_index[def->name].emplace(std::string(k->value().as_string()), cc.get());
+        auto [it, inserted] = snap->consumers.by_credential[def->name].emplace(std::string(k->value().as_string()), cc.get());
         if (!inserted) log::warn("consumer {}: duplicate {} key, keeping consumer {}", id, def->name, it->second->conf->username);
       }
     }
@@ -375,4 +375,4 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
   return snap;
 }
 
-}  // namespace holdfast::config
+}  // namespace holdfast::snapshot

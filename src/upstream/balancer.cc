@@ -1,4 +1,4 @@
-#include "http/balancer.h"
+#include "upstream/balancer.h"
 
 #include <algorithm>
 #include <array>
@@ -6,7 +6,7 @@
 #include <cmath>
 #include <limits>
 
-namespace holdfast::http {
+namespace holdfast::upstream {
 
 uint32_t crc32(std::string_view s) {
   static const auto table = [] {
@@ -124,4 +124,4 @@ void Balancer::on_finish(int worker, int node, double latency_ms) {
   }
 }
 
-}  // namespace holdfast::http
+}  // namespace holdfast::upstream

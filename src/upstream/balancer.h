@@ -10,7 +10,7 @@
 
 #include "model/resources.h"
 
-namespace holdfast::http {
+namespace holdfast::upstream {
 
 // Node health shared by workers (passive) and the control thread (active).
 struct NodeHealth {
@@ -58,4 +58,4 @@ class Balancer {
 
 uint32_t crc32(std::string_view s);
 
-}  // namespace holdfast::http
+}  // namespace holdfast::upstream

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace holdfast::http {
+namespace holdfast::proxy {
 
 class AccessLog {
  public:
@@ -26,4 +26,4 @@ class AccessLog {
   uint64_t dropped_ = 0;
 };
 
-}  // namespace holdfast::http
+}  // namespace holdfast::proxy

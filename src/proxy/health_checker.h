@@ -7,15 +7,15 @@
 #include <cstdint>
 #include <memory>
 
-#include "config/snapshot.h"
+#include "snapshot/snapshot.h"
 
-namespace holdfast::http {
+namespace holdfast::proxy {
 
 class HealthChecker {
  public:
   explicit HealthChecker(boost::asio::io_context& io);
   // Restarts probing for the upstreams of a newly published snapshot.
-  void update(std::shared_ptr<const config::Snapshot> snap);
+  void update(std::shared_ptr<const snapshot::Snapshot> snap);
   // Ends every probe loop now (shutdown): waits between probes and probes
   // in flight are cancelled, so no coroutine of the checker stays pending.
   void stop();
@@ -28,4 +28,4 @@ class HealthChecker {
   bool stopped_ = false;
 };
 
-}  // namespace holdfast::http
+}  // namespace holdfast::proxy

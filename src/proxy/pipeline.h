@@ -1,0 +1,48 @@
+// The request pipeline: reads requests from a byte stream, matches a route,
+// runs the plugin phases, exchanges the request with an upstream node and
+// logs it. Written once against transport::Stream: plain TCP, TLS and
+// HTTP/2 streams all run this same code. One coroutine per connection.
+#pragma once
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <cstdint>
+#include <string>
+
+#include "router/ipmatch.h"
+#include "transport/stream.h"
+#include "transport/timed.h"
+
+namespace holdfast::proxy {
+
+class Worker;
+
+// What the pipeline knows of the connection beneath it, filled in by the
+// listener that accepted it.
+struct ConnInfo {
+  std::string remote_ip;       // IPv4-mapped IPv6 addresses as IPv4
+  router::IpAddr remote_addr;
+  uint16_t remote_port = 0;
+  uint16_t local_port = 0;
+  const char* scheme = "http";
+};
+
+// Fills ConnInfo from a connected TCP socket.
+ConnInfo tcp_conn_info(boost::asio::ip::tcp::socket& sock);
+
+// A pooled upstream connection.
+struct UpstreamConn {
+  explicit UpstreamConn(boost::asio::io_context& io) : stream(io) {}
+  transport::TcpStream stream;
+  transport::Buf buf;
+  transport::Timed timed;
+  int requests = 0;
+  int64_t idle_since = 0;
+  int64_t idle_timeout_ms = 60000;
+};
+
+// Serves requests from `stream` until either side ends the connection.
+// The caller owns the stream and closes it afterwards.
+boost::asio::awaitable<void> serve(Worker& w, transport::Stream& stream, const ConnInfo& info);
+
+}  // namespace holdfast::proxy
