@@ -19,6 +19,10 @@ Scenarios (all by default; pick with --scenario NAME, repeatable):
              `holdfast` command with HOLDFAST_BACKEND=epoll (it execs
              holdfast-epoll, the fallback where seccomp denies io_uring),
              beside nginx in the same rounds
+  ab         GET / through one route, c50: this build and a baseline build
+             (BASELINE_BIN, e.g. main's) on both I/O backends, beside nginx in
+             the same interleaved rounds; reports each backend's ratios (for
+             refactors that must not cost CPU)
 
 Beside nginx, HAProxy and Holdfast, `tcp-floor` (bench/floor_relay.cc, if
 built) relays bytes without parsing HTTP: the floor for any proxy here.
@@ -264,7 +268,7 @@ def routes_10k(origin_port):
     }
 
 
-def start_holdfast(work, origin, name="holdfast", resources=None, env=None):
+def start_holdfast(work, origin, name="holdfast", resources=None, env=None, binary=None):
     d = os.path.join(work, name)
     os.makedirs(d, exist_ok=True)
     port = free_port()
@@ -278,7 +282,7 @@ def start_holdfast(work, origin, name="holdfast", resources=None, env=None):
     with open(os.path.join(d, "apisix.json"), "w") as f:
         json.dump(resources, f)
     log = open(os.path.join(d, "holdfast.log"), "wb")
-    p = subprocess.Popen(["taskset", "-c", SUT_CPU, HOLDFAST, "-c", os.path.join(d, "config.yaml")],
+    p = subprocess.Popen(["taskset", "-c", SUT_CPU, binary or HOLDFAST, "-c", os.path.join(d, "config.yaml")],
                          stdout=log, stderr=log, env=dict(os.environ, **(env or {})))
     wait_port(port)
     return Proc(name, port, p.pid)
@@ -353,7 +357,7 @@ def print_table(title, summary, ref="nginx"):
 def main():
     global ROUNDS, DURATION, ORIGIN
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scenario", action="append", choices=["1route", "10k", "100kb", "1000conn", "backends"])
+    ap.add_argument("--scenario", action="append", choices=["1route", "10k", "100kb", "1000conn", "backends", "ab"])
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration")
     args = ap.parse_args()
@@ -420,6 +424,26 @@ def main():
             out["backends"] = s
             hfe.stop()
             procs.remove(hfe)
+        if "ab" in scenarios:
+            base_bin = os.environ.get("BASELINE_BIN")
+            if not base_bin:
+                sys.exit("the ab scenario needs BASELINE_BIN (another build's holdfast)")
+            hfe = start_holdfast(work, origin, "holdfast-epoll", env={"HOLDFAST_BACKEND": "epoll"})
+            base = start_holdfast(work, origin, "baseline", env={"HOLDFAST_BACKEND": "io_uring"}, binary=base_bin)
+            basee = start_holdfast(work, origin, "baseline-epoll", env={"HOLDFAST_BACKEND": "epoll"}, binary=base_bin)
+            extra = [hfe, base, basee]
+            procs.extend(extra)
+            s = run_scenario(f"this build and {base_bin}", [(nginx, None), (hf, None), (hfe, None), (base, None),
+                                                              (basee, None)], "/", 50)
+            print_table("this build and the baseline, 1 route, c50", s)
+            for new, old in (("holdfast", "baseline"), ("holdfast-epoll", "baseline-epoll")):
+                n, o = s[new], s[old]
+                print(f"{new} / {old}: req/s {n['rps'] / o['rps']:.3f}x, CPU/req {n['cpu_us_per_req'] / o['cpu_us_per_req']:.3f}x, "
+                      f"p99 {n['p99_ms'] / o['p99_ms']:.2f}x")
+            out["ab"] = s
+            for p in extra:
+                p.stop()
+                procs.remove(p)
         with open(os.path.join(work, "results.json"), "w") as f:
             json.dump(out, f, indent=2)
         print(f"\nraw results: {work}/results.json")

@@ -47,7 +47,7 @@ Wanted wanted() {
 
 #if defined(BOOST_ASIO_HAS_IO_URING)
 
-// The probe creates a ring as Asio will (src/http/worker.cc adds the flags):
+// The probe creates a ring as Asio will (src/proxy/worker.cc adds the flags):
 // the same number of entries, IORING_SETUP_COOP_TASKRUN and, where the kernel
 // refuses that flag, none. A seccomp profile may deny io_uring_enter alone,
 // so an empty enter is tried as well. Raw syscalls: nothing is mapped.
