@@ -37,7 +37,13 @@ std::optional<std::string> secret_text(const json::value& v) {
 const std::set<std::string>& known_keys() {
   static const std::set<std::string> k = {
       "apisix", "apisix.node_listen", "apisix.router", "apisix.router.http", "apisix.router.ssl",
-      "apisix.enable_admin", "apisix.enable_http2", "apisix.ssl*", "apisix.proxy_mode",
+      "apisix.enable_admin", "apisix.enable_http2", "apisix.proxy_mode",
+      // apisix.ssl: parse_ssl warns about the keys APISIX has and Holdfast
+      // does not support (ssl_cert, ssl_cert_key, key_encrypt_salt).
+      "apisix.ssl", "apisix.ssl.enable", "apisix.ssl.listen", "apisix.ssl.ssl_protocols",
+      "apisix.ssl.ssl_ciphers", "apisix.ssl.ssl_session_tickets", "apisix.ssl.fallback_sni",
+      "apisix.ssl.ssl_trusted_certificate", "apisix.ssl.ssl_cert", "apisix.ssl.ssl_cert_key",
+      "apisix.ssl.key_encrypt_salt",
       "apisix.delete_uri_tail_slash", "apisix.data_encryption*", "apisix.enable_ipv6",
       "apisix.show_upstream_status_in_response_header", "apisix.normalize_uri_like_servlet",
       "apisix.extra_lua_path", "apisix.extra_lua_cpath", "apisix.enable_control", "apisix.control*",
@@ -559,6 +565,112 @@ Status parse_dns(const json::value& r, DnsConfig& d) {
   return {};
 }
 
+// apisix.ssl (APISIX_COMPAT §6.1; defaults in SslConfig). Certificates are
+// not here: they come from `ssls` resources (src/tls/).
+Status parse_ssl(const json::value& r, SslConfig& s, std::vector<std::string>& warnings) {
+  const json::value* v = at(r, {"apisix", "ssl"});
+  if (!v) return {};
+  if (!v->is_object()) return Error{"apisix.ssl: expected a mapping"};
+  const auto& o = v->as_object();
+  auto get = [&](const char* key) -> const json::value* {
+    auto it = o.find(key);
+    return it == o.end() || it->value().is_null() ? nullptr : &it->value();
+  };
+  if (auto e = get("enable")) {
+    if (!e->is_bool()) return Error{"apisix.ssl.enable: expected a boolean"};
+    s.enable = e->as_bool();
+  }
+  if (auto l = get("listen")) {
+    if (!l->is_array() || l->as_array().empty()) return Error{"apisix.ssl.listen: expected a list of {ip, port}"};
+    s.listen.clear();
+    size_t i = 0;
+    for (const auto& item : l->as_array()) {
+      const std::string k = fmt::format("apisix.ssl.listen[{}]", i++);
+      if (!item.is_object()) return Error{k + ": expected {ip, port}"};
+      ListenAddr a{"0.0.0.0", 9443};  // APISIX's defaults for a missing ip or port
+      for (const auto& kv : item.as_object()) {
+        const std::string_view key = kv.key();
+        const std::string shown = log::json_escape(key);
+        if (key == "ip") {
+          if (!kv.value().is_string()) return Error{k + ".ip: expected a string"};
+          a.ip = std::string(kv.value().as_string());
+          boost::system::error_code ec;
+          boost::asio::ip::make_address(a.ip, ec);
+          if (ec) return Error{fmt::format("{}.ip: expected an IP address, got \"{}\"", k, log::json_escape(a.ip))};
+        } else if (key == "port") {
+          auto p = port(kv.value(), k + ".port");
+          if (!p) return Error{p.error()};
+          a.port = *p;
+        } else if (key == "enable_http3") {
+          if (!kv.value().is_bool()) return Error{k + ".enable_http3: expected a boolean"};
+          if (kv.value().as_bool()) warnings.push_back(k + ".enable_http3: HTTP/3 is not supported (ignored)");
+        } else if (key == "enable_http2") {
+          // APISIX refuses to start with it too (apisix/cli/ops.lua).
+          return Error{k + ".enable_http2: port-level enable_http2 was removed in APISIX 3.9; use apisix.enable_http2"};
+        } else {
+          warnings.push_back(fmt::format("unknown key {}.{} (ignored)", k, shown));
+        }
+      }
+      s.listen.push_back(a);
+    }
+  }
+  if (auto p = get("ssl_protocols")) {
+    if (!p->is_string()) return Error{"apisix.ssl.ssl_protocols: expected a string such as \"TLSv1.2 TLSv1.3\""};
+    s.protocols.clear();
+    std::string_view rest = p->as_string();
+    while (!rest.empty()) {
+      const size_t start = rest.find_first_not_of(" \t");
+      if (start == std::string_view::npos) break;
+      rest.remove_prefix(start);
+      const size_t end = std::min(rest.find_first_of(" \t"), rest.size());
+      const std::string tok(rest.substr(0, end));
+      rest.remove_prefix(end);
+      if (tok == "TLSv1.1" || tok == "TLSv1.2" || tok == "TLSv1.3") {
+        if (std::find(s.protocols.begin(), s.protocols.end(), tok) == s.protocols.end()) s.protocols.push_back(tok);
+      } else if (tok == "SSLv2" || tok == "SSLv3" || tok == "TLSv1") {
+        warnings.push_back("apisix.ssl.ssl_protocols: " + tok + " is not supported (ignored)");
+      } else {
+        return Error{fmt::format("apisix.ssl.ssl_protocols: unknown protocol \"{}\" (TLSv1.1, TLSv1.2, TLSv1.3)",
+                                 log::json_escape(tok))};
+      }
+    }
+    if (s.protocols.empty()) return Error{"apisix.ssl.ssl_protocols: no supported protocol (TLSv1.1, TLSv1.2, TLSv1.3)"};
+  }
+  if (auto c = get("ssl_ciphers")) {
+    if (!c->is_string() || c->as_string().empty()) return Error{"apisix.ssl.ssl_ciphers: expected a cipher list"};
+    s.ciphers = std::string(c->as_string());
+  }
+  if (auto t = get("ssl_session_tickets")) {
+    if (!t->is_bool()) return Error{"apisix.ssl.ssl_session_tickets: expected a boolean"};
+    s.session_tickets = t->as_bool();
+  }
+  if (auto f = get("fallback_sni")) {
+    if (!f->is_string()) return Error{"apisix.ssl.fallback_sni: expected a host name"};
+    std::string name(f->as_string());
+    for (char& ch : name)
+      if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+    if (!name.empty() && name.back() == '.') name.pop_back();
+    const bool ok = !name.empty() && name.size() <= 255 &&
+                    name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-._") == std::string::npos;
+    if (!ok)
+      return Error{fmt::format("apisix.ssl.fallback_sni: expected a host name, got \"{}\"",
+                               log::json_escape(f->as_string()))};
+    s.fallback_sni = std::move(name);
+  }
+  if (auto t = get("ssl_trusted_certificate")) {
+    if (!t->is_string()) return Error{"apisix.ssl.ssl_trusted_certificate: expected a string"};
+    s.trusted_certificate = std::string(t->as_string());
+  }
+  if (get("ssl_cert") || get("ssl_cert_key"))
+    warnings.push_back("apisix.ssl.ssl_cert and ssl_cert_key are not supported (ignored): certificates come from ssls");
+  if (get("key_encrypt_salt"))
+    warnings.push_back("apisix.ssl.key_encrypt_salt is not supported (ignored): use apisix.data_encryption.keyring");
+  if (std::find(s.protocols.begin(), s.protocols.end(), "TLSv1.1") != s.protocols.end())
+    warnings.push_back("apisix.ssl.ssl_protocols: TLSv1.1 lowers OpenSSL's security level to 0 for the handshakes "
+                       "that may use it, and needs a cipher usable with TLSv1.1 in ssl_ciphers");
+  return {};
+}
+
 Result<NodeConfig> parse_node_config(std::string_view text, const std::string& conf_dir) {
   // config.yaml carries no resources: the per-resource depth is ample.
   auto doc = yaml_to_json(text, budgets::document(0));
@@ -725,6 +837,7 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
       c.status_listen.port = *pr;
     }
   }
+  if (auto st = parse_ssl(r, c.ssl, c.warnings); !st) return Error{st.error()};
   if (auto st = parse_etcd(r, c.etcd); !st) return Error{st.error()};
   if (auto st = parse_admin(r, c.admin); !st) return Error{st.error()};
   if (auto st = parse_fallback(r, c.fallback, conf_dir); !st) return Error{st.error()};

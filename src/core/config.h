@@ -68,6 +68,30 @@ struct DnsConfig {
   bool search = true;                   // apply resolv.conf's search domains
 };
 
+// apisix.ssl: the downstream TLS listener's global settings, with APISIX's
+// defaults (apisix/cli/config.lua). Certificates come from `ssls` (src/tls/).
+struct SslConfig {
+  bool enable = true;
+  std::vector<ListenAddr> listen{{"0.0.0.0", 9443}};
+  // The versions the listener offers, in APISIX's names; only "TLSv1.1",
+  // "TLSv1.2" and "TLSv1.3" survive parsing (older ones are dropped with a
+  // warning). An SSL object's own ssl_protocols replaces this list.
+  std::vector<std::string> protocols{"TLSv1.2", "TLSv1.3"};
+  // OpenSSL cipher list for TLS 1.2 and older (nginx ssl_ciphers); TLS 1.3
+  // suites are OpenSSL's defaults, as in nginx.
+  std::string ciphers =
+      "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+      "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+      "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384";
+  bool session_tickets = false;
+  // Looked up when the client sends no SNI; lowercased, one trailing '.'
+  // removed, as APISIX does. Empty: none (such handshakes abort).
+  std::string fallback_sni;
+  // "system", or CA file paths (comma-separated, "system" among them) for
+  // verifying upstreams and etcd.
+  std::string trusted_certificate = "system";
+};
+
 enum class RouterKind { radixtree_host_uri, radixtree_uri, radixtree_uri_with_parameter };
 
 struct NodeConfig {
@@ -101,6 +125,7 @@ struct NodeConfig {
   // status endpoint (apisix.status {ip, port}); port 0 = off
   ListenAddr status_listen{"127.0.0.1", 0};
 
+  SslConfig ssl;
   EtcdConfig etcd;
   AdminConfig admin;
   FallbackConfig fallback;

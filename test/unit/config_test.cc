@@ -269,3 +269,95 @@ deployment:
   ASSERT_TRUE(p.ok()) << p.error();
   EXPECT_EQ(p->node_listen[0].port, 9081);
 }
+
+TEST(NodeConfig, SslDefaultsAsApisix) {
+  auto c = parse_node_config("", ".");
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c->ssl.enable);
+  ASSERT_EQ(c->ssl.listen.size(), 1u);
+  EXPECT_EQ(c->ssl.listen[0].ip, "0.0.0.0");
+  EXPECT_EQ(c->ssl.listen[0].port, 9443);
+  EXPECT_EQ(c->ssl.protocols, (std::vector<std::string>{"TLSv1.2", "TLSv1.3"}));
+  EXPECT_EQ(c->ssl.ciphers.rfind("ECDHE-ECDSA-AES128-GCM-SHA256:", 0), 0u);
+  EXPECT_FALSE(c->ssl.session_tickets);
+  EXPECT_EQ(c->ssl.fallback_sni, "");
+  EXPECT_EQ(c->ssl.trusted_certificate, "system");
+  EXPECT_TRUE(c->warnings.empty());
+}
+
+TEST(NodeConfig, SslSettings) {
+  auto c = parse_node_config(R"(
+apisix:
+  ssl:
+    enable: false
+    listen: [{port: 8443}, {ip: 127.0.0.1, port: 9444, enable_http3: false}, {ip: "::1"}]
+    ssl_protocols: "TLSv1.3  TLSv1.2 TLSv1.3"
+    ssl_ciphers: ECDHE-RSA-AES128-GCM-SHA256
+    ssl_session_tickets: true
+    fallback_sni: Default.Example.COM.
+    ssl_trusted_certificate: /etc/ssl/ca.pem
+)", ".");
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_FALSE(c->ssl.enable);
+  ASSERT_EQ(c->ssl.listen.size(), 3u);
+  EXPECT_EQ(c->ssl.listen[0].ip, "0.0.0.0");
+  EXPECT_EQ(c->ssl.listen[0].port, 8443);
+  EXPECT_EQ(c->ssl.listen[1].ip, "127.0.0.1");
+  EXPECT_EQ(c->ssl.listen[1].port, 9444);
+  EXPECT_EQ(c->ssl.listen[2].ip, "::1");
+  EXPECT_EQ(c->ssl.listen[2].port, 9443);  // APISIX's default port
+  EXPECT_EQ(c->ssl.protocols, (std::vector<std::string>{"TLSv1.3", "TLSv1.2"}));
+  EXPECT_EQ(c->ssl.ciphers, "ECDHE-RSA-AES128-GCM-SHA256");
+  EXPECT_TRUE(c->ssl.session_tickets);
+  EXPECT_EQ(c->ssl.fallback_sni, "default.example.com");
+  EXPECT_EQ(c->ssl.trusted_certificate, "/etc/ssl/ca.pem");
+  EXPECT_TRUE(c->warnings.empty()) << c->warnings[0];
+}
+
+TEST(NodeConfig, SslUnsupportedKeysWarnByName) {
+  auto c = parse_node_config(R"(
+apisix:
+  ssl:
+    listen: [{port: 9443, enable_http3: true, backlog: 5}]
+    ssl_protocols: TLSv1 TLSv1.1 TLSv1.2
+    ssl_cert: /x.crt
+    ssl_cert_key: /x.key
+    key_encrypt_salt: edd1c9f0985e76a2
+    bogus: 1
+)", ".");
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c->ssl.protocols, (std::vector<std::string>{"TLSv1.1", "TLSv1.2"}));
+  std::string all;
+  for (const auto& w : c->warnings) all += w + "\n";
+  for (const char* key : {"apisix.ssl.listen[0].enable_http3", "apisix.ssl.listen[0].backlog",
+                          "apisix.ssl.ssl_protocols: TLSv1 is not supported", "apisix.ssl.ssl_cert and ssl_cert_key",
+                          "apisix.ssl.key_encrypt_salt", "apisix.ssl.bogus",
+                          "TLSv1.1 lowers OpenSSL's security level to 0"})
+    EXPECT_NE(all.find(key), std::string::npos) << key << " in:\n" << all;
+  EXPECT_EQ(c->warnings.size(), 7u) << all;
+}
+
+TEST(NodeConfig, SslErrorsNameTheKey) {
+  struct Case {
+    const char* yaml;
+    const char* key;
+  } cases[] = {
+      {"apisix: {ssl: {enable: 1}}", "apisix.ssl.enable"},
+      {"apisix: {ssl: {listen: 9443}}", "apisix.ssl.listen"},
+      {"apisix: {ssl: {listen: [{port: 0}]}}", "apisix.ssl.listen[0].port"},
+      {"apisix: {ssl: {listen: [{ip: localhost, port: 1}]}}", "apisix.ssl.listen[0].ip"},
+      {"apisix: {ssl: {listen: [{port: 1, enable_http2: true}]}}", "apisix.ssl.listen[0].enable_http2"},
+      {"apisix: {ssl: {ssl_protocols: TLSv1.4}}", "apisix.ssl.ssl_protocols: unknown protocol"},
+      {"apisix: {ssl: {ssl_protocols: SSLv3}}", "apisix.ssl.ssl_protocols: no supported protocol"},
+      {"apisix: {ssl: {ssl_protocols: [TLSv1.2]}}", "apisix.ssl.ssl_protocols"},
+      {"apisix: {ssl: {ssl_ciphers: \"\"}}", "apisix.ssl.ssl_ciphers"},
+      {"apisix: {ssl: {ssl_session_tickets: yes please}}", "apisix.ssl.ssl_session_tickets"},
+      {"apisix: {ssl: {fallback_sni: \"a b\"}}", "apisix.ssl.fallback_sni"},
+      {"apisix: {ssl: {fallback_sni: \".\"}}", "apisix.ssl.fallback_sni"},
+  };
+  for (const auto& c : cases) {
+    auto r = parse_node_config(c.yaml, ".");
+    ASSERT_FALSE(r.ok()) << c.yaml;
+    EXPECT_NE(r.error().find(c.key), std::string::npos) << r.error();
+  }
+}

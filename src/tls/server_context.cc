@@ -1,0 +1,170 @@
+#include "tls/server_context.h"
+
+#include <openssl/err.h>
+#include <openssl/tls1.h>
+
+
+#include "core/log.h"
+#include "tls/sni.h"
+
+namespace holdfast::tls {
+
+namespace {
+
+// Per-connection state in the SSL's ex_data, freed with the SSL.
+struct ConnState {
+  std::shared_ptr<const CertTable> table;
+  Selection selection;
+};
+
+void free_state(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<ConnState*>(ptr); }
+
+int state_index() {
+  static const int idx = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, free_state);
+  return idx;
+}
+
+ConnState* state_of(const SSL* ssl) { return static_cast<ConnState*>(SSL_get_ex_data(ssl, state_index())); }
+
+constexpr uint64_t kAllVersionOptions =
+    SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_TLSv1_2 | SSL_OP_NO_TLSv1_3;
+
+// As nginx's ssl_protocols and ngx.ssl.clienthello.set_protocols: the
+// versions not listed are switched off by option.
+uint64_t version_options(Protocols p) {
+  uint64_t no = SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1;
+  if (!(p & kTls11)) no |= SSL_OP_NO_TLSv1_1;
+  if (!(p & kTls12)) no |= SSL_OP_NO_TLSv1_2;
+  if (!(p & kTls13)) no |= SSL_OP_NO_TLSv1_3;
+  return no;
+}
+
+int client_hello_cb(SSL* ssl, int* alert, void* arg) {
+  const auto* policy = static_cast<const ListenerPolicy*>(arg);
+  ConnState* st = state_of(ssl);
+  if (!st || !st->table) {
+    // The listener did not attach a table: nothing to serve.
+    log::error("tls: handshake without a certificate table");
+    *alert = SSL_AD_INTERNAL_ERROR;
+    return SSL_CLIENT_HELLO_ERROR;
+  }
+  switch (select_certificate(ssl, *st->table, *policy)) {
+    case SelectResult::installed:
+      return SSL_CLIENT_HELLO_SUCCESS;
+    case SelectResult::malformed_sni:
+      *alert = SSL_AD_DECODE_ERROR;
+      break;
+    case SelectResult::no_server_name:
+    case SelectResult::no_certificate:
+      *alert = SSL_AD_UNRECOGNIZED_NAME;
+      break;
+    case SelectResult::install_failed:
+      *alert = SSL_AD_INTERNAL_ERROR;
+      break;
+  }
+  return SSL_CLIENT_HELLO_ERROR;
+}
+
+}  // namespace
+
+bool install_object(SSL* ssl, const SslObject& object, Protocols listener_protocols) {
+  const Protocols p = object.protocols ? object.protocols : listener_protocols;
+  SSL_clear_options(ssl, kAllVersionOptions);
+  SSL_set_options(ssl, version_options(p));
+  if (p & kTls11) SSL_set_security_level(ssl, 0);
+  for (const auto& c : object.certificates) {
+    if (SSL_use_cert_and_key(ssl, c.leaf.get(), c.key.get(), c.chain.get(), 1) != 1) {
+      log::error("tls: ssl {}: OpenSSL refused its {} certificate: {}", object.id, c.key_type, openssl_error());
+      return false;
+    }
+  }
+  return true;
+}
+
+SelectResult select_certificate(SSL* ssl, const CertTable& table, const ListenerPolicy& policy) {
+  std::string name;
+  bool fallback = false;
+  const unsigned char* ext = nullptr;
+  size_t ext_len = 0;
+  if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
+    auto parsed = parse_server_name_ext(std::string_view(reinterpret_cast<const char*>(ext), ext_len));
+    if (parsed.kind != ServerNameExt::Kind::name) {
+      log::info("tls: handshake aborted: malformed server_name extension");
+      return SelectResult::malformed_sni;
+    }
+    name = std::move(parsed.name);
+  } else if (!policy.fallback_sni.empty()) {
+    // fallback_sni stands in only for a missing SNI, never for an unknown one.
+    name = policy.fallback_sni;
+    fallback = true;
+  } else {
+    log::info("tls: handshake aborted: the client sent no SNI and apisix.ssl.fallback_sni is not set");
+    return SelectResult::no_server_name;
+  }
+  const SslObject* obj = table.match(name);
+  if (!obj) {
+    // The name is printable ASCII (parse_server_name_ext).
+    log::info("tls: handshake aborted: no certificate for SNI {}", name);
+    return SelectResult::no_certificate;
+  }
+  if (!install_object(ssl, *obj, policy.protocols)) return SelectResult::install_failed;
+  if (ConnState* st = state_of(ssl)) {
+    // Aliasing: the selected object keeps the whole table alive.
+    st->selection.object = std::shared_ptr<const SslObject>(st->table, obj);
+    st->selection.server_name = std::move(name);
+    st->selection.fallback = fallback;
+  }
+  return SelectResult::installed;
+}
+
+bool attach_table(SSL* ssl, std::shared_ptr<const CertTable> table) {
+  if (ConnState* st = state_of(ssl)) {
+    st->table = std::move(table);
+    st->selection = {};
+    return true;
+  }
+  auto* st = new ConnState{std::move(table), {}};
+  if (SSL_set_ex_data(ssl, state_index(), st) != 1) {
+    delete st;
+    return false;
+  }
+  return true;
+}
+
+const Selection* selection(const SSL* ssl) {
+  const ConnState* st = state_of(ssl);
+  return st && st->selection.object ? &st->selection : nullptr;
+}
+
+ServerContext::~ServerContext() = default;
+
+Result<std::unique_ptr<ServerContext>> ServerContext::create(const SslConfig& cfg) {
+  std::unique_ptr<ServerContext> sc(new ServerContext());
+  sc->policy_.protocols = protocol_mask(cfg.protocols);
+  if (!sc->policy_.protocols) return Error{"apisix.ssl.ssl_protocols: no supported protocol"};
+  sc->policy_.fallback_sni = normalize_sni(cfg.fallback_sni);
+  ERR_clear_error();
+  sc->ctx_.reset(SSL_CTX_new(TLS_server_method()));
+  SSL_CTX* ctx = sc->ctx_.get();
+  if (!ctx) return Error{"tls: cannot create an SSL context: " + openssl_error()};
+  // The versions Holdfast can speak; the options below (and per SSL object
+  // in the callback) choose among them. Setting the range here also
+  // overrides a MinProtocol from the system's openssl.cnf, as ssl_protocols
+  // is the operator's word.
+  SSL_CTX_set_min_proto_version(ctx, TLS1_1_VERSION);
+  SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+  SSL_CTX_set_options(ctx, version_options(sc->policy_.protocols) | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                               SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  if (!cfg.session_tickets) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  if (SSL_CTX_set_cipher_list(ctx, cfg.ciphers.c_str()) != 1)
+    return Error{"apisix.ssl.ssl_ciphers: OpenSSL selects no cipher from this list: " + openssl_error()};
+  static const unsigned char kSidCtx[] = "holdfast";
+  SSL_CTX_set_session_id_context(ctx, kSidCtx, sizeof kSidCtx - 1);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  SSL_CTX_sess_set_cache_size(ctx, 20480);
+  SSL_CTX_set_timeout(ctx, 600);
+  SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, &sc->policy_);
+  return sc;
+}
+
+}  // namespace holdfast::tls
