@@ -366,6 +366,14 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     }
   }
   if (!err.empty()) return Error{err};
+  {
+    tls::CertTable::Options to;
+    // Unchanged SSL objects are taken over, parsed keys and all.
+    if (opts.previous) to.previous = opts.previous->certificates.get();
+    const json::array* arr = section(doc, "ssls", err);
+    if (!err.empty()) return Error{err};
+    snap->certificates = tls::CertTable::build(arr, to);
+  }
   auto router = router::Router::build(opts.router, specs);
   if (!router) return Error{router.error()};
   snap->router = std::move(*router);

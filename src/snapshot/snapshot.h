@@ -16,6 +16,7 @@
 #include "model/resources.h"
 #include "plugins/plugin.h"
 #include "router/router.h"
+#include "tls/cert_table.h"
 #include "upstream/balancer.h"
 
 namespace holdfast::dns {
@@ -58,6 +59,10 @@ struct Snapshot {
   plugins::Chain global;         // global_rules' plugins
   std::unordered_map<std::string, std::shared_ptr<CompiledUpstream>> upstreams;
   plugins::ConsumerIndex consumers;
+  // ssls, indexed by SNI for the TLS listener (never null once compiled).
+  // A bad SSL object is left out there with its own log line; it does not
+  // count in `skipped`, so it never makes a strict snapshot fail.
+  std::shared_ptr<const tls::CertTable> certificates;
   std::vector<std::string> plugin_list;  // the document's enabled-plugin list, when it has one
   std::vector<std::string> dns_names;    // node hosts that are names (resolved by dns::Resolver), sorted
   size_t skipped = 0;            // resources rejected while compiling
