@@ -302,11 +302,15 @@ std::string check_consumer_group(const json::object& v, const CheckOptions& opts
   return check_plugins(v, opts, "consumer_groups/" + id_of(v));
 }
 
+// APISIX's host_def: ^\*$|^\*?[0-9a-zA-Z-._\[\]:]+$ ("*" alone serves every name).
 bool valid_sni(std::string_view s) {
+  if (s == "*") return true;
   if (!s.empty() && s[0] == '*') s.remove_prefix(1);
   if (s.empty()) return false;
   for (char ch : s)
-    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.' || ch == '_')) return false;
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.' || ch == '_' || ch == '[' ||
+          ch == ']' || ch == ':'))
+      return false;
   return true;
 }
 
@@ -324,7 +328,7 @@ std::string check_ssl(const json::object& v) {
   if (auto ss = c.str_array("snis", 1)) snis = *ss;
   for (const auto& s : snis)
     if (!c.failed() && !valid_sni(s))
-      c.fail(fmt::format("property \"snis\" validation failed: failed to match pattern \"^\\\\*?[0-9a-zA-Z-._]+$\" with \"{}\"", s));
+      c.fail(fmt::format("property \"snis\" validation failed: failed to match pattern \"^\\\\*$|^\\\\*?[0-9a-zA-Z-._\\\\[\\\\]:]+$\" with \"{}\"", s));
   auto certs = c.str_array("certs");
   auto keys = c.str_array("keys");
   c.integer("status", false, 0, 1);

@@ -72,6 +72,18 @@ TEST(AdminCheck, SmallValidators) {
             "invalid configuration: property \"cert\" is required");
 }
 
+TEST(AdminCheck, SniPatternsAsApisixHostDef) {
+  // ^\*$|^\*?[0-9a-zA-Z-._\[\]:]+$ : "*" alone is valid (it serves every name).
+  for (const char* ok : {R"(["*"])", R"(["*.a.com","a.com"])", R"(["*a.com"])", R"(["[::1]"])"})
+    EXPECT_EQ(check("ssls", (std::string(R"({"id":"s","snis":)") + ok + "}").c_str()),
+              "invalid configuration: property \"cert\" is required")
+        << ok;
+  for (const char* bad : {R"(["**"])", R"(["a*.com"])", R"(["a b"])", R"([""])"})
+    EXPECT_NE(check("ssls", (std::string(R"({"id":"s","snis":)") + bad + "}").c_str()).find("failed to match pattern"),
+              std::string::npos)
+        << bad;
+}
+
 TEST(AdminCheck, DeleteRules) {
   auto rules = delete_rules(*find_resource("upstreams"));
   ASSERT_GE(rules.size(), 2u);
