@@ -36,6 +36,7 @@
 #include "proxy/health_checker.h"
 #include "proxy/worker.h"
 #include "plugins/shared_dict.h"
+#include "tls/server_context.h"
 
 using namespace holdfast;
 namespace asio = boost::asio;
@@ -78,6 +79,13 @@ int test_config(const std::string& path) {
     return 1;
   }
   for (const auto& w : cfg->warnings) std::fprintf(stderr, "holdfast: warning: %s\n", w.c_str());
+  if (cfg->ssl.enable) {
+    // What the TLS listener is made from (e.g. a cipher list OpenSSL selects nothing from).
+    if (auto sc = tls::ServerContext::create(cfg->ssl); !sc) {
+      std::fprintf(stderr, "holdfast: %s: %s\nholdfast: configuration test failed\n", path.c_str(), sc.error().c_str());
+      return 1;
+    }
+  }
   // With fallback_cp, a yaml/json data plane reads S3, not a local file.
   if (standalone(*cfg) && !cfg->fallback.enabled) {
     std::string file = cfg->standalone_path();
@@ -100,8 +108,19 @@ int test_config(const std::string& path) {
                    (*snap)->first_error.c_str());
       return 1;
     }
-    std::fprintf(stderr, "holdfast: %s: %zu routes, %zu upstreams, %zu consumers\n", file.c_str(),
-                 (*snap)->routes.size(), (*snap)->upstreams.size(), (*snap)->consumers.by_name.size());
+    // SSL objects that would be left out fail the test as skipped resources do.
+    const tls::CertTable& certs = *(*snap)->certificates;
+    for (const auto& w : certs.warnings())
+      std::fprintf(stderr, "holdfast: warning: %s: ssl %s: %s\n", file.c_str(), w.ssl_id.c_str(), w.reason.c_str());
+    for (const auto& p : certs.problems())
+      std::fprintf(stderr, "holdfast: %s: ssl %s: %s\n", file.c_str(), p.ssl_id.c_str(), p.reason.c_str());
+    if (!certs.problems().empty()) {
+      std::fprintf(stderr, "holdfast: configuration test failed\n");
+      return 1;
+    }
+    std::fprintf(stderr, "holdfast: %s: %zu routes, %zu upstreams, %zu consumers, %zu ssls\n", file.c_str(),
+                 (*snap)->routes.size(), (*snap)->upstreams.size(), (*snap)->consumers.by_name.size(),
+                 certs.objects().size());
   }
   std::fprintf(stderr, "holdfast: configuration file %s test is successful\n", path.c_str());
   return 0;

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -241,6 +242,51 @@ holdfast:
         self.assertEqual(rc, 0, out)
         self.assertIn("holdfast.acces_log", out)
         self.assertIn("warning", out)
+
+    def test_ssl_settings(self):
+        rc, out = ConfigDir(self, "apisix:\n  ssl:\n    listen: [{port: 9443, enable_http3: true}]\n").check()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("apisix.ssl.listen[0].enable_http3", out)
+        self.assert_fails(ConfigDir(self, "apisix:\n  ssl:\n    ssl_ciphers: NO-SUCH-CIPHER\n"),
+                          "apisix.ssl.ssl_ciphers")
+        self.assert_fails(ConfigDir(self, "apisix:\n  ssl:\n    ssl_protocols: TLSv1.4\n"),
+                          "apisix.ssl.ssl_protocols")
+        # With the listener off, its cipher list is not checked.
+        rc, out = ConfigDir(self, "apisix:\n  ssl:\n    enable: false\n    ssl_ciphers: NO-SUCH-CIPHER\n").check()
+        self.assertEqual(rc, 0, out)
+
+    def test_bad_ssl_objects_in_standalone_file(self):
+        d = tempfile.mkdtemp(prefix="holdfast-certs-")
+        self.addCleanup(shutil.rmtree, d, True)
+
+        def self_signed(name, alg):
+            key, crt = os.path.join(d, name + ".key"), os.path.join(d, name + ".crt")
+            newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if alg == "ec" else ["-newkey", "rsa:2048"]
+            subprocess.run(["openssl", "req", "-x509", *newkey, "-nodes", "-keyout", key, "-out", crt, "-days", "2",
+                            "-subj", "/CN=" + name, "-addext", "subjectAltName=DNS:" + name],
+                           check=True, capture_output=True)
+            with open(crt) as c, open(key) as k:
+                return c.read(), k.read()
+
+        good_cert, good_key = self_signed("good.test", "ec")
+        other_cert, other_key = self_signed("other.test", "rsa")
+        ssls = [{"id": "good", "snis": ["good.test"], "cert": good_cert, "key": good_key},
+                {"id": "mismatch", "snis": ["m.test"], "cert": good_cert, "key": other_key},
+                {"id": "garbage", "snis": ["g.test"], "cert": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+                 "key": other_key}]
+        doc = {"routes": [{"id": "r", "uri": "/", "upstream": {"nodes": {"127.0.0.1:1980": 1}}}], "ssls": ssls}
+        out = self.assert_fails(ConfigDir(self, DATA_PLANE_YAML.format(provider="json"), json.dumps(doc),
+                                          "apisix.json"),
+                                "ssl mismatch: key: the private key does not match the certificate",
+                                "ssl garbage: cert: failed to parse the certificate")
+        self.assertNotIn("ssl good", out)
+        # Never key material.
+        for key in (good_key, other_key):
+            self.assertNotIn(key.splitlines()[1], out)
+        doc["ssls"] = ssls[:1]
+        rc, out = ConfigDir(self, DATA_PLANE_YAML.format(provider="json"), json.dumps(doc), "apisix.json").check()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("1 routes, 0 upstreams, 0 consumers, 1 ssls", out)
 
     def test_node_listen_list_of_ports_is_valid(self):
         p1, p2 = free_port(), free_port()
