@@ -631,13 +631,13 @@ awaitable<RelayResult> relay(Stream& src, Timed& st, Buf& sb, BodyKind kind, uin
       }
       case BodyKind::until_close: take = avail.size(); break;
     }
-    res.bytes += take;
+    const bool decoded = dechunk && kind == BodyKind::chunked;
+    const size_t out_len = decoded ? payload.size() : take;
+    res.bytes += out_len;  // what dst gets: without the chunk framing when de-chunked (the access log)
     if (max_bytes && (kind == BodyKind::chunked ? v.payload_bytes() : res.bytes) > max_bytes) {
       res.too_large = true;
       co_return res;
     }
-    const bool decoded = dechunk && kind == BodyKind::chunked;
-    const size_t out_len = decoded ? payload.size() : take;
     if (need_prefix || out_len > 0) {
       std::array<asio::const_buffer, 2> bufs{
           asio::buffer(prefix.data(), need_prefix ? prefix.size() : 0),

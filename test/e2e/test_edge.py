@@ -9,16 +9,18 @@ Every origin here is a real socket server (a thread in this process, or a
 real nginx); every client is a raw socket or http.client."""
 import json
 import os
+import re
 import resource
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
-from harness import GatewayTest, free_port, loopback_listener, wait_port
+from harness import SANITIZER, GatewayTest, free_port, loopback_listener, wait_port
 import test_streaming
 from test_streaming import read_head, split_head
 
@@ -34,6 +36,48 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fd_count(gw):
+    """The gateway's socket descriptors. Sockets only: the standalone file is
+    read every second, so a file descriptor may come and go at any time."""
+    d = f"/proc/{gw.proc.pid}/fd"
+    n = 0
+    for fd in os.listdir(d):
+        try:
+            n += os.readlink(os.path.join(d, fd)).startswith("socket:")
+        except OSError:
+            pass  # closed in the meantime
+    return n
+
+
+TCP_CLOSE = 7  # tcpi_state after a reset
+
+
+def tcp_state(s):
+    """The kernel's TCP state of a socket (tcpi_state), read without
+    reading from the socket."""
+    return s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+def recv_response(s, buf):
+    """One Content-Length response from a raw socket; returns (status,
+    headers, body, leftover) or None on EOF before a head."""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            return None
+        buf += chunk
+    line, headers, rest = split_head(bytes(buf))
+    n = int(headers.get("content-length", "-1"))
+    if n < 0:
+        raise AssertionError(f"response without Content-Length: {line} {headers}")
+    while len(rest) < n:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            raise EOFError(f"closed after {len(rest)} of {n} body bytes")
+        rest += chunk
+    return int(line.split()[1]), headers, rest[:n], bytearray(rest[n:])
 
 
 def recv_request(c, buf=b""):
@@ -402,6 +446,55 @@ class SlowClientTest(GatewayTest):
         waiting.close()
         self.assertEqual(gw.logs().count("worker_connections are not enough"), 1, "logged more than once a minute")
 
+    def test_pipelined_flood_from_a_client_that_does_not_read(self):
+        # Thousands of requests written at once on one connection, nothing
+        # read. The gateway answers one request at a time, so once the
+        # client's receive buffer and its own send buffer are full it stops
+        # forwarding: it never holds more responses than the sockets do.
+        n, size = 3000, 16 * 1024
+
+        def script(o, conn, i, line, h, b, c):
+            c.sendall(response((line.split()[1].encode() + b" ").ljust(size, b"x")))
+        o = ScriptedOrigin(script)
+        self._procs.append(o)
+        # send_timeout well above the test's own pauses: the client reads late.
+        gw = self.gateway(route_to(o.addr), config={"nginx_config": {"http": {"send_timeout": "60s"}}})
+        rss0 = gw.rss_kb()
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.connect(("127.0.0.1", gw.port))
+        self._procs.append(type("C", (), {"stop": lambda _s: s.close()})())
+        paths = [f"/p/{i}" for i in range(n)] + ["/p/last"]
+        flood = b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % p.encode() for p in paths[:-1])
+        flood += b"GET /p/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        threading.Thread(target=s.sendall, args=(flood,), daemon=True).start()
+
+        # Wait until the origin sees no new request for 2 s.
+        last, since, deadline = -1, time.time(), time.time() + 60
+        while time.time() < deadline and time.time() - since < 2:
+            forwarded = o.count("GET /p/")
+            if forwarded != last:
+                last, since = forwarded, time.time()
+            time.sleep(0.05)
+        self.assertLess(last, n // 2, "the gateway kept answering (and buffering) for a client that reads nothing")
+        if not SANITIZER:  # under ASan, RSS measures its quarantine (see test_streaming)
+            self.assertLess(gw.rss_kb() - rss0, 32 * 1024, "the gateway's RSS grew with the unread responses")
+        for i in range(3):
+            r = gw.get(f"/other/{i}")
+            self.assertEqual((r.status, r.body[:9]), (200, f"/other/{i} ".encode()))
+
+        # Reading now: every answer arrives, whole and in order, then the close.
+        s.settimeout(20)
+        buf = bytearray()
+        for p in paths:
+            got = recv_response(s, buf)
+            self.assertIsNotNone(got, f"connection closed before the answer to {p}")
+            status, headers, body, buf = got
+            self.assertEqual((status, len(body)), (200, size), p)
+            self.assertTrue(body.startswith(p.encode() + b" x"), (p, body[:40]))
+        self.assertEqual((bytes(buf), s.recv(100)), (b"", b""))
+        self.assertEqual(o.count("GET /p/"), n + 1)
+
     def test_descriptor_limit_sheds_idle_connections_first(self):
         o = ScriptedOrigin(lambda o, conn, i, line, h, b, c: c.sendall(response(b"fine")))
         self._procs.append(o)
@@ -444,21 +537,18 @@ class TunnelTest(GatewayTest):
         self._procs.append(o)
         return o
 
-    def fd_count(self, gw):
-        return len(os.listdir(f"/proc/{gw.proc.pid}/fd"))
-
     def test_client_close_closes_the_upstream_side(self):
         o = self.silent_ws_origin()
         gw = self.gateway(route_to(o.addr, uri="/ws", enable_websocket=True))
-        base = self.fd_count(gw)
+        base = fd_count(gw)
         for i in range(50):
             s, key, status, headers, rest = self.handshake(gw)
             self.assertEqual(status, 101)
             s.close()
         deadline = time.time() + 3
-        while time.time() < deadline and self.fd_count(gw) > base:
+        while time.time() < deadline and fd_count(gw) > base:
             time.sleep(0.05)
-        self.assertLessEqual(self.fd_count(gw), base, "tunnel descriptors left open after the clients closed")
+        self.assertLessEqual(fd_count(gw), base, "tunnel descriptors left open after the clients closed")
 
     def test_idle_tunnel_times_out(self):
         o = self.silent_ws_origin()
@@ -519,6 +609,112 @@ class ProtocolEdgeTest(GatewayTest):
         status, headers, rest = read_head(s)
         self.assertEqual(status, 413)
         s.close()
+
+    def test_lingering_close_is_bounded_for_clients_that_do_not_read(self):
+        # After an early 413 the gateway shuts down its sending side, then
+        # reads and discards what the client still sends: 5 s at most per
+        # read, 30 s in all (README). Neither client here reads: one goes
+        # silent after its head, one keeps trickling its body.
+        o = self.origin(lambda o, conn, n, line, h, b, c: c.sendall(response(b"no")))
+        gw = self.gateway(route_to(o.addr), config={"nginx_config": {"http": {"client_max_body_size": "1k"}}})
+        base = fd_count(gw)
+        head = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n" + b"x" * 4096
+        silent = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        trickler = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        self._procs.append(type("C", (), {"stop": lambda _s: (silent.close(), trickler.close())})())
+        deadline = time.time() + 5
+        while time.time() < deadline and fd_count(gw) < base + 2:  # both accepted
+            time.sleep(0.01)
+        self.assertEqual(fd_count(gw), base + 2)
+        t0 = time.time()
+        silent.sendall(head)
+        trickler.sendall(head)
+        trickler.setblocking(False)
+        # The gateway's descriptors tell when it closes a connection; the
+        # trickler learns it from the reset its next bytes get.
+        one_closed = trickler_closed = None
+        next_send = t0
+        while trickler_closed is None and time.time() < t0 + 30 + 10:
+            now = time.time()
+            if now >= next_send:
+                next_send += 0.5
+                try:
+                    trickler.send(b"x" * 16)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    trickler_closed = now
+            if tcp_state(trickler) == TCP_CLOSE:
+                trickler_closed = trickler_closed or now
+            if one_closed is None and fd_count(gw) <= base + 1:
+                one_closed = now
+                self.assertIsNone(trickler_closed, "a client still sending was closed as if silent")
+            time.sleep(0.05)
+        self.assertIsNotNone(one_closed, "the silent client was never closed")
+        self.assertLess(one_closed - t0, 5 + 3, "a silent client outlived the 5 s lingering read")
+        self.assertIsNotNone(trickler_closed, "a trickling client was lingered on past 30 s")
+        self.assertGreater(trickler_closed - t0, 25, "the lingering close ended before 30 s of sending")
+        self.assertLess(trickler_closed - t0, 30 + 4, "the lingering close outlived 30 s")
+        for sock in (silent, trickler):  # the status was there to read all along
+            sock.setblocking(True)
+            sock.settimeout(5)
+            self.assertTrue(sock.recv(100).startswith(b"HTTP/1.1 413"))
+        deadline = time.time() + 5
+        while time.time() < deadline and fd_count(gw) > base:
+            time.sleep(0.05)
+        self.assertLessEqual(fd_count(gw), base, "descriptors left open after the lingering close")
+        self.assertEqual(gw.get("/after").status, 200)
+
+    def test_upstream_reset_mid_chunked_body_to_http10_client(self):
+        go_on = threading.Event()
+        self._procs.append(type("S", (), {"stop": lambda _s: go_on.set()})())
+
+        def script(o, conn, n, line, headers, body, c):
+            if not line.startswith("GET /cut "):
+                c.sendall(response(b"fine"))
+                return
+            c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n")
+            go_on.wait(10)
+            c.sendall(b"10\r\nabc")  # a chunk of 16 bytes, cut after 3
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()  # a reset
+            return False
+        o = self.origin(script)
+        gw = self.gateway(route_to(o.addr), config={"holdfast": {"access_log": "stdout"}})
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        self._procs.append(type("C", (), {"stop": lambda _s: s.close()})())
+        s.sendall(b"GET /cut HTTP/1.0\r\nHost: x\r\n\r\n")
+        status, headers, body = read_head(s)
+        while len(body) < len(b"hello world"):
+            chunk = s.recv(65536)
+            self.assertTrue(chunk, f"closed after {body!r}")
+            body += chunk
+        go_on.set()  # only now does the origin send more and reset
+        closed = False
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    closed = True
+                    break
+                body += chunk
+        except ConnectionResetError:
+            closed = True
+        self.assertTrue(closed)
+        self.assertEqual(status, 200)
+        self.assertNotIn("transfer-encoding", headers)
+        self.assertNotIn("content-length", headers)  # close-delimited: no length to claim completeness
+        self.assertEqual(headers.get("connection"), "close")
+        self.assertIn(body, (b"hello world", b"hello worldabc"))  # the payload so far, no chunk framing
+        gw.wait_log("ended early")
+        # The access log counts the body bytes the client got, not the
+        # chunk framing the origin sent.
+        gw.wait_log('"GET /cut HTTP/1.0" 200 ')
+        logged = re.search(r'"GET /cut HTTP/1\.0" 200 (\d+) ', gw.logs()).group(1)
+        self.assertEqual(int(logged), len(body))
+        self.assertEqual(gw.get("/after").body, b"fine")
+        out = gw.raw(b"GET /after10 HTTP/1.0\r\nHost: x\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200") and out.endswith(b"\r\n\r\nfine"), out)
 
     def test_endless_1xx_is_bounded_by_the_read_timeout(self):
         def script(o, conn, n, line, headers, body, c):
