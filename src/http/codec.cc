@@ -8,17 +8,6 @@
 namespace holdfast::http {
 namespace {
 
-constexpr std::array<bool, 256> make_tchar() {
-  std::array<bool, 256> t{};
-  for (int c = '0'; c <= '9'; ++c) t[c] = true;
-  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
-  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
-  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
-  return t;
-}
-constexpr auto kTchar = make_tchar();
-
-inline bool is_tchar(char c) { return kTchar[static_cast<unsigned char>(c)]; }
 inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
 
 std::string_view trim_ows(std::string_view v) {

@@ -2,6 +2,7 @@
 // per-header allocation), plus a chunked-framing validator used while bodies
 // stream through. Strict where leniency enables request smuggling.
 #pragma once
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -96,6 +97,22 @@ class ChunkedValidator {
 // Decodes a complete chunked body into its payload (trailers dropped); false
 // when `raw` is not one complete, valid chunked body. Safe on any input.
 bool decode_chunked(std::string_view raw, std::string& out);
+
+namespace detail {
+constexpr std::array<bool, 256> make_tchar() {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}
+inline constexpr auto kTchar = make_tchar();
+}  // namespace detail
+
+// RFC 9110 tchar: the bytes of a method or a header name. One table for the
+// parser and the head writer, so what one accepts the other writes.
+inline bool is_tchar(char c) { return detail::kTchar[static_cast<unsigned char>(c)]; }
 
 bool iequals(std::string_view a, std::string_view b);
 // True when the comma-separated list `value` contains `token` (case-insensitive).

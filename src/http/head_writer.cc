@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "http/codec.h"
 #include "http/uri.h"
 
 namespace holdfast::http {
@@ -43,20 +44,9 @@ size_t find_unsafe(std::string_view s, unsigned char limit, bool allow_tab) {
   return std::string_view::npos;
 }
 
-// RFC 9110 tchar.
-constexpr std::array<bool, 256> make_tchar() {
-  std::array<bool, 256> t{};
-  for (int c = '0'; c <= '9'; ++c) t[c] = true;
-  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
-  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
-  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
-  return t;
-}
-constexpr auto kTchar = make_tchar();
-
 size_t unsafe_name_byte(std::string_view name) {
   for (size_t i = 0; i < name.size(); ++i)
-    if (!kTchar[static_cast<unsigned char>(name[i])]) return i;
+    if (!is_tchar(name[i])) return i;
   return std::string_view::npos;
 }
 
