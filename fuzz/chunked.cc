@@ -2,22 +2,15 @@
 // The validator must reach the same verdict, byte count and payload however
 // the input is split across reads, and decode_chunked must agree with it.
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
+#include "harness.h"
 #include "http/codec.h"
 
 using namespace holdfast::http;
 using R = ChunkedValidator::Result;
-
-namespace {
-
-void check(bool ok) {
-  if (!ok) std::abort();
-}
-
-}  // namespace
+using fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;

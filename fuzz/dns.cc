@@ -6,19 +6,16 @@
 // `ok` reply carries addresses, of the family asked for, each from its own
 // record, and the id is honoured.
 #include <cstdint>
-#include <cstdlib>
 #include <span>
 #include <string_view>
 
 #include "dns/message.h"
+#include "harness.h"
 
 using namespace holdfast::dns;
+using fuzz::check;
 
 namespace {
-
-void check(bool ok) {
-  if (!ok) std::abort();
-}
 
 // The smallest answer record that yields an address: a root owner (1 byte),
 // type, class, TTL, length (10) and an IPv4 address (4).

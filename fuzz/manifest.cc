@@ -5,20 +5,17 @@
 // checks in verify_objects run too. A manifest that parses survives a
 // serialise/parse round trip unchanged.
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include "cloud/aws/sigv4.h"
 #include "config/fallback/snapshot_format.h"
+#include "harness.h"
 
 namespace fb = holdfast::config::fallback;
+using fuzz::check;
 
 namespace {
-
-void check(bool ok) {
-  if (!ok) std::abort();
-}
 
 bool same(const fb::ObjectRef& a, const fb::ObjectRef& b) {
   return a.bucket == b.bucket && a.key == b.key && a.sha256 == b.sha256 && a.size == b.size;

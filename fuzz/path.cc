@@ -2,20 +2,13 @@
 // $uri). A normalised path starts with '/', has no empty, "." or ".."
 // segment inside, no NUL, and normalising it again changes nothing.
 #include <cstdint>
-#include <cstdlib>
 #include <string_view>
 
+#include "harness.h"
 #include "http/uri.h"
 
 using holdfast::http::normalize_path;
-
-namespace {
-
-void check(bool ok) {
-  if (!ok) std::abort();
-}
-
-}  // namespace
+using fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view raw(reinterpret_cast<const char*>(data), size);
