@@ -516,6 +516,57 @@ def loopback_listener(backlog=64):
     return sock, sock.getsockname()[1]
 
 
+class LoopbackServer:
+    """A raw-socket server on 127.0.0.1 in threads, the base of the tests'
+    scripted origins: one thread accepts, one thread per connection runs
+    `serve(conn, index)` (index: the connection's number, from 0) and closes
+    the connection when it returns; OSError ends it quietly. `stop()` closes
+    the listener and every connection. Subclasses set their own fields
+    before calling `__init__`, which starts accepting."""
+
+    def __init__(self, backlog=64):
+        self.sock, self.port = loopback_listener(backlog)
+        self.lock = threading.Lock()
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def serve(self, conn, index):
+        raise NotImplementedError
+
+    def stop(self):
+        for c in [self.sock] + self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(c)
+                index = len(self.conns) - 1
+            threading.Thread(target=self._run, args=(c, index), daemon=True).start()
+
+    def _run(self, c, index):
+        try:
+            self.serve(c, index)
+        except OSError:
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
 class TcpForwarder:
     """A loopback TCP relay in front of a real server. `mute_existing()`
     stops relaying on the connections open now (without closing them), so a

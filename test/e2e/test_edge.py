@@ -20,7 +20,7 @@ import threading
 import time
 import unittest
 
-from harness import SANITIZER, GatewayTest, free_port, loopback_listener, wait_port
+from harness import SANITIZER, GatewayTest, LoopbackServer, free_port, wait_port
 import test_streaming
 from test_streaming import read_head, split_head
 
@@ -102,71 +102,34 @@ def response(body, extra=b""):
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
 
 
-class ScriptedOrigin:
+class ScriptedOrigin(LoopbackServer):
     """A keep-alive origin in threads. `script(conn_index, request_index,
     line, headers, body, sock)` answers one request (it may also misbehave);
     returning False closes the connection."""
 
     def __init__(self, script):
         self.script = script
-        self.sock, self.port = loopback_listener(256)
-        self.lock = threading.Lock()
         self.requests = []  # (conn index, request line, body)
-        self.conns = []
         self.events = {}
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def addr(self):
-        return f"127.0.0.1:{self.port}"
+        super().__init__(backlog=256)
 
     def event(self, name):
         with self.lock:
             return self.events.setdefault(name, threading.Event())
 
-    def stop(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        for c in list(self.conns):
-            try:
-                c.close()
-            except OSError:
-                pass
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.conns.append(c)
-                idx = len(self.conns) - 1
-            threading.Thread(target=self._serve, args=(c, idx), daemon=True).start()
-
-    def _serve(self, c, idx):
+    def serve(self, c, idx):
         buf = b""
         n = 0
-        try:
-            while True:
-                got = recv_request(c, buf)
-                if got is None:
-                    return
-                line, headers, body, buf = got
-                with self.lock:
-                    self.requests.append((idx, line, body))
-                if self.script(self, idx, n, line, headers, body, c) is False:
-                    return
-                n += 1
-        except OSError:
-            pass
-        finally:
-            try:
-                c.close()
-            except OSError:
-                pass
+        while True:
+            got = recv_request(c, buf)
+            if got is None:
+                return
+            line, headers, body, buf = got
+            with self.lock:
+                self.requests.append((idx, line, body))
+            if self.script(self, idx, n, line, headers, body, c) is False:
+                return
+            n += 1
 
     def count(self, line_prefix):
         with self.lock:

@@ -11,28 +11,20 @@ import threading
 import time
 import unittest
 
-from harness import loopback_listener, GatewayTest
+from harness import GatewayTest, LoopbackServer
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-class RecordingUpstream:
+class RecordingUpstream(LoopbackServer):
     """A minimal HTTP/1.1 keep-alive upstream in a thread. It records all
     bytes received and every complete request; it answers each request with
     a JSON body naming the request line, body size and body."""
 
     def __init__(self):
-        self.sock, self.port = loopback_listener(64)
-        self.lock = threading.Lock()
         self.data = bytearray()
         self.requests = []  # (request line, headers dict, body)
-        self.conns = []
-        self.running = True
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def addr(self):
-        return f"127.0.0.1:{self.port}"
+        super().__init__()
 
     def reset(self):
         with self.lock:
@@ -43,28 +35,7 @@ class RecordingUpstream:
         with self.lock:
             return bytes(self.data), list(self.requests)
 
-    def stop(self):
-        self.running = False
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        for c in list(self.conns):
-            try:
-                c.close()
-            except OSError:
-                pass
-
-    def _accept(self):
-        while self.running:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
+    def serve(self, c, _index):
         buf = bytearray()
 
         def more():
@@ -118,13 +89,8 @@ class RecordingUpstream:
                                   "body": body.decode("latin-1")}).encode()
                 c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Upstream: rec\r\n"
                           b"Content-Length: %d\r\n\r\n%s" % (len(out), out))
-        except (EOFError, OSError, ValueError):
+        except (EOFError, ValueError):
             pass
-        finally:
-            try:
-                c.close()
-            except OSError:
-                pass
 
 
 def exchange(port, data, timeout=3.0, pause_after=None):

@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from harness import loopback_listener, GatewayTest, SANITIZER
+from harness import GatewayTest, LoopbackServer, SANITIZER
 
 MB = 1 << 20
 SIZE = 100 * MB
@@ -337,7 +337,7 @@ def read_head_from(sock, have, timeout=5.0):
     return int(first.split()[1]), headers, rest
 
 
-class WebSocketUpstream:
+class WebSocketUpstream(LoopbackServer):
     """A tiny WebSocket upstream (thread): answers the handshake with 101,
     sends a greeting, then echoes every byte. Without an Upgrade header it
     answers a plain 200 and closes."""
@@ -345,38 +345,12 @@ class WebSocketUpstream:
     GREETING = b"hello-from-upstream"
 
     def __init__(self):
-        self.sock, self.port = loopback_listener(16)
         self.handshakes = []
         self.tunnel_bytes = bytearray()  # everything received after the handshake
         self.closed = threading.Event()
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(backlog=16)
 
-    @property
-    def addr(self):
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
+    def serve(self, c, _index):
         try:
             buf = b""
             while b"\r\n\r\n" not in buf:
@@ -405,8 +379,6 @@ class WebSocketUpstream:
             self.closed.set()
         except OSError:
             self.closed.set()
-        finally:
-            c.close()
 
 
 def ws_frame(payload, opcode=0x1):
