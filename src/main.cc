@@ -7,8 +7,10 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
+#include <fmt/format.h>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -30,12 +32,11 @@
 #include "core/io_backend.h"
 #include "core/log.h"
 #include "dns/resolver.h"
-#include <fmt/format.h>
-#include "proxy/access_log.h"
 #include "http/control_server.h"
+#include "plugins/shared_dict.h"
+#include "proxy/access_log.h"
 #include "proxy/health_checker.h"
 #include "proxy/worker.h"
-#include "plugins/shared_dict.h"
 #include "tls/server_context.h"
 
 using namespace holdfast;
@@ -223,15 +224,30 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<proxy::Worker>> workers;
   asio::io_context control;
   std::unique_ptr<http::ControlServer> status_server, admin_server;
+  // One TLS context for every worker (and so one session cache); each
+  // handshake takes its certificate from the snapshot of its worker.
+  std::unique_ptr<tls::ServerContext> tls_server;
+  std::shared_ptr<asio::ssl::context> tls_ctx;
+  if (proxy && cfg.ssl.enable && !cfg.ssl.listen.empty()) {
+    auto sc = tls::ServerContext::create(cfg.ssl);
+    if (!sc) {
+      log::error("apisix.ssl: {}", sc.error());
+      return 1;
+    }
+    tls_server = std::move(*sc);
+    SSL_CTX_up_ref(tls_server->native());  // asio's context frees its own reference
+    tls_ctx = std::make_shared<asio::ssl::context>(tls_server->native());
+  }
   try {
     if (proxy) {
       for (int i = 0; i < cfg.workers; ++i) {
         workers.push_back(std::make_unique<proxy::Worker>(i, cfg, access_log));
         workers.back()->listen(cfg.node_listen);
+        if (tls_ctx) workers.back()->listen_tls(cfg.ssl.listen, tls_ctx);
       }
     }
   } catch (const std::exception& e) {
-    log::error("cannot listen on apisix.node_listen: {}", e.what());
+    log::error("cannot listen on apisix.node_listen / apisix.ssl.listen: {}", e.what());
     return 1;
   }
 
@@ -297,6 +313,8 @@ int main(int argc, char** argv) {
   for (auto& w : workers) w->start();
   if (proxy)
     for (const auto& l : cfg.node_listen) log::info("listening on {}:{}", l.ip, l.port);
+    if (tls_ctx)
+      for (const auto& l : cfg.ssl.listen) log::info("listening on {}:{} (TLS)", l.ip, l.port);
   log::info("holdfast {} started: role {}, config provider {}, {} worker(s){}", HOLDFAST_VERSION, cfg.role,
             cfg.config_provider, workers.size(),
             cfg.fallback.enabled ? (cfg.fallback.write ? ", backup node (fallback_cp.mode: write)" : ", S3 fallback on") : "");

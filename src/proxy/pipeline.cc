@@ -431,6 +431,7 @@ awaitable<bool> Connection::handle() {
   ctx.remote_addr = info_.remote_ip;
   ctx.remote_port = info_.remote_port;
   ctx.server_port = info_.local_port;
+  ctx.scheme = info_.scheme;
   body_consumed_ = req_.body == BodyKind::none;
   streamed_ = false;
   auto snap = w_.snapshot();

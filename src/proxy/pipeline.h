@@ -25,6 +25,7 @@ struct ConnInfo {
   uint16_t remote_port = 0;
   uint16_t local_port = 0;
   const char* scheme = "http";
+  std::string server_name;     // TLS: the SNI the certificate was chosen by (or fallback_sni)
 };
 
 // Fills ConnInfo from a connected TCP socket.

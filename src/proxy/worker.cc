@@ -14,6 +14,9 @@
 #include "core/log.h"
 #include "proxy/access_log.h"
 #include "proxy/pipeline.h"
+#include "tls/server_context.h"
+#include "transport/io.h"
+#include "transport/tls_stream.h"
 
 #if defined(BOOST_ASIO_HAS_IO_URING)
 #include <liburing.h>
@@ -54,27 +57,35 @@ bool idle_connection_usable(int fd) {
 
 Worker::~Worker() { join(); }
 
+void Worker::open_listener(const ListenAddr& a, bool tls) {
+  auto acc = std::make_unique<tcp::acceptor>(io_);
+  tcp::endpoint ep(asio::ip::make_address(a.ip), a.port);
+  acc->open(ep.protocol());
+  acc->set_option(tcp::acceptor::reuse_address(true));
+  int one = 1;
+  // Each worker binds its own listener; the kernel spreads connections.
+  if (::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    throw std::runtime_error("SO_REUSEPORT failed");
+  acc->bind(ep);
+  acc->listen(4096);
+  acceptors_.push_back(std::move(acc));
+  acceptor_tls_.push_back(tls);
+}
+
 void Worker::listen(const std::vector<ListenAddr>& addrs) {
-  for (const auto& a : addrs) {
-    auto acc = std::make_unique<tcp::acceptor>(io_);
-    tcp::endpoint ep(asio::ip::make_address(a.ip), a.port);
-    acc->open(ep.protocol());
-    acc->set_option(tcp::acceptor::reuse_address(true));
-    int one = 1;
-    // Each worker binds its own listener; the kernel spreads connections.
-    if (::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-      throw std::runtime_error("SO_REUSEPORT failed");
-    acc->bind(ep);
-    acc->listen(4096);
-    acceptors_.push_back(std::move(acc));
-  }
+  for (const auto& a : addrs) open_listener(a, false);
+}
+
+void Worker::listen_tls(const std::vector<ListenAddr>& addrs, std::shared_ptr<asio::ssl::context> ctx) {
+  tls_ctx_ = std::move(ctx);
+  for (const auto& a : addrs) open_listener(a, true);
 }
 
 uint16_t Worker::bound_port(size_t i) const { return acceptors_.at(i)->local_endpoint().port(); }
 
 void Worker::start() {
-  for (auto& acc : acceptors_)
-    asio::co_spawn(io_, accept_loop(*acc), [](std::exception_ptr e) {
+  for (size_t i = 0; i < acceptors_.size(); ++i)
+    asio::co_spawn(io_, accept_loop(*acceptors_[i], acceptor_tls_[i]), [](std::exception_ptr e) {
       if (e) try { std::rethrow_exception(e); } catch (const std::exception& ex) { log::error("accept loop: {}", ex.what()); }
     });
   asio::co_spawn(io_, sweeper(), asio::detached);
@@ -226,7 +237,7 @@ asio::awaitable<void> Worker::wait_for_capacity() {
   }
 }
 
-asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc) {
+asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc, bool tls) {
   for (;;) {
     co_await wait_for_capacity();
     if (!acc.is_open()) co_return;
@@ -247,7 +258,8 @@ asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc) {
       continue;
     }
     open_conns_++;  // counted here, so the next wait_for_capacity sees it
-    asio::co_spawn(io_, serve_plain(std::move(sock)), [](std::exception_ptr e) {
+    auto serve_it = tls ? serve_tls(std::move(sock)) : serve_plain(std::move(sock));
+    asio::co_spawn(io_, std::move(serve_it), [](std::exception_ptr e) {
       if (e) try { std::rethrow_exception(e); } catch (const std::exception& ex) { log::error("connection: {}", ex.what()); }
     });
   }
@@ -260,6 +272,40 @@ asio::awaitable<void> Worker::serve_plain(tcp::socket sock) {
   const ConnInfo info = tcp_conn_info(sock);
   transport::TcpStream stream(std::move(sock));
   co_await serve(*this, stream, info);
+}
+
+// A TLS client connection: the handshake (bounded by client_header_timeout,
+// ended by a drain), then the same pipeline on the decrypted stream.
+asio::awaitable<void> Worker::serve_tls(tcp::socket sock) {
+  boost::system::error_code ec;
+  sock.set_option(tcp::no_delay(true), ec);
+  ConnInfo info = tcp_conn_info(sock);
+  info.scheme = "https";
+  transport::TlsStream stream(std::move(sock), *tls_ctx_);
+  static const auto kNoCertificates = tls::CertTable::build(nullptr);
+  const auto& table = snapshot_ && snapshot_->certificates ? snapshot_->certificates : kNoCertificates;
+  bool ok = tls::attach_table(stream.native(), table);
+  if (ok) {
+    Timed t;
+    t.stream = &stream;
+    t.idle = true;  // a drain does not wait for a handshake
+    t.deadline = now_ms() + transport::ms(cfg_.client_header_timeout);
+    watch(&t);
+    ec = co_await stream.handshake(asio::ssl::stream_base::server);
+    unwatch(&t);
+    ok = !ec;
+    if (ec)
+      log::debug("TLS handshake from {}:{} failed: {}", info.remote_ip, info.remote_port,
+                 t.fired ? "timed out" : ec.message());
+  }
+  if (ok) {
+    if (const tls::Selection* sel = tls::selection(stream.native())) info.server_name = sel->server_name;
+    co_await serve(*this, stream, info);  // closes the stream and counts the connection out
+    co_return;
+  }
+  stream.close();
+  open_conns_--;
+  connection_closed();
 }
 
 std::unique_ptr<UpstreamConn> Worker::take_pooled(const std::string& key) {

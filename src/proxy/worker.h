@@ -21,6 +21,10 @@
 #include "snapshot/snapshot.h"
 #include "transport/timed.h"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace holdfast::proxy {
 
 using transport::Timed;  // a stream with a deadline, swept by the worker
@@ -34,6 +38,10 @@ class Worker {
 
   // Opens listeners (SO_REUSEPORT) on the calling thread; throws on failure.
   void listen(const std::vector<ListenAddr>& addrs);
+  // TLS listeners (apisix.ssl.listen). A handshake picks its certificate
+  // from the snapshot current when the connection was accepted (the
+  // context's client-hello callback, src/tls/server_context.h).
+  void listen_tls(const std::vector<ListenAddr>& addrs, std::shared_ptr<boost::asio::ssl::context> ctx);
   void start();                                   // spawns the thread
   void join();
   void publish(std::shared_ptr<const snapshot::Snapshot> snap);  // thread-safe
@@ -76,8 +84,10 @@ class Worker {
   void sweep();
   void begin_shutdown(bool stopping);  // drain() and stop(), on the worker thread
   void clear_pool();
-  boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acc);
+  boost::asio::awaitable<void> accept_loop(boost::asio::ip::tcp::acceptor& acc, bool tls);
   boost::asio::awaitable<void> serve_plain(boost::asio::ip::tcp::socket sock);
+  boost::asio::awaitable<void> serve_tls(boost::asio::ip::tcp::socket sock);
+  void open_listener(const ListenAddr& a, bool tls);
   boost::asio::awaitable<void> sweeper();
   boost::asio::awaitable<void> wait_for_capacity();
   void log_throttled(int64_t& last_ms, const std::string& msg);
@@ -86,6 +96,8 @@ class Worker {
   const NodeConfig& cfg_;
   boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  std::vector<bool> acceptor_tls_;  // per acceptor: TLS (apisix.ssl.listen) or plain
+  std::shared_ptr<boost::asio::ssl::context> tls_ctx_;
   std::shared_ptr<const snapshot::Snapshot> snapshot_;
   std::thread thread_;
   std::promise<void> stopped_;

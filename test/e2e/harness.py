@@ -174,9 +174,11 @@ class Gateway:
                  raw_standalone=None, launcher=None):
         self.dir = tempfile.mkdtemp(prefix="holdfast-e2e-")
         self.port = free_port()
+        self.tls_port = free_port()  # apisix.ssl.listen (on by default, as in APISIX)
         self.provider = provider
         cfg = {
-            "apisix": {"node_listen": [{"ip": "127.0.0.1", "port": self.port}]},
+            "apisix": {"node_listen": [{"ip": "127.0.0.1", "port": self.port}],
+                       "ssl": {"listen": [{"ip": "127.0.0.1", "port": self.tls_port}]}},
             "nginx_config": {"worker_processes": workers},
             "deployment": {"role": "data_plane", "role_data_plane": {"config_provider": provider}},
         }

@@ -1,0 +1,54 @@
+#include "transport/tls_stream.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+namespace holdfast::transport {
+namespace asio = boost::asio;
+constexpr auto tok = asio::as_tuple(asio::use_awaitable);
+
+asio::awaitable<boost::system::error_code> TlsStream::handshake(asio::ssl::stream_base::handshake_type type) {
+  auto [e] = co_await s_.async_handshake(type, tok);
+  co_return e;
+}
+
+asio::awaitable<Stream::Result> TlsStream::read_some(asio::mutable_buffer b) {
+  auto [e, n] = co_await s_.async_read_some(b, tok);
+  co_return Result{e, n};
+}
+
+asio::awaitable<Stream::Result> TlsStream::write(std::array<asio::const_buffer, 2> bufs) {
+  // Asio's ssl::stream encrypts one buffer per write: a head and its body
+  // would cost two records and two sends. Up to one record's worth is
+  // gathered first.
+  constexpr size_t kRecord = 16 * 1024;
+  const size_t total = bufs[0].size() + bufs[1].size();
+  if (bufs[0].size() && bufs[1].size() && total <= kRecord) {
+    gather_.assign(static_cast<const char*>(bufs[0].data()), bufs[0].size());
+    gather_.append(static_cast<const char*>(bufs[1].data()), bufs[1].size());
+    auto [e, n] = co_await asio::async_write(s_, asio::buffer(gather_), tok);
+    co_return Result{e, n};
+  }
+  auto [e, n] = co_await asio::async_write(s_, bufs, tok);
+  co_return Result{e, n};
+}
+
+void TlsStream::cancel() {
+  boost::system::error_code ec;
+  s_.next_layer().cancel(ec);
+}
+
+asio::awaitable<void> TlsStream::shutdown_send() {
+  boost::system::error_code ec;
+  s_.next_layer().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  co_return;
+}
+
+void TlsStream::close() {
+  boost::system::error_code ec;
+  s_.next_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  s_.next_layer().close(ec);
+}
+
+}  // namespace holdfast::transport
