@@ -3,20 +3,13 @@
 // name it returns is 1-255 bytes of printable ASCII, lowercase, without a
 // trailing '.', and the bytes it came from are exactly one host_name entry.
 #include <cstdint>
-#include <cstdlib>
 #include <string_view>
 
+#include "harness.h"
 #include "tls/sni.h"
 
+using fuzz::check;
 using holdfast::tls::ServerNameExt;
-
-namespace {
-
-void check(bool ok) {
-  if (!ok) std::abort();
-}
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view body(reinterpret_cast<const char*>(data), size);
