@@ -272,7 +272,8 @@ def start_holdfast(work, origin, name="holdfast", resources=None, env=None, bina
     d = os.path.join(work, name)
     os.makedirs(d, exist_ok=True)
     port = free_port()
-    cfg = {"apisix": {"node_listen": [{"ip": "127.0.0.1", "port": port}]},
+    # Plain HTTP only: the TLS listener (on by default, as in APISIX) stays off.
+    cfg = {"apisix": {"node_listen": [{"ip": "127.0.0.1", "port": port}], "ssl": {"enable": False}},
            "nginx_config": {"worker_processes": 1, "error_log_level": "warn"},
            "deployment": {"role": "data_plane", "role_data_plane": {"config_provider": "json"}}}
     with open(os.path.join(d, "config.yaml"), "w") as f:
