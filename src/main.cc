@@ -311,10 +311,11 @@ int main(int argc, char** argv) {
   if (file) file->start();
   if (supervisor) supervisor->start();
   for (auto& w : workers) w->start();
-  if (proxy)
+  if (proxy) {
     for (const auto& l : cfg.node_listen) log::info("listening on {}:{}", l.ip, l.port);
     if (tls_ctx)
       for (const auto& l : cfg.ssl.listen) log::info("listening on {}:{} (TLS)", l.ip, l.port);
+  }
   log::info("holdfast {} started: role {}, config provider {}, {} worker(s){}", HOLDFAST_VERSION, cfg.role,
             cfg.config_provider, workers.size(),
             cfg.fallback.enabled ? (cfg.fallback.write ? ", backup node (fallback_cp.mode: write)" : ", S3 fallback on") : "");
