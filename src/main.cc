@@ -37,6 +37,7 @@
 #include "proxy/access_log.h"
 #include "proxy/health_checker.h"
 #include "proxy/worker.h"
+#include "tls/cert_metrics.h"
 #include "tls/server_context.h"
 
 using namespace holdfast;
@@ -295,6 +296,7 @@ int main(int argc, char** argv) {
           m.body = supervisor ? supervisor->prometheus(snap ? snap->source : "", age) : std::string();
           m.body += fmt::format("holdfast_config_loaded {}\nholdfast_config_rejected_total {}\n", snap ? 1 : 0, manager.rejected());
           m.body += plugins::shared_dicts_prometheus();
+          if (snap && snap->certificates) m.body += tls::expiry_prometheus(*snap->certificates);
           co_return m;
         }
         co_return status_response(r, cfg, manager, etcd_source);

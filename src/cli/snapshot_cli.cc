@@ -18,6 +18,8 @@
 #include "core/config.h"
 #include "core/data_encryption.h"
 #include "core/log.h"
+#include "tls/cert_metrics.h"
+#include "tls/cert_table.h"
 
 namespace holdfast::cli {
 namespace asio = boost::asio;
@@ -30,7 +32,8 @@ void usage() {
   std::puts(
       "Usage: holdfast snapshot COMMAND -c CONFIG [options]\n"
       "\n"
-      "  inspect            show the manifest in the resource bucket (revision, age, objects)\n"
+      "  inspect            show the manifest in the resource bucket (revision, age, objects) and\n"
+      "                     the snapshot's SSL objects (ids, SNIs, certificate expiry; never keys)\n"
       "  verify             fetch the snapshot and check digests, signature and every resource\n"
       "  pull [-o FILE]     download it as a standalone apisix.json (fields decrypted), stdout by default\n"
       "  push -i FILE [--revision N]\n"
@@ -46,6 +49,50 @@ struct Args {
   std::string command, config = "conf/config.yaml", out, in;
   int64_t revision = 0;
 };
+
+// The snapshot's SSL objects as a traffic node would compile them (keys
+// decrypted with the snapshot's keyring, then the local one), one line per
+// certificate: id, key type, expiry, SNIs. Keys are never printed, and the
+// reasons for a left-out object come from CertTable, which never quotes one.
+asio::awaitable<int> print_ssls(Store& store, const NodeConfig& cfg) {
+  auto fetched = co_await fetch_snapshot(store, cfg.fallback.gateway_group_id, cfg.fallback.signing_key);
+  if (!fetched.ok()) {
+    std::fprintf(stderr, "holdfast: snapshot invalid: %s\n", fetched.error.c_str());
+    co_return 1;
+  }
+  const Loaded& loaded = *fetched.snapshot;
+  data_encryption::Keyring ring = loaded.keyring;
+  for (const auto& k : cfg.keyring) ring.push_back(k);
+  const json::value* v = loaded.resources.if_contains("ssls");
+  const json::array* arr = v && v->is_array() ? &v->as_array() : nullptr;
+  tls::CertTable::Options opts;
+  opts.keyring = &ring;
+  log::set_level(log::Level::error);
+  auto table = tls::CertTable::build(arr, opts);
+  const int64_t now = now_unix();
+  // Ids and reasons reach a terminal: no control characters.
+  auto shown = [](std::string t) {
+    for (char& c : t)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '_';
+    return t;
+  };
+  std::printf("ssls:            %zu\n", arr ? arr->size() : 0);
+  for (const auto& o : table->objects()) {
+    std::string snis;
+    for (const auto& s : o->snis) snis += (snis.empty() ? "" : ",") + s;
+    const char* state = !o->server ? " (type client)" : !o->enabled ? " (status 0)" : "";
+    for (const auto& c : o->certificates) {
+      const int64_t days = (c.not_after - now) / 86400;
+      std::printf("  ssl %s%s: %s, expires %s (%s), snis %s\n", shown(o->id).c_str(), state, c.key_type.c_str(),
+                  tls::utc_time(c.not_after).c_str(),
+                  c.not_after <= now ? "expired" : fmt::format("in {} days", days).c_str(),
+                  snis.empty() ? "-" : snis.c_str());
+    }
+  }
+  for (const auto& p : table->problems())
+    std::printf("  ssl %s: not usable: %s\n", shown(p.ssl_id).c_str(), shown(p.reason).c_str());
+  co_return 0;
+}
 
 asio::awaitable<int> run(const Args& a, const NodeConfig& cfg, asio::io_context& io) {
   const auto& f = cfg.fallback;
@@ -72,7 +119,7 @@ asio::awaitable<int> run(const Args& a, const NodeConfig& cfg, asio::io_context&
     std::printf("config:          %s (%llu bytes, sha256 %s)\n", store.client->url(m->config.bucket, m->config.key).c_str(),
                 static_cast<unsigned long long>(m->config.size), m->config.sha256.c_str());
     std::printf("signed:          %s\n", m->hmac.empty() ? "no" : "yes (HMAC-SHA256)");
-    co_return 0;
+    co_return co_await print_ssls(store, cfg);
   }
   if (a.command == "verify" || a.command == "pull") {
     auto fetched = co_await fetch_snapshot(store, f.gateway_group_id, f.signing_key);

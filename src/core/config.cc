@@ -840,6 +840,14 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
   if (auto st = parse_ssl(r, c.ssl, c.warnings); !st) return Error{st.error()};
   if (auto st = parse_etcd(r, c.etcd); !st) return Error{st.error()};
   if (auto st = parse_admin(r, c.admin); !st) return Error{st.error()};
+  // The Admin API speaks plain HTTP only: say so rather than let an
+  // operator believe it is behind TLS (or client certificates).
+  if (const json::value* h = at(r, {"deployment", "admin", "https_admin"}); h && !(h->is_bool() && !h->as_bool()))
+    c.warnings.push_back("deployment.admin.https_admin: the Admin API over TLS is not supported yet (ignored): "
+                         "admin_listen serves plain HTTP");
+  if (const json::value* m = at(r, {"deployment", "admin", "admin_api_mtls"}); m && !(m->is_object() && m->as_object().empty()))
+    c.warnings.push_back("deployment.admin.admin_api_mtls: the Admin API over TLS is not supported yet (ignored): "
+                         "admin_listen serves plain HTTP");
   if (auto st = parse_fallback(r, c.fallback, conf_dir); !st) return Error{st.error()};
   if (auto st = parse_lua_shared_dict(r, c); !st) return Error{st.error()};
   if (auto st = parse_dns(r, c.dns); !st) return Error{st.error()};

@@ -170,6 +170,12 @@ class DockerfileTest(unittest.TestCase):
             self.assertIn("!" + path, ignore)
             self.assertTrue(os.path.exists(os.path.join(ROOT, path)), path)
         self.assertEqual(len(by["HEALTHCHECK"]), 1)
+        # The proxy, its TLS listener (the default config's apisix.ssl.listen), Admin API, status.
+        with open(os.path.join(DOCKER, "config.yaml")) as f:
+            cfg = yaml.safe_load(f)
+        ports = {str(cfg["apisix"]["node_listen"]), str(cfg["apisix"]["ssl"]["listen"][0]["port"]), "9180", "7085"}
+        self.assertEqual(by["EXPOSE"], ["EXPOSE " + " ".join(sorted(ports, key=int))])
+        self.assertTrue(cfg["apisix"]["ssl"]["enable"])
 
     def healthcheck(self):
         line = [l for l in dockerfile_stages()[-1][1] if l.startswith("HEALTHCHECK")][0]
@@ -300,7 +306,9 @@ class ComposeTest(unittest.TestCase):
                 self.assertEqual(published, set(), "a backup node opens no proxy port")
             else:
                 self.assertNotIn("mode", fb)
-                self.assertEqual(published, {str(cfg["apisix"]["node_listen"]), "7085"})
+                tls = cfg["apisix"]["ssl"]
+                self.assertTrue(tls["enable"], name)
+                self.assertEqual(published, {str(cfg["apisix"]["node_listen"]), str(tls["listen"][0]["port"]), "7085"})
         with open(os.path.join(COMPOSE, "conf", "traffic-s3-only.yaml")) as f:
             self.assertEqual(yaml.safe_load(f)["deployment"]["etcd"]["host"], ["https://INVALID_DOMAIN:7943"])
 

@@ -389,6 +389,38 @@ class HelmTest(unittest.TestCase):
         self.assertEqual(len(self.kinds(objs, "Service")), 1)
         self.assert_common(objs, "defaults")
 
+    def test_tls_listener(self):
+        """apisix.ssl.enabled (APISIX's chart's name): apisix.ssl.enable/listen in config.yaml,
+        the https container port and the Service's TLS port (service.tls, as APISIX's chart)."""
+        def ports(objs):
+            return ({p["name"]: p["containerPort"] for p in self.container(objs)["ports"]},
+                    {p["name"]: p for p in self.one(objs, "Service")["spec"]["ports"]})
+        # Off by default (as APISIX's chart); written out, since the binary's default is on.
+        objs = self.render(SEEDS["keys-traffic"])
+        self.assertEqual(self.config(objs)["apisix"]["ssl"], {"enable": False})
+        cports, sports = ports(objs)
+        self.assertNotIn("https", cports)
+        self.assertNotIn("https", sports)
+        objs = self.render(SEEDS["keys-traffic"] + ["apisix.ssl.enabled=true"])
+        self.assertEqual(self.config(objs)["apisix"]["ssl"], {"enable": True, "listen": [{"ip": "0.0.0.0", "port": 9443}]})
+        cports, sports = ports(objs)
+        self.assertEqual(cports["https"], 9443)
+        self.assertEqual(sports["https"], {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"})
+        self.assert_common(objs, "tls")
+        self.check_binary_accepts(objs, "tls")
+        objs = self.render(SEEDS["keys-traffic"] + ["apisix.ssl.enabled=true", "apisix.ssl.containerPort=8443",
+                                                    "service.type=NodePort", "service.tls.servicePort=8443",
+                                                    "service.tls.nodePort=30443"])
+        self.assertEqual(self.config(objs)["apisix"]["ssl"]["listen"], [{"ip": "0.0.0.0", "port": 8443}])
+        cports, sports = ports(objs)
+        self.assertEqual(cports["https"], 8443)
+        self.assertEqual((sports["https"]["port"], sports["https"]["nodePort"]), (8443, 30443))
+        # A backup node proxies nothing: no TLS listener either.
+        objs = self.render(SEEDS["keys-backup"] + ["apisix.ssl.enabled=true"])
+        self.assertEqual(self.config(objs)["apisix"]["ssl"], {"enable": False})
+        self.assertNotIn("https", {p["name"] for p in self.container(objs)["ports"]})
+        self.check_binary_accepts(objs, "tls on a backup node")
+
     def test_s3_primary_traffic_node(self):
         objs = self.render(S3 + ["deployment.role_data_plane.config_provider=json"])
         cfg = self.config(objs)
@@ -450,7 +482,10 @@ class HelmTest(unittest.TestCase):
         self.assert_render_fails(["etcd.host[0]=etcd:2379"], "etcd.host.0")
         self.assert_render_fails(S3 + ["deployment.fallback_cp.cache_file=/etc/holdfast/cache.json"],
                                  "deployment.fallback_cp.cache_file")
-        self.assert_render_fails(["apisix.ssl.enabled=true"], "does not terminate TLS yet")
+        self.assert_render_fails(["apisix.ssl.enabled=true", "apisix.ssl.containerPort=9080"],
+                                 "apisix.ssl.containerPort: must differ from apisix.node_listen")
+        self.assert_render_fails(["apisix.ssl.enabled=true", "apisix.ssl.containerPort=7085"],
+                                 "apisix.ssl.containerPort: 7085 is the status endpoint's port")
         # A secret passed as ${{VAR}} that looks like a number would become one in the binary.
         p = self.template(["etcd.user=gw"], set_strings=["etcd.password=12345678"])
         self.assertNotEqual(p.returncode, 0)

@@ -100,8 +100,11 @@ Checks that JSON schema cannot express with a readable message. Rendered
 {{- if and $s3.access_key .Values.awsCredentials.existingSecret }}
 {{- fail "deployment.fallback_cp.aws_s3.access_key and awsCredentials.existingSecret: choose one source for the AWS keys" }}
 {{- end }}
-{{- if .Values.apisix.ssl.enabled }}
-{{- fail "apisix.ssl.enabled: Holdfast does not terminate TLS yet; terminate TLS in front of the gateway Service" }}
+{{- if and .Values.apisix.ssl.enabled (eq (int .Values.apisix.ssl.containerPort) (int .Values.apisix.node_listen)) }}
+{{- fail "apisix.ssl.containerPort: must differ from apisix.node_listen" }}
+{{- end }}
+{{- if and .Values.apisix.ssl.enabled (eq (int .Values.apisix.ssl.containerPort) 7085) }}
+{{- fail "apisix.ssl.containerPort: 7085 is the status endpoint's port; choose another" }}
 {{- end }}
 {{- if and .Values.etcd.auth.tls.enabled (not .Values.etcd.auth.tls.existingSecret) }}
 {{- fail "etcd.auth.tls.existingSecret: required when etcd.auth.tls.enabled is true (a Secret holding the etcd client certificate and key)" }}
@@ -180,6 +183,10 @@ the AWS keys are read by the credential chain from the environment.
 {{- $_ := set $enc "keyring" $ring }}
 {{- end }}
 {{- $_ := set $apisix "data_encryption" $enc }}
+{{- /* Written either way: the binary's default (as APISIX's) is a TLS listener on 9443. */}}
+{{- $ssl := dict "enable" (and $v.apisix.ssl.enabled (include "holdfast.proxies" . | empty | not)) }}
+{{- if $ssl.enable }}{{ $_ := set $ssl "listen" (list (dict "ip" "0.0.0.0" "port" (int $v.apisix.ssl.containerPort))) }}{{ end }}
+{{- $_ := set $apisix "ssl" $ssl }}
 
 {{- $etcd := dict "host" $v.etcd.host "prefix" $v.etcd.prefix "timeout" $v.etcd.timeout "startup_timeout" $v.etcd.startup_timeout }}
 {{- if $v.etcd.user }}{{ $_ := set $etcd "user" $v.etcd.user }}{{ end }}

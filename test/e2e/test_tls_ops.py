@@ -1,0 +1,211 @@
+"""TLS in operation: SSL objects in the S3 fallback snapshot (a traffic node
+that never reached etcd serves HTTPS with the right certificate per SNI),
+`holdfast snapshot inspect` listing certificates without keys, the
+certificate expiry metric, and bad SSL objects (at `holdfast -t` and in a
+hot reload) left out by id while the others keep serving."""
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+from harness import BIN, GatewayTest, free_port
+from pki import Pki
+from test_fallback import FallbackBase, fallback_cfg, wait_for
+
+KEYRING = ["0123456789abcdef"]
+METRIC = "holdfast_ssl_certificate_expiry_timestamp_seconds"
+
+
+def not_after(pki, name):
+    """The certificate's notAfter in Unix seconds, as the openssl command reads it."""
+    out = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", os.path.join(pki.dir, name + ".crt")],
+                         capture_output=True, text=True, check=True).stdout
+    return int(ssl.cert_time_to_seconds(out.strip().split("=", 1)[1]))
+
+
+def key_lines(key_pem):
+    """The base64 lines of a PEM key: none of them may appear anywhere."""
+    return [l for l in key_pem.splitlines() if l and not l.startswith("-----")]
+
+
+class PkiMixin:
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pki_dir = tempfile.mkdtemp(prefix="holdfast-pki-")
+        cls.pki = Pki(cls.pki_dir)
+        cls.a_ec = cls.pki.leaf("a-ec", ["a.test"], "ec")
+        cls.b_rsa = cls.pki.leaf("b-rsa", ["*.b.test"], "rsa")
+        cls.c_ec = cls.pki.leaf("c-ec", ["c.test"], "ec")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.pki_dir, True)
+        super().tearDownClass()
+
+    def served(self, port, sni):
+        """The DER leaf the listener serves for `sni` (verified against the test CA)."""
+        ctx = ssl.create_default_context(cafile=self.pki.ca_crt)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname=sni) as s:
+                return s.getpeercert(binary_form=True)
+
+    def https_get(self, port, sni, path):
+        ctx = ssl.create_default_context(cafile=self.pki.ca_crt)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname=sni) as s:
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), body
+
+    def assert_handshake_fails(self, port, sni):
+        ctx = ssl.create_default_context(cafile=self.pki.ca_crt)
+        ctx.check_hostname = False
+        with self.assertRaises(ssl.SSLError, msg=sni):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                with ctx.wrap_socket(raw, server_hostname=sni):
+                    pass
+
+
+class TlsFallbackTest(PkiMixin, FallbackBase):
+    def inspect(self, gw):
+        return subprocess.run([BIN, "snapshot", "inspect", "-c", gw.config_path], capture_output=True, text=True,
+                              timeout=30)
+
+    def test_https_from_the_s3_snapshot_after_admin_api_with_encrypted_keys(self):
+        # The control plane: etcd behind an Admin API that encrypts keys.
+        enc = {"apisix": {"data_encryption": {"keyring": KEYRING}}}
+        cp = self.etcd_gateway(self.etcd_, role="control_plane", config=enc)
+        for path, body in [
+                ("/apisix/admin/upstreams/1", {"nodes": {self.up.addr: 1}, "type": "roundrobin"}),
+                ("/apisix/admin/routes/1", {"uri": "/tls/*", "upstream_id": "1"}),
+                ("/apisix/admin/ssls/a", {"snis": ["a.test"], "cert": self.a_ec[0], "key": self.a_ec[1]}),
+                ("/apisix/admin/ssls/b", {"snis": ["*.b.test"], "cert": self.b_rsa[0], "key": self.b_rsa[1]})]:
+            st, body = cp.admin("PUT", path, body)
+            self.assertIn(st, (200, 201), body)
+        # etcd holds the key encrypted (APISIX's data encryption), the certificate as given.
+        for sid, (cert, key) in (("a", self.a_ec), ("b", self.b_rsa)):
+            stored = json.loads(self.etcd_.get(f"/apisix/ssls/{sid}"))
+            self.assertEqual(stored["cert"], cert)
+            self.assertFalse(stored["key"].startswith("---"), "the key is stored in clear")
+            for line in key_lines(key):
+                self.assertNotIn(line, json.dumps(stored))
+
+        # The backup node (same keyring) exports to S3; the resource object keeps the encrypted keys.
+        bcfg = fallback_cfg(self.peer, "write")
+        bcfg.update(enc)
+        backup = self.etcd_gateway(self.etcd_, config=bcfg)
+        rev = self.etcd_.revision()
+        m = wait_for(lambda: (lambda m: m if m and m["revision"] >= rev else None)(self.manifest()), what="export")
+        resources = json.loads(self.peer.get("fallback-cp-data", m["resource"]["key"]))
+        self.assertEqual(sorted(s["id"] for s in resources["ssls"]), ["a", "b"])
+        text = json.dumps(resources)
+        for _, key in (self.a_ec, self.b_rsa):
+            for line in key_lines(key):
+                self.assertNotIn(line, text)
+        self.assertNotIn("PRIVATE KEY", text)
+
+        # `snapshot inspect`: ids, SNIs, key types and expiry dates; never keys.
+        r = self.inspect(backup)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout + r.stderr
+        exp_a = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(not_after(self.pki, "a-ec")))
+        exp_b = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(not_after(self.pki, "b-rsa")))
+        self.assertIn("ssls:            2", out)
+        self.assertRegex(out, rf"ssl a: EC, expires {re.escape(exp_a)} \(in \d+ days\), snis a\.test\n")
+        self.assertRegex(out, rf"ssl b: RSA, expires {re.escape(exp_b)} \(in \d+ days\), snis \*\.b\.test\n")
+        self.assertNotIn("PRIVATE KEY", out)
+        for sid in ("a", "b"):
+            enc_key = next(s["key"] for s in resources["ssls"] if s["id"] == sid)
+            self.assertNotIn(enc_key[:24], out)
+        for _, key in (self.a_ec, self.b_rsa):
+            for line in key_lines(key):
+                self.assertNotIn(line, out)
+
+        # The control plane goes away; a traffic node that never reached etcd
+        # (and has no keyring of its own: the snapshot's decrypts) serves HTTPS from S3.
+        backup.stop()
+        self.etcd_.stop()
+        tcfg = fallback_cfg(self.peer)
+        traffic = self.etcd_gateway(self.etcd_, config=tcfg)
+        wait_for(lambda: traffic.status()[1].get("source") == "s3", what="traffic node on the S3 snapshot")
+        self.assertEqual(self.served(traffic.tls_port, "a.test"), ssl.PEM_cert_to_DER_cert(self.a_ec[0]))
+        self.assertEqual(self.served(traffic.tls_port, "api.b.test"), ssl.PEM_cert_to_DER_cert(self.b_rsa[0]))
+        self.assert_handshake_fails(traffic.tls_port, "other.test")
+        self.assert_handshake_fails(traffic.tls_port, "x.api.b.test")  # a wildcard covers one label
+        status, body = self.https_get(traffic.tls_port, "a.test", "/tls/x")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["server"], "origin")
+        # The expiry metric for the snapshot's certificates.
+        metrics = traffic.request_status_raw("/metrics")
+        self.assertIn(f'{METRIC}{{sni="a.test",ssl_id="a",type="EC"}} {not_after(self.pki, "a-ec")}\n', metrics)
+        self.assertIn(f'{METRIC}{{sni="*.b.test",ssl_id="b",type="RSA"}} {not_after(self.pki, "b-rsa")}\n', metrics)
+        self.assertIn(f"# TYPE {METRIC} gauge\n", metrics)
+        logs = traffic.logs()
+        for _, key in (self.a_ec, self.b_rsa):
+            for line in key_lines(key):
+                self.assertNotIn(line, logs + metrics)
+
+
+class BadSslObjectTest(PkiMixin, GatewayTest):
+    def test_hot_reload_skips_a_broken_object_by_id_and_keeps_serving(self):
+        up = self.upstream("alpha")
+        status_port = free_port()
+        routes = [{"id": "r1", "uri": "/*", "upstream": {"nodes": {up.addr: 1}}}]
+        good = {"id": "a", "snis": ["a.test"], "cert": self.a_ec[0], "key": self.a_ec[1]}
+        gw = self.gateway({"routes": routes, "ssls": [good]},
+                          config={"apisix": {"status": {"ip": "127.0.0.1", "port": status_port}}})
+        self.assertEqual(self.served(gw.tls_port, "a.test"), ssl.PEM_cert_to_DER_cert(self.a_ec[0]))
+        # A key that does not match its certificate, and a key no keyring entry decrypts,
+        # next to a new good object.
+        broken = {"id": "broken-1", "snis": ["broken.test"], "cert": self.c_ec[0], "key": self.a_ec[1]}
+        undecryptable = {"id": "enc-2", "snis": ["enc.test"], "cert": self.c_ec[0], "key": "bm90IGEga2V5IGF0IGFsbA=="}
+        added = {"id": "c", "snis": ["c.test"], "cert": self.c_ec[0], "key": self.c_ec[1]}
+        gw.reload({"routes": routes, "ssls": [good, broken, undecryptable, added]})
+        logs = gw.logs()
+        self.assertIn("broken-1", logs)
+        self.assertIn("does not match the certificate", logs)
+        self.assertIn("enc-2", logs)
+        self.assertIn("no keyring entry decrypts it", logs)
+        self.assertEqual(self.served(gw.tls_port, "a.test"), ssl.PEM_cert_to_DER_cert(self.a_ec[0]))
+        self.assertEqual(self.served(gw.tls_port, "c.test"), ssl.PEM_cert_to_DER_cert(self.c_ec[0]))
+        self.assert_handshake_fails(gw.tls_port, "broken.test")
+        self.assert_handshake_fails(gw.tls_port, "enc.test")
+        status, _ = self.https_get(gw.tls_port, "c.test", "/hello")
+        self.assertEqual(status, 200)
+        # Only the certificates that serve are in the metric.
+        metrics = gw.request_status_raw("/metrics")
+        self.assertIn(f'{METRIC}{{sni="a.test",ssl_id="a",type="EC"}} {not_after(self.pki, "a-ec")}\n', metrics)
+        self.assertIn(f'{METRIC}{{sni="c.test",ssl_id="c",type="EC"}} {not_after(self.pki, "c-ec")}\n', metrics)
+        self.assertNotIn("broken-1", metrics)
+        self.assertNotIn("enc-2", metrics)
+        for line in key_lines(self.a_ec[1]) + key_lines(self.c_ec[1]):
+            self.assertNotIn(line, gw.logs())
+        # `holdfast -t` on the same file names both and fails.
+        p = subprocess.run([BIN, "-t", "-c", gw.config_path], capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("ssl broken-1: key: the private key does not match the certificate", p.stderr)
+        self.assertIn("ssl enc-2: key: the key is not PEM and no keyring entry decrypts it", p.stderr)
+        self.assertNotIn("ssl a:", p.stderr)
+        self.assertNotIn("ssl c:", p.stderr)
+
+    def test_metric_label_values_are_escaped(self):
+        status_port = free_port()
+        odd = {"id": 'we"ird\\id', "snis": ["a.test"], "cert": self.a_ec[0], "key": self.a_ec[1]}
+        gw = self.gateway({"routes": [], "ssls": [odd]},
+                          config={"apisix": {"status": {"ip": "127.0.0.1", "port": status_port}}})
+        metrics = gw.request_status_raw("/metrics")
+        self.assertIn(f'{METRIC}{{sni="a.test",ssl_id="we\\"ird\\\\id",type="EC"}} ', metrics)
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
