@@ -102,7 +102,8 @@ class TlsFallbackTest(PkiMixin, FallbackBase):
         # The backup node (same keyring) exports to S3; the resource object keeps the encrypted keys.
         bcfg = fallback_cfg(self.peer, "write")
         bcfg.update(enc)
-        backup = self.etcd_gateway(self.etcd_, config=bcfg)
+        backup = self.etcd_gateway(self.etcd_, config=bcfg, start=False)
+        backup.start(wait=False)  # a backup node opens no proxy port
         rev = self.etcd_.revision()
         m = wait_for(lambda: (lambda m: m if m and m["revision"] >= rev else None)(self.manifest()), what="export")
         resources = json.loads(self.peer.get("fallback-cp-data", m["resource"]["key"]))
