@@ -174,7 +174,8 @@ class DockerfileTest(unittest.TestCase):
         with open(os.path.join(DOCKER, "config.yaml")) as f:
             cfg = yaml.safe_load(f)
         ports = {str(cfg["apisix"]["node_listen"]), str(cfg["apisix"]["ssl"]["listen"][0]["port"]), "9180", "7085"}
-        self.assertEqual(by["EXPOSE"], ["EXPOSE " + " ".join(sorted(ports, key=int))])
+        self.assertEqual(len(by["EXPOSE"]), 1)
+        self.assertEqual(set(by["EXPOSE"][0].split()[1:]), ports)
         self.assertTrue(cfg["apisix"]["ssl"]["enable"])
 
     def healthcheck(self):
