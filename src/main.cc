@@ -100,6 +100,8 @@ int test_config(const std::string& path) {
     snapshot::CompileOptions opts;
     opts.router = cfg->router;
     opts.enabled_plugins = cfg->plugins;
+    opts.trusted_certificate = cfg->ssl.trusted_certificate;
+    opts.keyring = &cfg->keyring;
     auto snap = snapshot::compile_snapshot(*doc, opts);
     if (!snap) {
       std::fprintf(stderr, "holdfast: %s: %s\nholdfast: configuration test failed\n", file.c_str(), snap.error().c_str());

@@ -58,6 +58,8 @@ Status Manager::apply(const boost::json::value& doc, const std::string& source, 
   auto prev = current();
   opts.previous = prev.get();
   opts.resolver = resolver_;
+  opts.trusted_certificate = cfg_.ssl.trusted_certificate;
+  opts.keyring = &cfg_.keyring;
   auto t0 = std::chrono::steady_clock::now();
   Result<std::shared_ptr<Snapshot>> snap = Error{""};
   try {

@@ -87,6 +87,7 @@ void parse_checks(Checker& c, Upstream& u) {
     hc.host = ac.str("host").value_or("");
     hc.port = static_cast<uint16_t>(ac.integer("port", false, 1, 65535).value_or(0));
     hc.req_headers = ac.str_array("req_headers").value_or(std::vector<std::string>{});
+    hc.https_verify_certificate = ac.boolean("https_verify_certificate").value_or(true);
     if (const json::object* h = ac.object("healthy")) {
       Checker hcheck(*h, "healthy");
       hc.healthy_interval = hcheck.integer("interval", false, 1).value_or(1);
@@ -227,6 +228,21 @@ Result<std::shared_ptr<const Upstream>> parse_upstream(const json::value& v, boo
     u->keepalive_idle = kc.number("idle_timeout", false, 0).value_or(60);
     u->keepalive_requests = static_cast<int>(kc.integer("requests", false, 1).value_or(1000));
     if (kc.failed()) c.fail("property \"keepalive_pool\" validation failed: " + kc.error());
+  }
+  if (const json::object* t = c.object("tls")) {
+    Checker tc(*t, "tls");
+    tc.only({"client_cert", "client_key", "client_cert_id", "verify"});
+    u->tls.verify = tc.boolean("verify").value_or(false);
+    u->tls.client_cert = tc.str("client_cert").value_or("");
+    u->tls.client_key = tc.str("client_key").value_or("");
+    if (auto id = parse_id_field(tc, "client_cert_id", false)) u->tls.client_cert_id = *id;
+    // As APISIX's schema: a certificate and its key together, or an SSL
+    // object by id, never both.
+    if (!tc.failed() && u->tls.client_cert.empty() != u->tls.client_key.empty())
+      tc.fail("client_cert and client_key must be given together");
+    if (!tc.failed() && !u->tls.client_cert.empty() && !u->tls.client_cert_id.empty())
+      tc.fail("client_cert_id and client_cert are mutually exclusive");
+    if (tc.failed()) c.fail("property \"tls\" validation failed: " + tc.error());
   }
   parse_checks(c, *u);
   if (c.failed()) return Error{c.error()};

@@ -44,7 +44,17 @@ struct HealthCheckConfig {
   std::vector<int> passive_healthy_statuses;
   int passive_successes = 5;
   std::vector<int> passive_unhealthy_statuses{429, 500, 503};
+  bool https_verify_certificate = true;  // APISIX's default (type: https only)
   int passive_http_failures = 5, passive_tcp_failures = 2, passive_timeouts = 7;
+};
+
+// An upstream's `tls` (APISIX upstream schema): how a `scheme: https`
+// connection verifies the origin and which client certificate it shows.
+struct UpstreamTls {
+  bool verify = false;         // APISIX's default; applied to every TLS upstream here
+  std::string client_cert;     // PEM (with client_key), or
+  std::string client_key;      // PEM, decrypted by the config source
+  std::string client_cert_id;  // an SSL object of type client
 };
 
 struct Upstream {
@@ -63,6 +73,7 @@ struct Upstream {
   double keepalive_idle = 60;
   int keepalive_requests = 1000;
   std::optional<HealthCheckConfig> checks;
+  UpstreamTls tls;
 };
 
 struct Route {

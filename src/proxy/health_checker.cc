@@ -6,6 +6,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -13,6 +14,7 @@
 
 #include "core/log.h"
 #include "http/codec.h"
+#include "tls/client_context.h"
 
 namespace holdfast::proxy {
 namespace asio = boost::asio;
@@ -43,12 +45,43 @@ struct Listed {
 
 enum class Outcome { success, http_failure, tcp_failure, timeout, neutral };
 
-// One probe: connect (and for http, GET the path and read the status line),
-// all within `timeout` seconds. The timer closes the socket to abort.
+// The HTTP part of a probe: GET the path, read the status line.
+template <typename S>
+asio::awaitable<Outcome> http_probe(S& s, const model::HealthCheckConfig& hc, const std::string& host,
+                                    const bool& timed_out) {
+  std::string req = fmt::format("GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: holdfast-health-check\r\n", hc.http_path, host);
+  for (const auto& h : hc.req_headers) req += h + "\r\n";
+  req += "\r\n";
+  auto [wec, wn] = co_await asio::async_write(s, asio::buffer(req), tok);
+  if (wec) co_return timed_out ? Outcome::timeout : Outcome::tcp_failure;
+  std::string buf(4096, '\0');
+  size_t got = 0;
+  for (;;) {
+    auto [rec, n] = co_await s.async_read_some(asio::buffer(buf.data() + got, buf.size() - got), tok);
+    if (rec && n == 0) co_return timed_out ? Outcome::timeout : Outcome::tcp_failure;
+    got += n;
+    ResponseHead head;
+    ParseError perr;
+    auto st = parse_response(std::string_view(buf.data(), got), "GET", head, perr);
+    if (st == ParseStatus::complete) {
+      auto in = [&](const std::vector<int>& v) { return std::find(v.begin(), v.end(), head.status) != v.end(); };
+      if (in(hc.healthy_statuses)) co_return Outcome::success;
+      if (in(hc.unhealthy_statuses)) co_return Outcome::http_failure;
+      co_return Outcome::neutral;
+    }
+    if (st == ParseStatus::error || got == buf.size()) co_return Outcome::http_failure;
+  }
+}
+
+// One probe: connect (for https a TLS handshake too; for http and https GET
+// the path and read the status line), all within `timeout` seconds. The
+// timer closes the socket to abort.
 asio::awaitable<Outcome> probe(const model::HealthCheckConfig& hc, const model::UpstreamNode& node,
-                               const tcp::endpoint& node_ep, std::shared_ptr<HealthChecker::Live> live) {
+                               const tcp::endpoint& node_ep, std::shared_ptr<tls::ClientContext> tls_ctx,
+                               std::shared_ptr<HealthChecker::Live> live) {
   auto ex = co_await asio::this_coro::executor;
   tcp::socket sock(ex);
+  tcp::socket* open = &sock;  // what the timer closes (the TLS stream takes the socket over)
   Listed<tcp::socket> listed(live->probes, &sock);
   asio::steady_timer timer(ex);
   bool timed_out = false;
@@ -57,37 +90,33 @@ asio::awaitable<Outcome> probe(const model::HealthCheckConfig& hc, const model::
     if (ec) return;
     timed_out = true;
     boost::system::error_code ignored;
-    sock.close(ignored);
+    open->close(ignored);
   });
   // The address the proxy uses (resolved with the snapshot), on the check's port.
   const tcp::endpoint ep(node_ep.address(), hc.port ? hc.port : node.port);
   auto [cec] = co_await sock.async_connect(ep, tok);
   if (cec) { timer.cancel(); co_return timed_out ? Outcome::timeout : Outcome::tcp_failure; }
   if (hc.type == "tcp") { timer.cancel(); co_return Outcome::success; }
-  std::string host = hc.host.empty() ? node.host : hc.host;
-  std::string req = fmt::format("GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: holdfast-health-check\r\n", hc.http_path, host);
-  for (const auto& h : hc.req_headers) req += h + "\r\n";
-  req += "\r\n";
-  auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(req), tok);
-  if (wec) { timer.cancel(); co_return timed_out ? Outcome::timeout : Outcome::tcp_failure; }
-  std::string buf(4096, '\0');
-  size_t got = 0;
-  for (;;) {
-    auto [rec, n] = co_await sock.async_read_some(asio::buffer(buf.data() + got, buf.size() - got), tok);
-    if (rec && n == 0) { timer.cancel(); co_return timed_out ? Outcome::timeout : Outcome::tcp_failure; }
-    got += n;
-    ResponseHead head;
-    ParseError perr;
-    auto st = parse_response(std::string_view(buf.data(), got), "GET", head, perr);
-    if (st == ParseStatus::complete) {
+  const std::string host = hc.host.empty() ? node.host : hc.host;
+  Outcome o;
+  if (hc.type == "https") {
+    if (!tls_ctx) { timer.cancel(); co_return Outcome::tcp_failure; }  // its context did not build (logged)
+    asio::ssl::stream<tcp::socket> ts(std::move(sock), tls_ctx->ctx);
+    open = &ts.next_layer();
+    Listed<tcp::socket> listed_tls(live->probes, open);
+    if (!tls::prepare_client(ts.native_handle(), *tls_ctx, tls::sni_for_host(host), ep.address().to_string())) {
       timer.cancel();
-      auto in = [&](const std::vector<int>& v) { return std::find(v.begin(), v.end(), head.status) != v.end(); };
-      if (in(hc.healthy_statuses)) co_return Outcome::success;
-      if (in(hc.unhealthy_statuses)) co_return Outcome::http_failure;
-      co_return Outcome::neutral;
+      co_return Outcome::tcp_failure;
     }
-    if (st == ParseStatus::error || got == buf.size()) { timer.cancel(); co_return Outcome::http_failure; }
+    auto [hec] = co_await ts.async_handshake(asio::ssl::stream_base::client, tok);
+    if (hec) { timer.cancel(); co_return timed_out ? Outcome::timeout : Outcome::tcp_failure; }
+    o = co_await http_probe(ts, hc, host, timed_out);
+    open = &sock;  // ts ends with this block
+  } else {
+    o = co_await http_probe(sock, hc, host, timed_out);
   }
+  timer.cancel();
+  co_return o;
 }
 
 void record(NodeHealth& h, Outcome o, const model::HealthCheckConfig& hc, const std::string& what) {
@@ -128,7 +157,7 @@ asio::awaitable<void> check_loop(std::shared_ptr<snapshot::CompiledUpstream> up,
     // A name without an address yet is not probed: the node is unusable
     // anyway, and the snapshot that brings its address restarts this loop.
     if (!up->endpoints[node]) break;
-    Outcome o = co_await probe(hc, n, *up->endpoints[node], live);
+    Outcome o = co_await probe(hc, n, *up->endpoints[node], up->check_tls, live);
     if (*generation != mine) break;
     NodeHealth& h = up->balancer->health(static_cast<int>(node));
     record(h, o, hc, what);

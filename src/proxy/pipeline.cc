@@ -20,7 +20,9 @@
 #include "proxy/worker.h"
 #include "router/ipmatch.h"
 #include "snapshot/snapshot.h"
+#include "tls/client_context.h"
 #include "transport/io.h"
+#include "transport/tls_stream.h"
 
 namespace holdfast::proxy {
 using namespace holdfast::http;
@@ -143,6 +145,8 @@ class Connection {
   void run_body_filters(plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route, std::string& body);
   awaitable<bool> collect_body(UpstreamConn& up, const ResponseHead& resp, double timeout, std::string& out);
   void run_log(plugins::RequestCtx& ctx, const snapshot::CompiledRoute* route, int status, uint64_t bytes);
+  std::string upstream_host_value(const plugins::RequestCtx& ctx, const snapshot::CompiledUpstream& up,
+                                  const model::UpstreamNode& node, const char** by) const;
   std::string upstream_head(const plugins::RequestCtx& ctx, const snapshot::CompiledUpstream& up,
                             const model::UpstreamNode& node, bool websocket);
   awaitable<bool> tunnel(UpstreamConn& up, double idle_timeout);
@@ -368,7 +372,7 @@ awaitable<bool> Connection::collect_body(UpstreamConn& up, const ResponseHead& r
     up.buf.begin = up.buf.end = 0;
     error_code ec;
     bool to = false;
-    size_t n = co_await read_some(up.stream, up.timed, up.buf, timeout, ec, to);
+    size_t n = co_await read_some(*up.stream, up.timed, up.buf, timeout, ec, to);
     if (ec || n == 0) {
       if (resp.body == BodyKind::until_close && !to) break;
       co_return false;
@@ -515,6 +519,27 @@ awaitable<bool> Connection::handle() {
   co_return keep;
 }
 
+// The Host header sent upstream (and so an https upstream's SNI, as
+// APISIX's proxy_ssl_name $upstream_host). `by` names who set it, for errors.
+std::string Connection::upstream_host_value(const plugins::RequestCtx& ctx, const snapshot::CompiledUpstream& up,
+                                            const model::UpstreamNode& node, const char** by) const {
+  if (ctx.upstream_host) {
+    *by = ctx.upstream_host_by;
+    return *ctx.upstream_host;
+  }
+  if (up.conf->pass_host == "node") {
+    bool v6 = node.host.find(':') != std::string::npos;
+    std::string host = v6 ? "[" + node.host + "]" : node.host;
+    if (node.port != 80 && node.port != 443) host += ":" + std::to_string(node.port);
+    return host;
+  }
+  if (up.conf->pass_host == "rewrite") {
+    *by = "the upstream's upstream_host";
+    return up.conf->upstream_host;
+  }
+  return std::string(req_.host);
+}
+
 std::string Connection::upstream_head(const plugins::RequestCtx& ctx, const snapshot::CompiledUpstream& up,
                                       const model::UpstreamNode& node, bool websocket) {
   std::string out;
@@ -537,19 +562,8 @@ std::string Connection::upstream_head(const plugins::RequestCtx& ctx, const snap
                   ctx.upstream_method ? ctx.upstream_method_by : nullptr,
                   ctx.upstream_target ? ctx.upstream_target_by : nullptr);
 
-  std::string host;
   const char* host_by = nullptr;
-  if (ctx.upstream_host) {
-    host = *ctx.upstream_host;
-    host_by = ctx.upstream_host_by;
-  } else if (up.conf->pass_host == "node") {
-    bool v6 = node.host.find(':') != std::string::npos;
-    host = v6 ? "[" + node.host + "]" : node.host;
-    if (node.port != 80 && node.port != 443) host += ":" + std::to_string(node.port);
-  } else if (up.conf->pass_host == "rewrite") {
-    host = up.conf->upstream_host;
-    host_by = "the upstream's upstream_host";
-  } else host = std::string(req_.host);
+  const std::string host = upstream_host_value(ctx, up, node, &host_by);
   hw.header("Host", host, host_by);
 
   std::string_view xff;
@@ -715,11 +729,11 @@ awaitable<bool> Connection::tunnel(UpstreamConn& up, double idle_timeout) {
   // other side is closed at once rather than left half-open, as nginx does.
   auto finish = [&, done](std::exception_ptr) {
     s_.close();
-    up.stream.close();
+    up.stream->close();
     if (++*done == 2) wait.cancel();
   };
-  asio::co_spawn(ex, pump({s_, timed_}, {up.stream, up.timed}, in_, idle_ms), finish);
-  asio::co_spawn(ex, pump({up.stream, up.timed}, {s_, timed_}, up.buf, idle_ms), finish);
+  asio::co_spawn(ex, pump({s_, timed_}, {*up.stream, up.timed}, in_, idle_ms), finish);
+  asio::co_spawn(ex, pump({*up.stream, up.timed}, {s_, timed_}, up.buf, idle_ms), finish);
   co_await wait.async_wait(tok);
   timed_.tunnel = false;
   timed_.deadline = up.timed.deadline = 0;
@@ -769,6 +783,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
   std::vector<int> tried;
   int fail_status = 502;
   std::unique_ptr<UpstreamConn> conn;
+  std::string tls_key;  // the pool key of an https node (see below)
   int node_idx = -1;
   ResponseHead resp;
   bool sent_body = false;
@@ -797,7 +812,16 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
     if (node_idx < 0) break;
     tried.push_back(node_idx);
     const model::UpstreamNode& node = uc.nodes[node_idx];
-    const std::string& pool_key = up.node_keys[node_idx];
+    // https: the pool key adds the SNI and the TLS identity (verification,
+    // CA, client certificate), so a connection made for one upstream Host
+    // or one client certificate never serves another.
+    std::string sni;
+    if (up.tls) {
+      const char* by = nullptr;
+      sni = tls::sni_for_host(upstream_host_value(ctx, up, node, &by));
+      tls_key = fmt::format("https|{}|{}|{}", up.node_keys[node_idx], sni, up.tls->identity);
+    }
+    const std::string& pool_key = up.tls ? tls_key : up.node_keys[node_idx];
     std::string head = upstream_head(ctx, up, node, websocket);
     if (head.empty()) { fail_status = 500; break; }  // refused by the head writer (logged): no retry helps
 
@@ -815,7 +839,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
       if (!conn) {
         conn = std::make_unique<UpstreamConn>(w_.io());
         conn->buf.data.resize(kBufSize);
-        conn->timed.stream = &conn->stream;
+        conn->timed.stream = conn->stream;
         // Addresses come resolved with the snapshot: a worker never waits
         // for DNS. A name the resolver has not answered yet is unusable.
         if (!up.endpoints[node_idx]) {
@@ -827,8 +851,8 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
         w_.watch(&conn->timed);
         conn->timed.deadline = now_ms() + ms(to.connect);
         conn->timed.fired = false;
-        auto [cec] = co_await conn->stream.socket().async_connect(ep, tok);
-        conn->timed.deadline = 0;
+        auto [cec] = co_await conn->tcp.socket().async_connect(ep, tok);
+        if (cec || !up.tls) conn->timed.deadline = 0;
         if (cec) {
           bool timed_out = conn->timed.fired;
           log::warn("upstream {}: connect to {}:{} failed: {}", up.key, node.host, node.port,
@@ -839,7 +863,32 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
           conn.reset();
           break;
         }
-        conn->stream.socket().set_option(tcp::no_delay(true), cec);
+        conn->tcp.socket().set_option(tcp::no_delay(true), cec);
+        if (up.tls) {
+          // The handshake runs under the connect deadline set above.
+          conn->tls = std::make_unique<TlsStream>(std::move(conn->tcp.socket()), up.tls->ctx);
+          conn->stream = conn->tls.get();
+          conn->timed.stream = conn->stream;
+          SSL* ssl = conn->tls->native();
+          error_code hec = asio::error::no_memory;
+          if (tls::prepare_client(ssl, *up.tls, sni, node.host)) {
+            if (SSL_SESSION* sess = w_.tls_session(pool_key)) SSL_set_session(ssl, sess);
+            hec = co_await conn->tls->handshake(asio::ssl::stream_base::client);
+          }
+          conn->timed.deadline = 0;
+          if (hec) {
+            bool timed_out = conn->timed.fired;
+            const long vr = SSL_get_verify_result(ssl);
+            std::string why = timed_out ? "timed out" : hec.message();
+            if (vr != X509_V_OK) why = fmt::format("certificate verify failed: {}", X509_verify_cert_error_string(vr));
+            log::warn("upstream {}: TLS handshake with {}:{} failed: {}", up.key, node.host, node.port, why);
+            fail_status = timed_out ? 504 : 502;
+            passive(node_idx, !timed_out, timed_out, 0);
+            w_.unwatch(&conn->timed);
+            conn.reset();
+            break;
+          }
+        }
       }
       conn->idle_timeout_ms = ms(uc.keepalive_idle);
       // Send the head with whatever body bytes are buffered.
@@ -852,7 +901,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
         std::array<asio::const_buffer, 2> bufs{asio::buffer(head),
                                                asio::buffer(in_.data.data() + in_.begin + req_.head_bytes, blen)};
         size_t written = 0;
-        ok = co_await write_all(conn->stream, conn->timed, bufs, to.send, io_timeout, &written);
+        ok = co_await write_all(*conn->stream, conn->timed, bufs, to.send, io_timeout, &written);
         refused = !ok && !io_timeout && written == 0;
       } else {
         if (req_.expect_continue && req_.minor == 1 && !sent_continue) {
@@ -862,7 +911,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
           sent_continue = true;
         }
         sent_body = true;  // from here on the body cannot be replayed
-        auto rr = co_await relay(s_, timed_, in_, req_.body, req_.content_length, conn->stream, conn->timed, head,
+        auto rr = co_await relay(s_, timed_, in_, req_.body, req_.content_length, *conn->stream, conn->timed, head,
                                  cfg.client_body_timeout, to.send, cfg.limits.max_body_bytes);
         if (rr.bad_framing || rr.too_large || rr.src_failed) {
           w_.unwatch(&conn->timed);
@@ -912,7 +961,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
             conn->buf.data.resize(conn->buf.data.size() * 2);
           }
           error_code ec;
-          size_t n = co_await read_some_until(conn->stream, conn->timed, conn->buf, head_deadline, ec, io_timeout);
+          size_t n = co_await read_some_until(*conn->stream, conn->timed, conn->buf, head_deadline, ec, io_timeout);
           if (ec || n == 0) {
             ok = false;
             got_bytes = got_bytes || conn->buf.avail() > 0;
@@ -1062,9 +1111,12 @@ got_response : {
     double latency = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - upstream_start).count();
     bal.on_finish(w_.id(), node_idx, latency);
     ++conn->requests;
+    const std::string& key = up.tls ? tls_key : up.node_keys[node_idx];
+    // Read after the response, when a TLS 1.3 session ticket has arrived.
+    if (conn->tls) w_.keep_tls_session(key, SSL_get1_session(conn->tls->native()));
     if (upstream_reusable && conn->requests < uc.keepalive_requests && !w_.draining()) {
       conn->idle_since = now_ms();
-      w_.give_back(up.node_keys[node_idx], std::move(conn), uc.keepalive_size);
+      w_.give_back(key, std::move(conn), uc.keepalive_size);
     } else {
       w_.unwatch(&conn->timed);
       conn.reset();
@@ -1100,7 +1152,7 @@ got_response : {
     // An HTTP/1.0 client cannot read chunk framing: it gets the decoded
     // payload, delimited by the close.
     const bool dechunk = resp.body == BodyKind::chunked && req_.minor == 0;
-    rr = co_await relay(conn->stream, conn->timed, conn->buf, resp.body, resp.content_length, s_, timed_, head,
+    rr = co_await relay(*conn->stream, conn->timed, conn->buf, resp.body, resp.content_length, s_, timed_, head,
                         to.read, cfg.send_timeout, 0, dechunk);
     upstream_reusable = rr.ok && resp.keep_alive && resp.body != BodyKind::until_close && conn->buf.avail() == 0;
   }
@@ -1117,6 +1169,10 @@ got_response : {
 }
 
 }  // namespace
+
+UpstreamConn::~UpstreamConn() = default;
+
+tcp::socket& UpstreamConn::socket() { return tls ? tls->socket() : tcp.socket(); }
 
 ConnInfo tcp_conn_info(tcp::socket& sock) {
   ConnInfo info;

@@ -7,11 +7,16 @@
 #include <boost/asio/io_context.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "router/ipmatch.h"
 #include "transport/stream.h"
 #include "transport/timed.h"
+
+namespace holdfast::transport {
+class TlsStream;
+}
 
 namespace holdfast::proxy {
 
@@ -31,10 +36,19 @@ struct ConnInfo {
 // Fills ConnInfo from a connected TCP socket.
 ConnInfo tcp_conn_info(boost::asio::ip::tcp::socket& sock);
 
-// A pooled upstream connection.
+// A pooled upstream connection. Plain TCP runs on `tcp` directly (stream ==
+// &tcp, no TLS object, no extra allocation); for an https upstream the
+// connected socket moves into `tls` and `stream` points there.
 struct UpstreamConn {
-  explicit UpstreamConn(boost::asio::io_context& io) : stream(io) {}
-  transport::TcpStream stream;
+  explicit UpstreamConn(boost::asio::io_context& io) : tcp(io), stream(&tcp) {}
+  ~UpstreamConn();
+  UpstreamConn(const UpstreamConn&) = delete;
+  UpstreamConn& operator=(const UpstreamConn&) = delete;
+  // The TCP socket under either (the idle pool's MSG_PEEK check reads it).
+  boost::asio::ip::tcp::socket& socket();
+  transport::TcpStream tcp;
+  std::unique_ptr<transport::TlsStream> tls;
+  transport::Stream* stream;
   transport::Buf buf;
   transport::Timed timed;
   int requests = 0;

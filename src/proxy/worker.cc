@@ -182,7 +182,7 @@ void Worker::sweep() {
     v.erase(std::remove_if(v.begin(), v.end(),
                            [&](const std::unique_ptr<UpstreamConn>& c) {
                              if (now - c->idle_since < c->idle_timeout_ms &&
-                                 idle_connection_usable(c->stream.socket().native_handle()))
+                                 idle_connection_usable(c->socket().native_handle()))
                                return false;
                              unwatch(&c->timed);
                              return true;
@@ -316,10 +316,25 @@ std::unique_ptr<UpstreamConn> Worker::take_pooled(const std::string& key) {
     it->second.pop_back();
     // The origin closed it, reset it, or sent bytes nobody asked for (a body
     // to a HEAD, a second response) while it was idle: never reuse it.
-    if (idle_connection_usable(c->stream.socket().native_handle())) return c;
+    if (idle_connection_usable(c->socket().native_handle())) return c;
     unwatch(&c->timed);
   }
   return nullptr;
+}
+
+SSL_SESSION* Worker::tls_session(const std::string& key) const {
+  auto it = tls_sessions_.find(key);
+  return it == tls_sessions_.end() ? nullptr : it->second.get();
+}
+
+void Worker::keep_tls_session(const std::string& key, SSL_SESSION* s) {
+  if (!s) return;
+  std::shared_ptr<SSL_SESSION> owned(s, SSL_SESSION_free);
+  if (!SSL_SESSION_is_resumable(s)) return;
+  // Keys follow Host headers under pass_host: pass, so the table is bounded
+  // by starting over rather than growing with every name a client sends.
+  if (tls_sessions_.size() >= 1024 && !tls_sessions_.count(key)) tls_sessions_.clear();
+  tls_sessions_[key] = std::move(owned);
 }
 
 void Worker::give_back(const std::string& key, std::unique_ptr<UpstreamConn> c, int pool_size) {

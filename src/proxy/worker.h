@@ -21,6 +21,8 @@
 #include "snapshot/snapshot.h"
 #include "transport/timed.h"
 
+typedef struct ssl_session_st SSL_SESSION;
+
 namespace boost::asio::ssl {
 class context;
 }
@@ -70,6 +72,10 @@ class Worker {
   void unwatch(Timed* t);
   std::unique_ptr<UpstreamConn> take_pooled(const std::string& key);
   void give_back(const std::string& key, std::unique_ptr<UpstreamConn> c, int pool_size);
+  // The last resumable TLS session of an upstream pool key (null: none), and
+  // keeping one (takes the reference SSL_get1_session gave).
+  SSL_SESSION* tls_session(const std::string& key) const;
+  void keep_tls_session(const std::string& key, SSL_SESSION* s);
   AccessLog* access_log() { return access_log_.get(); }
   // A client connection ended: lets a worker held at its connection cap
   // accept again.
@@ -106,6 +112,7 @@ class Worker {
   bool stopping_ = false;  // stop() ran: every watched socket is closed
   Timed* timed_head_ = nullptr;
   std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> pool_;
+  std::unordered_map<std::string, std::shared_ptr<SSL_SESSION>> tls_sessions_;  // by pool key
   std::shared_ptr<AccessLog> access_log_;
   std::unique_ptr<boost::asio::steady_timer> capacity_;  // woken when a connection closes
   int64_t cap_logged_ms_ = -1'000'000, fd_logged_ms_ = -1'000'000;

@@ -2,10 +2,13 @@
 #include <fmt/ranges.h>
 
 #include <boost/json.hpp>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "snapshot/snapshot.h"
 #include "core/log.h"
 #include "dns/resolver.h"
+#include "tls/client_context.h"
 
 namespace holdfast::snapshot {
 namespace json = boost::json;
@@ -110,6 +113,76 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     if (snap->skipped++ == 0) snap->first_error = fmt::format("{}s[id={}]: {}", type, id, why);
   };
 
+  // First: upstreams' tls.client_cert_id refers to them.
+  {
+    tls::CertTable::Options to;
+    // Unchanged SSL objects are taken over, parsed keys and all.
+    if (opts.previous) to.previous = opts.previous->certificates.get();
+    const json::array* arr = section(doc, "ssls", err);
+    if (!err.empty()) return Error{err};
+    snap->certificates = tls::CertTable::build(arr, to);
+  }
+
+  // The client TLS context of an upstream, shared by identity and reused
+  // from the previous snapshot (loading a CA store is not free).
+  auto client_context = [&](const tls::ClientOptions& co) -> Result<std::shared_ptr<tls::ClientContext>> {
+    const std::string id = tls::client_identity(co);
+    if (auto it = snap->client_contexts.find(id); it != snap->client_contexts.end()) return it->second;
+    std::shared_ptr<tls::ClientContext> c;
+    if (opts.previous)
+      if (auto it = opts.previous->client_contexts.find(id); it != opts.previous->client_contexts.end()) c = it->second;
+    if (!c) {
+      auto made = tls::make_client_context(co);
+      if (!made) return Error{made.error()};
+      c = *made;
+    }
+    snap->client_contexts[id] = c;
+    return c;
+  };
+  auto upstream_tls = [&](CompiledUpstream& cu) {
+    const model::Upstream& u = *cu.conf;
+    const bool https = u.scheme == "https";
+    const bool check_https = u.checks && u.checks->active && u.checks->type == "https";
+    if (!https && !check_https) return;
+    tls::ClientOptions co;
+    co.verify = u.tls.verify;
+    co.trusted_certificate = opts.trusted_certificate;
+    std::optional<tls::Certificate> own;
+    if (!u.tls.client_cert.empty()) {
+      // etcd sources decrypt it already; a standalone file may not have.
+      auto c = tls::parse_certificate(u.tls.client_cert, u.tls.client_key, opts.keyring);
+      if (!c) { cu.tls_error = c.error(); return; }
+      own = std::move(*c);
+      co.client = &*own;
+      unsigned char md[32];
+      unsigned int n = 0;
+      X509_digest(own->leaf.get(), EVP_sha256(), md, &n);
+      co.client_identity = "pem:";
+      for (unsigned i = 0; i < 8 && i < n; ++i) co.client_identity += fmt::format("{:02x}", unsigned{md[i]});
+    } else if (!u.tls.client_cert_id.empty()) {
+      const tls::SslObject* o = snap->certificates->find_id(u.tls.client_cert_id);
+      if (!o || o->certificates.empty()) { cu.tls_error = "tls.client_cert_id: no SSL object " + u.tls.client_cert_id; return; }
+      if (o->server) { cu.tls_error = "tls.client_cert_id: SSL object " + u.tls.client_cert_id + " is not of type client"; return; }
+      co.client = &o->certificates.front();
+      co.client_identity = "ssl:" + o->id + ":";
+      for (unsigned i = 0; i < 8; ++i) co.client_identity += fmt::format("{:02x}", unsigned{o->digest[i]});
+    }
+    if (https) {
+      auto c = client_context(co);
+      if (!c) { cu.tls_error = c.error(); return; }
+      cu.tls = *c;
+    }
+    if (check_https) {
+      // APISIX's checker shows no client certificate; it verifies unless told not to.
+      tls::ClientOptions cc;
+      cc.verify = u.checks->https_verify_certificate;
+      cc.trusted_certificate = opts.trusted_certificate;
+      auto c = client_context(cc);
+      if (c) cu.check_tls = *c;
+      else log::warn("upstream {}: https health checks: {}", cu.key, c.error());
+    }
+  };
+
   std::vector<std::string> dns_names;
   // Health state survives reloads when an upstream's nodes are unchanged.
   std::unordered_map<std::string, std::pair<std::string, std::shared_ptr<upstream::NodeHealth[]>>> prev_health;
@@ -147,6 +220,8 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     }
     if (auto it = prev_health.find(key); it != prev_health.end() && it->second.first == node_signature(*cu))
       cu->balancer->set_health(it->second.second);
+    upstream_tls(*cu);
+    if (!cu->tls_error.empty()) log::error("upstream {}: {}", key, cu->tls_error);
     return cu;
   };
 
@@ -345,6 +420,10 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
         cr.upstream_error = 503;
         cr.upstream_error_msg = "no valid upstream node";
       }
+      if (cr.upstream && !cr.upstream->tls_error.empty()) {
+        cr.upstream_error = 502;
+        cr.upstream_error_msg = "upstream TLS is not usable";
+      }
       if (route.timeout) cr.timeout = *route.timeout;
       else if (cr.upstream && cr.upstream->conf->timeout) cr.timeout = *cr.upstream->conf->timeout;
       cr.websocket = route.enable_websocket.value_or(svc && svc->enable_websocket.value_or(false));
@@ -366,14 +445,6 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     }
   }
   if (!err.empty()) return Error{err};
-  {
-    tls::CertTable::Options to;
-    // Unchanged SSL objects are taken over, parsed keys and all.
-    if (opts.previous) to.previous = opts.previous->certificates.get();
-    const json::array* arr = section(doc, "ssls", err);
-    if (!err.empty()) return Error{err};
-    snap->certificates = tls::CertTable::build(arr, to);
-  }
   auto router = router::Router::build(opts.router, specs);
   if (!router) return Error{router.error()};
   snap->router = std::move(*router);

@@ -22,6 +22,9 @@
 namespace holdfast::dns {
 class Resolver;
 }
+namespace holdfast::tls {
+struct ClientContext;  // tls/client_context.h (kept out of every snapshot reader)
+}
 
 namespace holdfast::snapshot {
 
@@ -35,6 +38,12 @@ struct CompiledUpstream {
   // unusable (502) until the resolver answers and a new snapshot comes.
   // A name with several addresses uses the first (lowest) one.
   std::vector<std::optional<boost::asio::ip::tcp::endpoint>> endpoints;
+  // scheme https: the client TLS context (shared by upstreams with the same
+  // verify/CA/client certificate); null for plain http.
+  std::shared_ptr<tls::ClientContext> tls;
+  // checks.active.type https: the probes' context (https_verify_certificate).
+  std::shared_ptr<tls::ClientContext> check_tls;
+  std::string tls_error;  // why the TLS context could not be built (routes answer 502)
 };
 
 struct CompiledRoute {
@@ -63,6 +72,9 @@ struct Snapshot {
   // A bad SSL object is left out there with its own log line; it does not
   // count in `skipped`, so it never makes a strict snapshot fail.
   std::shared_ptr<const tls::CertTable> certificates;
+  // Upstream client TLS contexts by identity, built once and carried over
+  // to the next snapshot while some upstream still uses them.
+  std::unordered_map<std::string, std::shared_ptr<tls::ClientContext>> client_contexts;
   std::vector<std::string> plugin_list;  // the document's enabled-plugin list, when it has one
   std::vector<std::string> dns_names;    // node hosts that are names (resolved by dns::Resolver), sorted
   size_t skipped = 0;            // resources rejected while compiling
@@ -81,6 +93,11 @@ struct CompileOptions {
   const Snapshot* previous = nullptr;
   // Node addresses for names; without one only IP literals have addresses.
   dns::Resolver* resolver = nullptr;
+  // apisix.ssl.ssl_trusted_certificate: the CAs upstream TLS verifies with.
+  std::string trusted_certificate = "system";
+  // Decrypts an upstream tls.client_key that is not PEM (a standalone file
+  // carries it as the Admin API stored it); null: none.
+  const data_encryption::Keyring* keyring = nullptr;
 };
 Result<std::shared_ptr<Snapshot>> compile_snapshot(const boost::json::value& doc, const CompileOptions& opts);
 

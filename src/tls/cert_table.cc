@@ -236,6 +236,11 @@ Result<std::shared_ptr<SslObject>> compile_one(const json::value& v, const std::
 
 }  // namespace
 
+Result<Certificate> parse_certificate(const std::string& cert_pem, const std::string& key_pem,
+                                      const data_encryption::Keyring* keyring) {
+  return parse_pair(cert_pem, key_pem, "tls.client_cert", "tls.client_key", keyring, nullptr);
+}
+
 std::shared_ptr<const CertTable> CertTable::build(const json::array* ssls, const Options& opts) {
   auto t = std::make_shared<CertTable>();
   const int64_t now = opts.now_unix ? opts.now_unix : static_cast<int64_t>(std::time(nullptr));

@@ -49,6 +49,12 @@ struct SslObject {
   std::vector<std::string> notes;    // warnings found while compiling it (see CertTable::warnings)
 };
 
+// One certificate (with intermediates) and its key from PEM, the key
+// decrypted with `keyring` when it is not PEM: an upstream's
+// tls.client_cert/client_key. The error names the fields, never key bytes.
+Result<Certificate> parse_certificate(const std::string& cert_pem, const std::string& key_pem,
+                                      const data_encryption::Keyring* keyring);
+
 // An SSL object left out (or a note on one that compiled). Never holds key
 // material: reasons come from the checks here and OpenSSL's error texts.
 struct Problem {
