@@ -324,13 +324,20 @@ std::unique_ptr<UpstreamConn> Worker::take_pooled(const std::string& key) {
 
 SSL_SESSION* Worker::tls_session(const std::string& key) const {
   auto it = tls_sessions_.find(key);
-  return it == tls_sessions_.end() ? nullptr : it->second.get();
+  if (it == tls_sessions_.end() || !SSL_SESSION_is_resumable(it->second.get())) return nullptr;
+  return it->second.get();
 }
 
 void Worker::keep_tls_session(const std::string& key, SSL_SESSION* s) {
   if (!s) return;
-  std::shared_ptr<SSL_SESSION> owned(s, SSL_SESSION_free);
+  std::shared_ptr<SSL_SESSION> given(s, SSL_SESSION_free);
   if (!SSL_SESSION_is_resumable(s)) return;
+  // A copy: OpenSSL marks a connection's own session not resumable when the
+  // connection ends without a close_notify, which is how pooled upstream
+  // connections end.
+  SSL_SESSION* copy = SSL_SESSION_dup(s);
+  if (!copy) return;
+  std::shared_ptr<SSL_SESSION> owned(copy, SSL_SESSION_free);
   // Keys follow Host headers under pass_host: pass, so the table is bounded
   // by starting over rather than growing with every name a client sends.
   if (tls_sessions_.size() >= 1024 && !tls_sessions_.count(key)) tls_sessions_.clear();

@@ -45,6 +45,10 @@ class TlsOrigin(LoopbackServer):
             with self.lock:
                 self.handshake_errors.append(str(e))
             return
+        with s:
+            self._exchange(s, index)
+
+    def _exchange(self, s, index):
         cert = s.getpeercert()
         cn = None
         if cert:
