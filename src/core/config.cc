@@ -838,6 +838,15 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
     }
   }
   if (auto st = parse_ssl(r, c.ssl, c.warnings); !st) return Error{st.error()};
+  if (auto v = at(r, {"plugin_attr", "redirect", "https_port"})) {
+    auto pr = port(*v, "plugin_attr.redirect.https_port");
+    if (!pr) return Error{pr.error()};
+    c.redirect_https_port = *pr;
+  } else if (c.ssl.enable && !c.ssl.listen.empty()) {
+    // APISIX picks one of the listen ports at random; the first is as good
+    // and stable.
+    c.redirect_https_port = c.ssl.listen[0].port;
+  }
   if (auto st = parse_etcd(r, c.etcd); !st) return Error{st.error()};
   if (auto st = parse_admin(r, c.admin); !st) return Error{st.error()};
   // The Admin API speaks plain HTTP only: say so rather than let an

@@ -126,6 +126,10 @@ struct NodeConfig {
   ListenAddr status_listen{"127.0.0.1", 0};
 
   SslConfig ssl;
+  // Where the redirect plugin's http_to_https sends: plugin_attr.redirect.https_port,
+  // else the first apisix.ssl.listen port when TLS is enabled, else 0 (no
+  // port in the Location). 443 is left out of the Location.
+  uint16_t redirect_https_port = 0;
   EtcdConfig etcd;
   AdminConfig admin;
   FallbackConfig fallback;

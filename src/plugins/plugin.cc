@@ -83,6 +83,13 @@ std::optional<std::string> RequestCtx::var(std::string_view name) const {
   if (name == "remote_port") return std::to_string(remote_port);
   if (name == "server_port") return std::to_string(server_port);
   if (name == "scheme") return scheme;
+  if (name.starts_with("ssl_")) {
+    if (!tls) return std::nullopt;
+    if (name == "ssl_server_name") return tls->server_name;
+    if (name == "ssl_client_verify") return tls->client_verify;
+    if (name == "ssl_client_s_dn") return tls->client_s_dn;
+    if (name == "ssl_client_serial") return tls->client_serial;
+  }
   if (!req) return std::nullopt;
   if (name == "request_method") return std::string(req->method);
   if (name == "request_uri") return std::string(req->target);

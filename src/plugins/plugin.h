@@ -45,6 +45,8 @@ struct RequestCtx final : router::VarSource {
   uint16_t remote_port = 0;
   uint16_t server_port = 0;
   std::string scheme = "http";
+  const router::TlsVars* tls = nullptr;  // null on plain HTTP (the $ssl_* variables are then unset)
+  uint16_t https_port = 0;      // where redirect's http_to_https sends (0: leave the port out)
   std::string host;             // lowercase, without port
   std::string_view route_id;             // empty when no route matched
   router::Params params;

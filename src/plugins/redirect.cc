@@ -22,7 +22,11 @@ class Redirect final : public Plugin {
       auto proto = ctx.request_header("X-Forwarded-Proto");
       std::string scheme = proto ? *proto : ctx.scheme;
       if (scheme == "https") return Action::next;
-      target = "https://" + ctx.host + std::string(ctx.req->target);
+      // APISIX: plugin_attr.redirect.https_port, else a TLS listener's port;
+      // no port for 443 (or none known).
+      target = "https://" + ctx.host;
+      if (ctx.https_port && ctx.https_port != 443) target += ":" + std::to_string(ctx.https_port);
+      target += ctx.req->target;
       code = (ctx.req->method == "GET" || ctx.req->method == "HEAD") ? 301 : 308;
     } else if (uri) {
       target = router::expand_vars(*uri, ctx);

@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json.hpp>
+#include <re2/re2.h>
 #include <cstring>
 
 #include "core/log.h"
@@ -21,6 +22,7 @@
 #include "router/ipmatch.h"
 #include "snapshot/snapshot.h"
 #include "tls/client_context.h"
+#include "tls/cert_table.h"
 #include "transport/io.h"
 #include "transport/tls_stream.h"
 
@@ -104,6 +106,25 @@ bool listed_in_connection(const std::vector<Header>& headers, std::string_view n
   return false;
 }
 
+// The port of a Host header ("h:8443", "[::1]:8443"); empty when it has
+// none or it is not all digits.
+std::string_view host_header_port(std::string_view h) {
+  size_t colon;
+  if (!h.empty() && h[0] == '[') {
+    const size_t close = h.find(']');
+    if (close == std::string_view::npos || close + 1 >= h.size() || h[close + 1] != ':') return {};
+    colon = close + 1;
+  } else {
+    colon = h.find(':');
+    if (colon == std::string_view::npos) return {};
+  }
+  std::string_view p = h.substr(colon + 1);
+  if (p.empty() || p.size() > 5) return {};
+  for (char c : p)
+    if (c < '0' || c > '9') return {};
+  return p;
+}
+
 std::string lower_host(std::string_view host_header) {
   std::string_view h = host_header;
   if (!h.empty() && h[0] == '[') {
@@ -134,6 +155,7 @@ class Connection {
  private:
   awaitable<bool> read_head(bool first);
   awaitable<bool> handle();
+  bool mtls_allows(const plugins::RequestCtx& ctx) const;
   const snapshot::CompiledRoute* match_route(const snapshot::Snapshot& snap, plugins::RequestCtx& ctx);
   awaitable<bool> run_phase(const plugins::Chain& chain, Phase phase, plugins::RequestCtx& ctx);
   awaitable<bool> send_simple(int status, std::string_view body, bool keep,
@@ -414,6 +436,42 @@ awaitable<bool> Connection::send_plugin_response(plugins::RequestCtx& ctx, const
   co_return r;
 }
 
+// APISIX's verify_https_client: a client CA on the SSL object is not
+// bypassed by choosing the path, the Host or a session from another name.
+bool Connection::mtls_allows(const plugins::RequestCtx& ctx) const {
+  const TlsConnInfo& t = *info_.tls;
+  const tls::SslObject* by_sni = t.object.get();
+  const bool verified = t.vars.client_verify == "SUCCESS";
+  auto refuse = [&](std::string_view why) {
+    log::info("mtls: 400 to {}:{} (sni {}, host {}): {}", info_.remote_ip, info_.remote_port, info_.server_name,
+              log::json_escape(ctx.host), why);
+    return false;
+  };
+  // With skip_mtls_uri_regex the handshake let anyone in: only matching
+  // paths are served without a verified certificate. Without it the
+  // handshake required one, unless the session was resumed (checked again
+  // here, and below by its SNI).
+  if (by_sni && by_sni->client && !verified) {
+    bool skip = false;
+    for (const auto& re : by_sni->client->skip_mtls_uri_regex)
+      if (re2::RE2::PartialMatch(ctx.uri, *re)) { skip = true; break; }
+    if (!skip) return refuse(t.vars.client_verify == "NONE" ? "no client certificate"
+                                                             : "client certificate not verified");
+  }
+  // The object the Host would have selected (APISIX matches the SSL router
+  // by Host) and the one the SNI did: if either asks for client
+  // certificates, the Host must be the SNI.
+  const tls::SslObject* by_host = t.certificates ? t.certificates->match(ctx.host) : nullptr;
+  const bool host_needs = by_host && by_host->client;
+  if (host_needs && !verified && by_host != by_sni)
+    return refuse("the Host's SSL object requires a client certificate");
+  if ((host_needs || (by_sni && by_sni->client)) && ctx.host != info_.server_name)
+    return refuse("the Host differs from the SNI of a client-verified connection");
+  if ((host_needs || (by_sni && by_sni->client)) && t.session_sni_mismatch)
+    return refuse("the resumed session was made for another SNI");
+  return true;
+}
+
 const snapshot::CompiledRoute* Connection::match_route(const snapshot::Snapshot& snap, plugins::RequestCtx& ctx) {
   router::MatchInput in;
   in.method = req_.method;
@@ -436,6 +494,8 @@ awaitable<bool> Connection::handle() {
   ctx.remote_port = info_.remote_port;
   ctx.server_port = info_.local_port;
   ctx.scheme = info_.scheme;
+  ctx.tls = info_.tls ? &info_.tls->vars : nullptr;
+  ctx.https_port = cfg.redirect_https_port;
   body_consumed_ = req_.body == BodyKind::none;
   streamed_ = false;
   auto snap = w_.snapshot();
@@ -450,6 +510,11 @@ awaitable<bool> Connection::handle() {
   if (cfg.delete_uri_tail_slash && path->size() > 1 && path->back() == '/') path->pop_back();
   ctx.uri = std::move(*path);
   ctx.host = lower_host(req_.host);
+
+  if (info_.tls && !mtls_allows(ctx)) {
+    co_await send_simple(400, "", false, {}, "");
+    co_return false;
+  }
 
   if (!snap) {
     bool keep = co_await send_simple(503, "{\"error_msg\":\"no configuration loaded yet\"}\n", req_.keep_alive && body_consumed_);
@@ -583,9 +648,14 @@ std::string Connection::upstream_head(const plugins::RequestCtx& ctx, const snap
   hw.header("X-Real-IP", info_.remote_ip);
   if (xff.empty()) hw.header("X-Forwarded-For", info_.remote_ip);
   else hw.header("X-Forwarded-For", fmt::format("{}, {}", xff, info_.remote_ip));
+  // The client's own X-Forwarded-* were dropped above: they are replaced
+  // by what this hop saw (trusted_addresses, which would keep them from
+  // trusted clients, is not implemented yet). The Host goes on as sent
+  // (case and port kept); the port is the Host's, else the listener's.
   hw.header("X-Forwarded-Proto", ctx.scheme);
-  hw.header("X-Forwarded-Host", ctx.host);
-  hw.header("X-Forwarded-Port", std::to_string(info_.local_port));
+  hw.header("X-Forwarded-Host", req_.host.empty() ? std::string_view(ctx.host) : std::string_view(req_.host));
+  if (auto p = host_header_port(req_.host); !p.empty()) hw.header("X-Forwarded-Port", p);
+  else hw.header("X-Forwarded-Port", std::to_string(info_.local_port));
   if (req_.body == BodyKind::chunked) hw.header("Transfer-Encoding", "chunked");
   else if (req_.body == BodyKind::length) hw.header("Content-Length", std::to_string(req_.content_length));
   if (http10) hw.header("Connection", "close");

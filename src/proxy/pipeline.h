@@ -11,14 +11,30 @@
 #include <string>
 
 #include "router/ipmatch.h"
+#include "router/vars.h"
 #include "transport/stream.h"
 #include "transport/timed.h"
 
 namespace holdfast::transport {
 class TlsStream;
 }
+namespace holdfast::tls {
+class CertTable;
+struct SslObject;
+}
 
 namespace holdfast::proxy {
+
+// What a TLS handshake established, for the pipeline's mTLS checks and the
+// $ssl_* variables.
+struct TlsConnInfo {
+  router::TlsVars vars;
+  std::shared_ptr<const tls::SslObject> object;      // selected by SNI
+  std::shared_ptr<const tls::CertTable> certificates;  // the table it came from (Host lookups)
+  // A resumed session first established under another SNI (APISIX's
+  // verify_tls_session_resumption).
+  bool session_sni_mismatch = false;
+};
 
 class Worker;
 
@@ -31,6 +47,7 @@ struct ConnInfo {
   uint16_t local_port = 0;
   const char* scheme = "http";
   std::string server_name;     // TLS: the SNI the certificate was chosen by (or fallback_sni)
+  std::shared_ptr<const TlsConnInfo> tls;  // null on plain TCP
 };
 
 // Fills ConnInfo from a connected TCP socket.

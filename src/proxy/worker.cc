@@ -299,7 +299,21 @@ asio::awaitable<void> Worker::serve_tls(tcp::socket sock) {
                  t.fired ? "timed out" : ec.message());
   }
   if (ok) {
-    if (const tls::Selection* sel = tls::selection(stream.native())) info.server_name = sel->server_name;
+    if (const tls::Selection* sel = tls::selection(stream.native())) {
+      info.server_name = sel->server_name;
+      auto t = std::make_shared<TlsConnInfo>();
+      auto peer = tls::peer_certificate(stream.native());
+      // nginx's $ssl_server_name is what the client sent: empty when
+      // fallback_sni stood in (the mTLS checks use info.server_name).
+      if (!sel->fallback) t->vars.server_name = sel->server_name;
+      t->vars.client_verify = std::move(peer.verify);
+      t->vars.client_s_dn = std::move(peer.subject);
+      t->vars.client_serial = std::move(peer.serial);
+      t->object = sel->object;
+      t->certificates = table;
+      t->session_sni_mismatch = tls::resumed_from_other_sni(stream.native());
+      info.tls = std::move(t);
+    }
     co_await serve(*this, stream, info);  // closes the stream and counts the connection out
     co_return;
   }

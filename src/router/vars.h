@@ -14,6 +14,15 @@ class VarSource {
   virtual std::optional<std::string> var(std::string_view name) const = 0;
 };
 
+// A TLS connection's variables (nginx's $ssl_*), set at the end of its
+// handshake.
+struct TlsVars {
+  std::string server_name;    // $ssl_server_name: the SNI (normalised); "" when none was sent
+  std::string client_verify;  // $ssl_client_verify: SUCCESS, FAILED:<reason> or NONE
+  std::string client_s_dn;    // $ssl_client_s_dn: the subject, RFC 2253 ("" without a certificate)
+  std::string client_serial;  // $ssl_client_serial: uppercase hex ("" without a certificate)
+};
+
 // Expands "$var" and "${var}" in a template; unset variables become "".
 std::string expand_vars(std::string_view tmpl, const VarSource& vars);
 

@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
+#include <re2/re2.h>
 
 #include <ctime>
 #include <optional>
@@ -148,6 +149,61 @@ Result<Certificate> parse_pair(const std::string& cert_pem, std::string key_pem,
   return c;
 }
 
+// `client` (APISIX's SSL schema: ca required, depth >= 0 default 1,
+// skip_mtls_uri_regex a non-empty array of regexes).
+Result<std::shared_ptr<const ClientVerify>> parse_client(const json::value& v) {
+  if (!v.is_object()) return Error{"client: expected an object"};
+  const auto& o = v.as_object();
+  for (const auto& kv : o)
+    if (kv.key() != "ca" && kv.key() != "depth" && kv.key() != "skip_mtls_uri_regex")
+      return Error{fmt::format("client: unknown property \"{}\"", log::json_escape(kv.key()))};
+  auto c = std::make_shared<ClientVerify>();
+  const auto* ca = o.if_contains("ca");
+  if (!ca || !ca->is_string() || ca->as_string().empty()) return Error{"client.ca: expected a PEM certificate"};
+  ERR_clear_error();
+  c->store.reset(X509_STORE_new());
+  c->ca_names.reset(sk_X509_NAME_new_null());
+  if (!c->store || !c->ca_names) return Error{"client.ca: out of memory"};
+  BioPtr bio(BIO_new_mem_buf(ca->as_string().data(), static_cast<int>(ca->as_string().size())));
+  if (!bio) return Error{"client.ca: out of memory"};
+  // Every certificate in the PEM is a trusted CA (nginx's ssl_client_certificate).
+  for (;;) {
+    X509Ptr x(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    if (!x) break;
+    if (X509_STORE_add_cert(c->store.get(), x.get()) != 1)
+      return Error{"client.ca: " + openssl_error("cannot add the certificate")};
+    X509_NAME* name = X509_NAME_dup(X509_get_subject_name(x.get()));
+    if (!name || !sk_X509_NAME_push(c->ca_names.get(), name)) {
+      X509_NAME_free(name);
+      return Error{"client.ca: out of memory"};
+    }
+  }
+  const unsigned long e = ERR_peek_last_error();
+  if (e && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE))
+    return Error{"client.ca: failed to parse the certificate: " + openssl_error()};
+  ERR_clear_error();
+  if (sk_X509_NAME_num(c->ca_names.get()) == 0) return Error{"client.ca: failed to parse the certificate: no PEM data"};
+  if (const auto* d = o.if_contains("depth")) {
+    if (!d->is_int64() || d->as_int64() < 0 || d->as_int64() > 100) return Error{"client.depth: expected an integer >= 0"};
+    c->depth = static_cast<int>(d->as_int64());
+  }
+  if (const auto* r = o.if_contains("skip_mtls_uri_regex")) {
+    if (!r->is_array() || r->as_array().empty())
+      return Error{"client.skip_mtls_uri_regex: expected a non-empty array of regexes"};
+    for (const auto& pat : r->as_array()) {
+      if (!pat.is_string()) return Error{"client.skip_mtls_uri_regex: expected a non-empty array of regexes"};
+      // As the other user regexes (router/expr.cc, plugins/common.cc): RE2,
+      // errors returned rather than logged by RE2 itself.
+      re2::RE2::Options ro;
+      ro.set_log_errors(false);
+      auto re = std::make_shared<const re2::RE2>(std::string(pat.as_string()), ro);
+      if (!re->ok()) return Error{"client.skip_mtls_uri_regex: invalid regex: " + re->error()};
+      c->skip_mtls_uri_regex.push_back(std::move(re));
+    }
+  }
+  return std::shared_ptr<const ClientVerify>(std::move(c));
+}
+
 Result<std::shared_ptr<SslObject>> compile_one(const json::value& v, const std::string& id,
                                                 const data_encryption::Keyring* keyring, SSL_CTX* check_ctx) {
   if (!v.is_object()) return Error{"expected an object"};
@@ -216,6 +272,12 @@ Result<std::shared_ptr<SslObject>> compile_one(const json::value& v, const std::
     }
     if (obj->protocols & kTls11)
       obj->notes.push_back("ssl_protocols: TLSv1.1 lowers OpenSSL's security level to 0 for this object's handshakes");
+  }
+
+  if (const auto* cl = o.if_contains("client"); cl && !cl->is_null()) {
+    auto c = parse_client(*cl);
+    if (!c) return Error{c.error()};
+    obj->client = std::move(*c);
   }
 
   auto first = parse_pair(*cert, std::move(*key), "cert", "key", keyring, check_ctx);

@@ -17,6 +17,10 @@
 #include "core/data_encryption.h"
 #include "tls/openssl_util.h"
 
+namespace re2 {
+class RE2;
+}
+
 namespace holdfast::tls {
 
 // TLS versions as a bit set (an SSL object's `ssl_protocols`, the
@@ -37,6 +41,17 @@ struct Certificate {
   int64_t not_after = 0;   // Unix seconds: the expiry time
 };
 
+// An SSL object's `client` (APISIX: mTLS with its clients).
+struct ClientVerify {
+  X509StorePtr store;          // client.ca: the CAs a client certificate must chain to
+  X509NameStackPtr ca_names;   // their subjects, sent in the CertificateRequest
+  int depth = 1;               // client.depth (APISIX's default 1, as nginx's ssl_verify_depth)
+  // client.skip_mtls_uri_regex: when set, the handshake completes without a
+  // (valid) certificate and the pipeline answers 400 to paths that match
+  // none of these (unanchored search on $uri, as ngx.re.match).
+  std::vector<std::shared_ptr<const re2::RE2>> skip_mtls_uri_regex;
+};
+
 // One SSL object that compiled.
 struct SslObject {
   std::string id;
@@ -45,6 +60,7 @@ struct SslObject {
   std::vector<std::string> snis;     // normalised (lowercase, no trailing '.')
   std::vector<Certificate> certificates;  // cert/key first, then certs[i]/keys[i]
   Protocols protocols = 0;           // its ssl_protocols; 0 = the listener's
+  std::shared_ptr<const ClientVerify> client;  // null: no client certificate is asked for
   std::array<unsigned char, 32> digest{};  // of the resource as given: unchanged objects are reused
   std::vector<std::string> notes;    // warnings found while compiling it (see CertTable::warnings)
 };

@@ -65,6 +65,12 @@ int client_hello_cb(SSL* ssl, int* alert, void* arg) {
   return SSL_CLIENT_HELLO_ERROR;
 }
 
+// With skip_mtls_uri_regex the handshake must complete whatever the client
+// presents (APISIX: reject_in_handshake false); the outcome stays in
+// SSL_get_verify_result for $ssl_client_verify and the pipeline's check,
+// as nginx's own verify callback does.
+int accept_any_cert(int, X509_STORE_CTX*) { return 1; }
+
 }  // namespace
 
 bool install_object(SSL* ssl, const SslObject& object, Protocols listener_protocols) {
@@ -77,6 +83,24 @@ bool install_object(SSL* ssl, const SslObject& object, Protocols listener_protoc
       log::error("tls: ssl {}: OpenSSL refused its {} certificate: {}", object.id, c.key_type, openssl_error());
       return false;
     }
+  }
+  if (const ClientVerify* c = object.client.get()) {
+    // The object's CAs verify the client and are named in the
+    // CertificateRequest; without skip_mtls_uri_regex a missing or
+    // unverifiable certificate fails the handshake.
+    const bool required = c->skip_mtls_uri_regex.empty();
+    STACK_OF(X509_NAME)* names = SSL_dup_CA_list(c->ca_names.get());
+    if (SSL_set1_verify_cert_store(ssl, c->store.get()) != 1 || !names) {
+      sk_X509_NAME_pop_free(names, X509_NAME_free);
+      log::error("tls: ssl {}: cannot install its client CA: {}", object.id, openssl_error("out of memory"));
+      return false;
+    }
+    SSL_set0_CA_list(ssl, names);
+    SSL_set_verify_depth(ssl, c->depth);
+    SSL_set_verify(ssl, required ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
+                   required ? nullptr : accept_any_cert);
+  } else {
+    SSL_set_verify(ssl, SSL_VERIFY_NONE, nullptr);
   }
   return true;
 }
@@ -115,6 +139,41 @@ SelectResult select_certificate(SSL* ssl, const CertTable& table, const Listener
     st->selection.fallback = fallback;
   }
   return SelectResult::installed;
+}
+
+PeerCertificate peer_certificate(const SSL* ssl) {
+  PeerCertificate p;
+  // nginx's order: a failed verification first, then a missing certificate.
+  const long rc = SSL_get_verify_result(ssl);
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (rc != X509_V_OK) p.verify = std::string("FAILED:") + X509_verify_cert_error_string(rc);
+  else p.verify = cert ? "SUCCESS" : "NONE";
+  if (!cert) return p;
+  auto bio_text = [](BIO* b) {
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(b, &data);
+    return n > 0 ? std::string(data, static_cast<size_t>(n)) : std::string();
+  };
+  if (BioPtr b{BIO_new(BIO_s_mem())}) {
+    // XN_FLAG_RFC2253 escapes control characters and non-ASCII (ESC_FLAG_CTRL,
+    // ESC_FLAG_MSB), so the text is printable.
+    if (X509_NAME_print_ex(b.get(), X509_get_subject_name(cert), 0, XN_FLAG_RFC2253) >= 0) p.subject = bio_text(b.get());
+  }
+  if (BioPtr b{BIO_new(BIO_s_mem())}) {
+    if (i2a_ASN1_INTEGER(b.get(), X509_get0_serialNumber(cert)) > 0) p.serial = bio_text(b.get());
+  }
+  ERR_clear_error();
+  return p;
+}
+
+bool resumed_from_other_sni(const SSL* ssl) {
+  if (!SSL_session_reused(ssl)) return false;
+  const SSL_SESSION* sess = SSL_get_session(ssl);
+  const char* was = sess ? SSL_SESSION_get0_hostname(sess) : nullptr;
+  if (!was) return false;
+  const ConnState* st = state_of(ssl);
+  const std::string now = st ? st->selection.server_name : std::string();
+  return normalize_sni(was) != now;
 }
 
 bool attach_table(SSL* ssl, std::shared_ptr<const CertTable> table) {

@@ -57,6 +57,19 @@ struct Selection {
 // Null before the client-hello callback has selected an object.
 const Selection* selection(const SSL* ssl);
 
+// The client certificate after a handshake, as nginx's variables give it.
+struct PeerCertificate {
+  std::string verify;     // "SUCCESS", "FAILED:<OpenSSL's reason>" or "NONE" ($ssl_client_verify)
+  std::string subject;    // RFC 2253 ($ssl_client_s_dn); "" without a certificate
+  std::string serial;     // uppercase hex, as i2a_ASN1_INTEGER ($ssl_client_serial); "" without one
+};
+PeerCertificate peer_certificate(const SSL* ssl);
+
+// True when `ssl` resumed a session that was established under another
+// server name than the one this handshake selected by (a session without
+// a name, i.e. made without SNI, never differs).
+bool resumed_from_other_sni(const SSL* ssl);
+
 enum class SelectResult {
   installed,        // the object's certificates and protocol limits are on the connection
   malformed_sni,    // a server_name extension that does not parse: abort (decode_error)

@@ -314,6 +314,20 @@ apisix:
   EXPECT_TRUE(c->warnings.empty()) << c->warnings[0];
 }
 
+TEST(NodeConfig, RedirectHttpsPort) {
+  // The first TLS listener's port, unless plugin_attr.redirect.https_port.
+  auto c = parse_node_config("apisix:\n  ssl:\n    listen: [{port: 8443}, {port: 9444}]\n", ".");
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c->redirect_https_port, 8443);
+  c = parse_node_config("apisix:\n  ssl:\n    enable: false\n", ".");
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c->redirect_https_port, 0);
+  c = parse_node_config("plugin_attr:\n  redirect:\n    https_port: 443\n", ".");
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c->redirect_https_port, 443);
+  EXPECT_FALSE(parse_node_config("plugin_attr:\n  redirect:\n    https_port: 70000\n", ".").ok());
+}
+
 TEST(NodeConfig, SslUnsupportedKeysWarnByName) {
   auto c = parse_node_config(R"(
 apisix:

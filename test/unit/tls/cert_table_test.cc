@@ -315,3 +315,35 @@ TEST(CertTable, ProtocolsPerObject) {
     if (w.ssl_id == "old" && w.reason.find("TLSv1.1") != std::string::npos) warned = true;
   EXPECT_TRUE(warned);
 }
+
+TEST(CertTable, ClientCertificateSettings) {
+  json::object with = ssl("m", "ec.example.com", fx().ec);
+  json::object client;
+  client["ca"] = fx().pki.root.cert_pem();
+  client["depth"] = 3;
+  client["skip_mtls_uri_regex"] = json::array{"^/public/"};
+  with["client"] = client;
+  json::object bad_regex = ssl("r", "rsa.example.com", fx().rsa);
+  bad_regex["client"] = json::object{{"ca", fx().pki.root.cert_pem()}, {"skip_mtls_uri_regex", json::array{"("}}};
+  json::object bad_ca = ssl("c", "other.test", fx().other);
+  bad_ca["client"] = json::object{{"ca", "not a certificate"}};
+  json::object no_client = ssl("n", "*.example.com", fx().wild);
+  auto t = build(json::array{with, bad_regex, bad_ca, no_client});
+  const SslObject* m = t->find_id("m");
+  ASSERT_TRUE(m && m->client);
+  EXPECT_EQ(m->client->depth, 3);
+  EXPECT_EQ(m->client->skip_mtls_uri_regex.size(), 1u);
+  EXPECT_TRUE(m->client->store);
+  EXPECT_EQ(sk_X509_NAME_num(m->client->ca_names.get()), 1);
+  EXPECT_TRUE(has_problem(*t, "r", "skip_mtls_uri_regex"));
+  EXPECT_TRUE(has_problem(*t, "c", "client.ca"));
+  ASSERT_TRUE(t->find_id("n"));
+  EXPECT_FALSE(t->find_id("n")->client);
+  // depth defaults to 1 as in APISIX.
+  json::object dflt = ssl("d", "ec.example.com", fx().ec);
+  dflt["client"] = json::object{{"ca", fx().pki.root.cert_pem()}};
+  auto t2 = build(json::array{dflt});
+  ASSERT_TRUE(t2->find_id("d") && t2->find_id("d")->client);
+  EXPECT_EQ(t2->find_id("d")->client->depth, 1);
+  EXPECT_TRUE(t2->find_id("d")->client->skip_mtls_uri_regex.empty());
+}
