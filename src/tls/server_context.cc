@@ -65,6 +65,12 @@ int client_hello_cb(SSL* ssl, int* alert, void* arg) {
   return SSL_CLIENT_HELLO_ERROR;
 }
 
+// The SNI was handled by the client-hello callback; accepting it here as
+// well makes OpenSSL acknowledge it and record it in the session, where
+// resumed_from_other_sni finds it (OpenSSL stores a session's host name
+// only when a servername callback accepted it).
+int accept_server_name(SSL*, int*, void*) { return SSL_TLSEXT_ERR_OK; }
+
 // With skip_mtls_uri_regex the handshake must complete whatever the client
 // presents (APISIX: reject_in_handshake false); the outcome stays in
 // SSL_get_verify_result for $ssl_client_verify and the pipeline's check,
@@ -223,6 +229,7 @@ Result<std::unique_ptr<ServerContext>> ServerContext::create(const SslConfig& cf
   SSL_CTX_sess_set_cache_size(ctx, 20480);
   SSL_CTX_set_timeout(ctx, 600);
   SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, &sc->policy_);
+  SSL_CTX_set_tlsext_servername_callback(ctx, accept_server_name);
   return sc;
 }
 
