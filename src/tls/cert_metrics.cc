@@ -37,13 +37,4 @@ std::string expiry_prometheus(const CertTable& table) {
   return out;
 }
 
-std::string utc_time(int64_t unix_seconds) {
-  std::time_t t = static_cast<std::time_t>(unix_seconds);
-  struct tm tm {};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 }  // namespace holdfast::tls

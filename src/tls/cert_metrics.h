@@ -19,7 +19,6 @@ std::string expiry_prometheus(const CertTable& table);
 // escape covers, and which Holdfast never writes) becomes '_'.
 std::string prometheus_label(std::string_view v);
 
-// Unix seconds as 2026-12-01T20:00:00Z.
-std::string utc_time(int64_t unix_seconds);
+
 
 }  // namespace holdfast::tls

@@ -82,15 +82,6 @@ int64_t asn1_unix(const ASN1_TIME* t) {
 // Fails instead of prompting on the terminal for an encrypted PEM key.
 int no_password(char*, int, int, void*) { return -1; }
 
-std::string utc(int64_t unix_seconds) {
-  std::time_t t = static_cast<std::time_t>(unix_seconds);
-  struct tm tm {};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // Reads one (chain, key) pair. `cert_name`/`key_name` name the fields in
 // messages ("cert"/"key", "certs[0]"/"keys[0]").
 Result<Certificate> parse_pair(const std::string& cert_pem, std::string key_pem, const std::string& cert_name,
@@ -374,9 +365,9 @@ std::shared_ptr<const CertTable> CertTable::build(const json::array* ssls, const
     }
     for (const auto& c : o.certificates) {
       if (c.not_after && c.not_after < now)
-        t->warnings_.push_back({o.id, fmt::format("the {} certificate expired at {}", c.key_type, utc(c.not_after))});
+        t->warnings_.push_back({o.id, fmt::format("the {} certificate expired at {}", c.key_type, utc_time(c.not_after))});
       else if (c.not_before > now)
-        t->warnings_.push_back({o.id, fmt::format("the {} certificate is not valid before {}", c.key_type, utc(c.not_before))});
+        t->warnings_.push_back({o.id, fmt::format("the {} certificate is not valid before {}", c.key_type, utc_time(c.not_before))});
     }
   }
   return t;
@@ -408,6 +399,15 @@ std::vector<CertTable::Expiry> CertTable::expiries() const {
     for (const auto& c : o->certificates) out.push_back({o->id, o->snis, c.key_type, c.not_after});
   }
   return out;
+}
+
+std::string utc_time(int64_t unix_seconds) {
+  std::time_t t = static_cast<std::time_t>(unix_seconds);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
 }
 
 }  // namespace holdfast::tls

@@ -142,4 +142,7 @@ class CertTable {
   std::unordered_map<std::string, std::pair<std::array<unsigned char, 32>, std::string>> failed_;
 };
 
+// Unix seconds as 2026-12-01T20:00:00Z.
+std::string utc_time(int64_t unix_seconds);
+
 }  // namespace holdfast::tls
