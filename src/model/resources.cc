@@ -233,15 +233,16 @@ Result<std::shared_ptr<const Upstream>> parse_upstream(const json::value& v, boo
     Checker tc(*t, "tls");
     tc.only({"client_cert", "client_key", "client_cert_id", "verify"});
     u->tls.verify = tc.boolean("verify").value_or(false);
-    u->tls.client_cert = tc.str("client_cert").value_or("");
-    u->tls.client_key = tc.str("client_key").value_or("");
+    // APISIX's certificate/private_key schema lengths.
+    u->tls.client_cert = tc.str("client_cert", false, 128, 64 * 1024).value_or("");
+    u->tls.client_key = tc.str("client_key", false, 64, 64 * 1024).value_or("");
     if (auto id = parse_id_field(tc, "client_cert_id", false)) u->tls.client_cert_id = *id;
     // As APISIX's schema: a certificate and its key together, or an SSL
     // object by id, never both.
     if (!tc.failed() && u->tls.client_cert.empty() != u->tls.client_key.empty())
-      tc.fail("client_cert and client_key must be given together");
+      tc.fail("client_cert and client_key must be set together");
     if (!tc.failed() && !u->tls.client_cert.empty() && !u->tls.client_cert_id.empty())
-      tc.fail("client_cert_id and client_cert are mutually exclusive");
+      tc.fail("client_cert_id can not be used with client_cert or client_key");
     if (tc.failed()) c.fail("property \"tls\" validation failed: " + tc.error());
   }
   parse_checks(c, *u);
