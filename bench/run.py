@@ -19,6 +19,13 @@ Scenarios (all by default; pick with --scenario NAME, repeatable):
              `holdfast` command with HOLDFAST_BACKEND=epoll (it execs
              holdfast-epoll, the fallback where seccomp denies io_uring),
              beside nginx in the same rounds
+  tls        HTTPS with one ECDSA P-256 certificate, Holdfast beside nginx
+             (both: TLSv1.2+1.3, shared session cache, tickets off): GET /
+             keep-alive over TLS with wrk (req/s, CPU us/req, p99), and server
+             CPU us per full handshake with `openssl s_time -new` (no
+             resumption; the client's ECDSA verify is the bottleneck on 2
+             cores, so handshakes/s measures the client, CPU/handshake the
+             server)
   ab         GET / through one route, c50: this build and a baseline build
              (BASELINE_BIN, e.g. main's) on both I/O backends, beside nginx in
              the same interleaved rounds; reports each backend's ratios (for
@@ -268,25 +275,121 @@ def routes_10k(origin_port):
     }
 
 
-def start_holdfast(work, origin, name="holdfast", resources=None, env=None, binary=None):
+def start_holdfast(work, origin, name="holdfast", resources=None, env=None, binary=None, pki=None):
+    """Plain HTTP only unless pki (make_pki) is given: then also the TLS
+    listener, serving pki's certificate for every SNI; the returned Proc gets
+    `tls_port`."""
     d = os.path.join(work, name)
     os.makedirs(d, exist_ok=True)
     port = free_port()
-    # Plain HTTP only: the TLS listener (on by default, as in APISIX) stays off.
-    cfg = {"apisix": {"node_listen": [{"ip": "127.0.0.1", "port": port}], "ssl": {"enable": False}},
+    tls_port = free_port() if pki else None
+    ssl = ({"enable": True, "listen": [{"ip": "127.0.0.1", "port": tls_port}], "fallback_sni": "bench.local"}
+           if pki else {"enable": False})
+    cfg = {"apisix": {"node_listen": [{"ip": "127.0.0.1", "port": port}], "ssl": ssl},
            "nginx_config": {"worker_processes": 1, "error_log_level": "warn"},
            "deployment": {"role": "data_plane", "role_data_plane": {"config_provider": "json"}}}
     with open(os.path.join(d, "config.yaml"), "w") as f:
         json.dump(cfg, f)
     if resources is None:
         resources = {"routes": [{"id": "1", "uri": "/*", "upstream": {"nodes": {f"127.0.0.1:{origin.port}": 1}}}]}
+    if pki:
+        # wrk sends the URL's host (an IP) as SNI: "*" matches every name.
+        resources = dict(resources, ssls=[{"id": "bench", "cert": pki["cert_pem"], "key": pki["key_pem"],
+                                           "snis": ["bench.local", "*"]}])
     with open(os.path.join(d, "apisix.json"), "w") as f:
         json.dump(resources, f)
     log = open(os.path.join(d, "holdfast.log"), "wb")
     p = subprocess.Popen(["taskset", "-c", SUT_CPU, binary or HOLDFAST, "-c", os.path.join(d, "config.yaml")],
                          stdout=log, stderr=log, env=dict(os.environ, **(env or {})))
     wait_port(port)
-    return Proc(name, port, p.pid)
+    proc = Proc(name, port, p.pid)
+    if pki:
+        wait_port(tls_port)
+        proc.tls_port = tls_port
+    return proc
+
+
+def make_pki(work):
+    """One self-signed ECDSA P-256 certificate for bench.local, shared by every TLS target."""
+    d = os.path.join(work, "pki")
+    os.makedirs(d, exist_ok=True)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=bench.local",
+                    "-addext", "subjectAltName=DNS:bench.local"], check=True, capture_output=True)
+    with open(cert) as f, open(key) as g:
+        return {"cert": cert, "key": key, "cert_pem": f.read(), "key_pem": g.read()}
+
+
+def start_nginx_tls(work, origin, pki):
+    """nginx terminating TLS with APISIX's session settings (shared cache, tickets off)."""
+    d = os.path.join(work, "nginx-tls")
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    port = free_port()
+    conf = f"""
+worker_processes 1; daemon on; pid {d}/nginx.pid; error_log {d}/error.log warn; worker_rlimit_nofile 65536;
+events {{ worker_connections 32768; }}
+http {{
+  access_log off; tcp_nodelay on; keepalive_timeout 65s; keepalive_requests 1000000;
+  {nginx_temp_paths(d)}
+  upstream origin {{ server 127.0.0.1:{origin.port}; keepalive 64; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{port} ssl backlog=4096;
+    ssl_certificate {pki["cert"]}; ssl_certificate_key {pki["key"]};
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m; ssl_session_tickets off;
+    location / {{
+      proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host $host; proxy_max_temp_file_size 0;
+    }}
+  }}
+}}"""
+    proc = run_nginx("nginx", d, port, conf)
+    proc.tls_port = port
+    return proc
+
+
+class TlsView:
+    """A TLS target as run_scenario sees one: the process's pids, its TLS port, https."""
+
+    def __init__(self, proc):
+        self.name, self.port, self.proc, self.scheme = proc.name, proc.tls_port, proc, "https"
+
+    @property
+    def pids(self):
+        return self.proc.pids
+
+
+def handshakes(target, seconds):
+    """Full handshakes (no resumption) for `seconds` with openssl s_time on
+    LOADGEN_CPU: server CPU us per handshake, and handshakes/s (client-bound)."""
+    pids = target.pids
+    t0, w0 = proc_ticks(pids), time.monotonic()
+    # s_time sends no SNI: the servers answer with their one certificate
+    # (Holdfast through fallback_sni).
+    out = subprocess.run(["taskset", "-c", LOADGEN_CPU, "openssl", "s_time", "-connect", f"127.0.0.1:{target.port}",
+                          "-new", "-time", str(seconds)], capture_output=True, text=True).stdout
+    t1, w1 = proc_ticks(pids), time.monotonic()
+    m = re.search(r"(\d+) connections in [\d.]+ real seconds", out)
+    if not m:
+        raise RuntimeError("s_time output not understood:\n" + out)
+    n = int(m.group(1))
+    return {"handshakes": n, "hs_per_s": n / (w1 - w0), "cpu_us_per_hs": (t1 - t0) / CLK_TCK * 1e6 / max(n, 1)}
+
+
+def run_handshakes(targets, seconds):
+    print(f"\n## full TLS handshakes (openssl s_time -new), {ROUNDS} rounds x {seconds}s", flush=True)
+    results = {t.name: [] for t in targets}
+    order = list(targets)
+    for rnd in range(ROUNDS):
+        for t in order:
+            r = handshakes(t, seconds)
+            results[t.name].append(r)
+            print(f"  round {rnd + 1} {t.name:14s} handshakes/s={r['hs_per_s']:7.0f} "
+                  f"server cpu/handshake={r['cpu_us_per_hs']:.1f}us", flush=True)
+            time.sleep(1)
+        order = order[1:] + order[:1]
+    return {name: {k: statistics.median([r[k] for r in rs]) for k in ("hs_per_s", "cpu_us_per_hs")}
+            for name, rs in results.items()}
 
 
 def wrk(url, conns, duration, script, env=None):
@@ -307,7 +410,8 @@ def measure(target, path, conns, duration, script, env):
     pids = target.pids if target else []
     opids = ORIGIN.pids if ORIGIN else []
     t0, o0 = proc_ticks(pids), proc_ticks(opids)
-    r = wrk(f"http://127.0.0.1:{target.port}{path}", conns, duration, script, env)
+    scheme = getattr(target, "scheme", "http")
+    r = wrk(f"{scheme}://127.0.0.1:{target.port}{path}", conns, duration, script, env)
     t1, o1 = proc_ticks(pids), proc_ticks(opids)
     r["cpu_us_per_req"] = (t1 - t0) / CLK_TCK * 1e6 / max(r["requests"], 1)
     r["origin_us_per_req"] = (o1 - o0) / CLK_TCK * 1e6 / max(r["requests"], 1)
@@ -358,13 +462,13 @@ def print_table(title, summary, ref="nginx"):
 def main():
     global ROUNDS, DURATION, ORIGIN
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scenario", action="append", choices=["1route", "10k", "100kb", "1000conn", "backends", "ab"])
+    ap.add_argument("--scenario", action="append", choices=["1route", "10k", "100kb", "1000conn", "backends", "tls", "ab"])
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration")
     args = ap.parse_args()
     ROUNDS = args.rounds or ROUNDS
     DURATION = args.duration or DURATION
-    scenarios = args.scenario or ["1route", "10k", "100kb", "1000conn", "backends"]
+    scenarios = args.scenario or ["1route", "10k", "100kb", "1000conn", "backends", "tls"]
     for tool in ("nginx", "haproxy", "wrk", "taskset"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found: run scripts/install-deps.sh")
@@ -425,6 +529,27 @@ def main():
             out["backends"] = s
             hfe.stop()
             procs.remove(hfe)
+        if "tls" in scenarios:
+            pki = make_pki(work)
+            ngx_tls = start_nginx_tls(work, origin, pki)
+            procs.append(ngx_tls)
+            hft = start_holdfast(work, origin, "holdfast-tls", pki=pki)
+            procs.append(hft)
+            nt, ht = TlsView(ngx_tls), TlsView(hft)
+            ht.name = "holdfast"
+            s = run_scenario("TLS keep-alive (ECDSA P-256)", [(nt, None), (ht, None)], "/", 50)
+            print_table("TLS keep-alive, ECDSA P-256, c50", s)
+            hs = run_handshakes([nt, ht], int(os.environ.get("HS_SECONDS", "5")))
+            print("\n### full handshakes (medians; ratios against nginx)")
+            print("| target | handshakes/s (client-bound) | server CPU us/handshake | CPU ratio |")
+            print("|---|---|---|---|")
+            for name, h in hs.items():
+                print(f"| {name} | {h['hs_per_s']:.0f} | {h['cpu_us_per_hs']:.1f} | "
+                      f"{h['cpu_us_per_hs'] / hs['nginx']['cpu_us_per_hs']:.2f} |")
+            out["tls"] = {"keepalive": s, "handshakes": hs}
+            for p in (hft, ngx_tls):
+                p.stop()
+                procs.remove(p)
         if "ab" in scenarios:
             base_bin = os.environ.get("BASELINE_BIN")
             if not base_bin:
