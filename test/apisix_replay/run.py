@@ -56,7 +56,7 @@ class Replay:
 
     def ensure_gateway(self, config):
         if self.gw is not None and self.gw_config == config:
-            return
+            return False
         if self.gw is not None:
             self.gw.stop()
             self.holder._procs.remove(self.gw)
@@ -66,6 +66,7 @@ class Replay:
         self.gw_config = config
         for o in self.origins.values():
             o.port_map[self.gw.port] = GATEWAY_NAME
+        return True
 
     def fresh_process(self):
         """APISIX runs each .t file on a new nginx: shared dicts (limit-count
@@ -152,10 +153,10 @@ class Replay:
             return None
         if want == "2xx":
             if not 200 <= code < 300:
-                return f"admin {a['method']} {a['path']}: want 2xx, got {code} {json.dumps(got)[:160]}"
+                return f"admin {a['method']} {a['path']}: want 2xx, got {code} {self.logical(json.dumps(got))[:160]}"
             return None
         if code != want:
-            return f"admin {a['method']} {a['path']}: want {want}, got {code} {json.dumps(got)[:160]}"
+            return f"admin {a['method']} {a['path']}: want {want}, got {code} {self.logical(json.dumps(got))[:160]}"
         msg = got.get("error_msg", "") if isinstance(got, dict) else ""
         if "error_msg_suffix" in exp and not msg.endswith(exp["error_msg_suffix"]):
             return f"admin {a['method']} {a['path']}: want error_msg ending {exp['error_msg_suffix'][:120]!r}, got {msg[:200]!r}"
@@ -260,6 +261,13 @@ def main():
             rp.clear()
             rp.fresh_process()
             for case in doc["cases"]:
+                # A block with its own nginx real-ip directives runs on a
+                # gateway configured with their config.yaml equivalents.
+                config = doc.get("config", {})
+                if "config" in case:
+                    config = harness.deep_merge(json.loads(json.dumps(config)), case["config"])
+                if rp.ensure_gateway(config):
+                    rp.sync()
                 results[case["id"]] = (doc["source"], rp.run_case(case))
     finally:
         rp.close()
