@@ -203,6 +203,8 @@ class Replay:
             return f"{what}: body want {exp['body'][:120]!r}, got {got_body[:120]!r}"
         if "body_like" in exp and not re.search(exp["body_like"], got_body, re.S):
             return f"{what}: body want like {exp['body_like'][:100]!r}, got {got_body[:100]!r}"
+        if "body_unlike" in exp and re.search(exp["body_unlike"], got_body, re.S):
+            return f"{what}: body want unlike {exp['body_unlike'][:100]!r}, got {got_body[:100]!r}"
         lower = {}
         for k, v in got_headers:
             lower.setdefault(k.lower(), []).append(v)
