@@ -288,6 +288,16 @@ def main():
         for i in ids:
             if results[i][1] is not None:
                 print(f"    {i}: {results[i][1]}")
+    # The two figures: the ten plugins (t/plugin) and routing
+    # (t/router, t/node); and the same counting only cases that send a
+    # request through the proxy (not Admin API writes alone).
+    for label, dirs in (("plugins", ("t/plugin/",)), ("routing", ("t/router/", "t/node/"))):
+        for only_requests in (False, True):
+            ids = [c["id"] for d in files if d["source"].startswith(dirs) for c in d["cases"]
+                   if not only_requests or any("request" in s for s in c["steps"])]
+            ok = sum(1 for i in ids if results[i][1] is None)
+            what = "cases with a proxied request" if only_requests else "cases"
+            print(f"{label}: {ok}/{len(ids)} {what} behave as APISIX ({100 * ok / max(len(ids), 1):.1f}%)")
     print(f"total: {total_run} cases, {total_ok} behave as APISIX "
           f"({100 * total_ok / max(total_run, 1):.1f}%), {total_run - total_ok} differ; {time.time() - t0:.1f} s")
 
