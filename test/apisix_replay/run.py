@@ -311,6 +311,9 @@ def main():
         with open(KNOWN, "w") as f:
             f.write("# Replay cases that currently differ from APISIX: <case id> <reason>.\n"
                     "# run.py --check fails when a case not listed differs, or a listed one now passes.\n")
+            for cid, reason in known.items():
+                if cid not in results:  # not run this time (--only): kept
+                    f.write(f"{cid} {reason}\n")
             for cid, (src, diff) in results.items():
                 if diff is not None:
                     f.write(f"{cid} {known.get(cid) or 'unclassified: ' + diff[:150]}\n")
