@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 import harness  # noqa: E402
 from origin import Origin  # noqa: E402
 
-ADMIN_PORT_NAMES = (1980, 1981, 1982)  # the ports APISIX's test origin listens on
+ORIGIN_PORT_NAMES = (1980, 1981, 1982)  # the ports APISIX's test origin listens on
 GATEWAY_NAME = 1984                    # APISIX's own port in its tests
 KNOWN = os.path.join(HERE, "known_differences.txt")
 
@@ -49,7 +49,7 @@ class Replay:
 
     def start_origins(self):
         real = {}
-        for name in ADMIN_PORT_NAMES:
+        for name in ORIGIN_PORT_NAMES:
             o = Origin(name, real)  # real is filled below: every origin shares the map
             self.origins[name] = o
             real[o.port] = name
