@@ -70,10 +70,10 @@ class Replay:
 
     def fresh_process(self):
         """APISIX runs each .t file on a new nginx: shared dicts (limit-count
-        counters) start empty. Holdfast keeps counters across configuration
-        changes, so the same process is restarted (same folder, ports and
-        etcd) between files; otherwise a file's results would depend on how
-        long ago an earlier file used the same counter."""
+        counters) start empty. Counters live as long as the process, so the
+        same process is restarted (same folder and etcd) between files;
+        otherwise a file's results would depend on how long ago an earlier
+        file used the same counter key (route id + plugin configuration)."""
         self.gw.restart()
         harness.wait_port(self.gw.admin_port)
         self.sync()
