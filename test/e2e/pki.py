@@ -1,7 +1,11 @@
 """Certificates for the TLS tests, made with the openssl command: a private
 CA and leaf certificates (RSA or ECDSA P-256) signed by it, each with its
-names in subjectAltName. Files go to a directory the caller removes."""
+names in subjectAltName. Files go to a directory the caller removes.
+Also the HTTPS client helpers the TLS tests share (an explicit SNI, the
+certificate a handshake presents, one request on a new connection)."""
+import http.client
 import os
+import socket
 import subprocess
 
 
@@ -46,3 +50,34 @@ class Pki:
         with open(self.ca_crt) as f:
             return f.read()
 
+
+
+class SniConnection(http.client.HTTPConnection):
+    """HTTPS with an explicit SNI (http.client takes SNI from the host it connects to)."""
+
+    def __init__(self, port, sni, ctx):
+        super().__init__("127.0.0.1", port, timeout=5)
+        self._sni, self._ctx = sni, ctx
+
+    def connect(self):
+        super().connect()
+        self.sock = self._ctx.wrap_socket(self.sock, server_hostname=self._sni)
+
+
+def served_certificate(port, sni, ctx):
+    """(the server's leaf certificate as DER, the TLS version) for a handshake naming `sni`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni) as s:
+            return s.getpeercert(binary_form=True), s.version()
+
+
+def https_get(port, sni, path, ctx):
+    """One GET on a new connection (`Connection: close`): (status, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body

@@ -15,22 +15,10 @@ import tempfile
 import unittest
 
 from harness import GatewayTest
-from pki import Pki
+from pki import Pki, SniConnection as _SniConnection
 
 SSL_VARS = {"X-Verify": "$ssl_client_verify", "X-DN": "$ssl_client_s_dn", "X-Serial": "$ssl_client_serial",
             "X-SNI": "$ssl_server_name", "X-Scheme": "$scheme"}
-
-
-class _SniConnection(http.client.HTTPConnection):
-    """HTTPS with an explicit SNI (http.client takes SNI from the host it connects to)."""
-
-    def __init__(self, port, sni, ctx):
-        super().__init__("127.0.0.1", port, timeout=5)
-        self._sni, self._ctx = sni, ctx
-
-    def connect(self):
-        super().connect()
-        self.sock = self._ctx.wrap_socket(self.sock, server_hostname=self._sni)
 
 
 def serial_of(cert_path):

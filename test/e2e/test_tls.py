@@ -3,7 +3,6 @@ by SNI with APISIX's rules, ECDSA/RSA by what the client supports, protocol
 limits, hot certificate changes, and the pipeline unchanged beneath TLS.
 Certificates are made by the tests with the openssl command (pki.py); the
 clients are Python's ssl module (OpenSSL), curl and openssl s_client."""
-import http.client
 import json
 import os
 import shutil
@@ -11,11 +10,12 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
 from harness import GatewayTest
-from pki import Pki
+from pki import Pki, SniConnection as _SniConnection, served_certificate
 
 
 def route(uri, nodes, **kw):
@@ -46,10 +46,7 @@ class TlsTest(GatewayTest):
 
     def handshake(self, gw, sni, ctx=None):
         """The server's leaf certificate (DER) for a handshake naming `sni`."""
-        ctx = ctx or self.client_ctx()
-        with socket.create_connection(("127.0.0.1", gw.tls_port), timeout=5) as raw:
-            with ctx.wrap_socket(raw, server_hostname=sni) as s:
-                return s.getpeercert(binary_form=True), s.version()
+        return served_certificate(gw.tls_port, sni, ctx or self.client_ctx())
 
     def ssl_obj(self, id, snis, pairs, **kw):
         o = {"id": id, "snis": snis, "cert": pairs[0][0], "key": pairs[0][1]}
@@ -159,6 +156,80 @@ class TlsTest(GatewayTest):
         self.assertEqual(json.loads(r.read())["path"], "/two")
         conn.close()
 
+    def test_hot_certificate_swap_under_load_fails_no_request(self):
+        # Keep-alive clients and new-connection clients run throughout while the
+        # SSL object for a.test is replaced again and again: no request fails, no
+        # open connection is dropped, and new handshakes present the new certificate.
+        up = self.upstream()
+        certs = [self.a_ec, self.b2, self.pki.leaf("c3", ["a.test"], "ec"), self.pki.leaf("c4", ["a.test"], "rsa")]
+        res = {"routes": [route("/*", {up.addr: 1})], "ssls": [self.ssl_obj("a", ["a.test"], [certs[0]])]}
+        gw = self.gateway(res, workers=2)
+        stop = threading.Event()
+        failures, done = [], [0]
+        lock = threading.Lock()
+
+        def keep_alive(n):
+            conn = _SniConnection(gw.tls_port, "a.test", self.client_ctx())
+            first_sock = None
+            try:
+                while not stop.is_set():
+                    conn.request("GET", f"/ka{n}", headers={"Host": "a.test"})
+                    r = conn.getresponse()
+                    body = r.read()
+                    if first_sock is None:
+                        first_sock = conn.sock
+                    if r.status != 200 or json.loads(body)["path"] != f"/ka{n}":
+                        raise AssertionError(f"keep-alive {n}: {r.status} {body[:100]}")
+                    if conn.sock is not first_sock:
+                        raise AssertionError(f"keep-alive {n}: the connection was dropped")
+                    with lock:
+                        done[0] += 1
+            except Exception as e:  # any failure is the test's failure
+                with lock:
+                    failures.append(f"keep-alive {n}: {e!r}")
+            finally:
+                conn.close()
+
+        def new_connections(n):
+            try:
+                while not stop.is_set():
+                    conn = _SniConnection(gw.tls_port, "a.test", self.client_ctx())
+                    conn.request("GET", f"/new{n}", headers={"Host": "a.test", "Connection": "close"})
+                    r = conn.getresponse()
+                    body = r.read()
+                    conn.close()
+                    if r.status != 200 or json.loads(body)["path"] != f"/new{n}":
+                        raise AssertionError(f"new {n}: {r.status} {body[:100]}")
+                    with lock:
+                        done[0] += 1
+            except Exception as e:
+                with lock:
+                    failures.append(f"new {n}: {e!r}")
+
+        threads = [threading.Thread(target=keep_alive, args=(i,)) for i in range(4)]
+        threads += [threading.Thread(target=new_connections, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            for i in range(1, 9):
+                cert = certs[i % len(certs)]
+                res["ssls"] = [self.ssl_obj("a", ["a.test"], [cert])]
+                gw.write(res)
+                want = ssl.PEM_cert_to_DER_cert(cert[0])
+                deadline, in_a_row = time.time() + 10, 0
+                # Both workers take the new snapshot: handshakes (spread over
+                # them) settle on the new certificate.
+                while in_a_row < 6:
+                    self.assertLess(time.time(), deadline, f"swap {i}: the new certificate was not served")
+                    in_a_row = in_a_row + 1 if self.handshake(gw, "a.test")[0] == want else 0
+                self.assertFalse(failures, failures)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(15)
+        self.assertEqual(failures, [])
+        self.assertGreater(done[0], 50)
+
     def test_stalled_handshake_is_closed_by_client_header_timeout(self):
         up = self.upstream()
         gw = self.gateway({"routes": [route("/*", {up.addr: 1})], "ssls": [self.ssl_obj("a", ["a.test"], [self.a_ec])]},
@@ -169,18 +240,6 @@ class TlsTest(GatewayTest):
         self.assertEqual(s.recv(100), b"")  # closed by the server
         self.assertLess(time.time() - t0, 4)
         s.close()
-
-
-class _SniConnection(http.client.HTTPConnection):
-    """HTTPS with an explicit SNI (http.client takes SNI from the host it connects to)."""
-
-    def __init__(self, port, sni, ctx):
-        super().__init__("127.0.0.1", port, timeout=5)
-        self._sni, self._ctx = sni, ctx
-
-    def connect(self):
-        super().connect()
-        self.sock = self._ctx.wrap_socket(self.sock, server_hostname=self._sni)
 
 
 if __name__ == "__main__":

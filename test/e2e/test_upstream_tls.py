@@ -32,6 +32,7 @@ class TlsOrigin(LoopbackServer):
         self.health_status = 200
         self.health_probes = 0
         self.handshake_errors = []  # what failed handshakes said (e.g. the client's alert)
+        self.stray_sent = threading.Event()
         super().__init__()
 
     @staticmethod
@@ -73,10 +74,16 @@ class TlsOrigin(LoopbackServer):
                 status = self.health_status
                 with self.lock:
                     self.health_probes += 1
-            body = json.dumps({"conn": index, "sni": sni, "host": host, "cn": cn,
+            body = json.dumps({"conn": index, "sni": sni, "host": host, "cn": cn, "path": path,
                                "reused": s.session_reused, "version": s.version()}).encode()
             s.sendall(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
                       .encode() + body)
+            if path == "/then-stray":
+                # A second response nobody asked for, once the first is idle in the pool.
+                time.sleep(0.3)
+                stray = b'{"path": "STRAY"}'
+                s.sendall(b"HTTP/1.1 200 X\r\nContent-Length: %d\r\n\r\n" % len(stray) + stray)
+                self.stray_sent.set()
             if version == "HTTP/1.0":
                 return
 
@@ -196,6 +203,27 @@ class UpstreamTlsTest(GatewayTest):
         # Every connection carried one SNI and only its own Host, and the
         # pool reused them (two connections for six requests).
         self.assertEqual(sorted(by_conn.values(), key=str), [{("a.test", "a.test")}, {("b.test", "b.test")}])
+
+    def test_stray_bytes_on_an_idle_pooled_tls_connection_close_it(self):
+        # As for plain TCP (test_edge IdlePoolTest): a TLS record arriving on an
+        # idle pooled connection means it is out of step; the next request must
+        # get its own response on another connection.
+        o = self.origin()
+        gw = self.routes(("/*", up(o)))
+        first = wait_status(gw, "/then-stray", 200).json()
+        self.assertTrue(o.stray_sent.wait(5))
+        time.sleep(0.1)  # the stray record reaches the gateway's socket
+        conns = []
+        for path in ("/second", "/third"):
+            r = gw.get(path)
+            self.assertEqual(r.status, 200)
+            body = r.json()
+            self.assertEqual(body["path"], path, "one client got another exchange's response")
+            conns.append(body["conn"])
+        # The pool is in use (so the first connection would have been reused),
+        # and the connection that saw the stray record is not.
+        self.assertEqual(conns[0], conns[1])
+        self.assertNotEqual(conns[0], first["conn"])
 
     def test_new_connections_resume_the_session(self):
         o = self.origin()
