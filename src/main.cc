@@ -299,6 +299,7 @@ int main(int argc, char** argv) {
           m.body += fmt::format("holdfast_config_loaded {}\nholdfast_config_rejected_total {}\n", snap ? 1 : 0, manager.rejected());
           m.body += plugins::shared_dicts_prometheus();
           if (snap && snap->certificates) m.body += tls::expiry_prometheus(*snap->certificates);
+          if (tls_server) m.body += tls_server->prometheus();
           co_return m;
         }
         co_return status_response(r, cfg, manager, etcd_source);

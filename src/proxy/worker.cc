@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
+#include <openssl/err.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -274,6 +275,21 @@ asio::awaitable<void> Worker::serve_plain(tcp::socket sock) {
   co_await serve(*this, stream, info);
 }
 
+namespace {
+tls::HandshakeFailure handshake_failure(SSL* ssl, bool timed_out, const boost::system::error_code& ec) {
+  if (timed_out) return tls::HandshakeFailure::timeout;
+  if (auto f = tls::selection_failure(ssl)) return *f;
+  if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated || ec == asio::error::connection_reset ||
+      ec == asio::error::broken_pipe)
+    return tls::HandshakeFailure::closed;
+  if (SSL_get_verify_result(ssl) != X509_V_OK ||
+      (ec.category() == asio::error::get_ssl_category() &&
+       ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE))
+    return tls::HandshakeFailure::client_certificate;
+  return tls::HandshakeFailure::protocol;
+}
+}  // namespace
+
 // A TLS client connection: the handshake (bounded by client_header_timeout,
 // ended by a drain), then the same pipeline on the decrypted stream.
 asio::awaitable<void> Worker::serve_tls(tcp::socket sock) {
@@ -294,9 +310,16 @@ asio::awaitable<void> Worker::serve_tls(tcp::socket sock) {
     ec = co_await stream.handshake(asio::ssl::stream_base::server);
     unwatch(&t);
     ok = !ec;
-    if (ec)
+    if (ec) {
+      // Debug only, and counted: scanners and aborted connections must not
+      // be able to fill the log.
       log::debug("TLS handshake from {}:{} failed: {}", info.remote_ip, info.remote_port,
                  t.fired ? "timed out" : ec.message());
+      if (tls::ServerContext* sc = tls::ServerContext::of(stream.native()))
+        sc->count_failure(handshake_failure(stream.native(), t.fired, ec));
+    } else if (tls::ServerContext* sc = tls::ServerContext::of(stream.native())) {
+      sc->count_handshake(stream.native());
+    }
   }
   if (ok) {
     if (const tls::Selection* sel = tls::selection(stream.native())) {

@@ -118,6 +118,9 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     tls::CertTable::Options to;
     // Unchanged SSL objects are taken over, parsed keys and all.
     if (opts.previous) to.previous = opts.previous->certificates.get();
+    // Keys still encrypted (the standalone file; etcd and S3 documents are
+    // decrypted on arrival) are decrypted here.
+    to.keyring = opts.keyring;
     const json::array* arr = section(doc, "ssls", err);
     if (!err.empty()) return Error{err};
     snap->certificates = tls::CertTable::build(arr, to);

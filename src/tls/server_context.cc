@@ -1,6 +1,7 @@
 #include "tls/server_context.h"
 
 #include <openssl/err.h>
+#include <fmt/format.h>
 #include <openssl/tls1.h>
 
 
@@ -15,6 +16,7 @@ namespace {
 struct ConnState {
   std::shared_ptr<const CertTable> table;
   Selection selection;
+  std::optional<HandshakeFailure> failure;  // set when the client-hello callback aborts
 };
 
 void free_state(void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<ConnState*>(ptr); }
@@ -25,6 +27,11 @@ int state_index() {
 }
 
 ConnState* state_of(const SSL* ssl) { return static_cast<ConnState*>(SSL_get_ex_data(ssl, state_index())); }
+
+int ctx_index() {
+  static const int idx = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return idx;
+}
 
 constexpr uint64_t kAllVersionOptions =
     SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_TLSv1_2 | SSL_OP_NO_TLSv1_3;
@@ -53,13 +60,19 @@ int client_hello_cb(SSL* ssl, int* alert, void* arg) {
       return SSL_CLIENT_HELLO_SUCCESS;
     case SelectResult::malformed_sni:
       *alert = SSL_AD_DECODE_ERROR;
+      st->failure = HandshakeFailure::malformed_sni;
       break;
     case SelectResult::no_server_name:
+      *alert = SSL_AD_UNRECOGNIZED_NAME;
+      st->failure = HandshakeFailure::no_sni;
+      break;
     case SelectResult::no_certificate:
       *alert = SSL_AD_UNRECOGNIZED_NAME;
+      st->failure = HandshakeFailure::unknown_sni;
       break;
     case SelectResult::install_failed:
       *alert = SSL_AD_INTERNAL_ERROR;
+      st->failure = HandshakeFailure::protocol;
       break;
   }
   return SSL_CLIENT_HELLO_ERROR;
@@ -119,7 +132,7 @@ SelectResult select_certificate(SSL* ssl, const CertTable& table, const Listener
   if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1) {
     auto parsed = parse_server_name_ext(std::string_view(reinterpret_cast<const char*>(ext), ext_len));
     if (parsed.kind != ServerNameExt::Kind::name) {
-      log::info("tls: handshake aborted: malformed server_name extension");
+      log::debug("tls: handshake aborted: malformed server_name extension");
       return SelectResult::malformed_sni;
     }
     name = std::move(parsed.name);
@@ -128,13 +141,13 @@ SelectResult select_certificate(SSL* ssl, const CertTable& table, const Listener
     name = policy.fallback_sni;
     fallback = true;
   } else {
-    log::info("tls: handshake aborted: the client sent no SNI and apisix.ssl.fallback_sni is not set");
+    log::debug("tls: handshake aborted: the client sent no SNI and apisix.ssl.fallback_sni is not set");
     return SelectResult::no_server_name;
   }
   const SslObject* obj = table.match(name);
   if (!obj) {
     // The name is printable ASCII (parse_server_name_ext).
-    log::info("tls: handshake aborted: no certificate for SNI {}", name);
+    log::debug("tls: handshake aborted: no certificate for SNI {}", name);
     return SelectResult::no_certificate;
   }
   if (!install_object(ssl, *obj, policy.protocols)) return SelectResult::install_failed;
@@ -186,9 +199,10 @@ bool attach_table(SSL* ssl, std::shared_ptr<const CertTable> table) {
   if (ConnState* st = state_of(ssl)) {
     st->table = std::move(table);
     st->selection = {};
+    st->failure.reset();
     return true;
   }
-  auto* st = new ConnState{std::move(table), {}};
+  auto* st = new ConnState{std::move(table), {}, {}};
   if (SSL_set_ex_data(ssl, state_index(), st) != 1) {
     delete st;
     return false;
@@ -201,9 +215,55 @@ const Selection* selection(const SSL* ssl) {
   return st && st->selection.object ? &st->selection : nullptr;
 }
 
+std::optional<HandshakeFailure> selection_failure(const SSL* ssl) {
+  const ConnState* st = state_of(ssl);
+  return st ? st->failure : std::nullopt;
+}
+
+const char* failure_name(HandshakeFailure f) {
+  switch (f) {
+    case HandshakeFailure::timeout: return "timeout";
+    case HandshakeFailure::closed: return "closed";
+    case HandshakeFailure::no_sni: return "no_sni";
+    case HandshakeFailure::unknown_sni: return "unknown_sni";
+    case HandshakeFailure::malformed_sni: return "malformed_sni";
+    case HandshakeFailure::client_certificate: return "client_certificate";
+    case HandshakeFailure::protocol: return "protocol";
+  }
+  return "protocol";
+}
+
+ServerContext* ServerContext::of(const SSL* ssl) {
+  return static_cast<ServerContext*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index()));
+}
+
+std::string ServerContext::prometheus() const {
+  std::string out =
+      "# HELP holdfast_tls_handshake_failures_total Downstream TLS handshakes that did not complete, by reason\n"
+      "# TYPE holdfast_tls_handshake_failures_total counter\n";
+  for (size_t i = 0; i < kHandshakeFailureKinds; ++i)
+    out += fmt::format("holdfast_tls_handshake_failures_total{{reason=\"{}\"}} {}\n",
+                       failure_name(static_cast<HandshakeFailure>(i)), failures_[i].load(std::memory_order_relaxed));
+  SSL_CTX* ctx = ctx_.get();
+  out += fmt::format(
+      "# HELP holdfast_tls_session_cache_sessions Sessions in the server session cache shared by all workers\n"
+      "# TYPE holdfast_tls_session_cache_sessions gauge\nholdfast_tls_session_cache_sessions {}\n"
+      "# HELP holdfast_tls_session_cache_size_max Sessions the server session cache holds at most\n"
+      "# TYPE holdfast_tls_session_cache_size_max gauge\nholdfast_tls_session_cache_size_max {}\n"
+      "# HELP holdfast_tls_session_resumptions_total Handshakes that resumed a session (cache or ticket)\n"
+      "# TYPE holdfast_tls_session_resumptions_total counter\nholdfast_tls_session_resumptions_total {}\n",
+      SSL_CTX_sess_number(ctx), cache_size_, resumptions_.load(std::memory_order_relaxed));
+  if (tickets_)
+    out += fmt::format(
+        "# HELP holdfast_tls_ticket_keys_total Session-ticket keys made (one at start, one per rotation)\n"
+        "# TYPE holdfast_tls_ticket_keys_total counter\nholdfast_tls_ticket_keys_total {}\n",
+        tickets_->generation());
+  return out;
+}
+
 ServerContext::~ServerContext() = default;
 
-Result<std::unique_ptr<ServerContext>> ServerContext::create(const SslConfig& cfg) {
+Result<std::unique_ptr<ServerContext>> ServerContext::create(const SslConfig& cfg, Options opts) {
   std::unique_ptr<ServerContext> sc(new ServerContext());
   sc->policy_.protocols = protocol_mask(cfg.protocols);
   if (!sc->policy_.protocols) return Error{"apisix.ssl.ssl_protocols: no supported protocol"};
@@ -218,18 +278,33 @@ Result<std::unique_ptr<ServerContext>> ServerContext::create(const SslConfig& cf
   // is the operator's word.
   SSL_CTX_set_min_proto_version(ctx, TLS1_1_VERSION);
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+  // SSL_OP_IGNORE_UNEXPECTED_EOF (as nginx with OpenSSL 3): a client that
+  // closes without close_notify ends the connection cleanly instead of with
+  // a fatal error that drops its session from the cache. HTTP framing, not
+  // close_notify, tells the pipeline whether a request body was cut short.
   SSL_CTX_set_options(ctx, version_options(sc->policy_.protocols) | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                               SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-  if (!cfg.session_tickets) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+                               SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+  if (!cfg.session_tickets) {
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  } else {
+    // OpenSSL's own ticket key is made once and never changes: a stolen key
+    // would decrypt every session for the process's life. Rotate instead.
+    sc->tickets_ = opts.tickets ? std::move(opts.tickets) : std::make_unique<TicketKeys>();
+    if (!sc->tickets_->install(ctx)) return Error{"tls: cannot install the session-ticket keys: " + openssl_error()};
+  }
   if (SSL_CTX_set_cipher_list(ctx, cfg.ciphers.c_str()) != 1)
     return Error{"apisix.ssl.ssl_ciphers: OpenSSL selects no cipher from this list: " + openssl_error()};
   static const unsigned char kSidCtx[] = "holdfast";
   SSL_CTX_set_session_id_context(ctx, kSidCtx, sizeof kSidCtx - 1);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-  SSL_CTX_sess_set_cache_size(ctx, 20480);
+  // Bounded: when full, OpenSSL drops the oldest session for a new one;
+  // expired ones are flushed every 255 handshakes.
+  sc->cache_size_ = opts.session_cache_size;
+  SSL_CTX_sess_set_cache_size(ctx, opts.session_cache_size);
   SSL_CTX_set_timeout(ctx, 600);
   SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, &sc->policy_);
   SSL_CTX_set_tlsext_servername_callback(ctx, accept_server_name);
+  if (SSL_CTX_set_ex_data(ctx, ctx_index(), sc.get()) != 1) return Error{"tls: " + openssl_error("out of memory")};
   return sc;
 }
 

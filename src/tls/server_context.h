@@ -6,13 +6,17 @@
 // certificates and protocol limits on that connection alone, so a new
 // snapshot changes the next handshakes and never an open connection.
 #pragma once
+#include <array>
+#include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/config.h"
 #include "core/status.h"
 #include "tls/cert_table.h"
 #include "tls/openssl_util.h"
+#include "tls/ticket_keys.h"
 
 namespace holdfast::tls {
 
@@ -22,14 +26,38 @@ struct ListenerPolicy {
   std::string fallback_sni;               // normalised; "" = none
 };
 
+// Why a downstream handshake did not complete, for
+// holdfast_tls_handshake_failures_total{reason}. Each one is logged at
+// debug only: a flood of them (scanners, aborted connections) must not
+// flood the log.
+enum class HandshakeFailure {
+  timeout,             // client_header_timeout passed (or a drain ended it)
+  closed,              // the client closed or reset before finishing
+  no_sni,              // no SNI and no fallback_sni
+  unknown_sni,         // no status-1 server object covers the name
+  malformed_sni,       // a server_name extension that does not parse
+  client_certificate,  // a required client certificate missing or not verified
+  protocol,            // anything else: not TLS, no common version or cipher, bad messages
+};
+inline constexpr size_t kHandshakeFailureKinds = 7;
+const char* failure_name(HandshakeFailure f);
+
+struct ServerContextOptions {
+  std::unique_ptr<TicketKeys> tickets;  // null: hourly rotation on the steady clock
+  long session_cache_size = 20480;      // sessions
+};
+
 class ServerContext {
  public:
+  using Options = ServerContextOptions;
+
   // From apisix.ssl: TLSv1.1-1.3 as ssl_protocols says, ssl_ciphers (an
   // error when OpenSSL selects no cipher from it), the server's cipher
   // order, a session cache (20480 sessions, 10 minutes, as APISIX's
   // `ssl_session_timeout 10m`), session tickets only with
-  // ssl_session_tickets, and the client-hello callback.
-  static Result<std::unique_ptr<ServerContext>> create(const SslConfig& cfg);
+  // ssl_session_tickets (keys from `tickets`, else an hourly-rotated
+  // TicketKeys of its own), and the client-hello callback.
+  static Result<std::unique_ptr<ServerContext>> create(const SslConfig& cfg, Options opts = {});
   ~ServerContext();
   ServerContext(const ServerContext&) = delete;
   ServerContext& operator=(const ServerContext&) = delete;
@@ -37,9 +65,26 @@ class ServerContext {
   SSL_CTX* native() const { return ctx_.get(); }
   const ListenerPolicy& policy() const { return policy_; }
 
+  // The context a server connection was made from (null for another SSL_CTX).
+  static ServerContext* of(const SSL* ssl);
+  // Called by the listener for each handshake that did not complete (any worker).
+  void count_failure(HandshakeFailure f) { failures_[static_cast<size_t>(f)].fetch_add(1, std::memory_order_relaxed); }
+  uint64_t failures(HandshakeFailure f) const { return failures_[static_cast<size_t>(f)].load(std::memory_order_relaxed); }
+  // Called by the listener for each completed handshake.
+  void count_handshake(const SSL* ssl) {
+    if (SSL_session_reused(ssl)) resumptions_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // holdfast_tls_handshake_failures_total{reason}, the shared session
+  // cache's size, cap and resumptions, and the ticket keys made.
+  std::string prometheus() const;
+
  private:
   ServerContext() = default;
   ListenerPolicy policy_;  // the callback's argument: outlives ctx_ (declared first)
+  std::unique_ptr<TicketKeys> tickets_;  // likewise; null with tickets off
+  long cache_size_ = 0;
+  std::array<std::atomic<uint64_t>, kHandshakeFailureKinds> failures_{};
+  std::atomic<uint64_t> resumptions_{0};
   SslCtxPtr ctx_;
 };
 
@@ -56,6 +101,8 @@ struct Selection {
 };
 // Null before the client-hello callback has selected an object.
 const Selection* selection(const SSL* ssl);
+// Why the client-hello callback aborted this handshake, if it did.
+std::optional<HandshakeFailure> selection_failure(const SSL* ssl);
 
 // The client certificate after a handshake, as nginx's variables give it.
 struct PeerCertificate {

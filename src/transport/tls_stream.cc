@@ -46,6 +46,16 @@ asio::awaitable<void> TlsStream::shutdown_send() {
 }
 
 void TlsStream::close() {
+  // A quiet shutdown (the flags a completed close_notify exchange would
+  // leave): without it SSL_free treats the session as broken, removes it
+  // from the shared server cache and marks it not resumable, so session-id
+  // resumption (ssl_session_tickets off) never works. A connection that
+  // ended in a fatal alert has already had its session dropped by OpenSSL;
+  // one whose handshake never finished has no session to keep.
+  if (SSL* ssl = s_.native_handle(); ssl && SSL_is_init_finished(ssl)) {
+    SSL_set_quiet_shutdown(ssl, 1);
+    SSL_shutdown(ssl);
+  }
   boost::system::error_code ec;
   s_.next_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   s_.next_layer().close(ec);

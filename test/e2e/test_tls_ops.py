@@ -11,10 +11,11 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 
 from harness import BIN, GatewayTest, free_port
-from pki import Pki
+from pki import Pki, https_get, served_certificate
 from test_fallback import FallbackBase, fallback_cfg, wait_for
 
 KEYRING = ["0123456789abcdef"]
@@ -50,21 +51,10 @@ class PkiMixin:
 
     def served(self, port, sni):
         """The DER leaf the listener serves for `sni` (verified against the test CA)."""
-        ctx = ssl.create_default_context(cafile=self.pki.ca_crt)
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-            with ctx.wrap_socket(raw, server_hostname=sni) as s:
-                return s.getpeercert(binary_form=True)
+        return served_certificate(port, sni, ssl.create_default_context(cafile=self.pki.ca_crt))[0]
 
     def https_get(self, port, sni, path):
-        ctx = ssl.create_default_context(cafile=self.pki.ca_crt)
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-            with ctx.wrap_socket(raw, server_hostname=sni) as s:
-                s.sendall(f"GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
-                data = b""
-                while chunk := s.recv(65536):
-                    data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        return int(head.split()[1]), body
+        return https_get(port, sni, path, ssl.create_default_context(cafile=self.pki.ca_crt))
 
     def assert_handshake_fails(self, port, sni):
         ctx = ssl.create_default_context(cafile=self.pki.ca_crt)
@@ -198,6 +188,29 @@ class BadSslObjectTest(PkiMixin, GatewayTest):
         self.assertNotIn("ssl a:", p.stderr)
         self.assertNotIn("ssl c:", p.stderr)
 
+    def test_standalone_file_keys_encrypted_with_the_keyring(self):
+        # As etcd and S3: a key in apisix.yaml encrypted with either keyring entry
+        # is decrypted; one the keyring cannot decrypt is left out by id.
+        from test_admin import openssl_aes
+        keyring = ["0123456789abcdef", "fedcba9876543210"]
+        up = self.upstream("alpha")
+        routes = [{"id": "r1", "uri": "/*", "upstream": {"nodes": {up.addr: 1}}}]
+        ssls = [{"id": "enc-a", "snis": ["a.test"], "cert": self.a_ec[0], "key": openssl_aes(self.a_ec[1], keyring[0])},
+                {"id": "enc-c", "snis": ["c.test"], "cert": self.c_ec[0], "key": openssl_aes(self.c_ec[1], keyring[1])},
+                {"id": "foreign", "snis": ["b.test"], "cert": self.b_rsa[0],
+                 "key": openssl_aes(self.b_rsa[1], "another-keyring!")}]
+        gw = self.gateway({"routes": routes, "ssls": ssls},
+                          config={"apisix": {"data_encryption": {"keyring": keyring}}})
+        self.assertEqual(self.served(gw.tls_port, "a.test"), ssl.PEM_cert_to_DER_cert(self.a_ec[0]))
+        self.assertEqual(self.https_get(gw.tls_port, "c.test", "/x")[0], 200)
+        self.assert_handshake_fails(gw.tls_port, "x.b.test")
+        gw.wait_log("ssl foreign: skipped: key: the key is not PEM and no keyring entry decrypts it")
+        self.assertNotIn("ssl enc-a:", gw.logs())
+        p = subprocess.run([BIN, "-t", "-c", gw.config_path], capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("ssl foreign: key: the key is not PEM and no keyring entry decrypts it", p.stderr)
+        self.assertNotIn("ssl enc-", p.stderr)
+
     def test_metric_label_values_are_escaped(self):
         status_port = free_port()
         odd = {"id": 'we"ird\\id', "snis": ["a.test"], "cert": self.a_ec[0], "key": self.a_ec[1]}
@@ -205,6 +218,80 @@ class BadSslObjectTest(PkiMixin, GatewayTest):
                           config={"apisix": {"status": {"ip": "127.0.0.1", "port": status_port}}})
         metrics = gw.request_status_raw("/metrics")
         self.assertIn(f'{METRIC}{{sni="a.test",ssl_id="we\\"ird\\\\id",type="EC"}} ', metrics)
+
+
+def failures_metric(gw):
+    text = gw.request_status_raw("/metrics")
+    return {m.group(1): int(m.group(2))
+            for m in re.finditer(r'^holdfast_tls_handshake_failures_total\{reason="(\w+)"\} (\d+)$', text, re.M)}
+
+
+class HandshakeFloodTest(PkiMixin, GatewayTest):
+    def test_aborted_handshakes_are_counted_not_logged_and_disturb_no_one(self):
+        # Thousands of connections that never finish a handshake (not TLS at
+        # all, a ClientHello cut short, an unknown SNI) while a client makes
+        # requests: every one is counted by reason, the log does not grow
+        # with them, and the client sees no failure.
+        up = self.upstream("alpha")
+        status_port = free_port()
+        gw = self.gateway({"routes": [{"id": "r1", "uri": "/*", "upstream": {"nodes": {up.addr: 1}}}],
+                           "ssls": [{"id": "a", "snis": ["a.test"], "cert": self.a_ec[0], "key": self.a_ec[1]}]},
+                          config={"apisix": {"status": {"ip": "127.0.0.1", "port": status_port}}}, workers=2)
+        self.assertEqual(failures_metric(gw), {r: 0 for r in ("timeout", "closed", "no_sni", "unknown_sni",
+                                                             "malformed_sni", "client_certificate", "protocol")})
+        log_before = os.path.getsize(gw.log_path)
+        # The first bytes of a ClientHello record: a handshake that is cut short.
+        partial = bytes.fromhex("16030100f4010000f00303") + os.urandom(16)
+        garbage, cut, unknown = 1500, 1500, 200
+        stop = threading.Event()
+        client_results = []
+
+        def client():
+            while not stop.is_set():
+                try:
+                    client_results.append(self.https_get(gw.tls_port, "a.test", "/during")[0])
+                except Exception as e:  # any failure is the test's failure
+                    client_results.append(repr(e))
+
+        def raw(payload, n):
+            for _ in range(n):
+                with socket.create_connection(("127.0.0.1", gw.tls_port), timeout=5) as s:
+                    s.sendall(payload)
+
+        def unknown_sni(n):
+            ctx = ssl.create_default_context(cafile=self.pki.ca_crt)
+            ctx.check_hostname = False
+            for _ in range(n):
+                try:
+                    with socket.create_connection(("127.0.0.1", gw.tls_port), timeout=5) as s:
+                        ctx.wrap_socket(s, server_hostname="nobody.test").close()
+                except ssl.SSLError:
+                    pass
+
+        c = threading.Thread(target=client)
+        c.start()
+        try:
+            floods = [threading.Thread(target=raw, args=(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", garbage // 3))
+                      for _ in range(3)]
+            floods += [threading.Thread(target=raw, args=(partial, cut // 3)) for _ in range(3)]
+            floods.append(threading.Thread(target=unknown_sni, args=(unknown,)))
+            for t in floods:
+                t.start()
+            for t in floods:
+                t.join(120)
+            deadline = time.time() + 10
+            want = {"protocol": garbage, "closed": cut, "unknown_sni": unknown}
+            while {k: failures_metric(gw)[k] for k in want} != want:
+                self.assertLess(time.time(), deadline, failures_metric(gw))
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            c.join(10)
+        self.assertGreater(len(client_results), 0)
+        self.assertEqual(set(client_results), {200}, [r for r in client_results if r != 200][:5])
+        # A few lines at most (none per handshake): 3200 aborted handshakes
+        # would be hundreds of kilobytes at one line each.
+        self.assertLess(os.path.getsize(gw.log_path) - log_before, 4096, gw.logs()[-2000:])
 
 
 class AdminTlsWarningTest(GatewayTest):

@@ -63,6 +63,7 @@ struct ClientOptions {
   int min_version = 0, max_version = 0;
   bool verify = false;         // verify against the test root
   int security_level = -1;     // -1 = default
+  SSL_SESSION* session = nullptr;  // offered for resumption
 };
 ClientOptions sni(std::string name) {
   ClientOptions o;
@@ -86,6 +87,8 @@ struct Outcome {
   int version = 0;
   long verify_result = -1;
   std::optional<Selection> selection;  // a copy: the server SSL is gone when run() returns
+  bool reused = false;
+  std::shared_ptr<SSL_SESSION> session;  // the client's, tickets (TLS 1.3: sent after the handshake) read
 };
 
 // Runs one handshake between a client and a server SSL over a BIO pair.
@@ -113,6 +116,7 @@ struct Handshake {
     EXPECT_TRUE(attach_table(server.get(), std::move(table)));
     if (!co.sni.empty()) SSL_set_tlsext_host_name(client.get(), co.sni.c_str());
     if (co.verify && !co.sni.empty()) SSL_set1_host(client.get(), co.sni.c_str());
+    if (co.session) SSL_set_session(client.get(), co.session);
     BIO *cb = nullptr, *sb = nullptr;
     BIO_new_bio_pair(&cb, 0, &sb, 0);
     SSL_set_bio(client.get(), cb, cb);
@@ -150,6 +154,15 @@ struct Handshake {
       out.peer_chain_len = chain ? sk_X509_num(chain) : 0;
       out.version = SSL_version(client.get());
       out.verify_result = SSL_get_verify_result(client.get());
+      out.reused = SSL_session_reused(client.get()) == 1;
+      char byte;
+      SSL_read(client.get(), &byte, 1);  // reads TLS 1.3 NewSessionTickets, then wants more
+      ERR_clear_error();
+      out.session.reset(SSL_get1_session(client.get()), SSL_SESSION_free);
+      // Both ends close cleanly (as TlsStream::close does): freeing an SSL
+      // otherwise marks its session not resumable.
+      SSL_set_shutdown(client.get(), SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+      SSL_set_shutdown(server.get(), SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     }
     return out;
   }
@@ -339,4 +352,104 @@ TEST(TlsServer, WithoutATableTheHandshakeAborts) {
   Handshake h;
   auto out = h.run(*sc, nullptr, sni("other.example.com"));
   EXPECT_FALSE(out.ok);
+}
+
+// Tickets with a fake clock: a ticket made under the previous key still
+// resumes after one rotation (and is renewed), not after two; a fresh
+// context's ticket never resumes against another context's keys.
+TEST(TlsServer, TicketKeysRotateAndKeepThePreviousKey) {
+  for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+    SCOPED_TRACE(version);
+    int64_t now = 1000;
+    auto keys = std::make_unique<TicketKeys>(60, [&now] { return now; });
+    TicketKeys* ring = keys.get();
+    SslConfig cfg;
+    cfg.session_tickets = true;
+    ServerContext::Options opts;
+    opts.tickets = std::move(keys);
+    auto created = ServerContext::create(cfg, std::move(opts));
+    ASSERT_TRUE(created.ok()) << created.error();
+    auto& sc = *created;
+    auto table = table_of(json::array{dual_object()});
+    auto fresh = handshake(*sc, table, versions(sni("dual.example.com"), version, version));
+    ASSERT_TRUE(fresh.ok);
+    ASSERT_TRUE(fresh.session);
+    EXPECT_TRUE(SSL_SESSION_has_ticket(fresh.session.get()));
+    ClientOptions again = versions(sni("dual.example.com"), version, version);
+    again.session = fresh.session.get();
+    EXPECT_TRUE(handshake(*sc, table, again).reused);  // same key
+    now += 59;
+    EXPECT_TRUE(handshake(*sc, table, again).reused);
+    EXPECT_EQ(ring->generation(), 1u);
+    now += 1;  // one rotation: the ticket's key is the previous one
+    auto after_one = handshake(*sc, table, again);
+    EXPECT_TRUE(after_one.reused);
+    EXPECT_EQ(ring->generation(), 2u);
+    now += 60;  // two rotations: its key is gone, a full handshake follows
+    auto after_two = handshake(*sc, table, again);
+    EXPECT_TRUE(after_two.ok);
+    EXPECT_FALSE(after_two.reused);
+    EXPECT_EQ(ring->generation(), 3u);
+    // The ticket renewed after one rotation was made under the key that is
+    // now the previous one: it still resumes.
+    ClientOptions renewed = versions(sni("dual.example.com"), version, version);
+    renewed.session = after_one.session.get();
+    EXPECT_TRUE(handshake(*sc, table, renewed).reused);
+  }
+}
+
+TEST(TlsServer, TicketKeysCatchUpAfterALongIdle) {
+  int64_t now = 0;
+  SslConfig cfg;
+  cfg.session_tickets = true;
+  ServerContext::Options opts;
+  opts.tickets = std::make_unique<TicketKeys>(60, [&now] { return now; });
+  auto created = ServerContext::create(cfg, std::move(opts));
+  ASSERT_TRUE(created.ok());
+  auto table = table_of(json::array{dual_object()});
+  auto fresh = handshake(**created, table, versions(sni("dual.example.com"), TLS1_2_VERSION, TLS1_2_VERSION));
+  ASSERT_TRUE(fresh.ok);
+  now += 3600;  // many periods without a handshake: no key from before survives
+  ClientOptions again = versions(sni("dual.example.com"), TLS1_2_VERSION, TLS1_2_VERSION);
+  again.session = fresh.session.get();
+  EXPECT_FALSE(handshake(**created, table, again).reused);
+}
+
+// The shared session cache is bounded: many distinct clients leave it at
+// its cap (the oldest sessions make room), and the metric says so.
+TEST(TlsServer, SessionCacheStaysAtItsCap) {
+  SslConfig cfg;
+  ServerContext::Options opts;
+  opts.session_cache_size = 16;
+  auto created = ServerContext::create(cfg, std::move(opts));
+  ASSERT_TRUE(created.ok());
+  auto& sc = *created;
+  auto table = table_of(json::array{dual_object()});
+  for (int i = 0; i < 40; ++i) {
+    Handshake h;
+    ASSERT_TRUE(h.run(*sc, table, versions(sni("dual.example.com"), TLS1_2_VERSION, TLS1_2_VERSION)).ok);
+  }
+  // 40 sessions made, the cache at its cap (OpenSSL may evict one more than
+  // needed when it makes room).
+  const long n = SSL_CTX_sess_number(sc->native());
+  EXPECT_LE(n, 16);
+  EXPECT_GE(n, 15);
+  const std::string m = sc->prometheus();
+  EXPECT_NE(m.find("holdfast_tls_session_cache_sessions " + std::to_string(n) + "\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("holdfast_tls_session_cache_size_max 16\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("holdfast_tls_handshake_failures_total{reason=\"unknown_sni\"} 0\n"), std::string::npos) << m;
+  EXPECT_EQ(m.find("holdfast_tls_ticket_keys_total"), std::string::npos);  // tickets are off
+}
+
+TEST(TlsServer, SelectionFailuresAreRecordedOnTheConnection) {
+  auto sc = context();
+  auto table = table_of(json::array{dual_object()});
+  Handshake h;
+  EXPECT_FALSE(h.run(*sc, table, sni("unknown.example.com")).ok);
+  ASSERT_TRUE(selection_failure(h.server.get()));
+  EXPECT_TRUE(*selection_failure(h.server.get()) == HandshakeFailure::unknown_sni);
+  Handshake n;
+  EXPECT_FALSE(n.run(*sc, table, sni("")).ok);
+  EXPECT_TRUE(selection_failure(n.server.get()) == HandshakeFailure::no_sni);
+  EXPECT_EQ(ServerContext::of(n.server.get()), sc.get());
 }
