@@ -218,7 +218,15 @@ awaitable<void> Connection::run() {
   } catch (const std::exception& e) {
     log::error("connection from {}:{} failed: {}", info_.remote_ip, info_.remote_port, e.what());
   }
-  if (linger_) co_await linger();
+  if (linger_) {
+    co_await linger();
+  } else if (!s_.plain()) {
+    // TLS: close_notify, so that the end of a close-delimited response is
+    // authenticated (linger() sends it too).
+    timed_.fired = false;
+    timed_.deadline = now_ms() + ms(w_.cfg().send_timeout);
+    co_await s_.shutdown_send();
+  }
   w_.unwatch(&timed_);
   s_.close();
   w_.open_conns_--;
@@ -234,6 +242,8 @@ awaitable<void> Connection::run() {
 awaitable<void> Connection::linger() {
   constexpr double kLingerTimeout = 5;
   constexpr int64_t kLingerTime = 30'000;
+  timed_.fired = false;
+  timed_.deadline = now_ms() + ms(w_.cfg().send_timeout);  // a TLS close_notify is a write
   co_await s_.shutdown_send();
   if (!s_.is_open()) co_return;
   error_code ec;

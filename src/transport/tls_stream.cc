@@ -40,9 +40,21 @@ void TlsStream::cancel() {
 }
 
 asio::awaitable<void> TlsStream::shutdown_send() {
+  // close_notify first: without it a client cannot tell a response that the
+  // close ends (HTTP/1.0, no Content-Length) from a truncated one. As nginx,
+  // the peer's close_notify is not awaited: SSL_RECEIVED_SHUTDOWN makes
+  // SSL_shutdown complete once the alert is written. The flag is then put
+  // back so that a lingering close can still read (and discard) what the
+  // client sends. The caller bounds the write with its deadline.
+  SSL* ssl = s_.native_handle();
+  if (ssl && SSL_is_init_finished(ssl) && !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN)) {
+    SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN);
+    // An error (reset, deadline) leaves nothing more to say on this stream.
+    co_await s_.async_shutdown(tok);
+    SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN);
+  }
   boost::system::error_code ec;
   s_.next_layer().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-  co_return;
 }
 
 void TlsStream::close() {

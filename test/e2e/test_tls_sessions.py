@@ -123,6 +123,37 @@ class SessionTest(GatewayTest):
             s.close()  # a FIN without close_notify
             self.wait_server_closed(gw, port)
 
+    def read_to_close_notify(self, gw, request, version):
+        """Sends `request` and reads until the server ends the TLS stream;
+        fails if the end is a bare TCP close (no close_notify): a client could
+        not tell a close-delimited response from a truncated one."""
+        ctx = ssl.create_default_context(cafile=self.pki.ca_crt)
+        ctx.minimum_version = ctx.maximum_version = version
+        with socket.create_connection(("127.0.0.1", gw.tls_port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="a.test", suppress_ragged_eofs=False) as s:
+                s.sendall(request)
+                data = b""
+                try:
+                    while chunk := s.recv(65536):
+                        data += chunk
+                except ssl.SSLEOFError as e:
+                    self.fail(f"{version.name}: the server closed without close_notify ({e}) after {data[:200]!r}")
+                return data
+
+    def test_server_ends_every_closing_response_with_close_notify(self):
+        up = self.upstream()
+        gw = self.gateway(self.resources(up))
+        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            # Connection: close, and HTTP/1.0 (a close-delimited body)
+            data = self.read_to_close_notify(gw, b"GET /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+                                             version)
+            self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:100])
+            data = self.read_to_close_notify(gw, b"GET /x HTTP/1.0\r\nHost: a.test\r\n\r\n", version)
+            self.assertTrue(data.startswith(b"HTTP/1.1 200") and b'"body_sha256"' in data, data[:300])
+            # an error answer, then the lingering close
+            data = self.read_to_close_notify(gw, b"GET /x HTTP/1.1\r\nHost: a.test\r\nBad Header: x\r\n\r\n", version)
+            self.assertTrue(data.startswith(b"HTTP/1.1 400"), data[:100])
+
     def test_session_tickets_resume_when_on(self):
         up = self.upstream()
         gw = self.gateway(self.resources(up), workers=2,
