@@ -323,7 +323,10 @@ int main(int argc, char** argv) {
   }
   log::info("holdfast {} started: role {}, config provider {}, {} worker(s){}", HOLDFAST_VERSION, cfg.role,
             cfg.config_provider, workers.size(),
-            cfg.fallback.enabled ? (cfg.fallback.write ? ", backup node (fallback_cp.mode: write)" : ", S3 fallback on") : "");
+            !cfg.fallback.enabled                 ? ""
+            : cfg.fallback.write                  ? ", backup node (fallback_cp.mode: write)"
+            : cfg.fallback.store == "azure_blob"  ? ", Azure Blob fallback on"
+                                                  : ", S3 fallback on");
 
   // Housekeeping on the control thread: the access log is written here
   // (never from a worker) and retired snapshots are handed to the reaper.

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 
+#include "core/base64.h"
 #include "core/budgets.h"
 #include "core/log.h"
 #include "core/yaml_json.h"
@@ -298,20 +299,96 @@ Status parse_etcd(const json::value& r, EtcdConfig& e) {
   return apisix_ca();
 }
 
-Status parse_fallback(const json::value& r, FallbackConfig& f, const std::string& conf_dir) {
+// A container name as Azure accepts it: 3-63 of a-z, 0-9 and single
+// hyphens, starting and ending with a letter or digit.
+bool azure_container_name(const std::string& n) {
+  if (n.size() < 3 || n.size() > 63 || n.front() == '-' || n.back() == '-') return false;
+  for (size_t i = 0; i < n.size(); ++i) {
+    const char c = n[i];
+    if (c == '-' && n[i + 1] == '-') return false;
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+  }
+  return true;
+}
+
+// deployment.fallback_cp.azure_blob. Unknown keys only warn: API7's own
+// values carry keys Holdfast has no use for.
+Status parse_azure_blob(const json::object& ao, AzureBlobConfig& a, std::vector<std::string>& warnings) {
+  static const std::set<std::string> keys = {"account_name", "account_key", "sas_token", "config_container",
+                                             "resource_container", "endpoint"};
+  for (const auto& kv : ao)
+    if (!keys.count(std::string(kv.key())))
+      warnings.push_back(fmt::format("unknown key deployment.fallback_cp.azure_blob.{} (ignored; known: account_name, "
+                                     "account_key, sas_token, config_container, resource_container, endpoint)",
+                                     log::json_escape(std::string(kv.key()))));
+  // Secrets may be made only of digits (${{ENV}} types them): take their text.
+  auto str = [&](const char* key, std::string& dst) -> Status {
+    if (auto it = ao.find(key); it != ao.end() && !it->value().is_null()) {
+      auto text = secret_text(it->value());
+      if (!text) return Error{std::string("deployment.fallback_cp.azure_blob.") + key + ": expected a string"};
+      dst = std::move(*text);
+    }
+    return {};
+  };
+  for (auto st : {str("account_name", a.account_name), str("account_key", a.account_key), str("sas_token", a.sas_token),
+                  str("config_container", a.config_container), str("resource_container", a.resource_container),
+                  str("endpoint", a.endpoint)})
+    if (!st) return st;
+  // The account name goes into the host name and every signature.
+  if (a.account_name.size() < 3 || a.account_name.size() > 24 ||
+      !std::all_of(a.account_name.begin(), a.account_name.end(),
+                   [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }))
+    return Error{"deployment.fallback_cp.azure_blob.account_name: required, 3-24 lowercase letters and digits"};
+  for (auto [name, value] : {std::pair<const char*, const std::string*>{"resource_container", &a.resource_container},
+                             {"config_container", &a.config_container}}) {
+    if (value->empty()) return Error{fmt::format("deployment.fallback_cp.azure_blob.{}: required", name)};
+    if (!azure_container_name(*value))
+      return Error{fmt::format("deployment.fallback_cp.azure_blob.{}: \"{}\" is not a container name (3-63 of a-z, 0-9 "
+                               "and single hyphens, starting and ending with a letter or digit)",
+                               name, log::json_escape(*value))};
+  }
+  // Never echo a key or token in an error.
+  if (!a.account_key.empty()) {
+    auto raw = base64_decode(a.account_key);
+    if (!raw || raw->empty()) return Error{"deployment.fallback_cp.azure_blob.account_key: not a base64 account key"};
+  }
+  if (!a.sas_token.empty() && a.sas_token.front() == '?') a.sas_token.erase(0, 1);
+  if (!a.sas_token.empty()) {
+    // It is appended to every request target as it is: only URL query characters.
+    const bool clean = std::all_of(a.sas_token.begin(), a.sas_token.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             std::string_view("-._~%&=+/:,!$'()*;@").find(c) != std::string_view::npos;
+    });
+    if (!clean) return Error{"deployment.fallback_cp.azure_blob.sas_token: not a URL query string (a character outside "
+                             "the query's set)"};
+  }
+  if (a.account_key.empty() && a.sas_token.empty())
+    return Error{"deployment.fallback_cp.azure_blob: account_key or sas_token is required; Azure Workload Identity "
+                 "and managed identity (IMDS) are not supported yet"};
+  if (!a.account_key.empty() && !a.sas_token.empty())
+    warnings.push_back("deployment.fallback_cp.azure_blob.sas_token is ignored: account_key is set and comes first");
+  if (a.endpoint.empty()) a.endpoint = "https://" + a.account_name + ".blob.core.windows.net";
+  if (a.endpoint.rfind("http://", 0) != 0 && a.endpoint.rfind("https://", 0) != 0)
+    return Error{"deployment.fallback_cp.azure_blob.endpoint: must be an http:// or https:// URL"};
+  while (a.endpoint.back() == '/') a.endpoint.pop_back();
+  return {};
+}
+
+Status parse_fallback(const json::value& r, FallbackConfig& f, const std::string& conf_dir,
+                      std::vector<std::string>& warnings) {
   const json::value* v = at(r, {"deployment", "fallback_cp"});
   f.cache_file = conf_dir + "/fallback-cache.json";
   if (const char* gid = std::getenv("HOLDFAST_GATEWAY_GROUP_ID"); gid && *gid) f.gateway_group_id = gid;
   if (!v) return {};
   if (!v->is_object()) return Error{"deployment.fallback_cp: expected a mapping"};
   const auto& o = v->as_object();
-  static const std::set<std::string> keys = {"interval", "mode", "aws_s3", "gateway_group_id", "signing_key",
-                                             "cache_file", "proxy"};
+  static const std::set<std::string> keys = {"interval", "mode", "aws_s3", "azure_blob", "gateway_group_id",
+                                             "signing_key", "cache_file", "proxy"};
   static const std::set<std::string> s3keys = {"region", "access_key", "secret_key", "resource_bucket",
                                                "config_bucket", "endpoint"};
   for (const auto& kv : o)
     if (!keys.count(std::string(kv.key())))
-      return Error{fmt::format("deployment.fallback_cp.{}: unknown key (known: interval, mode, aws_s3, "
+      return Error{fmt::format("deployment.fallback_cp.{}: unknown key (known: interval, mode, aws_s3, azure_blob, "
                                "gateway_group_id, signing_key, cache_file, proxy)", std::string(kv.key()))};
   f.enabled = true;
   if (auto it = o.find("interval"); it != o.end()) {
@@ -348,7 +425,18 @@ Status parse_fallback(const json::value& r, FallbackConfig& f, const std::string
   if (f.gateway_group_id.empty() || f.gateway_group_id.find('/') != std::string::npos)
     return Error{"deployment.fallback_cp.gateway_group_id: must be non-empty and contain no '/'"};
   auto s3 = o.find("aws_s3");
-  if (s3 == o.end() || !s3->value().is_object()) return Error{"deployment.fallback_cp.aws_s3: required (a mapping)"};
+  auto az = o.find("azure_blob");
+  const bool has_s3 = s3 != o.end() && !s3->value().is_null(), has_az = az != o.end() && !az->value().is_null();
+  if (has_s3 && has_az)
+    return Error{"deployment.fallback_cp: aws_s3 and azure_blob are both set; several stores at once are not "
+                 "supported yet: keep one"};
+  if (has_az) {
+    if (!az->value().is_object()) return Error{"deployment.fallback_cp.azure_blob: expected a mapping"};
+    f.store = "azure_blob";
+    return parse_azure_blob(az->value().as_object(), f.azure, warnings);
+  }
+  if (s3 == o.end() || !s3->value().is_object())
+    return Error{"deployment.fallback_cp.aws_s3: required (a mapping), or azure_blob"};
   const auto& so = s3->value().as_object();
   for (const auto& kv : so)
     if (!s3keys.count(std::string(kv.key())))
@@ -857,7 +945,7 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
   if (const json::value* m = at(r, {"deployment", "admin", "admin_api_mtls"}); m && !(m->is_object() && m->as_object().empty()))
     c.warnings.push_back("deployment.admin.admin_api_mtls: the Admin API over TLS is not supported yet (ignored): "
                          "admin_listen serves plain HTTP");
-  if (auto st = parse_fallback(r, c.fallback, conf_dir); !st) return Error{st.error()};
+  if (auto st = parse_fallback(r, c.fallback, conf_dir, c.warnings); !st) return Error{st.error()};
   if (auto st = parse_lua_shared_dict(r, c); !st) return Error{st.error()};
   if (auto st = parse_dns(r, c.dns); !st) return Error{st.error()};
   if (auto v = at(r, {"apisix", "data_encryption", "enable_encrypt_fields"})) {

@@ -2,6 +2,7 @@
 // against an in-memory store that honours the same preconditions as S3,
 // Azure and GCS: create only, replace only this version.
 #include "config/fallback/snapshot_store.h"
+#include "config/fallback/fallback.h"
 
 #include <gtest/gtest.h>
 
@@ -375,3 +376,30 @@ TEST_F(SnapshotStore, ManifestOfAnotherGroupOrShapeIsAFormatFailure) {
 }
 
 }  // namespace
+
+// A store that refuses the credentials marks the fetch as refused (the
+// supervisor backs off on it); any other store failure does not.
+TEST_F(SnapshotStore, RefusedCredentialsAreToldApartFromOtherFailures) {
+  fake->fail_all = cloud::StoreError{StoreErrorKind::credentials, "AuthenticationFailed", "fake GET: refused"};
+  FetchResult refused = fetch();
+  EXPECT_FALSE(refused.ok());
+  EXPECT_TRUE(refused.refused);
+  fake->fail_all = cloud::StoreError{StoreErrorKind::transient, "ServerBusy", "fake GET: busy"};
+  FetchResult busy = fetch();
+  EXPECT_FALSE(busy.ok());
+  EXPECT_FALSE(busy.refused);
+}
+
+// Refused credentials back off: one interval after the first refused round,
+// then doubling, up to 8 intervals but at most 5 minutes, never below one.
+TEST(FallbackRetryDelay, BacksOffOnlyAfterRefusedRounds) {
+  EXPECT_EQ(retry_delay(60, 0), 60);
+  EXPECT_EQ(retry_delay(60, 1), 60);
+  EXPECT_EQ(retry_delay(60, 2), 120);
+  EXPECT_EQ(retry_delay(60, 3), 240);
+  EXPECT_EQ(retry_delay(60, 4), 300);    // the 5-minute cap
+  EXPECT_EQ(retry_delay(60, 1000), 300);
+  EXPECT_EQ(retry_delay(1, 3), 4);
+  EXPECT_EQ(retry_delay(1, 9), 8);       // 8 intervals
+  EXPECT_EQ(retry_delay(600, 5), 600);   // never below one interval
+}

@@ -10,6 +10,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -103,6 +104,12 @@ Result<CacheEntry> read_cache(const std::string& path) {
   return e;
 }
 
+double retry_delay(double interval, int refused_rounds) {
+  if (refused_rounds <= 1) return interval;
+  const double cap = std::max(interval, std::min(8 * interval, 300.0));
+  return std::min(cap, interval * static_cast<double>(1 << std::min(refused_rounds - 1, 10)));
+}
+
 // --- backup exporter -------------------------------------------------------
 
 BackupExporter::BackupExporter(asio::io_context& io, const NodeConfig& cfg, Metrics& metrics)
@@ -136,7 +143,8 @@ asio::awaitable<void> BackupExporter::loop() {
   while (!stopped_) {
     if (have_doc_) co_await export_once();
     if (stopped_) break;
-    timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(cfg_.fallback.interval * 1000)));
+    const double wait = retry_delay(cfg_.fallback.interval, refused_rounds_);
+    timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(wait * 1000)));
     co_await timer_.async_wait(tok);
   }
 }
@@ -144,6 +152,8 @@ asio::awaitable<void> BackupExporter::loop() {
 asio::awaitable<void> BackupExporter::export_once() {
   const auto& f = cfg_.fallback;
   const auto t0 = std::chrono::steady_clock::now();
+  const int refused_before = refused_rounds_;
+  refused_rounds_ = 0;
   auto fail = [&](const std::string& reason, const std::string& msg, bool quiet = false) {
     metrics_.fail(reason);
     // `quiet`: the credential provider already logged a credentials failure once.
@@ -174,6 +184,7 @@ asio::awaitable<void> BackupExporter::export_once() {
       fail("concurrent_write", "the manifest changed while exporting (another backup node?); retrying next round");
       co_return;
     case Kind::store_error:
+      if (out.error.kind == cloud::StoreErrorKind::credentials) refused_rounds_ = refused_before + 1;
       fail(out.error.code.empty() ? store_.source : out.error.code, out.error.message,
            out.error.kind == cloud::StoreErrorKind::no_credentials);
       co_return;
@@ -202,6 +213,7 @@ SnapshotReader::SnapshotReader(asio::io_context& io, const NodeConfig& cfg, Metr
 asio::awaitable<int64_t> SnapshotReader::poll_once(int64_t min_revision) {
   const auto t0 = std::chrono::steady_clock::now();
   auto fetched = co_await fetch_snapshot(store_, cfg_.fallback.gateway_group_id, cfg_.fallback.signing_key);
+  refused_rounds_ = fetched.refused ? refused_rounds_ + 1 : 0;
   if (!fetched.ok()) {
     metrics_.fail(fetched.reason);
     // The credential provider already logged a credentials failure once.

@@ -48,6 +48,12 @@ struct CacheEntry {
 Status write_cache(const std::string& path, const CacheEntry& e);
 Result<CacheEntry> read_cache(const std::string& path);
 
+// The wait before the next backup round or store poll. Refused credentials
+// need an operator (a new key or token, a fixed clock), so after the first
+// refused round the wait doubles each round, up to 8 intervals but at most
+// 5 minutes (and never below one interval); any other outcome resets it.
+double retry_delay(double interval, int refused_rounds);
+
 class BackupExporter {
  public:
   BackupExporter(boost::asio::io_context& io, const NodeConfig& cfg, Metrics& metrics);
@@ -56,6 +62,7 @@ class BackupExporter {
   void start();   // first export right after the first update, then every interval
   void stop();
   const Store& store() const { return store_; }
+  int refused_rounds() const { return refused_rounds_; }
 
  private:
   boost::asio::awaitable<void> loop();
@@ -70,6 +77,7 @@ class BackupExporter {
   bool have_doc_ = false;
   bool stopped_ = false;
   std::string last_error_;
+  int refused_rounds_ = 0;  // consecutive rounds whose credentials the store refused
   boost::asio::steady_timer timer_;
 };
 
@@ -83,6 +91,7 @@ class SnapshotReader {
   boost::asio::awaitable<int64_t> poll_once(int64_t min_revision);
   Store& store() { return store_; }
   const Store& store() const { return store_; }
+  int refused_rounds() const { return refused_rounds_; }
 
  private:
   boost::asio::io_context& io_;
@@ -92,6 +101,7 @@ class SnapshotReader {
   Store store_;
   std::string last_error_;
   std::string last_rejected_;
+  int refused_rounds_ = 0;
 };
 
 std::string hostname();

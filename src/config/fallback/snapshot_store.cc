@@ -8,6 +8,8 @@
 #include "cloud/aws/credentials.h"
 #include "cloud/aws/s3_client.h"
 #include "cloud/aws/sigv4.h"
+#include "cloud/azure/blob_client.h"
+#include "core/base64.h"
 #include "core/log.h"
 
 namespace holdfast::config::fallback {
@@ -23,6 +25,22 @@ constexpr const char* kJson = "application/json";
 }  // namespace
 
 Store make_store(asio::io_context& io, const FallbackConfig& f) {
+  if (f.store == "azure_blob") {
+    azure::BlobOptions bo;
+    bo.account = f.azure.account_name;
+    // Config parsing checked the key's base64; the SAS token only counts without a key.
+    if (!f.azure.account_key.empty()) bo.key = base64_decode(f.azure.account_key).value_or("");
+    else bo.sas_token = f.azure.sas_token;
+    bo.endpoint = f.azure.endpoint;
+    Store s;
+    s.name = "azure_blob";
+    s.source = "azure_blob";
+    s.label = "Azure Blob";
+    s.resource_bucket = f.azure.resource_container;
+    s.config_bucket = f.azure.config_container;
+    s.client = std::make_shared<azure::BlobClient>(io.get_executor(), bo);
+    return s;
+  }
   aws::CredentialsConfig cc{f.access_key, f.secret_key, f.region};
   auto creds = std::make_shared<aws::CredentialsProvider>(io.get_executor(), cc);
   aws::S3Options so;
@@ -176,6 +194,7 @@ asio::awaitable<FetchResult> fetch_snapshot(Store& store, const std::string& gid
   auto store_failed = [&](cloud::StoreError& e) {
     fail(store.source, std::move(e.message));
     out.quiet = e.kind == StoreErrorKind::no_credentials;
+    out.refused = e.kind == StoreErrorKind::credentials;
   };
   auto man = co_await store.client->get(store.resource_bucket, manifest_key(gid));
   if (!man.ok()) {

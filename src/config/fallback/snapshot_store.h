@@ -106,6 +106,7 @@ struct FetchResult {
   std::string reason;   // holdfast_fallback_failures_total reason: digest, signature, format, or the store's source
   std::string error;    // one line
   bool quiet = false;   // the credential chain already logged it
+  bool refused = false; // the store refused the credentials (wrong key or token, skewed clock)
   bool ok() const { return snapshot.has_value(); }
 };
 // Manifest (format, gateway group, HMAC), then both objects (digests, shape).

@@ -144,7 +144,8 @@ asio::awaitable<void> Supervisor::poll_loop() {
     // Back on etcd: it drives the configuration again.
     if (!s3_primary_ && etcd_ && etcd_->reachable() && etcd_->loaded()) break;
     co_await reader_->poll_once(applied_revision_);
-    poll_timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(cfg_.fallback.interval * 1000)));
+    const double wait = retry_delay(cfg_.fallback.interval, reader_->refused_rounds());
+    poll_timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(wait * 1000)));
     co_await poll_timer_.async_wait(tok);
   }
   polling_ = false;
@@ -155,11 +156,13 @@ std::string Supervisor::prometheus(const std::string& source, int64_t snapshot_a
   auto gauge = [&](const char* name, const char* help, auto value, const std::string& labels = "") {
     out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{}{} {}\n", name, help, name, name, labels, value);
   };
-  for (const char* s : {"etcd", "s3", "cache", "file"})
+  // The configured store's source name: s3 or azure_blob.
+  const std::string store_source = cfg_.fallback.store == "azure_blob" ? "azure_blob" : "s3";
+  for (const std::string& s : {std::string("etcd"), store_source, std::string("cache"), std::string("file")})
     out += fmt::format("holdfast_config_source{{source=\"{}\"}} {}\n", s, source == s ? 1 : 0);
   gauge("holdfast_config_revision", "Revision of the configuration in use", applied_revision_);
   gauge("holdfast_config_age_seconds", "Seconds since the configuration in use was applied", snapshot_age_seconds);
-  gauge("holdfast_fallback_snapshot_revision", "Revision of the last snapshot loaded from S3 or the cache",
+  gauge("holdfast_fallback_snapshot_revision", "Revision of the last snapshot loaded from the store or the cache",
         metrics_.snapshot_revision);
   gauge("holdfast_fallback_snapshot_created_timestamp_seconds", "When the loaded snapshot was exported",
         metrics_.snapshot_created_at);

@@ -1,0 +1,190 @@
+#include "cloud/azure/blob_client.h"
+
+#include <fmt/format.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <random>
+#include <string_view>
+
+#include "cloud/aws/sigv4.h"
+#include "cloud/aws/xml.h"
+#include "cloud/azure/shared_key.h"
+
+namespace holdfast::azure {
+namespace asio = boost::asio;
+constexpr auto tok = asio::as_tuple(asio::use_awaitable);
+using cloud::StoreError;
+using cloud::StoreErrorKind;
+
+namespace {
+
+bool retryable(int status, const std::string& code) {
+  return status == 0 || status >= 500 || status == 429 || code == "ServerBusy" || code == "InternalError" ||
+         code == "OperationTimedOut";
+}
+
+// The first line of a service message, without control characters: Azure's
+// messages carry "\nRequestId:...\nTime:..." lines.
+std::string first_line(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\r' || c == '\n') break;
+    if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) out += c;
+  }
+  return out;
+}
+
+StoreError failure_from(const http::ClientResponse& r, const std::string& what) {
+  StoreError f;
+  // x-ms-error-code is the documented source; a HEAD-less error body says the same.
+  f.code = first_line(r.header("x-ms-error-code"));
+  if (f.code.empty()) f.code = first_line(aws::xml_text(r.body, "Code"));
+  if (f.code.empty()) f.code = fmt::format("HTTP{}", r.status);
+  f.kind = blob_error_kind(r.status, f.code);
+  const std::string msg = first_line(aws::xml_text(r.body, "Message"));
+  if (f.kind == StoreErrorKind::credentials) {
+    // The error detail may quote the string to sign and the signature: only
+    // the clock-skew case is worth naming, and without the text.
+    const std::string detail = aws::xml_text(r.body, "AuthenticationErrorDetail");
+    const bool skew = detail.find("Request date header") != std::string::npos ||
+                      detail.find("x-ms-date") != std::string::npos;
+    f.message = fmt::format("{}: HTTP {} {} — the account key or SAS token was refused{}", what, r.status, f.code,
+                            skew ? " (the request time is outside the service's window: check this host's clock)" : "");
+  } else if (f.code == "ContainerNotFound") {
+    f.message = fmt::format("{}: ContainerNotFound — the container does not exist (Holdfast never creates it)", what);
+  } else {
+    f.message = fmt::format("{}: HTTP {} {}{}", what, r.status, f.code, msg.empty() ? "" : ": " + msg);
+  }
+  return f;
+}
+
+// Built outside the coroutine bodies (GCC 12).
+http::Headers request_headers(const std::string& method, const std::string& account, const std::string& key,
+                              const std::string& encoded_path, const std::string& body, const http::Headers& extra) {
+  http::Headers h = extra;
+  h.emplace_back("x-ms-date", rfc1123_now());
+  h.emplace_back("x-ms-version", kApiVersion);
+  if (!key.empty()) {
+    SharedKeyInput in;
+    in.method = method;
+    in.account = account;
+    in.encoded_path = encoded_path;
+    in.headers = h;
+    // The HTTP client adds Content-Length to every PUT and to any request with a body.
+    if (!body.empty() || method == "PUT") in.headers.emplace_back("content-length", std::to_string(body.size()));
+    h.emplace_back("authorization", authorization(account, key, string_to_sign(in)));
+  }
+  return h;
+}
+
+}  // namespace
+
+StoreErrorKind blob_error_kind(int status, const std::string& code) {
+  if (code == "ContainerNotFound") return StoreErrorKind::bucket_not_found;
+  if (code == "BlobNotFound" || status == 404) return StoreErrorKind::not_found;
+  // Put Blob with If-None-Match: * on an existing blob answers 409 BlobAlreadyExists; If-Match on another ETag 412.
+  if (code == "BlobAlreadyExists" || code == "ConditionNotMet" || status == 412) return StoreErrorKind::precondition_failed;
+  // Azure says AuthenticationFailed to a wrong key or signature, an expired SAS
+  // token or a skewed clock; Azurite says AuthorizationFailure to a wrong key.
+  if (code == "AuthenticationFailed" || code == "AuthorizationFailure" || code == "InvalidAuthenticationInfo" ||
+      code == "NoAuthenticationInformation")
+    return StoreErrorKind::credentials;
+  if (code == "AuthorizationPermissionMismatch" || code == "AuthorizationResourceTypeMismatch" ||
+      code == "AuthorizationSourceIPMismatch" || code == "AuthorizationProtocolMismatch" ||
+      code == "AuthorizationServiceMismatch" || code == "InsufficientAccountPermissions" || status == 403)
+    return StoreErrorKind::access_denied;
+  if (retryable(status, code)) return StoreErrorKind::transient;
+  return StoreErrorKind::other;
+}
+
+BlobClient::BlobClient(asio::any_io_executor ex, BlobOptions opts) : ex_(std::move(ex)), opts_(std::move(opts)) {
+  if (auto u = http::Url::parse(opts_.endpoint)) {
+    base_ = *u;
+    while (!base_.path.empty() && base_.path.back() == '/') base_.path.pop_back();
+    base_ok_ = !base_.host.empty();
+  }
+  if (base_ok_) client_ = std::make_unique<http::HttpClient>(ex_, base_);
+}
+
+BlobClient::~BlobClient() = default;
+
+std::string BlobClient::url(const std::string& container, const std::string& blob) const {
+  return opts_.endpoint + "/" + container + "/" + blob;
+}
+
+asio::awaitable<cloud::StoreResult<http::ClientResponse>> BlobClient::send(const std::string& method,
+                                                                          const std::string& container,
+                                                                          const std::string& blob,
+                                                                          const std::string& body, http::Headers extra) {
+  cloud::StoreResult<http::ClientResponse> out;
+  const std::string what = fmt::format("Azure Blob {} {}", method, url(container, blob));
+  if (!base_ok_) {
+    out.error.message = "invalid Azure Blob endpoint " + opts_.endpoint;
+    co_return out;
+  }
+  const std::string path = base_.path + "/" + container + "/" + aws::uri_encode(blob, true);
+  // With a SAS token the token is the authorization: appended as it is.
+  const std::string target = opts_.key.empty() && !opts_.sas_token.empty() ? path + "?" + opts_.sas_token : path;
+  std::mt19937 rng{std::random_device{}()};
+  for (int attempt = 1; attempt <= opts_.max_attempts; ++attempt) {
+    http::Headers headers = request_headers(method, opts_.account, opts_.key, path, body, extra);
+    auto r = co_await client_->request(method, target, std::move(headers), body, opts_.timeout);
+    if (!r) {
+      // The HTTP client ends a message about a missed deadline with "timed out".
+      const bool timed_out = std::string_view(r.error()).ends_with("timed out");
+      out.error = StoreError{timed_out ? StoreErrorKind::timeout : StoreErrorKind::transient, "NetworkError",
+                             fmt::format("{}: {}", what, r.error())};
+    } else if (r->status < 300) {
+      out.value = std::move(*r);
+      co_return out;
+    } else {
+      out.error = failure_from(*r, what);
+      if (!retryable(r->status, out.error.code)) co_return out;
+    }
+    if (attempt == opts_.max_attempts) break;
+    // exponential backoff with full jitter: 100 ms, 200 ms, 400 ms ...
+    int64_t cap = 100LL << (attempt - 1);
+    asio::steady_timer timer(ex_);
+    timer.expires_after(std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(cap / 2, cap)(rng)));
+    co_await timer.async_wait(tok);
+  }
+  co_return out;
+}
+
+asio::awaitable<cloud::StoreResult<cloud::StoredObject>> BlobClient::get(const std::string& container,
+                                                                         const std::string& blob) {
+  cloud::StoreResult<cloud::StoredObject> out;
+  auto r = co_await send("GET", container, blob, "", {});
+  if (!r.ok()) {
+    out.error = std::move(r.error);
+    co_return out;
+  }
+  cloud::StoredObject o;
+  o.body = std::move(r.value->body);
+  o.version = r.value->header("etag");
+  out.value = std::move(o);
+  co_return out;
+}
+
+asio::awaitable<cloud::StoreResult<std::string>> BlobClient::put(const std::string& container, const std::string& blob,
+                                                                 const std::string& body,
+                                                                 const std::string& content_type,
+                                                                 cloud::WriteCondition cond) {
+  cloud::StoreResult<std::string> out;
+  http::Headers extra;
+  extra.emplace_back("content-type", content_type);
+  extra.emplace_back("x-ms-blob-type", "BlockBlob");
+  if (cond.kind == cloud::WriteCondition::Kind::create_only) extra.emplace_back("if-none-match", "*");
+  if (cond.kind == cloud::WriteCondition::Kind::replace_version) extra.emplace_back("if-match", cond.version);
+  auto r = co_await send("PUT", container, blob, body, std::move(extra));
+  if (!r.ok()) {
+    out.error = std::move(r.error);
+    co_return out;
+  }
+  out.value = r.value->header("etag");
+  co_return out;
+}
+
+}  // namespace holdfast::azure
