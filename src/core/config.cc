@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -55,7 +56,8 @@ const std::set<std::string>& known_keys() {
       "nginx_config.error_log", "nginx_config.http", "nginx_config.http.client_header_timeout",
       "nginx_config.http.client_body_timeout", "nginx_config.http.send_timeout",
       "nginx_config.http.keepalive_timeout", "nginx_config.http.client_max_body_size",
-      "nginx_config.http.lua_shared_dict*",
+      "nginx_config.http.lua_shared_dict*", "nginx_config.http.real_ip_header", "nginx_config.http.real_ip_from",
+      "nginx_config.http.real_ip_recursive", "apisix.trusted_addresses",
       "nginx_config.event", "nginx_config.event.worker_connections",
       "nginx_config.worker_rlimit_nofile", "nginx_config.worker_shutdown_timeout",
       "nginx_config.enable_cpu_affinity", "nginx_config.user", "nginx_config.main_configuration_snippet",
@@ -562,6 +564,61 @@ Status parse_lua_shared_dict(const json::value& r, NodeConfig& c) {
   return {};
 }
 
+// A list of addresses/CIDRs compiled into a matcher; errors name the key
+// and the entry. `unix_ok`: "unix:" is accepted (nginx's set_real_ip_from
+// takes it) and matches nothing, since Holdfast listens on TCP only.
+Result<router::IpMatcher> ip_list(const json::value& v, const std::string& key, bool unix_ok) {
+  if (!v.is_array()) return Error{fmt::format("{}: expected a list of IP addresses or CIDRs, got {}", key, json::serialize(v))};
+  std::vector<std::string> cidrs;
+  size_t i = 0;
+  for (const auto& x : v.as_array()) {
+    std::string path = fmt::format("{}[{}]", key, i++);
+    if (!x.is_string()) return Error{fmt::format("{}: expected an IP address or CIDR, got {}", path, json::serialize(x))};
+    std::string_view e = x.as_string();
+    if (unix_ok && e == "unix:") continue;
+    auto one = router::IpMatcher::compile({std::string(e)});
+    if (!one) return Error{fmt::format("{}: invalid IP address or CIDR {}", path, json::serialize(x))};
+    cidrs.emplace_back(e);
+  }
+  return router::IpMatcher::compile(cidrs);
+}
+
+// nginx_config.http.real_ip_* (nginx's realip module, APISIX's defaults)
+// and apisix.trusted_addresses.
+Status parse_client_addr(const json::value& r, ClientAddrConfig& c) {
+  if (auto v = at(r, {"nginx_config", "http", "real_ip_header"})) {
+    static constexpr std::string_view kToken = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    if (!v->is_string() || v->as_string().empty() ||
+        std::string_view(v->as_string()).find_first_not_of(kToken) != std::string_view::npos)
+      return Error{fmt::format("nginx_config.http.real_ip_header: expected a header name, got {}", json::serialize(*v))};
+    std::string h(v->as_string());
+    for (auto& ch : h) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (h == "proxy_protocol")
+      return Error{"nginx_config.http.real_ip_header: proxy_protocol is not supported (Holdfast does not accept the "
+                   "PROXY protocol)"};
+    c.real_ip_xff = h == "x-forwarded-for";
+    c.real_ip_header = std::move(h);
+  }
+  if (auto v = at(r, {"nginx_config", "http", "real_ip_recursive"})) {
+    // APISIX writes "off"; YAML 1.1 readers may hand over a boolean.
+    if (v->is_bool()) c.real_ip_recursive = v->as_bool();
+    else if (v->is_string() && (v->as_string() == "on" || v->as_string() == "off")) c.real_ip_recursive = v->as_string() == "on";
+    else return Error{fmt::format("nginx_config.http.real_ip_recursive: expected on or off, got {}", json::serialize(*v))};
+  }
+  if (auto v = at(r, {"nginx_config", "http", "real_ip_from"})) {
+    auto m = ip_list(*v, "nginx_config.http.real_ip_from", true);
+    if (!m) return Error{m.error()};
+    c.real_ip_from = std::move(*m);
+  }
+  if (auto v = at(r, {"apisix", "trusted_addresses"})) {
+    auto m = ip_list(*v, "apisix.trusted_addresses", false);
+    if (!m) return Error{m.error()};
+    if (v->as_array().empty()) return Error{"apisix.trusted_addresses: expected at least one IP address or CIDR"};
+    c.trusted_addresses = std::move(*m);
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string NodeConfig::standalone_path() const {
@@ -947,6 +1004,7 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
                          "admin_listen serves plain HTTP");
   if (auto st = parse_fallback(r, c.fallback, conf_dir, c.warnings); !st) return Error{st.error()};
   if (auto st = parse_lua_shared_dict(r, c); !st) return Error{st.error()};
+  if (auto st = parse_client_addr(r, c.client_addr); !st) return Error{st.error()};
   if (auto st = parse_dns(r, c.dns); !st) return Error{st.error()};
   if (auto v = at(r, {"apisix", "data_encryption", "enable_encrypt_fields"})) {
     if (!v->is_bool()) return Error{"apisix.data_encryption.enable_encrypt_fields: expected a boolean"};

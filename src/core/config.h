@@ -5,11 +5,13 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/status.h"
 #include "core/limits.h"
+#include "router/ipmatch.h"
 
 namespace holdfast {
 
@@ -103,6 +105,17 @@ struct SslConfig {
   std::string trusted_certificate = "system";
 };
 
+// The client address (nginx's realip module, as APISIX configures it) and
+// whose X-Forwarded-* headers are believed. Matchers are built here, once,
+// so a request only compares bytes.
+struct ClientAddrConfig {
+  std::string real_ip_header = "x-real-ip";  // lowercase
+  bool real_ip_xff = false;                  // the header is X-Forwarded-For: every line, last first
+  bool real_ip_recursive = false;
+  router::IpMatcher real_ip_from = router::IpMatcher::loopback_v4();  // APISIX: 127.0.0.1 and unix:
+  std::optional<router::IpMatcher> trusted_addresses;                // apisix.trusted_addresses; unset = none
+};
+
 enum class RouterKind { radixtree_host_uri, radixtree_uri, radixtree_uri_with_parameter };
 
 struct NodeConfig {
@@ -136,6 +149,7 @@ struct NodeConfig {
   // status endpoint (apisix.status {ip, port}); port 0 = off
   ListenAddr status_listen{"127.0.0.1", 0};
 
+  ClientAddrConfig client_addr;
   SslConfig ssl;
   // Where the redirect plugin's http_to_https sends: plugin_attr.redirect.https_port,
   // else the first apisix.ssl.listen port when TLS is enabled, else 0 (no

@@ -143,6 +143,23 @@ bool valid_host(std::string_view h, bool authority) {
 
 }  // namespace
 
+std::string_view host_header_port(std::string_view h) {
+  size_t colon;
+  if (!h.empty() && h[0] == '[') {
+    const size_t close = h.find(']');
+    if (close == std::string_view::npos || close + 1 >= h.size() || h[close + 1] != ':') return {};
+    colon = close + 1;
+  } else {
+    colon = h.find(':');
+    if (colon == std::string_view::npos) return {};
+  }
+  std::string_view p = h.substr(colon + 1);
+  if (p.empty() || p.size() > 5) return {};
+  for (char c : p)
+    if (c < '0' || c > '9') return {};
+  return p;
+}
+
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i)

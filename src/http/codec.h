@@ -115,6 +115,9 @@ inline constexpr auto kTchar = make_tchar();
 inline bool is_tchar(char c) { return detail::kTchar[static_cast<unsigned char>(c)]; }
 
 bool iequals(std::string_view a, std::string_view b);
+// The port of a Host header ("h:8443", "[::1]:8443"); empty when it has
+// none or it is not all digits.
+std::string_view host_header_port(std::string_view host);
 // True when the comma-separated list `value` contains `token` (case-insensitive).
 bool header_has_token(std::string_view value, std::string_view token);
 

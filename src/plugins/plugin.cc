@@ -44,11 +44,58 @@ std::optional<std::string> cookie(std::string_view header, std::string_view name
 }
 }  // namespace
 
+namespace {
+// 'p', 'h', 'P' for X-Forwarded-Proto/Host/Port, 'f' for Forwarded, 0 otherwise.
+char forwarded_kind(std::string_view lower_or_header) {
+  auto is = [&](std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      char c = static_cast<char>(tolower(static_cast<unsigned char>(a[i])));
+      if ((c == '-' ? '_' : c) != b[i]) return false;
+    }
+    return true;
+  };
+  std::string_view n = lower_or_header;
+  if (n.size() == 9 && is(n, "forwarded")) return 'f';
+  if (n.size() < 15 || n.size() > 17) return 0;
+  if (is(n, "x_forwarded_for")) return 'x';
+  if (is(n, "x_forwarded_proto")) return 'p';
+  if (is(n, "x_forwarded_host")) return 'h';
+  if (is(n, "x_forwarded_port")) return 'P';
+  return 0;
+}
+}  // namespace
+
+std::string_view RequestCtx::forwarded(char which, std::string& scratch) const {
+  const std::string_view host_header = req ? req->host : std::string_view();
+  if (forwarded_trusted && req) {
+    const char* name = which == 'p' ? "x-forwarded-proto" : which == 'h' ? "x-forwarded-host" : "x-forwarded-port";
+    if (auto v = req->header(name); !v.empty()) return v;
+  }
+  if (which == 'p') return scheme;
+  // APISIX's ngx_tpl: $http_host as sent (port and case kept), else $host;
+  // the Host's port, else the listener's.
+  if (which == 'h') return host_header.empty() ? std::string_view(host) : host_header;
+  if (auto p = http::host_header_port(host_header); !p.empty()) return p;
+  scratch = std::to_string(server_port);
+  return scratch;
+}
+
 std::optional<std::string> RequestCtx::request_header(std::string_view name) const {
   for (const auto& r : req_remove)
     if (http::iequals(r, name)) return std::nullopt;
   for (const auto& e : req_set)
     if (http::iequals(e.name, name)) return e.value;
+  if (char k = forwarded_kind(name)) {
+    if (k == 'x') {
+      if (xff_dropped) return std::nullopt;
+    } else if (k != 'f') {
+      std::string t;
+      return std::string(forwarded(k, t));
+    } else if (!forwarded_trusted) {
+      return std::nullopt;
+    }
+  }
   if (req) {
     for (const auto& h : req->headers)
       if (http::iequals(h.name, name)) return std::string(h.value);
@@ -63,11 +110,31 @@ std::optional<std::string> RequestCtx::var(std::string_view name) const {
     std::string_view want = name.substr(5);
     for (const auto& e : req_set)
       if (header_var_name(e.name) == want) return e.value;
+    if (char k = forwarded_kind(want)) {
+      if (k == 'x') {
+        if (xff_dropped) return std::nullopt;
+      } else if (k != 'f') {
+        std::string t;
+        return std::string(forwarded(k, t));
+      } else if (!forwarded_trusted) {
+        return std::nullopt;
+      }
+    }
     if (req) {
       for (const auto& h : req->headers)
         if (h.name.size() == want.size() && header_var_name(h.name) == want) return std::string(h.value);
     }
     return std::nullopt;
+  }
+  // APISIX keeps what the client sent in these, before any was replaced.
+  if (name.starts_with("original_") && req) {
+    std::string_view h = name.substr(9);
+    for (const char* n : {"x_forwarded_for", "x_forwarded_proto", "x_forwarded_host", "x_forwarded_port", "forwarded"})
+      if (h == n) {
+        for (const auto& hd : req->headers)
+          if (header_var_name(hd.name) == h) return std::string(hd.value);
+        return std::nullopt;
+      }
   }
   if (name.starts_with("arg_")) return req ? query_arg(req->query, name.substr(4)) : std::nullopt;
   if (name.starts_with("cookie_")) {
@@ -81,6 +148,8 @@ std::optional<std::string> RequestCtx::var(std::string_view name) const {
   if (name == "host") return host;
   if (name == "remote_addr") return remote_addr;
   if (name == "remote_port") return std::to_string(remote_port);
+  if (name == "realip_remote_addr") return std::string(realip_remote_addr.empty() ? std::string_view(remote_addr) : realip_remote_addr);
+  if (name == "realip_remote_port") return std::to_string(remote_port);
   if (name == "server_port") return std::to_string(server_port);
   if (name == "scheme") return scheme;
   if (name.starts_with("ssl_")) {

@@ -41,8 +41,15 @@ using HeaderEdits = std::vector<HeaderEdit>;
 struct RequestCtx final : router::VarSource {
   const http::RequestHead* req = nullptr;
   std::string uri;              // decoded path used for matching ($uri)
-  std::string remote_addr;
+  std::string remote_addr;       // the client: the peer, or what real_ip_header said (nginx's realip)
   uint16_t remote_port = 0;
+  std::string_view realip_remote_addr;  // the peer's own address (the connection outlives the request)
+  // apisix.trusted_addresses holds the peer: the X-Forwarded-Proto/Host/Port
+  // and Forwarded it sent are kept; otherwise they read as this hop's values.
+  bool forwarded_trusted = false;
+  // apisix.trusted_addresses is set and does not hold the peer: its
+  // X-Forwarded-For is dropped (plugins and vars no longer see it either).
+  bool xff_dropped = false;
   uint16_t server_port = 0;
   std::string scheme = "http";
   const router::TlsVars* tls = nullptr;  // null on plain HTTP (the $ssl_* variables are then unset)
@@ -105,6 +112,11 @@ struct RequestCtx final : router::VarSource {
   void add_response_header(std::string name, std::string value);
   // A header of the response a plugin answers with (Action::respond).
   void add_reply_header(std::string name, std::string value);
+  // X-Forwarded-Proto/Host/Port as APISIX leaves them in the request (its
+  // ngx_tpl overwrites them before any plugin runs; a trusted peer's own
+  // non-empty values are put back): `which` is 'p'roto, 'h'ost or 'P'ort.
+  // The view points into the request, this context or `scratch`.
+  std::string_view forwarded(char which, std::string& scratch) const;
   // Header value as seen by plugins (edits applied), empty optional if unset.
   std::optional<std::string> request_header(std::string_view name) const;
   // Sets a response a plugin answers with, JSON body `{"message":...}` style.

@@ -19,6 +19,8 @@ class Redirect final : public Plugin {
     std::string target;
     int code = ret_code;
     if (http_to_https) {
+      // As APISIX: X-Forwarded-Proto as the request carries it by now, which
+      // is $scheme unless a peer in apisix.trusted_addresses sent its own.
       auto proto = ctx.request_header("X-Forwarded-Proto");
       std::string scheme = proto ? *proto : ctx.scheme;
       if (scheme == "https") return Action::next;

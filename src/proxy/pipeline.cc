@@ -18,6 +18,7 @@
 #include "http/head_writer.h"
 #include "http/uri.h"
 #include "proxy/access_log.h"
+#include "proxy/real_ip.h"
 #include "proxy/worker.h"
 #include "router/ipmatch.h"
 #include "snapshot/snapshot.h"
@@ -106,25 +107,6 @@ bool listed_in_connection(const std::vector<Header>& headers, std::string_view n
   return false;
 }
 
-// The port of a Host header ("h:8443", "[::1]:8443"); empty when it has
-// none or it is not all digits.
-std::string_view host_header_port(std::string_view h) {
-  size_t colon;
-  if (!h.empty() && h[0] == '[') {
-    const size_t close = h.find(']');
-    if (close == std::string_view::npos || close + 1 >= h.size() || h[close + 1] != ':') return {};
-    colon = close + 1;
-  } else {
-    colon = h.find(':');
-    if (colon == std::string_view::npos) return {};
-  }
-  std::string_view p = h.substr(colon + 1);
-  if (p.empty() || p.size() > 5) return {};
-  for (char c : p)
-    if (c < '0' || c > '9') return {};
-  return p;
-}
-
 std::string lower_host(std::string_view host_header) {
   std::string_view h = host_header;
   if (!h.empty() && h[0] == '[') {
@@ -188,6 +170,8 @@ class Connection {
   plugins::Chain merged_;   // route chain with the consumer's plugins merged in
   const plugins::Chain* chain_ = nullptr;  // the route's effective chain for this request
   const snapshot::Snapshot* snap_ = nullptr;  // serving this request (handle() holds it)
+  router::IpAddr real_addr_;                   // the client address real_ip_header gave
+  const router::IpAddr* client_addr_ = nullptr;  // this request's client: &real_addr_ or the peer's
 
   const plugins::Chain* global_chain() const { return snap_ ? &snap_->global : nullptr; }
 
@@ -420,7 +404,7 @@ void Connection::run_log(plugins::RequestCtx& ctx, const snapshot::CompiledRoute
   AccessLog* al = w_.access_log();
   if (al && al->enabled()) {
     auto dur = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.start).count();
-    al->append(fmt::format("{} - - \"{} {} HTTP/1.{}\" {} {} {:.3f} \"{}\" route={}", info_.remote_ip, req_.method,
+    al->append(fmt::format("{} - - \"{} {} HTTP/1.{}\" {} {} {:.3f} \"{}\" route={}", ctx.remote_addr, req_.method,
                            req_.target, req_.minor, status, bytes, dur, req_.header("user-agent"),
                            route ? route->id : "-"));
   }
@@ -488,7 +472,7 @@ const snapshot::CompiledRoute* Connection::match_route(const snapshot::Snapshot&
   in.path = ctx.uri;
   in.host = ctx.host;
   in.host_header = req_.host;
-  in.remote_addr = &info_.remote_addr;
+  in.remote_addr = client_addr_;
   in.vars = &ctx;
   int64_t idx = snap.router.match(in, &ctx.params);
   return idx >= 0 ? &snap.routes[idx] : nullptr;
@@ -500,7 +484,21 @@ awaitable<bool> Connection::handle() {
   ctx.start = std::chrono::steady_clock::now();
   ctx.req = &req_;
   ctx.worker = w_.id();
-  ctx.remote_addr = info_.remote_ip;
+  // nginx's realip module, as APISIX configures it: a peer in real_ip_from
+  // names the client in real_ip_header. Everything after sees that address.
+  const ClientAddrConfig& ca = cfg.client_addr;
+  if (auto a = real_client_addr(ca, req_, info_.remote_addr)) {
+    real_addr_ = *a;
+    client_addr_ = &real_addr_;
+    ctx.remote_addr = a->str();
+  } else {
+    client_addr_ = &info_.remote_addr;
+    ctx.remote_addr = info_.remote_ip;
+  }
+  ctx.realip_remote_addr = info_.remote_ip;
+  // As APISIX, trust is decided on the peer ($realip_remote_addr).
+  ctx.forwarded_trusted = ca.trusted_addresses && ca.trusted_addresses->match(info_.remote_addr);
+  ctx.xff_dropped = ca.trusted_addresses && !ctx.forwarded_trusted;
   ctx.remote_port = info_.remote_port;
   ctx.server_port = info_.local_port;
   ctx.scheme = info_.scheme;
@@ -641,31 +639,39 @@ std::string Connection::upstream_head(const plugins::RequestCtx& ctx, const snap
   const std::string host = upstream_host_value(ctx, up, node, &host_by);
   hw.header("Host", host, host_by);
 
-  std::string_view xff;
+  // X-Forwarded-For: the client's chain (every line, as nginx's
+  // $proxy_add_x_forwarded_for) plus the client address; with
+  // apisix.trusted_addresses set, an untrusted peer's chain is dropped (APISIX).
+  std::string xff;
+  const bool keep_xff = !ctx.xff_dropped;
   for (const auto& h : req_.headers) {
     std::string_view n = h.name;
     if (is_hop_by_hop(n) || iequals(n, "host") || iequals(n, "content-length") || iequals(n, "expect") ||
         iequals(n, "x-real-ip") || iequals(n, "x-forwarded-proto") || iequals(n, "x-forwarded-host") ||
         iequals(n, "x-forwarded-port"))
       continue;
-    if (iequals(n, "x-forwarded-for")) { xff = h.value; continue; }
+    if (iequals(n, "x-forwarded-for")) {
+      if (keep_xff) { xff.append(h.value); xff.append(", "); }
+      continue;
+    }
+    // APISIX clears Forwarded, and puts back a trusted peer's.
+    if (!ctx.forwarded_trusted && iequals(n, "forwarded")) continue;
     if (listed_in_connection(req_.headers, n)) continue;
     if (in_list(ctx.req_remove, n) || in_pairs(ctx.req_set, n)) continue;
     hw.header(n, h.value);
   }
   for (const auto& e : ctx.req_set) hw.header(e.name, e.value, e.plugin);
   for (const auto& e : ctx.req_add) hw.header(e.name, e.value, e.plugin);
-  hw.header("X-Real-IP", info_.remote_ip);
-  if (xff.empty()) hw.header("X-Forwarded-For", info_.remote_ip);
-  else hw.header("X-Forwarded-For", fmt::format("{}, {}", xff, info_.remote_ip));
-  // The client's own X-Forwarded-* were dropped above: they are replaced
-  // by what this hop saw (trusted_addresses, which would keep them from
-  // trusted clients, is not implemented yet). The Host goes on as sent
-  // (case and port kept); the port is the Host's, else the listener's.
-  hw.header("X-Forwarded-Proto", ctx.scheme);
-  hw.header("X-Forwarded-Host", req_.host.empty() ? std::string_view(ctx.host) : std::string_view(req_.host));
-  if (auto p = host_header_port(req_.host); !p.empty()) hw.header("X-Forwarded-Port", p);
-  else hw.header("X-Forwarded-Port", std::to_string(info_.local_port));
+  hw.header("X-Real-IP", ctx.remote_addr);
+  if (xff.empty()) hw.header("X-Forwarded-For", ctx.remote_addr);
+  else hw.header("X-Forwarded-For", xff.append(ctx.remote_addr));
+  // X-Forwarded-Proto/Host/Port are this hop's (the Host as sent, case and
+  // port kept; its port, else the listener's), unless a trusted peer sent
+  // its own (RequestCtx::forwarded).
+  std::string port_text;
+  hw.header("X-Forwarded-Proto", ctx.forwarded('p', port_text));
+  hw.header("X-Forwarded-Host", ctx.forwarded('h', port_text));
+  hw.header("X-Forwarded-Port", ctx.forwarded('P', port_text));
   if (req_.body == BodyKind::chunked) hw.header("Transfer-Encoding", "chunked");
   else if (req_.body == BodyKind::length) hw.header("Content-Length", std::to_string(req_.content_length));
   if (http10) hw.header("Connection", "close");

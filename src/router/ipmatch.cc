@@ -27,6 +27,21 @@ std::optional<IpAddr> IpAddr::parse(std::string_view s) {
   return std::nullopt;
 }
 
+std::string IpAddr::str() const {
+  char buf[INET6_ADDRSTRLEN];
+  if (!inet_ntop(v6 ? AF_INET6 : AF_INET, bytes.data(), buf, sizeof buf)) return {};
+  return buf;
+}
+
+IpMatcher IpMatcher::loopback_v4() {
+  IpMatcher m;
+  IpAddr a;
+  a.bytes[0] = 127;
+  a.bytes[3] = 1;
+  m.nets_.push_back({a, 32});
+  return m;
+}
+
 Result<IpMatcher> IpMatcher::compile(const std::vector<std::string>& cidrs) {
   IpMatcher m;
   for (const auto& c : cidrs) {

@@ -15,11 +15,14 @@ struct IpAddr {
   bool v6 = false;
   std::array<uint8_t, 16> bytes{};
   static std::optional<IpAddr> parse(std::string_view s);
+  // Text form (IPv4 dotted, IPv6 as inet_ntop writes it).
+  std::string str() const;
 };
 
 class IpMatcher {
  public:
   static Result<IpMatcher> compile(const std::vector<std::string>& cidrs);
+  static IpMatcher loopback_v4();  // 127.0.0.1/32 alone
   bool match(const IpAddr& a) const;
   bool match(std::string_view addr) const;
   bool empty() const { return nets_.empty(); }

@@ -859,7 +859,11 @@ class RedirectTest(PluginTestCase):
             r = call(gw, method, "/s", headers={"Host": "example.com"}, body=b"")
             self.assertEqual(r.status, 308, method)
             self.assertEqual(r.headers.get("location"), f"https://example.com:{gw.tls_port}/s")
-        # already https behind a TLS terminator: no redirect
+        # already https behind a TLS terminator in apisix.trusted_addresses: no
+        # redirect (from anyone else X-Forwarded-Proto is $scheme, as in APISIX;
+        # test_client_addr covers both)
+        gw = self.gateway({"routes": [route("r", "/s*", self.up, {"redirect": {"http_to_https": True}})]},
+                          config={"apisix": {"trusted_addresses": ["127.0.0.1"]}})
         r = get(gw, "/s", headers={"X-Forwarded-Proto": "https"})
         self.assertEqual(r.status, 200)
         self.assert_from_upstream(r)

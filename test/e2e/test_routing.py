@@ -265,9 +265,13 @@ class RoutingTest(GatewayTest):
         self.assertEqual(self.hit(gw, "/mixed"), "v6-and-v4")
         self.assertEqual(self.hit(gw, "/wrong"), 404)
 
-    def test_remote_addr_ignores_forwarded_headers(self):
+    def test_remote_addr_and_forwarded_headers(self):
+        # APISIX's default realip set-up (real_ip_header X-Real-IP, real_ip_from
+        # 127.0.0.1): a loopback client's X-Real-IP is its address;
+        # X-Forwarded-For is not read (t/node/remote_addrs.t 4).
         gw = self.start([rt("ten", "/ten", remote_addrs=["10.0.0.0/8"])])
-        self.assertEqual(self.hit(gw, "/ten", headers={"X-Forwarded-For": "10.1.2.3", "X-Real-IP": "10.1.2.3"}), 404)
+        self.assertEqual(self.hit(gw, "/ten", headers={"X-Forwarded-For": "10.1.2.3"}), 404)
+        self.assertEqual(self.hit(gw, "/ten", headers={"X-Real-IP": "10.1.2.3"}), "ten")
 
     # --- vars ------------------------------------------------------------
 
