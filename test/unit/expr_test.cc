@@ -65,3 +65,16 @@ TEST(Expr, Errors) {
   EXPECT_FALSE(Expr::compile(boost::json::parse(R"([["a","in","notarray"]])")).ok());
   EXPECT_FALSE(Expr::compile(boost::json::parse(R"("string")")).ok());
 }
+
+TEST(Expr, RegexesArePcreAndTheMatchLimitIsFalse) {
+  MapVars v;
+  v.m = {{"uri", "/api/public"}, {"nl", "/a\n"}, {"cat", std::string(40, 'a') + "b"}};
+  EXPECT_TRUE(eval(R"([["uri","~~","^/api/(?!internal)"]])", v));
+  EXPECT_TRUE(eval(R"([["nl","~~","^/a$"]])", v));  // `$` before a final newline
+  EXPECT_FALSE(eval(R"([["cat","~~","^(a+)+$"]])", v));
+  // lua-resty-expr negates the false that a regex error gives.
+  EXPECT_TRUE(eval(R"([["cat","!","~~","^(a+)+$"]])", v));
+  auto bad = Expr::compile(boost::json::parse(R"([["a","~~","(unclosed"]])"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().find("missing closing parenthesis at offset 9"), std::string::npos) << bad.error();
+}
