@@ -69,12 +69,12 @@ TEST(Expr, Errors) {
 TEST(Expr, RegexesArePcreAndTheMatchLimitIsFalse) {
   MapVars v;
   v.m = {{"uri", "/api/public"}, {"nl", "/a\n"}, {"cat", std::string(40, 'a') + "b"}};
-  EXPECT_TRUE(eval(R"([["uri","~~","^/api/(?!internal)"]])", v));
-  EXPECT_TRUE(eval(R"([["nl","~~","^/a$"]])", v));  // `$` before a final newline
-  EXPECT_FALSE(eval(R"([["cat","~~","^(a+)+$"]])", v));
+  EXPECT_TRUE(eval(R"j([["uri","~~","^/api/(?!internal)"]])j", v));
+  EXPECT_TRUE(eval(R"j([["nl","~~","^/a$"]])j", v));  // `$` before a final newline
+  EXPECT_FALSE(eval(R"j([["cat","~~","^(a+)+$"]])j", v));
   // lua-resty-expr negates the false that a regex error gives.
-  EXPECT_TRUE(eval(R"([["cat","!","~~","^(a+)+$"]])", v));
-  auto bad = Expr::compile(boost::json::parse(R"([["a","~~","(unclosed"]])"));
+  EXPECT_TRUE(eval(R"j([["cat","!","~~","^(a+)+$"]])j", v));
+  auto bad = Expr::compile(boost::json::parse(R"j([["a","~~","(unclosed"]])j"));
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().find("missing closing parenthesis at offset 9"), std::string::npos) << bad.error();
 }
