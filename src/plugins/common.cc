@@ -37,27 +37,26 @@ RegexPairs parse_regex_pairs(Checker& c, const char* key) {
       c.fail(fmt::format("property \"{}\" validation failed: expected strings", key));
       break;
     }
-    re2::RE2::Options o;
-    o.set_log_errors(false);
-    auto re = std::make_shared<re2::RE2>(std::string((*r)[i].as_string()), o);
-    if (!re->ok()) {
-      c.fail(fmt::format("invalid {}: {}", key, re->error()));
+    std::string_view pattern = (*r)[i].as_string(), tmpl = (*r)[i + 1].as_string();
+    auto re = UserRegex::compile(pattern);
+    auto t = RegexTemplate::parse(tmpl);
+    if (!re || !t) {
+      // As APISIX's check_schema words it (it test-substitutes "/fake_uri").
+      c.fail(fmt::format("invalid {}({}, {}): {}", key, pattern, tmpl, !re ? re.error() : t.error()));
       break;
     }
-    out.emplace_back(re, std::string((*r)[i + 1].as_string()));
+    out.emplace_back(std::move(*re), std::move(*t));
   }
   return out;
 }
 
-std::string re2_rewrite(std::string_view t) {
-  std::string out;
-  for (size_t k = 0; k < t.size(); ++k) {
-    bool group = t[k] == '$' && k + 1 < t.size() && isdigit(static_cast<unsigned char>(t[k + 1]));
-    if (group) out += '\\';
-    else if (t[k] == '\\') out += "\\\\";
-    else out += t[k];
+Result<bool> apply_regex_pairs(const RegexPairs& pairs, std::string_view uri, std::string& out) {
+  for (const auto& [re, tmpl] : pairs) {
+    auto n = regex_substitute(*re, uri, tmpl, false, out);
+    if (!n) return Error{fmt::format("failed to match the uri {} ({}) : {}", uri, re->pattern(), n.error())};
+    if (*n > 0) return true;
   }
-  return out;
+  return false;
 }
 
 Result<HeaderOps> parse_header_ops(const json::value& v) {

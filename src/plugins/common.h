@@ -1,12 +1,12 @@
 // Helpers shared by plugin implementations (kept small on purpose).
 #pragma once
 #include <boost/json.hpp>
-#include <re2/re2.h>
 
 #include <memory>
 #include <random>
 #include <string>
 
+#include "core/user_regex.h"
 #include "model/json_check.h"
 #include "plugins/plugin.h"
 
@@ -31,11 +31,14 @@ struct HeaderOps {
 Result<HeaderOps> parse_header_ops(const json::value& v);
 
 // `[regex, template, regex, template, ...]` (proxy-rewrite and redirect
-// regex_uri), compiled once; failures go to the checker under `key`.
-using RegexPairs = std::vector<std::pair<std::shared_ptr<re2::RE2>, std::string>>;
+// regex_uri), compiled once (core/user_regex.h: PCRE2 and ngx.re.sub
+// templates); failures, with the reason, go to the checker under `key`.
+using RegexPairs = std::vector<std::pair<std::shared_ptr<const UserRegex>, RegexTemplate>>;
 RegexPairs parse_regex_pairs(Checker& c, const char* key);
-// APISIX/ngx.re templates use $1; RE2 rewrite strings use \1.
-std::string re2_rewrite(std::string_view apisix_template);
+// The first pair whose regex matches `uri` rewrites it (ngx.re.sub: only the
+// matched part is replaced) into `out`: true if one matched, an error (the
+// match limit) with APISIX's message otherwise.
+Result<bool> apply_regex_pairs(const RegexPairs& pairs, std::string_view uri, std::string& out);
 
 template <typename T>
 Result<std::shared_ptr<const Plugin>> done(Checker& c, std::shared_ptr<T> p) {

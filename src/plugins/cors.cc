@@ -1,7 +1,6 @@
 // cors (priority 4000): answers every OPTIONS request with an empty 200 and
 // adds Access-Control-* headers when the request's Origin is allowed.
-#include <re2/re2.h>
-
+#include "core/log.h"
 #include "plugins/common.h"
 
 namespace holdfast::plugins {
@@ -27,7 +26,7 @@ class Cors final : public Plugin {
   std::string allow_origins = "*", allow_methods = "*", allow_headers = "*", expose_headers;
   int64_t max_age = 5;
   bool allow_credential = false;
-  std::vector<std::shared_ptr<re2::RE2>> origin_regex;
+  std::vector<std::shared_ptr<const UserRegex>> origin_regex;
   std::vector<std::string> timing_allow_origins;
 
   Action rewrite(RequestCtx& ctx) const override {
@@ -48,8 +47,15 @@ class Cors final : public Plugin {
         if (o == origin) { allow = origin; break; }
     }
     if (allow.empty() && !origin.empty()) {
-      for (const auto& re : origin_regex)
-        if (re2::RE2::FullMatch(origin, *re)) { allow = origin; break; }
+      // APISIX: ngx.re.find, an unanchored search; a pattern that must
+      // match the whole origin says so with ^ and $. A regex error (the
+      // match limit) allows nothing.
+      for (const auto& re : origin_regex) {
+        std::string why;
+        RegexMatch m = re->find(origin, 0, nullptr, &why);
+        if (m == RegexMatch::error) log::error("cors: allow_origins_by_regex '{}' failed: {}", re->pattern(), why);
+        if (m == RegexMatch::match) { allow = origin; break; }
+      }
     }
     if (allow.empty()) return;
     ctx.set_response_header("Access-Control-Allow-Origin", allow);
@@ -82,11 +88,9 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   p->allow_credential = c.boolean("allow_credential").value_or(false);
   if (auto rs = c.str_array("allow_origins_by_regex", 1)) {
     for (const auto& r : *rs) {
-      re2::RE2::Options o;
-      o.set_log_errors(false);
-      auto re = std::make_shared<re2::RE2>(r, o);
-      if (!re->ok()) { c.fail("invalid allow_origins_by_regex: " + re->error()); break; }
-      p->origin_regex.push_back(re);
+      auto re = UserRegex::compile(r);
+      if (!re) { c.fail("invalid allow_origins_by_regex '" + r + "': " + re.error()); break; }
+      p->origin_regex.push_back(std::move(*re));
     }
   }
   if (auto t = c.str("timing_allow_origins")) p->timing_allow_origins = split_commas(*t);

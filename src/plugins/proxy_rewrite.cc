@@ -1,7 +1,8 @@
 // proxy-rewrite (priority 1008): rewrites the upstream request's uri
 // (template or regex), method, Host and headers.
-#include <re2/re2.h>
+#include <re2/re2.h>  // the fixed `host` check only; user regexes: core/user_regex.h
 
+#include "core/log.h"
 #include "http/uri.h"
 #include "plugins/common.h"
 
@@ -89,18 +90,15 @@ class ProxyRewrite final : public Plugin {
       new_uri = router::expand_vars(*uri, SeparatorEscaped(ctx));
     } else if (!regex_uri.empty()) {
       separator_escaped = ctx.uri.find('?') == std::string::npos;
-      for (const auto& [re, tmpl] : regex_uri) {
-        int n = re->NumberOfCapturingGroups();
-        std::vector<re2::StringPiece> pieces(n + 1);
-        if (re->Match(ctx.uri, 0, ctx.uri.size(), re2::RE2::UNANCHORED, pieces.data(), n + 1)) {
-          std::vector<std::string> caps;
-          for (auto& p : pieces) caps.emplace_back(p.data() ? std::string(p) : std::string());
-          // Replace the matched part, keep the rest (ngx.re.sub semantics).
-          size_t off = pieces[0].data() - ctx.uri.data();
-          new_uri = ctx.uri.substr(0, off) + expand_captures(tmpl, caps, ctx) + ctx.uri.substr(off + pieces[0].size());
-          break;
-        }
+      std::string out;
+      auto matched = apply_regex_pairs(regex_uri, ctx.uri, out);
+      if (!matched) {
+        // A regex error (the match limit) answers 500, as APISIX does.
+        log::error("proxy-rewrite: {}", matched.error());
+        ctx.respond(500, json_error_msg(matched.error()));
+        return Action::respond;
       }
+      if (*matched) new_uri = std::move(out);
     }
     if (new_uri) ctx.set_upstream_target(encode_upstream_target(*new_uri, separator_escaped, ctx.req->query));
     if (method) ctx.set_upstream_method(*method);

@@ -1,7 +1,6 @@
 // redirect (priority 900): answers with a redirect to a uri template, a
 // regex rewrite of the uri, or the https version of the request.
-#include <re2/re2.h>
-
+#include "core/log.h"
 #include "http/uri.h"
 #include "plugins/common.h"
 
@@ -33,12 +32,15 @@ class Redirect final : public Plugin {
     } else if (uri) {
       target = router::expand_vars(*uri, ctx);
     } else {
-      bool matched = false;
-      for (const auto& [re, tmpl] : regex_uri) {
-        std::string s = ctx.uri;
-        if (re2::RE2::Replace(&s, *re, tmpl)) { target = s; matched = true; break; }
+      auto matched = apply_regex_pairs(regex_uri, ctx.uri, target);
+      if (!matched) {
+        // A regex error (the match limit): APISIX logs it and answers 500
+        // with no body.
+        log::error("redirect: {}", matched.error());
+        ctx.respond(500, "", "");
+        return Action::respond;
       }
-      if (!matched) return Action::next;
+      if (!*matched) return Action::next;
     }
     // `target` is built from the decoded path ($uri or captures of it).
     // encode_uri re-encodes its path part as APISIX does; either way the
@@ -66,7 +68,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   p->encode_uri = c.boolean("encode_uri").value_or(false);
   p->append_query = c.boolean("append_query_string").value_or(false);
   p->regex_uri = parse_regex_pairs(c, "regex_uri");
-  for (auto& [re, tmpl] : p->regex_uri) tmpl = re2_rewrite(tmpl);
   int n = (p->uri ? 1 : 0) + (p->http_to_https ? 1 : 0) + (c.has("regex_uri") ? 1 : 0);
   if (!c.failed() && n != 1) c.fail("value should match only one schema, but matches " + std::to_string(n) + " (uri, regex_uri, http_to_https)");
   if (!c.failed() && p->http_to_https && p->append_query) c.fail("only one of `http_to_https` and `append_query_string` can be configured.");

@@ -2,17 +2,17 @@
 // the response (upstream or plugin generated), optionally only when `vars`
 // match.
 #include <fmt/format.h>
-#include <re2/re2.h>
 
 #include "core/base64.h"
+#include "core/log.h"
 #include "plugins/common.h"
 
 namespace holdfast::plugins {
 namespace {
 
 struct Filter {
-  std::shared_ptr<re2::RE2> re;
-  std::string replace;  // RE2 rewrite syntax (\\1), converted from $1
+  std::shared_ptr<const UserRegex> re;
+  RegexTemplate replace;  // ngx.re.sub's: $1, ${1}, $0, $$
   bool global = false;
 };
 
@@ -30,8 +30,12 @@ class ResponseRewrite final : public Plugin {
   void body_filter(RequestCtx& ctx, std::string& b) const override {
     if (filters.empty() || (vars && !vars->eval(ctx))) return;
     for (const auto& f : filters) {
-      if (f.global) re2::RE2::GlobalReplace(&b, *f.re, f.replace);
-      else re2::RE2::Replace(&b, *f.re, f.replace);
+      std::string out;
+      auto n = regex_substitute(*f.re, b, f.replace, f.global, out);
+      // A regex error (the match limit) is logged, as APISIX does, and that
+      // filter leaves the body as it was (APISIX would send an empty body).
+      if (!n) log::error("response-rewrite: regex \"{}\" substitutes failed: {}", f.re->pattern(), n.error());
+      else if (*n > 0) b = std::move(out);
     }
   }
 
@@ -68,13 +72,15 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
       auto scope = fc.one_of("scope", {"once", "global"}, "once");
       auto options = fc.str("options").value_or("jo");
       if (fc.failed()) { c.fail("property \"filters\" validation failed: " + fc.error()); break; }
-      re2::RE2::Options o;
-      o.set_log_errors(false);
-      o.set_case_sensitive(options.find('i') == std::string::npos);
+      auto flags = parse_regex_options(options);
+      if (!flags) { c.fail("property \"filters\" validation failed: options \"" + options + "\": " + flags.error()); break; }
+      auto re = UserRegex::compile(*regex, *flags);
+      if (!re) { c.fail("invalid filters regex '" + *regex + "': " + re.error()); break; }
+      auto tmpl = RegexTemplate::parse(*replace);
+      if (!tmpl) { c.fail("invalid filters replace '" + *replace + "': " + tmpl.error()); break; }
       Filter f;
-      f.re = std::make_shared<re2::RE2>(*regex, o);
-      if (!f.re->ok()) { c.fail("invalid filters regex: " + f.re->error()); break; }
-      f.replace = re2_rewrite(*replace);
+      f.re = std::move(*re);
+      f.replace = std::move(*tmpl);
       f.global = *scope == "global";
       p->filters.push_back(std::move(f));
     }

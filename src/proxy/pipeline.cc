@@ -10,7 +10,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json.hpp>
-#include <re2/re2.h>
 #include <cstring>
 
 #include "core/log.h"
@@ -447,8 +446,14 @@ bool Connection::mtls_allows(const plugins::RequestCtx& ctx) const {
   // here, and below by its SNI).
   if (by_sni && by_sni->client && !verified) {
     bool skip = false;
-    for (const auto& re : by_sni->client->skip_mtls_uri_regex)
-      if (re2::RE2::PartialMatch(ctx.uri, *re)) { skip = true; break; }
+    for (const auto& re : by_sni->client->skip_mtls_uri_regex) {
+      // A regex error (the match limit) skips nothing: the request needs a
+      // certificate like any other.
+      std::string why;
+      RegexMatch m = re->find(ctx.uri, 0, nullptr, &why);
+      if (m == RegexMatch::error) log::error("mtls: skip_mtls_uri_regex '{}' failed: {}", re->pattern(), why);
+      if (m == RegexMatch::match) { skip = true; break; }
+    }
     if (!skip) return refuse(t.vars.client_verify == "NONE" ? "no client certificate"
                                                              : "client certificate not verified");
   }

@@ -1,10 +1,10 @@
 #include "router/expr.h"
 
-#include <re2/re2.h>
-
 #include <boost/json.hpp>
 #include <cstdlib>
 
+#include "core/log.h"
+#include "core/user_regex.h"
 #include "router/ipmatch.h"
 
 namespace holdfast::router {
@@ -23,7 +23,7 @@ struct Expr::Node {
   std::string var;
   Op op = Op::eq;
   json::value rhs;
-  std::unique_ptr<re2::RE2> re;
+  std::shared_ptr<const UserRegex> re;
   IpMatcher ips;
 };
 
@@ -111,11 +111,12 @@ Result<std::unique_ptr<Expr::Node>> compile_condition(const json::array& a) {
   n->rhs = a[rhs_index];
   if (n->op == Op::re || n->op == Op::re_i) {
     if (!n->rhs.is_string()) return Error{"failed to validate the 'vars' expression: regex must be a string"};
-    re2::RE2::Options o;
-    o.set_log_errors(false);
-    o.set_case_sensitive(n->op == Op::re);
-    n->re = std::make_unique<re2::RE2>(std::string(n->rhs.as_string()), o);
-    if (!n->re->ok()) return Error{"failed to validate the 'vars' expression: invalid regex: " + n->re->error()};
+    // lua-resty-expr: ngx.re.find with "jo", "joi" for `~*`.
+    RegexFlags f;
+    f.caseless = n->op == Op::re_i;
+    auto re = UserRegex::compile(std::string(n->rhs.as_string()), f);
+    if (!re) return Error{"failed to validate the 'vars' expression: invalid regex '" + std::string(n->rhs.as_string()) + "': " + re.error()};
+    n->re = std::move(*re);
   } else if (n->op == Op::in) {
     if (!n->rhs.is_array()) return Error{"failed to validate the 'vars' expression: invalid value for 'in': expected array"};
   } else if (n->op == Op::ipmatch) {
@@ -186,7 +187,15 @@ bool eval_condition(const Expr::Node& n, const VarSource& vars) {
     }
     case Op::re:
     case Op::re_i:
-      r = lhs && re2::RE2::PartialMatch(*lhs, *n.re);
+      if (lhs) {
+        std::string why;
+        RegexMatch m = n.re->find(*lhs, 0, nullptr, &why);
+        // A regex error (match limit) is a false comparison, as ngx.re.find
+        // returning an error is in lua-resty-expr.
+        if (m == RegexMatch::error)
+          log::error("vars: regex '{}' on ${} failed: {}", n.re->pattern(), n.var, why);
+        r = m == RegexMatch::match;
+      }
       break;
     case Op::in:
       if (lhs) {

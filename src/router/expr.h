@@ -1,5 +1,6 @@
 // lua-resty-expr expressions (route `vars`, plugin `_meta.filter`,
-// fault-injection `vars`), compiled once; regexes through RE2.
+// fault-injection `vars`), compiled once; regexes through
+// core/user_regex.h (PCRE2, as APISIX).
 #pragma once
 #include <boost/json/value.hpp>
 

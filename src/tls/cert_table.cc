@@ -5,12 +5,12 @@
 
 #include <boost/json.hpp>
 #include <fmt/format.h>
-#include <re2/re2.h>
 
 #include <ctime>
 #include <optional>
 
 #include "core/log.h"
+#include "core/user_regex.h"
 #include "core/status.h"
 #include "tls/sni.h"
 
@@ -183,13 +183,10 @@ Result<std::shared_ptr<const ClientVerify>> parse_client(const json::value& v) {
       return Error{"client.skip_mtls_uri_regex: expected a non-empty array of regexes"};
     for (const auto& pat : r->as_array()) {
       if (!pat.is_string()) return Error{"client.skip_mtls_uri_regex: expected a non-empty array of regexes"};
-      // As the other user regexes (router/expr.cc, plugins/common.cc): RE2,
-      // errors returned rather than logged by RE2 itself.
-      re2::RE2::Options ro;
-      ro.set_log_errors(false);
-      auto re = std::make_shared<const re2::RE2>(std::string(pat.as_string()), ro);
-      if (!re->ok()) return Error{"client.skip_mtls_uri_regex: invalid regex: " + re->error()};
-      c->skip_mtls_uri_regex.push_back(std::move(re));
+      // As every user regex: PCRE2 (core/user_regex.h), as APISIX.
+      auto re = UserRegex::compile(std::string(pat.as_string()));
+      if (!re) return Error{"client.skip_mtls_uri_regex: invalid regex '" + std::string(pat.as_string()) + "': " + re.error()};
+      c->skip_mtls_uri_regex.push_back(std::move(*re));
     }
   }
   return std::shared_ptr<const ClientVerify>(std::move(c));

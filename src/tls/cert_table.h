@@ -15,11 +15,8 @@
 #include <vector>
 
 #include "core/data_encryption.h"
+#include "core/user_regex.h"
 #include "tls/openssl_util.h"
-
-namespace re2 {
-class RE2;
-}
 
 namespace holdfast::tls {
 
@@ -49,7 +46,7 @@ struct ClientVerify {
   // client.skip_mtls_uri_regex: when set, the handshake completes without a
   // (valid) certificate and the pipeline answers 400 to paths that match
   // none of these (unanchored search on $uri, as ngx.re.match).
-  std::vector<std::shared_ptr<const re2::RE2>> skip_mtls_uri_regex;
+  std::vector<std::shared_ptr<const UserRegex>> skip_mtls_uri_regex;
 };
 
 // One SSL object that compiled.

@@ -65,3 +65,16 @@ TEST(Expr, Errors) {
   EXPECT_FALSE(Expr::compile(boost::json::parse(R"([["a","in","notarray"]])")).ok());
   EXPECT_FALSE(Expr::compile(boost::json::parse(R"("string")")).ok());
 }
+
+TEST(Expr, RegexesArePcreAndTheMatchLimitIsFalse) {
+  MapVars v;
+  v.m = {{"uri", "/api/public"}, {"nl", "/a\n"}, {"cat", std::string(40, 'a') + "b"}};
+  EXPECT_TRUE(eval(R"j([["uri","~~","^/api/(?!internal)"]])j", v));
+  EXPECT_TRUE(eval(R"j([["nl","~~","^/a$"]])j", v));  // `$` before a final newline
+  EXPECT_FALSE(eval(R"j([["cat","~~","^(a+)+$"]])j", v));
+  // lua-resty-expr negates the false that a regex error gives.
+  EXPECT_TRUE(eval(R"j([["cat","!","~~","^(a+)+$"]])j", v));
+  auto bad = Expr::compile(boost::json::parse(R"j([["a","~~","(unclosed"]])j"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().find("missing closing parenthesis at offset 9"), std::string::npos) << bad.error();
+}

@@ -53,3 +53,15 @@ TEST(ProxyRewrite, HostMustMatchApisixPattern) {
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().find("property \"host\" validation failed"), std::string::npos) << bad.error();
 }
+
+TEST(ProxyRewrite, RegexUriFollowsPcreAndTheMatchLimitAnswers500) {
+  // A backreference (RE2 has none) and ngx.re.sub's ${N}.
+  PluginRun r("proxy-rewrite", R"j({"regex_uri": ["^/(\\w+)/\\1/(.*)$", "/dup/${1}/$2"]})j", "/v1/v1/x");
+  EXPECT_EQ(*r.ctx.upstream_target, "/dup/v1/x");
+  // (a+)+$ on a's and a final 'b': APISIX's regex error, a 500.
+  PluginRun bad("proxy-rewrite", R"j({"regex_uri": ["^/(a+)+$", "/x"]})j", "/" + std::string(40, 'a') + "b");
+  EXPECT_EQ(bad.action, holdfast::plugins::Action::respond);
+  EXPECT_EQ(bad.ctx.resp_status, 500);
+  EXPECT_NE(bad.ctx.resp_body.find("match limit exceeded"), std::string::npos) << bad.ctx.resp_body;
+  EXPECT_FALSE(bad.ctx.upstream_target);
+}

@@ -33,3 +33,10 @@ TEST(Redirect, EncodeUriEncodesThePathPart) {
               "/e/x%0d%0ay%20z?q=1");
   EXPECT_EQ(location(r), "/e/x%0D%0Ay%20z?a=b c&q=1");
 }
+
+TEST(Redirect, RegexUriMatchLimitAnswers500WithoutLocation) {
+  PluginRun r("redirect", R"j({"regex_uri": ["^/(a+)+$", "/x"]})j", "/" + std::string(40, 'a') + "b");
+  EXPECT_EQ(r.action, holdfast::plugins::Action::respond);
+  EXPECT_EQ(r.ctx.resp_status, 500);
+  EXPECT_EQ(r.ctx.resp_body, "");
+}
