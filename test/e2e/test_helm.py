@@ -508,7 +508,13 @@ class HelmTest(unittest.TestCase):
                 self.assertNotEqual(p.returncode, 0)
                 listed = p.stderr.split("(known: ", 1)[1].split(")", 1)[0]
                 return {k.strip() for k in listed.split(",")}
-            self.assertEqual(known("deployment:\n  fallback_cp:\n    zz: 1\n"), set(fb["properties"]))
+            # The chart does not render azure_blob yet (#14 item 5): its schema
+            # refuses the key, so a --set of it fails instead of being dropped.
+            not_in_chart = {"azure_blob"}
+            self.assertEqual(known("deployment:\n  fallback_cp:\n    zz: 1\n") - not_in_chart, set(fb["properties"]))
+            p = self.template(["deployment.fallback_cp.azure_blob.account_name=acct"])
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("azure_blob", p.stderr)
             self.assertEqual(known("deployment:\n  fallback_cp:\n    aws_s3:\n      zz: 1\n"),
                              set(fb["properties"]["aws_s3"]["properties"]))
         finally:
