@@ -101,9 +101,16 @@ void finish(Router::UriTree& t) {
   t.prefix_lens.erase(std::unique(t.prefix_lens.begin(), t.prefix_lens.end()), t.prefix_lens.end());
 }
 
+bool iequal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (tolower(static_cast<unsigned char>(a[i])) != tolower(static_cast<unsigned char>(b[i]))) return false;
+  return true;
+}
+
 bool host_matches(std::string_view pattern, std::string_view host, std::string_view host_header) {
   if (pattern == "*") return true;
-  if (pattern.find(':') != std::string_view::npos) return pattern == host_header;
+  if (pattern.find(':') != std::string_view::npos) return iequal(pattern, host_header);
   if (pattern.size() > 1 && pattern[0] == '*') {
     std::string_view suffix = pattern.substr(1);  // ".example.com"
     return host.size() > suffix.size() && host.substr(host.size() - suffix.size()) == suffix;
@@ -132,17 +139,19 @@ Result<Router> Router::build(RouterKind kind, const std::vector<RouteSpec>& rout
     if (!ips) return Error{ips.error()};
     p.remote = std::move(*ips);
     p.vars = spec.vars;
-    if (kind == RouterKind::radixtree_uri) {
-      for (const auto& h : spec.hosts) p.hosts.push_back(lower(h));
-    }
+    // Configured hosts are case-insensitive: APISIX lowercases route and
+    // service hosts when it loads them (router.lua, http/service.lua) and
+    // matches them against $host, which nginx lowercases.
+    std::vector<std::string> hosts;
+    for (const auto& h : spec.hosts) hosts.push_back(lower(h));
+    if (kind == RouterKind::radixtree_uri) p.hosts = hosts;
     uint32_t pred = static_cast<uint32_t>(r.preds_.size());
     r.preds_.push_back(std::move(p));
     r.indexes_.push_back(spec.index);
 
     std::vector<UriTree*> trees;
-    if (kind == RouterKind::radixtree_host_uri && !spec.hosts.empty()) {
-      for (const auto& h : spec.hosts) {
-        // Hosts are not lowercased by this router in APISIX; configure them lowercase.
+    if (kind == RouterKind::radixtree_host_uri && !hosts.empty()) {
+      for (const auto& h : hosts) {
         if (h == "*") {
           if (!r.any_host_) r.any_host_ = std::make_unique<UriTree>();
           trees.push_back(r.any_host_.get());

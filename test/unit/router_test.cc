@@ -159,3 +159,18 @@ TEST(Router, ManyRoutes) {
   EXPECT_EQ(match(r, "/r/12345"), 12345);
   EXPECT_EQ(match(r, "/r/20000"), -1);
 }
+
+// APISIX lowercases configured route and service hosts (router.lua,
+// http/service.lua) and matches them against the lowercase $host.
+TEST(Router, ConfiguredHostsAreCaseInsensitive) {
+  for (auto kind : {RouterKind::radixtree_host_uri, RouterKind::radixtree_uri}) {
+    auto a = spec(0, {"/h"});
+    a.hosts = {"FOO.com"};
+    auto b = spec(1, {"/w"});
+    b.hosts = {"*.Example.COM"};
+    auto r = build({a, b}, kind);
+    EXPECT_EQ(match(r, "/h", "foo.com"), 0);
+    EXPECT_EQ(match(r, "/w", "api.example.com"), 1);
+    EXPECT_EQ(match(r, "/h", "bar.com"), -1);
+  }
+}
