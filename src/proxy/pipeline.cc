@@ -564,6 +564,13 @@ awaitable<bool> Connection::handle() {
       stop = true;
     }
   }
+  if (!stop && route->service_missing) {
+    // APISIX (init.lua) checks the service before any of the route's plugins
+    // run and exits with a bare 404, which nginx renders as its error page.
+    // The missing service was logged once when the snapshot was compiled.
+    ctx.respond(404, error_page(404), "text/html");
+    stop = true;
+  }
   if (!stop && !route->chain.empty()) stop = co_await run_phase(route->chain, Phase::rewrite, ctx);
   chain_ = route ? &route->chain : nullptr;
   if (!stop && ctx.consumer && !ctx.consumer->chain.empty()) {
@@ -608,7 +615,11 @@ std::string Connection::upstream_host_value(const plugins::RequestCtx& ctx, cons
   if (up.conf->pass_host == "node") {
     bool v6 = node.host.find(':') != std::string::npos;
     std::string host = v6 ? "[" + node.host + "]" : node.host;
-    if (node.port != 80 && node.port != 443) host += ":" + std::to_string(node.port);
+    // As APISIX's balancer: the port is left out only when it is the
+    // default port of the upstream's scheme.
+    const std::string& scheme = up.conf->scheme;
+    const int default_port = scheme == "https" || scheme == "grpcs" ? 443 : scheme == "http" || scheme == "grpc" ? 80 : 0;
+    if (node.port != default_port) host += ":" + std::to_string(node.port);
     return host;
   }
   if (up.conf->pass_host == "rewrite") {

@@ -388,8 +388,15 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       const model::Service* svc = nullptr;
       if (!route.service_id.empty()) {
         auto it = services.find(route.service_id);
-        if (it == services.end()) { skip("route", id, "failed to fetch service configuration by id: " + route.service_id); continue; }
-        svc = it->second.get();
+        // As APISIX, a missing service does not take the route out of the
+        // router: it still matches (with its own hosts only) and answers 404,
+        // so no lower route is tried in its place.
+        if (it == services.end()) {
+          log::error("route id={}: failed to fetch service configuration by id: {}", id, route.service_id);
+          cr.service_missing = true;
+        } else {
+          svc = it->second.get();
+        }
       }
       const model::PluginSet* pc = nullptr;
       if (!route.plugin_config_id.empty()) {

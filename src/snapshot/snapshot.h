@@ -55,6 +55,7 @@ struct CompiledRoute {
   std::string upstream_error_msg;
   model::Timeout timeout;
   bool websocket = false;
+  bool service_missing = false;                // service_id names no service: answers nginx's 404 page
 };
 
 

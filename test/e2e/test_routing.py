@@ -210,6 +210,44 @@ class RoutingTest(GatewayTest):
         self.assertEqual(self.hit(gw, "/o", host="own.example.com"), "own-hosts")
         self.assertEqual(self.hit(gw, "/o", host="svc.example.com"), 404)
 
+    def test_configured_hosts_are_case_insensitive(self):
+        # APISIX lowercases route and service hosts when it loads them
+        # (apisix/router.lua, apisix/http/service.lua) and matches them
+        # against $host: t/node/route-host.t TEST 7-9 (replay route-host#8, #9).
+        services = [{"id": "svc", "hosts": ["SVC.Example.com"]}]
+        gw = self.start([
+            rt("upper", "/h", hosts=["FOO.com"]),
+            rt("single", "/one", host="One.Example.com"),
+            rt("wild", "/w", hosts=["*.Example.ORG"]),
+            rt("via-service", "/s", service_id="svc"),
+        ], services=services)
+        self.assertEqual(self.hit(gw, "/h", host="foo.com"), "upper")
+        self.assertEqual(self.hit(gw, "/h", host="FOO.com"), "upper")
+        self.assertEqual(self.hit(gw, "/h", host="bar.com"), 404)
+        self.assertEqual(self.hit(gw, "/one", host="one.example.com"), "single")
+        self.assertEqual(self.hit(gw, "/w", host="a.example.org"), "wild")
+        self.assertEqual(self.hit(gw, "/s", host="svc.example.com"), "via-service")
+
+    def test_route_with_missing_service_answers_404_and_hides_lower_routes(self):
+        # APISIX keeps a route whose service_id names no service in the
+        # router (http/router/radixtree_host_uri.lua: "missing service won't
+        # affect the route matching"); when it matches, init.lua answers a
+        # bare 404 (nginx's HTML page) before any plugin runs, and no other
+        # route is tried: t/node/not-exist-service.t TEST 2 (replay
+        # not-exist-service#2).
+        gw = self.start([
+            rt("ghost", "/hello", service_id="no-such-service", priority=10),
+            rt("lower", "/hello", priority=0),
+            rt("prefix", "/*"),
+        ])
+        r = gw.get("/hello")
+        self.assertEqual(r.status, 404, r)
+        self.assertTrue(r.headers.get("content-type", "").startswith("text/html"), r)
+        self.assertIn(b"<title>404 Not Found</title>", r.body)
+        self.assertIn(b"<center><h1>404 Not Found</h1></center>", r.body)
+        self.assertEqual(self.hit(gw, "/other"), "prefix")
+        self.assertIn("failed to fetch service configuration by id: no-such-service", gw.logs())
+
     # --- radixtree_uri: hosts are a predicate ---------------------------
 
     def test_radixtree_uri_router_checks_hosts_as_predicate(self):
@@ -249,6 +287,23 @@ class RoutingTest(GatewayTest):
         self.assertEqual(self.hit(gw, "/m", method="PATCH"), 404)
         for m in ("GET", "PUT", "PATCH", "OPTIONS"):
             self.assertEqual(self.hit(gw, "/any", method=m), "any", m)
+
+    def test_any_method_token_is_routable(self):
+        # A route without `methods` matches any method (lua-resty-radixtree
+        # checks methods only when the route lists some); a route's own list
+        # takes APISIX's enum, which includes PURGE (schema_def.lua).
+        gw = self.start([
+            rt("purge-only", "/p", methods=["PURGE"]),
+            rt("any", "/any"),
+        ])
+        for m in ("PURGE", "MKCOL", "BREW"):
+            r = gw.request(m, "/any")
+            self.assertEqual(r.status, 200, f"{m}: {r}")
+            body = r.json()
+            self.assertEqual((body["method"], body["headers"].get("x-route")), (m, "any"))
+        self.assertEqual(self.hit(gw, "/p", method="PURGE"), "purge-only")
+        self.assertEqual(self.hit(gw, "/p", method="GET"), 404)
+        self.assertEqual(self.hit(gw, "/p", method="MKCOL"), 404)
 
     def test_remote_addrs_cidr(self):
         gw = self.start([

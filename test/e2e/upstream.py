@@ -128,6 +128,8 @@ class Handler(BaseHTTPRequestHandler):
         return self.echo()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = handle_any
+    # Any other method token (PURGE, MKCOL, ...) is echoed too.
+    do_PURGE = do_MKCOL = do_BREW = handle_any
 
 
 def main():
