@@ -3,6 +3,7 @@ hop-by-hop removal, keep-alive, streaming bodies, retries and timeouts."""
 import http.client
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -74,6 +75,28 @@ class ProxyTest(GatewayTest):
         ]})
         self.assertEqual(gw.get("/node").json()["headers"]["host"], up.addr)
         self.assertEqual(gw.get("/rewrite").json()["headers"]["host"], "api.internal")
+
+    def test_pass_host_node_drops_only_the_schemes_default_port(self):
+        # APISIX's balancer (parse_server_for_upstream_host) leaves the port
+        # out of the node's Host only when it is the default port of the
+        # upstream's scheme: 80 for http, so a plain-http node on 443 keeps
+        # ":443". A random loopback address keeps ports 80/443 free of others.
+        host = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
+        for port in (80, 443):
+            with socket.socket() as s:
+                try:
+                    s.bind((host, port))
+                except OSError as e:
+                    self.skipTest(f"cannot listen on {host}:{port}: {e}")
+            self.upstream(f"p{port}", port=port, host=host)
+        gw = self.gateway({"routes": [
+            route("/p80", {f"{host}:80": 1}, id="a", upstream={"pass_host": "node"}),
+            route("/p443", {f"{host}:443": 1}, id="b", upstream={"pass_host": "node"}),
+        ]})
+        r = gw.get("/p80")
+        self.assertEqual((r.json()["server"], r.json()["headers"]["host"]), ("p80", host))
+        r = gw.get("/p443")
+        self.assertEqual((r.json()["server"], r.json()["headers"]["host"]), ("p443", f"{host}:443"))
 
     def test_post_body_forwarded(self):
         up = self.upstream()
