@@ -59,30 +59,44 @@ Result<bool> apply_regex_pairs(const RegexPairs& pairs, std::string_view uri, st
   return false;
 }
 
-Result<HeaderOps> parse_header_ops(const json::value& v) {
+Result<HeaderOps> parse_header_ops(const json::value& v, bool multi_values) {
   HeaderOps ops;
   if (!v.is_object()) return Error{"property \"headers\" validation failed: wrong type: expected object"};
   const auto& o = v.as_object();
   bool structured = o.contains("add") || o.contains("set") || o.contains("remove");
-  auto read_map = [](const json::value& m, HeaderList& out) -> Status {
+  auto scalar = [](const json::value& x) -> std::optional<std::string> {
+    if (x.is_string()) return std::string(x.as_string());
+    if (x.is_number()) return json::serialize(x);
+    return std::nullopt;
+  };
+  auto read_map = [&](const json::value& m, HeaderList& out, bool arrays) -> Status {
     if (!m.is_object()) return Error{"expected object"};
     for (const auto& kv : m.as_object()) {
-      std::string val;
-      if (kv.value().is_string()) val = std::string(kv.value().as_string());
-      else if (kv.value().is_number()) val = json::serialize(kv.value());
-      else return Error{fmt::format("header {}: value must be a string or number", std::string(kv.key()))};
-      out.emplace_back(std::string(kv.key()), val);
+      std::string name(kv.key());
+      if (auto val = scalar(kv.value())) {
+        out.emplace_back(name, std::move(*val));
+        continue;
+      }
+      // APISIX's schema: a non-empty array of strings or numbers.
+      if (!arrays || !kv.value().is_array() || kv.value().as_array().empty())
+        return Error{fmt::format("header {}: value must be a string or number{}", name,
+                                 arrays ? " or a non-empty array of them" : "")};
+      for (const auto& e : kv.value().as_array()) {
+        auto val = scalar(e);
+        if (!val) return Error{fmt::format("header {}: array items must be strings or numbers", name)};
+        out.emplace_back(name, std::move(*val));
+      }
     }
     return {};
   };
   if (!structured) {
-    if (auto s = read_map(v, ops.set); !s) return Error{"property \"headers\" validation failed: " + s.error()};
+    if (auto s = read_map(v, ops.set, false); !s) return Error{"property \"headers\" validation failed: " + s.error()};
     return ops;
   }
   if (auto it = o.find("add"); it != o.end())
-    if (auto s = read_map(it->value(), ops.add); !s) return Error{"property \"headers.add\" validation failed: " + s.error()};
+    if (auto s = read_map(it->value(), ops.add, multi_values); !s) return Error{"property \"headers.add\" validation failed: " + s.error()};
   if (auto it = o.find("set"); it != o.end())
-    if (auto s = read_map(it->value(), ops.set); !s) return Error{"property \"headers.set\" validation failed: " + s.error()};
+    if (auto s = read_map(it->value(), ops.set, multi_values); !s) return Error{"property \"headers.set\" validation failed: " + s.error()};
   if (auto it = o.find("remove"); it != o.end()) {
     if (!it->value().is_array()) return Error{"property \"headers.remove\" validation failed: expected array"};
     for (const auto& e : it->value().as_array()) {

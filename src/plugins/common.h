@@ -24,11 +24,13 @@ std::string json_message(std::string_view msg);   // {"message":"..."}\n
 std::string json_error_msg(std::string_view msg); // {"error_msg":"..."}\n
 
 // {add,set,remove} or a legacy map (= set). Values may contain $vars.
+// With `multi_values` (proxy-rewrite), add/set values may be arrays: each
+// element becomes one entry, so consecutive entries share a name.
 struct HeaderOps {
   HeaderList add, set;
   std::vector<std::string> remove;
 };
-Result<HeaderOps> parse_header_ops(const json::value& v);
+Result<HeaderOps> parse_header_ops(const json::value& v, bool multi_values = false);
 
 // `[regex, template, regex, template, ...]` (proxy-rewrite and redirect
 // regex_uri), compiled once (core/user_regex.h: PCRE2 and ngx.re.sub

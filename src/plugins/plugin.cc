@@ -83,7 +83,12 @@ std::string_view RequestCtx::forwarded(char which, std::string& scratch) const {
 
 std::optional<std::string> RequestCtx::request_header(std::string_view name) const {
   for (const auto& r : req_remove)
-    if (http::iequals(r, name)) return std::nullopt;
+    if (http::iequals(r, name)) {
+      // Removed, then perhaps added again.
+      for (const auto& e : req_add)
+        if (http::iequals(e.name, name)) return e.value;
+      return std::nullopt;
+    }
   for (const auto& e : req_set)
     if (http::iequals(e.name, name)) return e.value;
   if (char k = forwarded_kind(name)) {
@@ -110,6 +115,12 @@ std::optional<std::string> RequestCtx::var(std::string_view name) const {
     std::string_view want = name.substr(5);
     for (const auto& e : req_set)
       if (header_var_name(e.name) == want) return e.value;
+    for (const auto& r : req_remove)
+      if (header_var_name(r) == want) {
+        for (const auto& e : req_add)
+          if (header_var_name(e.name) == want) return e.value;
+        return std::nullopt;
+      }
     if (char k = forwarded_kind(want)) {
       if (k == 'x') {
         if (xff_dropped) return std::nullopt;
@@ -204,7 +215,21 @@ void RequestCtx::set_upstream_host(std::string host) {
   upstream_host_by = plugin;
 }
 void RequestCtx::set_request_header(std::string name, std::string value) {
-  set_in(req_set, escaped(std::move(name), std::move(value), plugin));
+  HeaderEdit e = escaped(std::move(name), std::move(value), plugin);
+  std::erase_if(req_add, [&](const HeaderEdit& a) { return http::iequals(a.name, e.name); });
+  if (e.value.empty()) {
+    remove_request_header(std::move(e.name));
+    return;
+  }
+  std::erase_if(req_remove, [&](const std::string& r) { return http::iequals(r, e.name); });
+  set_in(req_set, std::move(e));
+}
+void RequestCtx::remove_request_header(std::string name) {
+  name = http::escape_header_name(std::move(name));
+  auto same = [&](const HeaderEdit& a) { return http::iequals(a.name, name); };
+  std::erase_if(req_set, same);
+  std::erase_if(req_add, same);
+  req_remove.push_back(std::move(name));
 }
 void RequestCtx::add_request_header(std::string name, std::string value) {
   req_add.push_back(escaped(std::move(name), std::move(value), plugin));

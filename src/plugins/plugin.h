@@ -106,8 +106,13 @@ struct RequestCtx final : router::VarSource {
   // control character a value picked up from $uri goes out as %XX. "set"
   // replaces an earlier set of the same header (a consumer's plugin
   // overrides the route's); "add" appends.
+  // Request headers follow ngx.req.set_header / add_header / clear_header,
+  // applied in call order: a set drops what earlier adds put on that header,
+  // a set to "" removes the header (as ngx.req.set_header does), a remove
+  // drops earlier sets and adds too, and a later add puts it back.
   void set_request_header(std::string name, std::string value);
   void add_request_header(std::string name, std::string value);
+  void remove_request_header(std::string name);
   void set_response_header(std::string name, std::string value);
   void add_response_header(std::string name, std::string value);
   // A header of the response a plugin answers with (Action::respond).

@@ -9,14 +9,21 @@
 namespace holdfast::plugins {
 namespace {
 
-// Expands $1..$9 from regex captures and $var from the request.
+// A header value: $N / ${N} from regex_uri's captures (APISIX's
+// resolve_var_with_captures; a missing group is empty) and $var / ${var}
+// from the request (unknown: empty). One pass, so that a capture the client
+// controls is never expanded again as a variable (APISIX runs two passes).
 std::string expand_captures(std::string_view tmpl, const std::vector<std::string>& caps, const RequestCtx& ctx) {
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
   std::string out;
   for (size_t i = 0; i < tmpl.size(); ++i) {
-    if (tmpl[i] == '$' && i + 1 < tmpl.size() && tmpl[i + 1] >= '0' && tmpl[i + 1] <= '9') {
-      size_t n = tmpl[i + 1] - '0';
+    size_t d = i + 1 + (i + 1 < tmpl.size() && tmpl[i + 1] == '{');
+    if (tmpl[i] == '$' && d < tmpl.size() && digit(tmpl[d])) {
+      size_t j = d, n = 0;
+      while (j < tmpl.size() && digit(tmpl[j])) n = std::min<size_t>(n * 10 + (tmpl[j++] - '0'), 1000);
+      if (j < tmpl.size() && tmpl[j] == '}') ++j;
       if (n < caps.size()) out += caps[n];
-      ++i;
+      i = j - 1;
     } else if (tmpl[i] == '$') {
       size_t j = i + 1;
       bool brace = j < tmpl.size() && tmpl[j] == '{';
@@ -81,6 +88,7 @@ class ProxyRewrite final : public Plugin {
 
   Action rewrite(RequestCtx& ctx) const override {
     std::optional<std::string> new_uri;
+    std::vector<std::string> captures;
     // Whether a '?' in the new uri starts a query: always for a template
     // (the values it took in had theirs escaped); for regex_uri only when
     // $uri had none (a '?' there was a %3F in the client's path).
@@ -90,22 +98,43 @@ class ProxyRewrite final : public Plugin {
       new_uri = router::expand_vars(*uri, SeparatorEscaped(ctx));
     } else if (!regex_uri.empty()) {
       separator_escaped = ctx.uri.find('?') == std::string::npos;
-      std::string out;
-      auto matched = apply_regex_pairs(regex_uri, ctx.uri, out);
-      if (!matched) {
-        // A regex error (the match limit) answers 500, as APISIX does.
-        log::error("proxy-rewrite: {}", matched.error());
-        ctx.respond(500, json_error_msg(matched.error()));
-        return Action::respond;
+      // As APISIX: the first pair whose regex matches rewrites the uri, and
+      // its captures are what $N means in header values.
+      for (const auto& [re, tmpl] : regex_uri) {
+        RegexCaptures found;
+        std::string why, out;
+        auto m = re->find(ctx.uri, 0, &found, &why);
+        Result<size_t> n = size_t{0};
+        if (m == RegexMatch::match) n = regex_substitute(*re, ctx.uri, tmpl, false, out);
+        if (m == RegexMatch::error || !n) {
+          // A regex error (the match limit) answers 500, as APISIX does.
+          std::string msg = fmt::format("failed to match the uri {} ({}) : {}", ctx.uri, re->pattern(),
+                                        m == RegexMatch::error ? why : n.error());
+          log::error("proxy-rewrite: {}", msg);
+          ctx.respond(500, json_error_msg(msg));
+          return Action::respond;
+        }
+        if (m == RegexMatch::match) {
+          for (auto c : found) captures.emplace_back(c.data() ? std::string(c) : std::string());
+          new_uri = std::move(out);
+          break;
+        }
       }
-      if (*matched) new_uri = std::move(out);
     }
     if (new_uri) ctx.set_upstream_target(encode_upstream_target(*new_uri, separator_escaped, ctx.req->query));
     if (method) ctx.set_upstream_method(*method);
     if (host) ctx.set_upstream_host(*host);
-    for (const auto& [k, v] : headers.set) ctx.set_request_header(k, expand_captures(v, {}, ctx));
-    for (const auto& [k, v] : headers.add) ctx.add_request_header(k, expand_captures(v, {}, ctx));
-    for (const auto& k : headers.remove) ctx.req_remove.push_back(k);
+    // APISIX's order: add, then set (so set wins over add on one header),
+    // then remove. An array value is consecutive entries of one name: set
+    // replaces the header with the first and adds the rest.
+    for (const auto& [k, v] : headers.add) ctx.add_request_header(k, expand_captures(v, captures, ctx));
+    for (size_t i = 0; i < headers.set.size(); ++i) {
+      const auto& [k, v] = headers.set[i];
+      std::string val = expand_captures(v, captures, ctx);
+      if (i > 0 && headers.set[i - 1].first == k) ctx.add_request_header(k, std::move(val));
+      else ctx.set_request_header(k, std::move(val));
+    }
+    for (const auto& k : headers.remove) ctx.remove_request_header(k);
     return Action::next;
   }
 };
@@ -126,7 +155,7 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
     c.fail("property \"host\" validation failed: failed to match pattern \"^[0-9a-zA-Z-.]+(:\\d{1,5})?$\" with \"" + *p->host + "\"");
   c.boolean("use_real_request_uri_unsafe");
   if (const json::value* h = c.get("headers")) {
-    auto ops = parse_header_ops(*h);
+    auto ops = parse_header_ops(*h, true);
     if (!ops) c.fail(ops.error());
     else p->headers = *ops;
   }

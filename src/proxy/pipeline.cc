@@ -658,8 +658,11 @@ std::string Connection::upstream_head(const plugins::RequestCtx& ctx, const snap
   // X-Forwarded-For: the client's chain (every line, as nginx's
   // $proxy_add_x_forwarded_for) plus the client address; with
   // apisix.trusted_addresses set, an untrusted peer's chain is dropped (APISIX).
+  // The chain is the request's after plugin edits: a plugin's set or remove
+  // replaces the client's, its adds follow (nginx reads the edited headers_in).
+  auto edited = [&](std::string_view n) { return in_list(ctx.req_remove, n) || in_pairs(ctx.req_set, n); };
   std::string xff;
-  const bool keep_xff = !ctx.xff_dropped;
+  const bool keep_xff = !ctx.xff_dropped && !edited("x-forwarded-for");
   for (const auto& h : req_.headers) {
     std::string_view n = h.name;
     if (is_hop_by_hop(n) || iequals(n, "host") || iequals(n, "content-length") || iequals(n, "expect") ||
@@ -676,18 +679,27 @@ std::string Connection::upstream_head(const plugins::RequestCtx& ctx, const snap
     if (in_list(ctx.req_remove, n) || in_pairs(ctx.req_set, n)) continue;
     hw.header(n, h.value);
   }
-  for (const auto& e : ctx.req_set) hw.header(e.name, e.value, e.plugin);
-  for (const auto& e : ctx.req_add) hw.header(e.name, e.value, e.plugin);
+  // X-Forwarded-Proto/Host/Port are this hop's (the Host as sent, case and
+  // port kept; its port, else the listener's), unless a trusted peer sent
+  // its own (RequestCtx::forwarded). APISIX puts them in the request before
+  // any plugin runs and forwards the request as plugins leave it: a plugin's
+  // set replaces them, its remove drops them, its add follows them.
+  std::string port_text;
+  if (!edited("x-forwarded-proto")) hw.header("X-Forwarded-Proto", ctx.forwarded('p', port_text));
+  if (!edited("x-forwarded-host")) hw.header("X-Forwarded-Host", ctx.forwarded('h', port_text));
+  if (!edited("x-forwarded-port")) hw.header("X-Forwarded-Port", ctx.forwarded('P', port_text));
+  // APISIX's proxy_set_header for X-Real-IP and X-Forwarded-For replaces any
+  // request header of those names, a plugin's too (its X-Forwarded-For joins
+  // the chain instead).
+  for (const auto* edits : {&ctx.req_set, &ctx.req_add})
+    for (const auto& e : *edits) {
+      if (iequals(e.name, "x-real-ip")) continue;
+      if (iequals(e.name, "x-forwarded-for")) { xff.append(e.value); xff.append(", "); continue; }
+      hw.header(e.name, e.value, e.plugin);
+    }
   hw.header("X-Real-IP", ctx.remote_addr);
   if (xff.empty()) hw.header("X-Forwarded-For", ctx.remote_addr);
   else hw.header("X-Forwarded-For", xff.append(ctx.remote_addr));
-  // X-Forwarded-Proto/Host/Port are this hop's (the Host as sent, case and
-  // port kept; its port, else the listener's), unless a trusted peer sent
-  // its own (RequestCtx::forwarded).
-  std::string port_text;
-  hw.header("X-Forwarded-Proto", ctx.forwarded('p', port_text));
-  hw.header("X-Forwarded-Host", ctx.forwarded('h', port_text));
-  hw.header("X-Forwarded-Port", ctx.forwarded('P', port_text));
   if (req_.body == BodyKind::chunked) hw.header("Transfer-Encoding", "chunked");
   else if (req_.body == BodyKind::length) hw.header("Content-Length", std::to_string(req_.content_length));
   if (http10) hw.header("Connection", "close");

@@ -442,6 +442,101 @@ class ProxyRewriteTest(PluginTestCase):
         self.assert_log(gw, "bad-pr-uri", "proxy-rewrite")
 
 
+class ProxyRewriteHeadersTest(PluginTestCase):
+    """headers as APISIX's proxy-rewrite applies them: add, then set, then
+    remove, each as ngx.req.add_header / set_header / clear_header."""
+
+    def test_set_wins_over_add_on_the_same_header(self):
+        gw = self.gateway({"routes": [route("pr", "/sa", self.up, {"proxy-rewrite": {"headers": {
+            "add": {"X-Both": "added", "X-Only-Add": "a"}, "set": {"X-Both": "set"}}}})]})
+        r = get(gw, "/sa", headers={"X-Both": "client", "X-Only-Add": "client"})
+        self.assertEqual(r.upstream_values("x-both"), ["set"])
+        self.assertEqual(r.upstream_values("x-only-add"), ["client", "a"])
+
+    def test_empty_set_value_removes_the_header(self):
+        # t/plugin/proxy-rewrite.t TEST 19-20 (flat map) and TEST 38-39 (a
+        # variable that does not exist resolves to "", which removes too).
+        gw = self.gateway({"routes": [
+            route("flat", "/flat", self.up, {"proxy-rewrite": {"headers": {"X-Api-Engine": "APISIX", "X-Api-Test": ""}}}),
+            route("set", "/set", self.up, {"proxy-rewrite": {"headers": {"set": {"X-Gone": "", "X-Var": "$helle"}}}}),
+        ]})
+        r = get(gw, "/flat", headers={"X-Api-Test": "foo", "X-Api-Engine": "bar"})
+        self.assertEqual(r.upstream_values("x-api-test"), [])
+        self.assertEqual(r.upstream_values("x-api-engine"), ["APISIX"])
+        r = get(gw, "/set", headers={"X-Gone": "client", "X-Var": "client"})
+        self.assertEqual(r.upstream_values("x-gone"), [])
+        self.assertEqual(r.upstream_values("x-var"), [])
+
+    def test_array_values_send_several_lines(self):
+        # t/plugin/proxy-rewrite.t TEST 58-61: set replaces the client's header
+        # with one line per element, add appends them.
+        gw = self.gateway({"routes": [
+            route("s", "/s", self.up, {"proxy-rewrite": {"headers": {"set": {"x-multi": ["val1", "val2"]}}}}),
+            route("a", "/a", self.up, {"proxy-rewrite": {"headers": {"add": {"x-multi": ["val1", 2]}}}}),
+        ]})
+        self.assertEqual(get(gw, "/s", headers={"x-multi": "origin"}).upstream_values("x-multi"), ["val1", "val2"])
+        self.assertEqual(get(gw, "/a", headers={"x-multi": "origin"}).upstream_values("x-multi"),
+                         ["origin", "val1", "2"])
+
+    def test_array_elements_take_captures_and_variables(self):
+        # t/plugin/proxy-rewrite.t TEST 62-65: $1 is regex_uri's capture.
+        gw = self.gateway({"routes": [route(op, f"/{op}/*", self.up, {"proxy-rewrite": {
+            "regex_uri": [f"^/{op}/(.*)", "/multi"],
+            "headers": {op: {"x-multi": ["cap-$1", "$http_x_src", "${1}!"]}}}}) for op in ("set", "add")]})
+        for op in ("set", "add"):
+            with self.subTest(op=op):
+                r = get(gw, f"/{op}/echo", headers={"x-src": "from-src"})
+                self.assertEqual(r.json()["path"], "/multi")
+                self.assertEqual(r.upstream_values("x-multi"), ["cap-echo", "from-src", "echo!"])
+
+    def test_arrays_are_refused_where_apisix_refuses_them(self):
+        gw = self.gateway({"routes": [
+            route("flat-array", "/f", self.up, {"proxy-rewrite": {"headers": {"X-A": ["a", "b"]}}}),
+            route("empty-array", "/e", self.up, {"proxy-rewrite": {"headers": {"set": {"X-A": []}}}}),
+            route("good", "/good", self.up)]})
+        self.assertEqual(get(gw, "/f").status, 404)
+        self.assertEqual(get(gw, "/e").status, 404)
+        self.assertEqual(get(gw, "/good").status, 200)
+        self.assert_log(gw, "flat-array", "proxy-rewrite")
+        self.assert_log(gw, "empty-array", "proxy-rewrite")
+
+
+class ProxyRewriteForwardedTest(PluginTestCase):
+    """APISIX puts X-Forwarded-Proto/Host/Port into the request before any
+    plugin runs and forwards the request as the plugins leave it; X-Real-IP
+    and X-Forwarded-For come from proxy_set_header ($remote_addr and
+    $proxy_add_x_forwarded_for, which reads the edited X-Forwarded-For)."""
+
+    def test_set_replaces_the_forwarded_headers(self):
+        gw = self.gateway({"routes": [route("pr", "/fw", self.up, {"proxy-rewrite": {"headers": {"set": {
+            "X-Forwarded-Host": "public.example", "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443",
+            "X-Forwarded-For": "10.0.0.1", "X-Real-IP": "10.0.0.2"}}}})]})
+        r = get(gw, "/fw", headers={"Host": "client.example", "X-Forwarded-For": "192.0.2.9"})
+        self.assertEqual(r.upstream_values("x-forwarded-host"), ["public.example"])
+        self.assertEqual(r.upstream_values("x-forwarded-proto"), ["https"])
+        self.assertEqual(r.upstream_values("x-forwarded-port"), ["443"])
+        self.assertEqual(r.upstream_values("x-forwarded-for"), ["10.0.0.1, 127.0.0.1"])
+        self.assertEqual(r.upstream_values("x-real-ip"), ["127.0.0.1"])
+
+    def test_remove_drops_them(self):
+        gw = self.gateway({"routes": [route("pr", "/fw", self.up, {"proxy-rewrite": {"headers": {"remove": [
+            "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-For", "X-Real-IP"]}}})]})
+        r = get(gw, "/fw", headers={"Host": "client.example", "X-Forwarded-For": "192.0.2.9",
+                                    "X-Forwarded-Host": "spoofed.example"})
+        self.assertEqual(r.upstream_values("x-forwarded-host"), [])
+        self.assertEqual(r.upstream_values("x-forwarded-proto"), [])
+        self.assertEqual(r.upstream_values("x-forwarded-port"), [])
+        self.assertEqual(r.upstream_values("x-forwarded-for"), ["127.0.0.1"])
+        self.assertEqual(r.upstream_values("x-real-ip"), ["127.0.0.1"])
+
+    def test_add_joins_them(self):
+        gw = self.gateway({"routes": [route("pr", "/fw", self.up, {"proxy-rewrite": {"headers": {"add": {
+            "X-Forwarded-Host": "extra.example", "X-Forwarded-For": "10.0.0.1"}}}})]})
+        r = get(gw, "/fw", headers={"Host": "client.example:8080", "X-Forwarded-For": "192.0.2.9"})
+        self.assertEqual(r.upstream_values("x-forwarded-host"), ["client.example:8080", "extra.example"])
+        self.assertEqual(r.upstream_values("x-forwarded-for"), ["192.0.2.9, 10.0.0.1, 127.0.0.1"])
+
+
 # --------------------------------------------------------------------------
 # response-rewrite
 

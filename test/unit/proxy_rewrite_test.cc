@@ -65,3 +65,40 @@ TEST(ProxyRewrite, RegexUriFollowsPcreAndTheMatchLimitAnswers500) {
   EXPECT_NE(bad.ctx.resp_body.find("match limit exceeded"), std::string::npos) << bad.ctx.resp_body;
   EXPECT_FALSE(bad.ctx.upstream_target);
 }
+
+TEST(ProxyRewrite, HeadersAddThenSetThenRemoveAsApisix) {
+  // APISIX applies add, then set (set wins on one header), then remove; a
+  // set to "" (or to a variable that does not exist) removes the header.
+  PluginRun r("proxy-rewrite",
+              R"j({"headers": {"add": {"X-Both": "a", "X-Gone": "a"}, "set": {"X-Both": "s", "X-Empty": "",
+                  "X-Nil": "$no_such_var"}, "remove": ["X-Gone"]}})j",
+              "/p");
+  ASSERT_EQ(r.ctx.req_set.size(), 1u);
+  EXPECT_EQ(r.ctx.req_set[0].name, "X-Both");
+  EXPECT_EQ(r.ctx.req_set[0].value, "s");
+  EXPECT_TRUE(r.ctx.req_add.empty());
+  EXPECT_FALSE(r.ctx.request_header("x-empty"));
+  EXPECT_FALSE(r.ctx.request_header("x-nil"));
+  EXPECT_FALSE(r.ctx.request_header("x-gone"));
+  EXPECT_FALSE(r.ctx.var("http_x_gone"));
+  EXPECT_EQ(r.ctx.request_header("x-both").value_or(""), "s");
+}
+
+TEST(ProxyRewrite, ArrayValuesAreEscapedElementByElement) {
+  PluginRun r("proxy-rewrite", R"j({"regex_uri": ["(?s)^/(.*)", "/x"], "headers": {"set": {"X-M": ["$1", "$uri", 3]}}})j",
+              "/a%0d%0aX-Injected:%20yes");
+  ASSERT_EQ(r.ctx.req_set.size(), 1u);
+  EXPECT_EQ(r.ctx.req_set[0].value, "a%0D%0AX-Injected: yes");
+  ASSERT_EQ(r.ctx.req_add.size(), 2u);
+  EXPECT_EQ(r.ctx.req_add[0].value, "/a%0D%0AX-Injected: yes");
+  EXPECT_EQ(r.ctx.req_add[1].value, "3");
+}
+
+TEST(ProxyRewrite, CapturesAreNotExpandedAgainAsVariables) {
+  // A capture the client controls stays literal: Holdfast resolves
+  // captures and variables in one pass.
+  PluginRun r("proxy-rewrite", R"j({"regex_uri": ["^/(.*)", "/x"], "headers": {"set": {"X-C": "[$1]"}}})j",
+              "/$uri");
+  ASSERT_EQ(r.ctx.req_set.size(), 1u);
+  EXPECT_EQ(r.ctx.req_set[0].value, "[$uri]");
+}
