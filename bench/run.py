@@ -179,10 +179,14 @@ http {{
     return run_nginx("origin", d, port, conf)
 
 
-def start_nginx(work, origin):
-    d = os.path.join(work, "nginx")
+def start_nginx(work, origin, pki=None):
+    """nginx proxying to the origin; with pki (make_pki) it terminates TLS with
+    APISIX's session settings (shared cache, tickets off) and gets `tls_port`."""
+    d = os.path.join(work, "nginx-tls" if pki else "nginx")
     os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
     port = free_port()
+    tls = (f"""ssl_certificate {pki["cert"]}; ssl_certificate_key {pki["key"]};
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m; ssl_session_tickets off;""" if pki else "")
     conf = f"""
 worker_processes 1; daemon on; pid {d}/nginx.pid; error_log {d}/error.log warn; worker_rlimit_nofile 65536;
 events {{ worker_connections 32768; }}
@@ -191,14 +195,18 @@ http {{
   {nginx_temp_paths(d)}
   upstream origin {{ server 127.0.0.1:{origin.port}; keepalive 64; keepalive_requests 1000000; }}
   server {{
-    listen 127.0.0.1:{port} backlog=4096;
+    listen 127.0.0.1:{port}{" ssl" if pki else ""} backlog=4096;
+    {tls}
     location / {{
       proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_set_header Host $host; proxy_max_temp_file_size 0;
     }}
   }}
 }}"""
-    return run_nginx("nginx", d, port, conf)
+    proc = run_nginx("nginx", d, port, conf)
+    if pki:
+        proc.tls_port = port
+    return proc
 
 
 def start_haproxy(work, origin):
@@ -319,33 +327,6 @@ def make_pki(work):
                     "-addext", "subjectAltName=DNS:bench.local"], check=True, capture_output=True)
     with open(cert) as f, open(key) as g:
         return {"cert": cert, "key": key, "cert_pem": f.read(), "key_pem": g.read()}
-
-
-def start_nginx_tls(work, origin, pki):
-    """nginx terminating TLS with APISIX's session settings (shared cache, tickets off)."""
-    d = os.path.join(work, "nginx-tls")
-    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
-    port = free_port()
-    conf = f"""
-worker_processes 1; daemon on; pid {d}/nginx.pid; error_log {d}/error.log warn; worker_rlimit_nofile 65536;
-events {{ worker_connections 32768; }}
-http {{
-  access_log off; tcp_nodelay on; keepalive_timeout 65s; keepalive_requests 1000000;
-  {nginx_temp_paths(d)}
-  upstream origin {{ server 127.0.0.1:{origin.port}; keepalive 64; keepalive_requests 1000000; }}
-  server {{
-    listen 127.0.0.1:{port} ssl backlog=4096;
-    ssl_certificate {pki["cert"]}; ssl_certificate_key {pki["key"]};
-    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m; ssl_session_tickets off;
-    location / {{
-      proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_set_header Host $host; proxy_max_temp_file_size 0;
-    }}
-  }}
-}}"""
-    proc = run_nginx("nginx", d, port, conf)
-    proc.tls_port = port
-    return proc
 
 
 class TlsView:
@@ -531,7 +512,7 @@ def main():
             procs.remove(hfe)
         if "tls" in scenarios:
             pki = make_pki(work)
-            ngx_tls = start_nginx_tls(work, origin, pki)
+            ngx_tls = start_nginx(work, origin, pki)
             procs.append(ngx_tls)
             hft = start_holdfast(work, origin, "holdfast-tls", pki=pki)
             procs.append(hft)
