@@ -46,7 +46,7 @@ const std::set<std::string>& known_keys() {
       "apisix.ssl.ssl_ciphers", "apisix.ssl.ssl_session_tickets", "apisix.ssl.fallback_sni",
       "apisix.ssl.ssl_trusted_certificate", "apisix.ssl.ssl_cert", "apisix.ssl.ssl_cert_key",
       "apisix.ssl.key_encrypt_salt",
-      "apisix.delete_uri_tail_slash", "apisix.data_encryption*", "apisix.enable_ipv6",
+      "apisix.delete_uri_tail_slash", "apisix.match_uri_encoded_slash", "apisix.max_post_args_readable_size", "apisix.data_encryption*", "apisix.enable_ipv6",
       "apisix.show_upstream_status_in_response_header", "apisix.normalize_uri_like_servlet",
       "apisix.extra_lua_path", "apisix.extra_lua_cpath", "apisix.enable_control", "apisix.control*",
       "apisix.id", "apisix.enable_server_tokens", "apisix.enable_reuseport", "apisix.proxy_cache*",
@@ -65,7 +65,7 @@ const std::set<std::string>& known_keys() {
       "deployment", "deployment.role", "deployment.role_traditional*", "deployment.role_data_plane*",
       "deployment.role_control_plane*", "deployment.admin*", "deployment.etcd*",
       "deployment.fallback_cp*", "deployment.config_provider",
-      "plugins", "stream_plugins", "plugin_attr*", "discovery*", "wasm*", "graphql*", "ext-plugin*",
+      "plugins", "stream_plugins", "plugin_attr*", "discovery*", "wasm*", "graphql", "graphql.max_size", "ext-plugin*",
       "xrpc*", "holdfast", "holdfast.client_header_timeout", "holdfast.client_body_timeout",
       "holdfast.send_timeout", "holdfast.keepalive_timeout", "holdfast.shutdown_timeout",
       "holdfast.max_header_size", "holdfast.max_uri_size", "holdfast.max_body_size", "holdfast.log_format",
@@ -844,6 +844,19 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
   if (auto v = at(r, {"apisix", "delete_uri_tail_slash"})) {
     if (!v->is_bool()) return Error{"apisix.delete_uri_tail_slash: expected a boolean"};
     c.delete_uri_tail_slash = v->as_bool();
+  }
+  if (auto v = at(r, {"apisix", "max_post_args_readable_size"})) {
+    if (!v->is_int64() || v->as_int64() < 0 || v->as_int64() > 64)
+      return Error{"apisix.max_post_args_readable_size: expected an integer number of MiB from 0 to 64"};
+    c.max_post_args_bytes = static_cast<uint64_t>(v->as_int64() == 0 ? 64 : v->as_int64()) << 20;
+  }
+  if (auto v = at(r, {"graphql", "max_size"})) {
+    if (!v->is_int64() || v->as_int64() < 0) return Error{"graphql.max_size: expected a non-negative integer (bytes)"};
+    c.graphql_max_size = static_cast<uint64_t>(v->as_int64());
+  }
+  if (auto v = at(r, {"apisix", "match_uri_encoded_slash"})) {
+    if (!v->is_bool()) return Error{"apisix.match_uri_encoded_slash: expected a boolean"};
+    c.match_uri_encoded_slash = v->as_bool();
   }
   {
     auto s = string_at(r, {"deployment", "role"}, "deployment.role");

@@ -127,6 +127,16 @@ struct NodeConfig {
   std::string config_provider = "etcd";
   int workers = 1;
   bool delete_uri_tail_slash = false;
+  // apisix.match_uri_encoded_slash: routes match a path whose %2F stays
+  // encoded, so that it sits inside one path parameter (APISIX 3.x).
+  bool match_uri_encoded_slash = false;
+  // apisix.max_post_args_readable_size (MiB in config.yaml): the largest
+  // body read before routing for route vars post_arg_*/post_arg.*. APISIX
+  // reads up to 64 MiB (0: no limit); Holdfast holds it in memory per
+  // connection, so its default is 1 MiB and 0 means 64 MiB.
+  uint64_t max_post_args_bytes = 1 << 20;
+  // graphql.max_size: the largest POST body read as a GraphQL document.
+  uint64_t graphql_max_size = 1 << 20;
   std::vector<std::string> plugins;  // enabled plugins; empty = every built-in plugin
 
   // logging

@@ -40,6 +40,33 @@ std::string uri_safe_encode(std::string_view uri) { return percent_escape(std::s
 
 std::string escape_uri_control_chars(std::string_view uri) { return percent_escape(std::string(uri), kControls); }
 
+namespace {
+std::optional<std::string> percent_decode(std::string_view raw, bool keep_slash) {
+  std::string out;
+  out.reserve(raw.size());
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] != '%') {
+      out += raw[i];
+      continue;
+    }
+    if (i + 2 >= raw.size()) return std::nullopt;
+    int h = hexval(raw[i + 1]), l = hexval(raw[i + 2]);
+    if (h < 0 || l < 0) return std::nullopt;
+    const char c = static_cast<char>(h * 16 + l);
+    if (keep_slash && c == '/') out += "%2F";
+    else out += c;
+    i += 2;
+  }
+  return out;
+}
+}  // namespace
+
+std::optional<std::string> match_uri_keep_encoded_slash(std::string_view raw, std::string_view uri) {
+  auto plain = percent_decode(raw, false);
+  if (!plain || *plain != uri) return std::nullopt;
+  return percent_decode(raw, true);
+}
+
 std::optional<std::string> normalize_path(std::string_view raw) {
   if (raw.empty() || raw[0] != '/') {
     if (raw == "*") return std::string(raw);

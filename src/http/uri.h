@@ -14,6 +14,14 @@ namespace holdfast::http {
 // nullopt when the path is invalid (bad escape, NUL, or ".." above root).
 std::optional<std::string> normalize_path(std::string_view raw);
 
+// APISIX's match_uri_encoded_slash: the path to route on when `raw` (the
+// request's path, still encoded) has a %2F. Only when decoding `raw` plainly
+// gives exactly `uri` ($uri: nothing merged, resolved or stripped) is it
+// safe to keep the slash encoded; then the result is `uri` with those
+// slashes written "%2F" (uppercase, whatever the client sent). Otherwise
+// nullopt: route on `uri`.
+std::optional<std::string> match_uri_keep_encoded_slash(std::string_view raw, std::string_view uri);
+
 // A set of byte values as nginx writes its escape tables: bit c & 31 of
 // word c >> 5.
 using ByteSet = std::array<uint32_t, 8>;

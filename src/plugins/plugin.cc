@@ -17,15 +17,85 @@ std::string header_var_name(std::string_view header) {
   return out;
 }
 
-std::optional<std::string> query_arg(std::string_view query, std::string_view name) {
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    size_t eq = pair.find('=');
-    std::string_view k = pair.substr(0, eq);
-    if (k == name) return std::string(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// As ngx.req.get_uri_args / get_post_args decode: %XX and '+' as a space;
+// a malformed escape stays as it is.
+std::string form_unescape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size() && hex_digit(s[i + 1]) >= 0 &&
+               hex_digit(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// Calls f(key, value) with each decoded pair of a query string or an
+// x-www-form-urlencoded body until it returns true. A key without '='
+// has an empty value.
+template <typename F>
+void for_each_form_pair(std::string_view s, F&& f) {
+  while (!s.empty()) {
+    size_t amp = s.find('&');
+    std::string_view pair = s.substr(0, amp);
+    if (!pair.empty()) {
+      size_t eq = pair.find('=');
+      std::string_view v = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+      if (f(form_unescape(pair.substr(0, eq)), v)) return;
+    }
     if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
+    s.remove_prefix(amp + 1);
+  }
+}
+
+// APISIX's $arg_NAME and $post_arg_NAME read ngx.req.get_uri_args /
+// get_post_args: decoded, the first value of a repeated key.
+std::optional<std::string> form_arg(std::string_view s, std::string_view name) {
+  std::optional<std::string> out;
+  for_each_form_pair(s, [&](const std::string& k, std::string_view v) {
+    if (k != name) return false;
+    out = form_unescape(v);
+    return true;
+  });
+  return out;
+}
+
+// A value from the body table as a variable: strings as they are, numbers
+// and booleans as Lua prints them, arrays of those joined with ',' (what
+// the `has` operator reads); objects and null are unset.
+std::optional<std::string> table_scalar(const boost::json::value& v) {
+  if (v.is_string()) return std::string(v.as_string());
+  if (v.is_bool()) return v.as_bool() ? "true" : "false";
+  if (v.is_int64()) return std::to_string(v.as_int64());
+  if (v.is_uint64()) return std::to_string(v.as_uint64());
+  if (v.is_double()) {
+    double d = v.as_double();
+    if (d == static_cast<double>(static_cast<int64_t>(d)) && d > -1e15 && d < 1e15)
+      return std::to_string(static_cast<int64_t>(d));
+    return fmt::format("{:.14g}", d);
+  }
+  if (v.is_array()) {
+    std::string out;
+    for (const auto& e : v.as_array()) {
+      auto s = table_scalar(e);
+      if (!s || e.is_array()) return std::nullopt;
+      if (!out.empty()) out += ',';
+      out += *s;
+    }
+    return out;
   }
   return std::nullopt;
 }
@@ -110,6 +180,60 @@ std::optional<std::string> RequestCtx::request_header(std::string_view name) con
   return std::nullopt;
 }
 
+// APISIX's core.request.get_request_body_table: the body as a table by its
+// Content-Type (JSON, or a form whose repeated keys become arrays).
+// multipart/form-data is not read here (unset, as any other type).
+const boost::json::value* RequestCtx::post_body_table() const {
+  if (body_table_tried) return body_table ? &*body_table : nullptr;
+  body_table_tried = true;
+  if (!body || !req) return nullptr;
+  std::string_view ct = req->header("content-type");
+  if (ct.find("application/json") != std::string_view::npos) {
+    boost::system::error_code ec;
+    boost::json::value v = boost::json::parse(*body, ec);
+    if (!ec) body_table = std::move(v);
+  } else if (ct.find("application/x-www-form-urlencoded") != std::string_view::npos) {
+    boost::json::object o;
+    for_each_form_pair(*body, [&](const std::string& k, std::string_view v) {
+      boost::json::string val(form_unescape(v));
+      if (auto* cur = o.if_contains(k)) {
+        if (!cur->is_array()) *cur = boost::json::array{std::move(*cur)};
+        cur->as_array().emplace_back(std::move(val));
+      } else {
+        o.emplace(k, std::move(val));
+      }
+      return false;
+    });
+    body_table = boost::json::value(std::move(o));
+  }
+  return body_table ? &*body_table : nullptr;
+}
+
+// APISIX ctx.lua parse_graphql: the document is the `query` argument of a
+// GET, or the body of a POST (its "query" field when the Content-Type is
+// exactly application/json). Anything else, or a document that does not
+// parse, leaves every graphql_* variable unset.
+const http::GraphqlSummary* RequestCtx::graphql_summary() const {
+  if (!graphql) {
+    graphql.emplace();
+    std::optional<std::string> doc;
+    if (req && req->method == "GET") {
+      doc = form_arg(req->query, "query");
+    } else if (req && req->method == "POST" && body && !body->empty() && body->size() <= graphql_max_size) {
+      if (req->header("content-type") == "application/json") {
+        const boost::json::value* t = post_body_table();
+        const boost::json::object* o = t ? t->if_object() : nullptr;
+        const boost::json::value* q = o ? o->if_contains("query") : nullptr;
+        if (q && q->is_string()) doc = std::string(q->as_string());
+      } else {
+        doc = std::string(*body);
+      }
+    }
+    if (doc) *graphql = http::parse_graphql(*doc);
+  }
+  return *graphql ? &**graphql : nullptr;
+}
+
 std::optional<std::string> RequestCtx::var(std::string_view name) const {
   if (name.starts_with("http_")) {
     std::string_view want = name.substr(5);
@@ -147,7 +271,39 @@ std::optional<std::string> RequestCtx::var(std::string_view name) const {
         return std::nullopt;
       }
   }
-  if (name.starts_with("arg_")) return req ? query_arg(req->query, name.substr(4)) : std::nullopt;
+  if (name.starts_with("arg_")) return req ? form_arg(req->query, name.substr(4)) : std::nullopt;
+  if (name.starts_with("post_arg_")) {
+    // Only a form body, as APISIX's ctx.lua.
+    if (!body || !req || !req->header("content-type").starts_with("application/x-www-form-urlencoded"))
+      return std::nullopt;
+    return form_arg(*body, name.substr(9));
+  }
+  if (name.starts_with("graphql_")) {
+    const http::GraphqlSummary* g = graphql_summary();
+    if (!g) return std::nullopt;
+    if (name == "graphql_operation") return g->operation.empty() ? std::nullopt : std::optional(g->operation);
+    if (name == "graphql_name") return g->name;
+    if (name == "graphql_root_fields") {
+      // A table in APISIX; joined with ',' here, which is what `has` reads.
+      std::string out;
+      for (const auto& f : g->root_fields) out += (out.empty() ? "" : ",") + f;
+      return out;
+    }
+    return std::nullopt;
+  }
+  if (name.starts_with("post_arg.")) {
+    const boost::json::value* cur = post_body_table();
+    std::string_view path = name.substr(9);
+    while (cur) {
+      size_t dot = path.find('.');
+      std::string_view part = path.substr(0, dot);
+      const auto* o = cur->if_object();
+      cur = o ? o->if_contains(part) : nullptr;
+      if (dot == std::string_view::npos) break;
+      path.remove_prefix(dot + 1);
+    }
+    return cur ? table_scalar(*cur) : std::nullopt;
+  }
   if (name.starts_with("cookie_")) {
     if (!req) return std::nullopt;
     for (const auto& h : req->headers)
@@ -184,6 +340,12 @@ std::optional<std::string> RequestCtx::var(std::string_view name) const {
   if (name == "request_id") return request_id;
   if (name == "status" && upstream_status) return std::to_string(resp_status_override.value_or(upstream_status));
   if (name == "upstream_status" && upstream_status) return std::to_string(upstream_status);
+  if (name.starts_with("uri_param_")) {
+    // APISIX 3.x: a path parameter of radixtree_uri_with_parameter.
+    for (const auto& [k, v] : params)
+      if (k == name.substr(10)) return v;
+    return std::nullopt;
+  }
   if (name.starts_with(":") || name.size() > 0) {
     for (const auto& [k, v] : params)
       if (k == name) return v;

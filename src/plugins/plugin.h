@@ -17,6 +17,7 @@
 
 #include "core/status.h"
 #include "http/codec.h"
+#include "http/graphql.h"
 #include "router/expr.h"
 #include "router/router.h"
 #include "router/vars.h"
@@ -97,7 +98,21 @@ struct RequestCtx final : router::VarSource {
   std::string request_id;
   std::chrono::steady_clock::time_point start;
 
+  // The whole request body, when the snapshot's route vars read it
+  // (post_arg_*, post_arg.*: the router needs it before matching) and it
+  // fits apisix.max_post_args_readable_size; null otherwise, and then those
+  // variables are unset.
+  const std::string_view* body = nullptr;
+  // The body parsed as a table for post_arg.* (JSON or form), once.
+  mutable std::optional<boost::json::value> body_table;
+  mutable bool body_table_tried = false;
+  // The request's GraphQL document, summarised once (graphql_* variables).
+  mutable std::optional<std::optional<http::GraphqlSummary>> graphql;
+  uint64_t graphql_max_size = 1 << 20;  // graphql.max_size
+
   std::optional<std::string> var(std::string_view name) const override;
+  const boost::json::value* post_body_table() const;
+  const http::GraphqlSummary* graphql_summary() const;
   void set_upstream_target(std::string target);  // the caller encodes it (proxy-rewrite: uri_safe_encode)
   void set_upstream_method(std::string method);
   void set_upstream_host(std::string host);

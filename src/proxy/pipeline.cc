@@ -100,6 +100,12 @@ bool in_pairs(const plugins::HeaderEdits& list, std::string_view name) {
 }
 
 // Names listed in the Connection header are hop-by-hop too (RFC 9110 §7.6.1).
+bool has_encoded_slash(std::string_view path) {
+  for (size_t i = 0; i + 2 < path.size(); ++i)
+    if (path[i] == '%' && path[i + 1] == '2' && (path[i + 2] == 'f' || path[i + 2] == 'F')) return true;
+  return false;
+}
+
 bool listed_in_connection(const std::vector<Header>& headers, std::string_view name) {
   for (const auto& h : headers)
     if (iequals(h.name, "connection") && header_has_token(h.value, name)) return true;
@@ -135,6 +141,7 @@ class Connection {
 
  private:
   awaitable<bool> read_head(bool first);
+  awaitable<bool> read_body_for_router(plugins::RequestCtx& ctx);
   awaitable<bool> handle();
   bool mtls_allows(const plugins::RequestCtx& ctx) const;
   const snapshot::CompiledRoute* match_route(const snapshot::Snapshot& snap, plugins::RequestCtx& ctx);
@@ -162,6 +169,9 @@ class Connection {
   Buf in_;
   RequestHead req_;
   std::string head_copy_;   // owns the request head while its body streams
+  std::string body_payload_;  // a chunked body read for the router, decoded
+  std::string_view body_view_;  // the body read for the router (RequestCtx::body)
+  bool continue_sent_ = false;  // this request's 100 Continue went out
   std::string resp_head_copy_;  // owns the response head while a body filter reads the body
   bool body_consumed_ = false;
   bool linger_ = false;     // close with a lingering read (after an error response)
@@ -281,6 +291,67 @@ awaitable<bool> Connection::read_head(bool first) {
     timed_.idle = timed_.reusable = false;
     if (ec || n == 0) co_return false;
   }
+}
+
+// APISIX reads the body when a route's vars ask for post_arg_* or
+// post_arg.* (ngx.req.read_body while matching). The router here is
+// synchronous, so when the snapshot has such a route every request's body is
+// read whole before routing, if it fits apisix.max_post_args_readable_size;
+// a larger body streams as usual and those variables are unset for it (in
+// APISIX: an error and nil). False: the client failed; close.
+awaitable<bool> Connection::read_body_for_router(plugins::RequestCtx& ctx) {
+  const NodeConfig& cfg = w_.cfg();
+  const uint64_t cap = cfg.max_post_args_bytes;
+  if (req_.body != BodyKind::length && req_.body != BodyKind::chunked) co_return true;
+  if (req_.body == BodyKind::length && req_.content_length > cap) co_return true;
+  // in_ may grow: req_ must not point into it.
+  head_copy_.assign(in_.data.data() + in_.begin, req_.head_bytes);
+  ParseError perr;
+  parse_request(head_copy_, cfg.limits, req_, perr);
+  // Chunked framing costs at most a few bytes per chunk beyond the payload;
+  // allow a generous margin, then give up on buffering.
+  const uint64_t raw_cap = req_.body == BodyKind::length ? req_.content_length : cap + cap / 2 + 4096;
+  const int64_t deadline = now_ms() + ms(cfg.client_body_timeout);
+  for (;;) {
+    const size_t have = in_.avail() - req_.head_bytes;
+    const char* start = in_.data.data() + in_.begin + req_.head_bytes;
+    if (req_.body == BodyKind::length) {
+      if (have >= req_.content_length) {
+        body_view_ = std::string_view(start, req_.content_length);
+        break;
+      }
+    } else {
+      ChunkedValidator v;
+      size_t used = 0;
+      body_payload_.clear();
+      auto r = v.feed(std::string_view(start, have), used, &body_payload_);
+      if (r == ChunkedValidator::Result::done) {
+        if (v.payload_bytes() > cap) co_return true;
+        body_view_ = body_payload_;
+        break;
+      }
+      // Bad framing is answered by the proxy path; a body past the cap streams.
+      if (r == ChunkedValidator::Result::error || v.payload_bytes() > cap || have >= raw_cap) co_return true;
+    }
+    if (req_.expect_continue && req_.minor == 1 && !continue_sent_) {
+      static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+      bool t = false;
+      if (!co_await write_all(s_, timed_, asio::buffer(k100), cfg.send_timeout, t)) co_return false;
+      continue_sent_ = true;
+    }
+    in_.compact();
+    if (in_.end == in_.data.size()) {
+      // Double, up to the head and raw_cap bytes of body (have < raw_cap).
+      const uint64_t body_room = std::min<uint64_t>(raw_cap, std::max<uint64_t>(2 * have, have + kBufSize));
+      in_.data.resize(req_.head_bytes + static_cast<size_t>(body_room));
+    }
+    error_code ec;
+    bool timed_out = false;
+    size_t n = co_await read_some_until(s_, timed_, in_, deadline, ec, timed_out);
+    if (ec || n == 0) co_return false;
+  }
+  ctx.body = &body_view_;
+  co_return true;
 }
 
 awaitable<bool> Connection::send_simple(int status, std::string_view body, bool keep,
@@ -474,12 +545,19 @@ bool Connection::mtls_allows(const plugins::RequestCtx& ctx) const {
 const snapshot::CompiledRoute* Connection::match_route(const snapshot::Snapshot& snap, plugins::RequestCtx& ctx) {
   router::MatchInput in;
   in.method = req_.method;
+  // As APISIX's match_uri_encoded_slash: the router (and route vars reading
+  // $uri) see the path with %2F kept; everything after sees $uri again.
+  std::optional<std::string> keep;
+  if (w_.cfg().match_uri_encoded_slash && has_encoded_slash(req_.path))
+    keep = http::match_uri_keep_encoded_slash(req_.path, ctx.uri);
+  if (keep) std::swap(ctx.uri, *keep);
   in.path = ctx.uri;
   in.host = ctx.host;
   in.host_header = req_.host;
   in.remote_addr = client_addr_;
   in.vars = &ctx;
   int64_t idx = snap.router.match(in, &ctx.params);
+  if (keep) std::swap(ctx.uri, *keep);
   return idx >= 0 ? &snap.routes[idx] : nullptr;
 }
 
@@ -511,6 +589,7 @@ awaitable<bool> Connection::handle() {
   ctx.https_port = cfg.redirect_https_port;
   body_consumed_ = req_.body == BodyKind::none;
   streamed_ = false;
+  continue_sent_ = false;
   auto snap = w_.snapshot();
   ctx.consumers = snap ? &snap->consumers : nullptr;
   snap_ = snap.get();
@@ -549,6 +628,9 @@ awaitable<bool> Connection::handle() {
       co_return false;
     }
   }
+
+  ctx.graphql_max_size = cfg.graphql_max_size;
+  if (snap->router_reads_body && !co_await read_body_for_router(ctx)) co_return false;
 
   // Phases in APISIX order; `stop` means a plugin produced the response.
   const snapshot::CompiledRoute* route = nullptr;
@@ -946,7 +1028,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
     // twice (as Go's transport): idempotent requests whose body we still
     // hold, when no response byte came back; any request when its first
     // write was refused before a byte was accepted.
-    bool sent_continue = false;
+    bool sent_continue = continue_sent_;
     for (int fresh = 0; fresh < 2; ++fresh) {
       conn = fresh == 0 ? w_.take_pooled(pool_key) : nullptr;
       bool reused = conn != nullptr;

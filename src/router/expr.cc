@@ -255,4 +255,15 @@ Result<std::shared_ptr<const Expr>> Expr::compile(const json::value& v) {
 
 bool Expr::eval(const VarSource& vars) const { return eval_node(*root_, vars); }
 
+namespace {
+bool node_reads(const Expr::Node& n, std::string_view prefix) {
+  if (!n.is_group) return n.var.starts_with(prefix);
+  for (const auto& c : n.children)
+    if (node_reads(*c, prefix)) return true;
+  return false;
+}
+}  // namespace
+
+bool Expr::reads(std::string_view prefix) const { return root_ && node_reads(*root_, prefix); }
+
 }  // namespace holdfast::router

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -17,6 +18,8 @@ class Expr {
  public:
   static Result<std::shared_ptr<const Expr>> compile(const boost::json::value& v);
   bool eval(const VarSource& vars) const;
+  // Whether some condition reads a variable whose name starts with `prefix`.
+  bool reads(std::string_view prefix) const;
   ~Expr();
 
   struct Node;  // opaque: a condition or a nested logical group

@@ -144,7 +144,8 @@ Result<Router> Router::build(RouterKind kind, const std::vector<RouteSpec>& rout
     // matches them against $host, which nginx lowercases.
     std::vector<std::string> hosts;
     for (const auto& h : spec.hosts) hosts.push_back(lower(h));
-    if (kind == RouterKind::radixtree_uri) p.hosts = hosts;
+    // Routers without a host tree check hosts per candidate.
+    if (kind != RouterKind::radixtree_host_uri) p.hosts = hosts;
     uint32_t pred = static_cast<uint32_t>(r.preds_.size());
     r.preds_.push_back(std::move(p));
     r.indexes_.push_back(spec.index);

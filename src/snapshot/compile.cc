@@ -449,6 +449,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
         auto e = router::Expr::compile(route.vars);
         if (!e) { skip("route", id, e.error()); continue; }
         spec.vars = *e;
+        if (spec.vars->reads("post_arg") || spec.vars->reads("graphql_")) snap->router_reads_body = true;
       }
       specs.push_back(std::move(spec));
       snap->routes.push_back(std::move(cr));

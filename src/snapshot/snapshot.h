@@ -67,6 +67,9 @@ struct Snapshot {
   std::vector<CompiledRoute> routes;
   router::Router router;
   plugins::Chain global;         // global_rules' plugins
+  // Some route's vars read post_arg_* or post_arg.*: requests have their
+  // body read before routing (Connection::read_body_for_router).
+  bool router_reads_body = false;
   std::unordered_map<std::string, std::shared_ptr<CompiledUpstream>> upstreams;
   plugins::ConsumerIndex consumers;
   // ssls, indexed by SNI for the TLS listener (never null once compiled).

@@ -112,6 +112,22 @@ TEST(Router, UriRouterChecksHostsAsPredicate) {
   EXPECT_EQ(match(r, "/h", "nope.org"), -1);
 }
 
+// APISIX t/router/radixtree-uri-with-parameter.t TEST 10-11: the parameter
+// router checks hosts (a route's own or its service's) like radixtree_uri;
+// it used to ignore them.
+TEST(Router, ParameterRouterChecksHostsAsPredicate) {
+  auto a = spec(0, {"/:name/hello"});
+  a.hosts = {"bar.com"};
+  auto b = spec(1, {"/:name/hello"}, -1);
+  auto c = spec(2, {"/exact"});
+  c.hosts = {"*.example.com"};
+  auto r = build({a, b, c}, RouterKind::radixtree_uri_with_parameter);
+  EXPECT_EQ(match(r, "/john/hello", "bar.com"), 0);
+  EXPECT_EQ(match(r, "/john/hello", "www.foo.com"), 1);
+  EXPECT_EQ(match(r, "/exact", "a.example.com"), 2);
+  EXPECT_EQ(match(r, "/exact", "a.example.org"), -1);
+}
+
 TEST(Router, RemoteAddrsCidr) {
   auto a = spec(0, {"/r"});
   a.remote_addrs = {"10.0.0.0/8", "2001:db8::/32"};

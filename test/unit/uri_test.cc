@@ -54,3 +54,20 @@ TEST(NormalizePath, RefusesNulRawOrEncoded) {
   EXPECT_EQ(normalize_path("/a\0b"s), std::nullopt);
   EXPECT_EQ(normalize_path("/\0\0"s "00b"), std::nullopt);
 }
+
+// APISIX init.lua build_match_uri_keep_encoded_slash: %2F stays encoded only
+// when a plain decode of the raw path is exactly $uri.
+TEST(MatchUriKeepEncodedSlash, KeepsSlashesEncodedWhenNothingWasNormalised) {
+  EXPECT_EQ(match_uri_keep_encoded_slash("/v1/te%2Fst/list", "/v1/te/st/list"), "/v1/te%2Fst/list");
+  EXPECT_EQ(match_uri_keep_encoded_slash("/v1/te%2fst/list", "/v1/te/st/list"), "/v1/te%2Fst/list");
+  EXPECT_EQ(match_uri_keep_encoded_slash("/a%2Fb%41/", "/a/bA/"), "/a%2FbA/");
+}
+
+TEST(MatchUriKeepEncodedSlash, FallsBackWhenNginxNormalised) {
+  // Dot segments, merged slashes: $uri differs from the plain decode.
+  EXPECT_EQ(match_uri_keep_encoded_slash("/x%2Fy/../..", "/"), std::nullopt);
+  EXPECT_EQ(match_uri_keep_encoded_slash("/a%2Fb/%2e%2e/%2e%2e", "/"), std::nullopt);
+  EXPECT_EQ(match_uri_keep_encoded_slash("//a%2Fb", "/a/b"), std::nullopt);
+  EXPECT_EQ(match_uri_keep_encoded_slash("/a%2Fb/%zz", "/a/b/%zz"), std::nullopt);
+  EXPECT_EQ(match_uri_keep_encoded_slash("/a%2", "/a%2"), std::nullopt);
+}
