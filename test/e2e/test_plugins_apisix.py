@@ -118,5 +118,94 @@ class KeyAuthApisixTest(PluginTestCase):
 
 
 
+# --------------------------------------------------------------------------
+# limit-count
+
+
+class LimitCountApisixTest(PluginTestCase):
+    def gw(self, conf):
+        return self.gateway({"routes": [route("lc", "/lc", self.up, {"limit-count": conf})]})
+
+    def test_count_and_time_window_from_variables(self):
+        # limit-count/init.lua resolve_var: count/time_window may be strings
+        # with ${var} (t/plugin/limit-count-variable.t).
+        gw = self.gw({"count": "${http_x_quota ?? 2}", "time_window": "$http_x_window", "key": "http_x_user"})
+        h = {"X-Quota": "3", "X-Window": "60", "X-User": "a"}
+        rs = [get(gw, "/lc", headers=h) for _ in range(4)]
+        self.assertEqual([r.status for r in rs], [200, 200, 200, 503])
+        self.assertEqual(rs[0].headers.get("x-ratelimit-limit"), "3")
+        self.assertEqual(rs[0].headers.get("x-ratelimit-remaining"), "2")
+        # The ?? default applies without the header.
+        h = {"X-Window": "60", "X-User": "b"}
+        self.assertEqual([get(gw, "/lc", headers=h).status for _ in range(3)], [200, 200, 503])
+        # A value that does not resolve to a positive integer fails the
+        # request (500), so a client cannot switch limiting off.
+        for bad in ({"X-User": "c"}, {"X-User": "c", "X-Window": "abc"}, {"X-User": "c", "X-Window": "0"},
+                    {"X-User": "c", "X-Window": "1.5"}):
+            r = get(gw, "/lc", headers=bad)
+            self.assertEqual(r.status, 500, (bad, r))
+            self.assert_not_from_upstream(r)
+        self.assert_log(gw, "failed to get rate limit rules", "resolved value must be an integer, got: 1.5")
+
+    def test_schema_errors_as_apisix(self):
+        # t/plugin/limit-count.t TEST 8-13: APISIX's oneOf messages.
+        gw = self.gateway({"routes": [
+            route("lc-neg", "/a", self.up, {"limit-count": {"count": -100, "time_window": 60}}),
+            route("lc-none", "/b", self.up, {"limit-count": {"time_window": 60}}),
+            route("lc-both", "/c", self.up, {"limit-count": {"count": 1, "time_window": 60, "rules": [
+                {"count": 1, "time_window": 60, "key": "$remote_addr"}]}}),
+        ]})
+        for path in ("/a", "/b", "/c"):
+            self.assertEqual(get(gw, path).status, 404)
+        self.assert_log(gw, "lc-neg", 'property "count" validation failed: value should match only one schema, but matches none')
+        self.assert_log(gw, "lc-none", "err: value should match only one schema, but matches none")
+        self.assert_log(gw, "lc-both", "count/time_window and rules cannot be specified at the same time")
+
+    def test_var_combination_with_no_variable_set_counts_the_client(self):
+        # run_rate_limit: a var_combination key that resolves no variable
+        # falls back to the client address.
+        gw = self.gw({"count": 1, "time_window": 60, "key": "$http_a-$http_b", "key_type": "var_combination"})
+        self.assertEqual(get(gw, "/lc").status, 200)
+        self.assertEqual(get(gw, "/lc").status, 503)
+        self.assertEqual(get(gw, "/lc", source="127.0.0.2").status, 200)
+        # With a variable set, the combination is the key.
+        self.assertEqual(get(gw, "/lc", headers={"A": "x"}).status, 200)
+        self.assertEqual(get(gw, "/lc", headers={"A": "x"}, source="127.0.0.2").status, 503)
+
+    def test_rules(self):
+        # limit-count 3.x `rules` (t/plugin/limit-count-rules.t): every rule
+        # whose key resolves applies, each with its own counter and headers
+        # named with its header_prefix (or its index).
+        gw = self.gw({"rules": [
+            {"count": 1, "time_window": 60, "key": "${http_user}"},
+            {"count": 2, "time_window": 60, "key": "team-$http_team", "header_prefix": "team"},
+        ], "rejected_msg": "too many"})
+        r = get(gw, "/lc", headers={"User": "u1", "Team": "t1"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.headers.get("x-1-ratelimit-limit"), "1")
+        self.assertEqual(r.headers.get("x-1-ratelimit-remaining"), "0")
+        self.assertEqual(r.headers.get("x-team-ratelimit-limit"), "2")
+        self.assertEqual(r.headers.get("x-team-ratelimit-remaining"), "1")
+        r = get(gw, "/lc", headers={"User": "u1", "Team": "t1"})
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(r.json(), {"error_msg": "too many"})
+        self.assertEqual(r.headers.get("x-1-ratelimit-remaining"), "0")
+        # Only the team rule applies without a User header.
+        r = get(gw, "/lc", headers={"Team": "t1"})
+        self.assertEqual(r.status, 200, r)
+        self.assertNotIn("x-1-ratelimit-limit", r.headers)
+        self.assertEqual(r.headers.get("x-team-ratelimit-remaining"), "0")
+        self.assertEqual(get(gw, "/lc", headers={"Team": "t1"}).status, 503)
+        # No rule applies: APISIX answers 500.
+        self.assertEqual(get(gw, "/lc").status, 500)
+
+    def test_rules_with_duplicate_keys_rejected(self):
+        gw = self.gateway({"routes": [route("lc-dup", "/lc", self.up, {"limit-count": {"rules": [
+            {"count": 1, "time_window": 60, "key": "$remote_addr"},
+            {"count": 2, "time_window": 60, "key": "$remote_addr"}]}})]})
+        self.assertEqual(get(gw, "/lc").status, 404)
+        self.assert_log(gw, "lc-dup", "duplicate key '$remote_addr' in rules")
+
+
 if __name__ == "__main__":
     unittest.main()
