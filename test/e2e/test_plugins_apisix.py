@@ -207,5 +207,61 @@ class LimitCountApisixTest(PluginTestCase):
         self.assert_log(gw, "lc-dup", "duplicate key '$remote_addr' in rules")
 
 
+# --------------------------------------------------------------------------
+# request-id
+
+UUID7_RE = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+
+
+class RequestIdApisixTest(PluginTestCase):
+    def ids(self, algorithm, n=1, **extra):
+        gw = self.gateway({"routes": [route("rid", "/rid", self.up, {"request-id": {"algorithm": algorithm, **extra}})]})
+        return [get(gw, "/rid").headers.get("x-request-id", "") for _ in range(n)]
+
+    def test_uuidv7(self):
+        # core.utils.generate_uuid_v7 (t/plugin/request-id.t TEST 20-24):
+        # version 7, variant 8-b, the millisecond timestamp first, and ids
+        # from one worker in increasing order.
+        before = int(time.time() * 1000)
+        ids = self.ids("uuidv7", 20)
+        after = int(time.time() * 1000)
+        for i in ids:
+            self.assertRegex(i, UUID7_RE)
+            ms = int(i.replace("-", "")[:12], 16)
+            self.assertTrue(before <= ms <= after, (i, before, after))
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(len(set(ids)), 20)
+
+    def test_ksuid(self):
+        # resty.ksuid: 27 base62 characters; the first 4 bytes are seconds
+        # since 1400000000.
+        ids = self.ids("ksuid", 5)
+        for i in ids:
+            self.assertRegex(i, r"^[0-9A-Za-z]{27}$")
+            n = 0
+            for ch in i:
+                n = n * 62 + "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".index(ch)
+            self.assertLess(abs((n >> 128) + 1400000000 - time.time()), 120, i)
+        self.assertEqual(len(set(ids)), 5)
+
+    def test_nanoid(self):
+        for i in self.ids("nanoid", 5):
+            self.assertRegex(i, r"^[-_0-9a-zA-Z]{21}$")
+
+    def test_range_id_default_char_set(self):
+        # APISIX's default char_set has no "J" (its "GHIGK" typo): follow it.
+        ids = self.ids("range_id", 50)
+        for i in ids:
+            self.assertRegex(i, r"^[a-zA-Z0-9]{16}$")
+        self.assertNotIn("J", "".join(ids))
+
+    def test_unknown_algorithm_message(self):
+        gw = self.gateway({"routes": [route("rid-bad", "/rid", self.up, {"request-id": {"algorithm": "bad_algorithm"}})]})
+        self.assertEqual(get(gw, "/rid").status, 404)
+        line = self.assert_log(gw, "rid-bad", "request-id")
+        self.assertIn('property "algorithm" validation failed: matches none of the enum values', line)
+        self.assertNotIn("enum values (", line)
+
+
 if __name__ == "__main__":
     unittest.main()
