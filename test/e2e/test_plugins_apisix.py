@@ -263,5 +263,44 @@ class RequestIdApisixTest(PluginTestCase):
         self.assertNotIn("enum values (", line)
 
 
+# --------------------------------------------------------------------------
+# mocking
+
+
+class MockingApisixTest(PluginTestCase):
+    def gw(self, conf):
+        return self.gateway({"routes": [route("mk", "/mk", self.up, {"mocking": conf})]})
+
+    def test_numbers_printed_as_lua_cjson(self):
+        # t/plugin/mocking.t TEST 7-8: {"field1":5.5}; gen_integer floors an
+        # example; lua-cjson escapes "/".
+        gw = self.gw({"content_type": "text/plain", "response_schema": {"type": "object", "properties": {
+            "field1": {"type": "number", "example": 5.5}}}})
+        self.assertEqual(get(gw, "/mk").body, b'{"field1":5.5}')
+        gw = self.gw({"content_type": "text/plain", "response_schema": {"type": "object", "properties": {
+            "i": {"type": "integer", "example": 7.9}}}})
+        self.assertEqual(get(gw, "/mk").body, b'{"i":7}')
+        gw = self.gw({"content_type": "text/plain", "response_schema": {"type": "object", "properties": {
+            "s": {"type": "string", "example": "a/b"}}}})
+        self.assertEqual(get(gw, "/mk").body, b'{"s":"a\\/b"}')
+
+    def test_variables_in_body_and_headers(self):
+        # mocking.lua resolves variables in response_example and in
+        # response_headers values (t/plugin/mocking.t TEST 15-22).
+        gw = self.gw({"content_type": "text/plain", "response_example": "remote_addr:$remote_addr empty:$foo",
+                      "response_headers": {"X-Route-Id": "$route_id", "X-Num": 10, "X-Float": 1.5}})
+        r = get(gw, "/mk")
+        self.assertEqual(r.body, b"remote_addr:127.0.0.1 empty:")
+        self.assertEqual(r.headers.get("x-route-id"), "mk")
+        self.assertEqual(r.headers.get("x-num"), "10")
+        self.assertEqual(r.headers.get("x-float"), "1.5")
+
+    def test_unsupported_content_type_rejected(self):
+        gw = self.gateway({"routes": [route("mk-ct", "/mk", self.up, {"mocking": {
+            "response_example": "x", "content_type": "image/png"}})]})
+        self.assertEqual(get(gw, "/mk").status, 404)
+        self.assert_log(gw, "mk-ct", "unsupported content type!")
+
+
 if __name__ == "__main__":
     unittest.main()
