@@ -302,5 +302,50 @@ class MockingApisixTest(PluginTestCase):
         self.assert_log(gw, "mk-ct", "unsupported content type!")
 
 
+# --------------------------------------------------------------------------
+# redirect
+
+
+class RedirectApisixTest(PluginTestCase):
+    def test_escaped_dollar_stays(self):
+        # t/plugin/redirect.t TEST 11-12: "\$uri" is kept as written.
+        gw = self.gateway({"routes": [route("r", "/hello", self.up, {"redirect": {
+            "uri": "\\$uri/foo$uri\\$uri/bar", "ret_code": 301}})]})
+        r = get(gw, "/hello")
+        self.assertEqual(r.status, 301, r)
+        self.assertEqual(r.headers.get("location"), "\\$uri/foo/hello\\$uri/bar")
+
+    def test_dollar_forms(self):
+        # TEST 7-10, 13-14: ${var}, a lone "$", an unknown variable.
+        gw = self.gateway({"routes": [
+            route("r1", "/a", self.up, {"redirect": {"uri": "$uri/test/a${arg_name}c"}}),
+            route("r2", "/b", self.up, {"redirect": {"uri": "/foo$$uri"}}),
+            route("r3", "/c", self.up, {"redirect": {"uri": "$uri/$bad_var/bar"}}),
+        ]})
+        self.assertEqual(get(gw, "/a?name=json").headers.get("location"), "/a/test/ajsonc")
+        self.assertEqual(get(gw, "/b").headers.get("location"), "/foo$/b")
+        self.assertEqual(get(gw, "/c").headers.get("location"), "/c//bar")
+
+    def test_regex_uri_captures_encode_and_query(self):
+        # TEST 34-44: ${1} captures, encode_uri, append_query_string.
+        gw = self.gateway({"routes": [route("r", "/x/*", self.up, {"redirect": {
+            "regex_uri": ["^/x/(.*)$", "/y/${1}?from=x"], "encode_uri": True, "append_query_string": True}})]})
+        r = get(gw, "/x/with%20space?q=1")
+        self.assertEqual(r.status, 302, r)
+        self.assertEqual(r.headers.get("location"), "/y/with%20space?from=x&q=1")
+
+    def test_schema_as_apisix(self):
+        # redirect.lua schema: one regex_uri pair; oneOf counts a present
+        # http_to_https even when false (TEST 25's message).
+        gw = self.gateway({"routes": [
+            route("rd-pairs", "/a", self.up, {"redirect": {"regex_uri": ["^/a", "/b", "^/c", "/d"]}}),
+            route("rd-both", "/b", self.up, {"redirect": {"uri": "/x", "http_to_https": False}}),
+        ]})
+        self.assertEqual(get(gw, "/a").status, 404)
+        self.assertEqual(get(gw, "/b").status, 404)
+        self.assert_log(gw, "rd-pairs", "expect array to have at most 2 items")
+        self.assert_log(gw, "rd-both", "value should match only one schema, but matches both schemas 1 and 3")
+
+
 if __name__ == "__main__":
     unittest.main()
