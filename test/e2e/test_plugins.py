@@ -685,9 +685,9 @@ class CorsTest(PluginTestCase):
             "allow_origins_by_regex": ["^https://[a-z]+\\.example\\.com$"]}})]})
         r = get(gw, "/c", headers={"Origin": "https://app.example.com"})
         self.assertEqual(r.headers.get("access-control-allow-origin"), "https://app.example.com")
-        r = get(gw, "/c", headers={"Origin": "http://fixed.example"})
-        self.assertEqual(r.headers.get("access-control-allow-origin"), "http://fixed.example")
-        for bad in ("https://app.example.com.evil.org", "http://app.example.com", "https://example.com"):
+        # As APISIX's cors.lua: with regexes, allow_origins is not consulted.
+        for bad in ("https://app.example.com.evil.org", "http://app.example.com", "https://example.com",
+                    "http://fixed.example"):
             r = get(gw, "/c", headers={"Origin": bad})
             self.assertNotIn("access-control-allow-origin", r.headers, bad)
 

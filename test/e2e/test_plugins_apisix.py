@@ -347,5 +347,72 @@ class RedirectApisixTest(PluginTestCase):
         self.assert_log(gw, "rd-both", "value should match only one schema, but matches both schemas 1 and 3")
 
 
+# --------------------------------------------------------------------------
+# cors
+
+
+class CorsApisixTest(PluginTestCase):
+    def test_origin_checked_before_proxy_rewrite_changes_it(self):
+        # t/plugin/cors.t TEST 34-35.
+        gw = self.gateway({"routes": [route("c", "/c", self.up, {
+            "cors": {"allow_origins": "http://sub.domain.com", "allow_methods": "GET,POST",
+                     "allow_headers": "headr1,headr2", "max_age": 50, "allow_credential": True},
+            "proxy-rewrite": {"headers": {"Origin": "http://example.com"}}})]})
+        r = get(gw, "/c", headers={"Origin": "http://sub.domain.com"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.upstream_values("origin"), ["http://example.com"])
+        self.assertEqual(r.headers.get("access-control-allow-origin"), "http://sub.domain.com")
+        self.assertEqual(r.headers.get("access-control-allow-credentials"), "true")
+
+    def test_vary_origin_whenever_origins_are_restricted(self):
+        # cors.lua adds Vary: Origin when allow_origins is not "*", allowed or not.
+        gw = self.gateway({"routes": [route("c", "/c", self.up, {"cors": {"allow_origins": "http://a.example"}})]})
+        r = get(gw, "/c", headers={"Origin": "http://evil.example"})
+        self.assertNotIn("access-control-allow-origin", r.headers)
+        self.assertIn("Origin", r.values("vary"))
+
+    def test_timing_allow_origins(self):
+        # cors4.t TEST 24-25: timing_allow_origins_by_regex wins over the list;
+        # a "*" list answers "*".
+        gw = self.gateway({"routes": [
+            route("c1", "/c1", self.up, {"cors": {
+                "allow_origins_by_regex": ["http://.*?\\.domain\\.com"],
+                "timing_allow_origins_by_regex": ["http://test.*?\\.domain\\.com"],
+                "timing_allow_origins": "http://nonexistent.newdomain.com"}}),
+            route("c2", "/c2", self.up, {"cors": {"timing_allow_origins": "*"}}),
+        ]})
+        r = get(gw, "/c1", headers={"Origin": "http://testurl.domain.com"})
+        self.assertEqual(r.headers.get("access-control-allow-origin"), "http://testurl.domain.com")
+        self.assertEqual(r.headers.get("timing-allow-origin"), "http://testurl.domain.com")
+        r = get(gw, "/c1", headers={"Origin": "http://other.domain.com"})
+        self.assertEqual(r.headers.get("access-control-allow-origin"), "http://other.domain.com")
+        self.assertNotIn("timing-allow-origin", r.headers)
+        r = get(gw, "/c2", headers={"Origin": "http://x.example"})
+        self.assertEqual(r.headers.get("timing-allow-origin"), "*")
+
+    def test_regex_origins_never_answer_star(self):
+        # With allow_origins_by_regex the answer is the matching origin, never
+        # "*", even though allow_origins keeps its default "*".
+        gw = self.gateway({"routes": [route("c", "/c", self.up, {"cors": {
+            "allow_origins_by_regex": ["^http://[a-z]+\\.test\\.com$"]}})]})
+        r = get(gw, "/c", headers={"Origin": "http://a.test.com"})
+        self.assertEqual(r.headers.get("access-control-allow-origin"), "http://a.test.com")
+        for h in ({"Origin": "http://a.test2.com"}, {}):
+            r = get(gw, "/c", headers=h)
+            self.assertNotIn("access-control-allow-origin", r.headers, h)
+
+    def test_schema_as_apisix(self):
+        gw = self.gateway({"routes": [
+            route("cors-tao", "/a", self.up, {"cors": {"allow_credential": True, "allow_origins": "http://a.example",
+                                                     "allow_methods": "GET", "allow_headers": "X",
+                                                     "timing_allow_origins": "*"}}),
+            route("cors-pat", "/b", self.up, {"cors": {"allow_origins": "http://a.example, http://b.example"}}),
+        ]})
+        self.assertEqual(get(gw, "/a").status, 404)
+        self.assertEqual(get(gw, "/b").status, 404)
+        self.assert_log(gw, "cors-tao", "you can not set '*' for other option when 'allow_credential' is true")
+        self.assert_log(gw, "cors-pat", "allow_origins", "failed to match pattern")
+
+
 if __name__ == "__main__":
     unittest.main()
