@@ -414,5 +414,32 @@ class CorsApisixTest(PluginTestCase):
         self.assert_log(gw, "cors-pat", "allow_origins", "failed to match pattern")
 
 
+# --------------------------------------------------------------------------
+# fault-injection
+
+
+class FaultInjectionApisixTest(PluginTestCase):
+    def test_numeric_header_values_and_variables(self):
+        # fault-injection.lua: header values are strings or numbers (a number
+        # goes out as Lua prints it); strings and the body go through
+        # core.utils.resolve_var (with its ?? default).
+        gw = self.gateway({"routes": [route("fi", "/fi", self.up, {"fault-injection": {"abort": {
+            "http_status": 403, "body": "who=${arg_who ?? nobody}",
+            "headers": {"X-Int": 10, "X-Float": 1.5, "X-Var": "$arg_who"}}}})]})
+        r = get(gw, "/fi")
+        self.assertEqual((r.status, r.body), (403, b"who=nobody"))
+        self.assertEqual(r.headers.get("x-int"), "10")
+        self.assertEqual(r.headers.get("x-float"), "1.5")
+        r = get(gw, "/fi?who=me")
+        self.assertEqual(r.body, b"who=me")
+        self.assertEqual(r.headers.get("x-var"), "me")
+
+    def test_header_name_with_colon_rejected(self):
+        gw = self.gateway({"routes": [route("fi-bad", "/fi", self.up, {"fault-injection": {"abort": {
+            "http_status": 403, "headers": {"X:Y": "1"}}}})]})
+        self.assertEqual(get(gw, "/fi").status, 404)
+        self.assert_log(gw, "fi-bad", "headers")
+
+
 if __name__ == "__main__":
     unittest.main()
