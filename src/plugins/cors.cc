@@ -37,7 +37,8 @@ bool any_regex(const std::vector<std::shared_ptr<const UserRegex>>& list, std::s
   for (const auto& re : list) {
     std::string why;
     RegexMatch m = re->find(origin, 0, nullptr, &why);
-    if (m == RegexMatch::error) log::error("cors: origin regex '{}' failed: {}", re->pattern(), why);
+    if (m == RegexMatch::error)
+      log::error("cors: origin regex '{}' failed: {}", re->pattern(), why);
     if (m == RegexMatch::match) return true;
   }
   return false;
@@ -46,7 +47,8 @@ bool any_regex(const std::vector<std::shared_ptr<const UserRegex>>& list, std::s
 // APISIX's process_with_allow_origins: "**" is the request's origin (or
 // "*" without one); a comma list allows only an origin on it; a single
 // value is returned as is and the caller compares it.
-std::optional<std::string> from_list(const std::string& conf, std::optional<std::string_view> origin) {
+std::optional<std::string> from_list(const std::string& conf,
+                                     std::optional<std::string_view> origin) {
   if (conf == "**") return origin ? std::string(*origin) : std::string("*");
   if (conf.find(',') == std::string::npos) return conf;
   for (std::string_view o : items(conf))
@@ -93,9 +95,12 @@ class Cors final : public Plugin {
       if (methods == "**") methods = "GET,POST,PUT,DELETE,PATCH,HEAD,OPTIONS,CONNECT,TRACE";
       ctx.set_response_header("Access-Control-Allow-Methods", methods);
       ctx.set_response_header("Access-Control-Max-Age", std::to_string(max_age));
-      if (!expose_headers.empty()) ctx.set_response_header("Access-Control-Expose-Headers", expose_headers);
-      if (allow_headers != "**") ctx.set_response_header("Access-Control-Allow-Headers", allow_headers);
-      else if (auto h = ctx.request_header("Access-Control-Request-Headers")) ctx.set_response_header("Access-Control-Allow-Headers", *h);
+      if (!expose_headers.empty())
+        ctx.set_response_header("Access-Control-Expose-Headers", expose_headers);
+      if (allow_headers != "**")
+        ctx.set_response_header("Access-Control-Allow-Headers", allow_headers);
+      else if (auto h = ctx.request_header("Access-Control-Request-Headers"))
+        ctx.set_response_header("Access-Control-Allow-Headers", *h);
       if (allow_credential) ctx.set_response_header("Access-Control-Allow-Credentials", "true");
     }
     // Timing-Allow-Origin: its regexes when set, else its list, each as above.
@@ -112,7 +117,8 @@ class Cors final : public Plugin {
 // APISIX's origins_pattern: ^(\*|\*\*|null|\w+://[^,]+(,\w+://[^,]+)*)$
 bool valid_origins(std::string_view s) {
   if (s == "*" || s == "**" || s == "null") return true;
-  if (s.empty() || s.front() == ',' || s.back() == ',' || s.find(",,") != std::string_view::npos) return false;
+  if (s.empty() || s.front() == ',' || s.back() == ',' || s.find(",,") != std::string_view::npos)
+    return false;
   for (std::string_view o : items(s)) {
     size_t sep = o.find("://");
     if (sep == std::string_view::npos || sep == 0 || sep + 3 >= o.size()) return false;
@@ -126,7 +132,9 @@ Result<std::vector<std::shared_ptr<const UserRegex>>> compile_list(Checker& c, c
   std::vector<std::shared_ptr<const UserRegex>> out;
   if (auto rs = c.str_array(key, 1)) {
     for (const auto& r : *rs) {
-      if (r.empty() || r.size() > 4096) return Error{fmt::format("property \"{}\" validation failed: items must be 1-4096 characters", key)};
+      if (r.empty() || r.size() > 4096)
+        return Error{
+            fmt::format("property \"{}\" validation failed: items must be 1-4096 characters", key)};
       auto re = UserRegex::compile(r);
       if (!re) return Error{fmt::format("invalid {} '{}': {}", key, r, re.error())};
       out.push_back(std::move(*re));
@@ -148,20 +156,24 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   p->max_age = c.integer("max_age").value_or(5);
   p->allow_credential = c.boolean("allow_credential").value_or(false);
   for (auto [key, list] : {std::pair{"allow_origins_by_regex", &p->origin_regex},
-                            std::pair{"timing_allow_origins_by_regex", &p->timing_regex}}) {
+                           std::pair{"timing_allow_origins_by_regex", &p->timing_regex}}) {
     auto l = compile_list(c, key);
-    if (!l) { if (!c.failed()) c.fail(l.error()); break; }
+    if (!l) {
+      if (!c.failed()) c.fail(l.error());
+      break;
+    }
     *list = std::move(*l);
   }
   p->timing_allow_origins = c.str("timing_allow_origins");
   for (auto [key, v] : {std::pair{"allow_origins", std::optional<std::string>(p->allow_origins)},
                         std::pair{"timing_allow_origins", p->timing_allow_origins}})
     if (v && !valid_origins(*v) && !c.failed())
-      c.fail(fmt::format("property \"{}\" validation failed: failed to match pattern \"{}\" with \"{}\"", key,
-                         "^(\\*|\\*\\*|null|\\w+://[^,]+(,\\w+://[^,]+)*)$", *v));
+      c.fail(fmt::format(
+          "property \"{}\" validation failed: failed to match pattern \"{}\" with \"{}\"", key,
+          "^(\\*|\\*\\*|null|\\w+://[^,]+(,\\w+://[^,]+)*)$", *v));
   if (!c.failed() && p->allow_credential &&
-      (p->allow_origins == "*" || p->allow_methods == "*" || p->allow_headers == "*" || p->expose_headers == "*" ||
-       p->timing_allow_origins == "*"))
+      (p->allow_origins == "*" || p->allow_methods == "*" || p->allow_headers == "*" ||
+       p->expose_headers == "*" || p->timing_allow_origins == "*"))
     c.fail("you can not set '*' for other option when 'allow_credential' is true");
   return done(c, p);
 }

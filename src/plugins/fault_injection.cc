@@ -43,7 +43,8 @@ class FaultInjection final : public Plugin {
       // APISIX resolves variables (core.utils.resolve_var) in the body and in
       // string header values; a number goes out as Lua prints it.
       ctx.respond(abort_status, router::resolve_var(abort_body, ctx), "");
-      for (const auto& [k, v] : abort_headers) ctx.add_reply_header(k, v.number ? *v.number : router::resolve_var(v.text, ctx));
+      for (const auto& [k, v] : abort_headers)
+        ctx.add_reply_header(k, v.number ? *v.number : router::resolve_var(v.text, ctx));
       return Action::respond;
     }
     return Action::next;
@@ -77,17 +78,25 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
     if (const json::object* h = ac.object("headers")) {
       // APISIX's schema: at least one header, names without ':', values
       // strings or numbers.
-      if (h->empty()) ac.fail("property \"headers\" validation failed: expect object to have at least 1 properties");
+      if (h->empty())
+        ac.fail(
+            "property \"headers\" validation failed: expect object to have at least 1 properties");
       for (const auto& kv : *h) {
         if (ac.failed()) break;
         if (kv.key().empty() || kv.key().find(':') != std::string_view::npos)
-          ac.fail(fmt::format("property \"headers\" validation failed: additional properties forbidden, found {}", std::string_view(kv.key())));
+          ac.fail(fmt::format(
+              "property \"headers\" validation failed: additional properties forbidden, found {}",
+              std::string_view(kv.key())));
         else if (kv.value().is_string())
-          p->abort_headers.push_back({std::string(kv.key()), {std::string(kv.value().as_string()), std::nullopt}});
+          p->abort_headers.push_back(
+              {std::string(kv.key()), {std::string(kv.value().as_string()), std::nullopt}});
         else if (kv.value().is_number())
           p->abort_headers.push_back({std::string(kv.key()), {"", lua_number(kv.value())}});
         else
-          ac.fail(fmt::format("property \"headers\" validation failed: property \"{}\" validation failed: value should match only one schema, but matches none", std::string_view(kv.key())));
+          ac.fail(
+              fmt::format("property \"headers\" validation failed: property \"{}\" validation "
+                          "failed: value should match only one schema, but matches none",
+                          std::string_view(kv.key())));
       }
     }
     if (auto s = parse_fault(c, *a, "abort", p->abort); !s) ac.fail(s.error());

@@ -88,8 +88,10 @@ class KeyAuth final : public Plugin {
     }
     if (consumer) {
       if (hide_credentials) {
-        if (from_header) ctx.remove_request_header(header);
-        else hide_query_key(ctx);
+        if (from_header)
+          ctx.remove_request_header(header);
+        else
+          hide_query_key(ctx);
       }
     } else {
       if (anonymous_consumer.empty()) return reject(ctx, failure);
@@ -102,8 +104,10 @@ class KeyAuth final : public Plugin {
       }
       auto it = ctx.consumers->by_name.find(anonymous_consumer);
       if (it == ctx.consumers->by_name.end()) {
-        log::error("key-auth failed to authenticate the request, code: 401. error: failed to get anonymous consumer {}",
-                   anonymous_consumer);
+        log::error(
+            "key-auth failed to authenticate the request, code: 401. error: failed to get "
+            "anonymous consumer {}",
+            anonymous_consumer);
         return reject(ctx, "Invalid user authorization");
       }
       consumer = it->second.get();
@@ -133,8 +137,9 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
     bool ok = r->size() <= 128;
     for (char ch : *r) ok = ok && ch >= 0x20 && ch <= 0x7e && ch != '"' && ch != '\\';
     if (!ok && !c.failed())
-      c.fail(fmt::format("property \"realm\" validation failed: failed to match pattern \"{}\" with \"{}\"",
-                         "^[\\x20-\\x21\\x23-\\x5B\\\\]-\\x7E]+$", *r));
+      c.fail(fmt::format(
+          "property \"realm\" validation failed: failed to match pattern \"{}\" with \"{}\"",
+          "^[\\x20-\\x21\\x23-\\x5B\\\\]-\\x7E]+$", *r));
     p->realm = *r;
   }
   return done(c, p);

@@ -6,19 +6,19 @@
 // key includes the conf version), or the `group`.
 #include <fmt/format.h>
 
-#include <boost/json.hpp>
 #include <algorithm>
 #include <atomic>
+#include <boost/json.hpp>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <set>
 
 #include "core/log.h"
-#include "upstream/balancer.h"
 #include "plugins/common.h"
 #include "plugins/shared_dict.h"
 #include "router/vars.h"
+#include "upstream/balancer.h"
 
 namespace holdfast::plugins {
 namespace {
@@ -56,11 +56,15 @@ Result<int64_t> resolve_amount(const Amount& a, const RequestCtx& ctx) {
   std::string t = b == std::string::npos ? std::string() : v.substr(b, e - b + 1);
   char* end = nullptr;
   double d = t.empty() ? 0 : std::strtod(t.c_str(), &end);
-  if (t.empty() || end != t.c_str() + t.size() || std::isnan(d)) return Error{"resolved value is not a number"};
-  if (d <= 0) return Error{fmt::format("resolved value must be a positive number, got: {:.14g}", d)};
-  if (d != std::floor(d)) return Error{fmt::format("resolved value must be an integer, got: {:.14g}", d)};
+  if (t.empty() || end != t.c_str() + t.size() || std::isnan(d))
+    return Error{"resolved value is not a number"};
+  if (d <= 0)
+    return Error{fmt::format("resolved value must be a positive number, got: {:.14g}", d)};
+  if (d != std::floor(d))
+    return Error{fmt::format("resolved value must be an integer, got: {:.14g}", d)};
   if (d > 9007199254740991.0)
-    return Error{fmt::format("resolved value exceeds safe integer range (2^53-1), got: {:.14g}", d)};
+    return Error{
+        fmt::format("resolved value exceeds safe integer range (2^53-1), got: {:.14g}", d)};
   return static_cast<int64_t>(d);
 }
 
@@ -132,7 +136,8 @@ class LimitCount final : public Plugin {
     auto name = [&](const char* base) {
       std::string n(base);
       if (l.header_prefix)
-        if (size_t p = n.find("RateLimit-"); p != std::string::npos) n.insert(p, *l.header_prefix + "-");
+        if (size_t p = n.find("RateLimit-"); p != std::string::npos)
+          n.insert(p, *l.header_prefix + "-");
       return n;
     };
     ctx.add_response_header(name("X-RateLimit-Limit"), std::to_string(l.count));
@@ -188,8 +193,10 @@ class LimitCount final : public Plugin {
       }
       if (remaining < 0) {
         quota_headers(ctx, l, 0, reset);
-        if (rejected_msg.empty()) ctx.respond(rejected_code, "", "");
-        else ctx.respond(rejected_code, json_error_msg(rejected_msg));
+        if (rejected_msg.empty())
+          ctx.respond(rejected_code, "", "");
+        else
+          ctx.respond(rejected_code, json_error_msg(rejected_msg));
         return Action::respond;
       }
       quota_headers(ctx, l, remaining, reset);
@@ -201,13 +208,17 @@ class LimitCount final : public Plugin {
 // APISIX's schema: oneOf {integer > 0, string}; its error text when neither.
 std::optional<Amount> parse_amount(const json::value& v) {
   Amount a;
-  if (v.is_string()) a.tmpl = std::string(v.as_string());
-  else if (v.is_int64() && v.as_int64() > 0) a.fixed = v.as_int64();
-  else if (v.is_uint64()) a.fixed = static_cast<int64_t>(std::min<uint64_t>(v.as_uint64(), INT64_MAX));
+  if (v.is_string())
+    a.tmpl = std::string(v.as_string());
+  else if (v.is_int64() && v.as_int64() > 0)
+    a.fixed = v.as_int64();
+  else if (v.is_uint64())
+    a.fixed = static_cast<int64_t>(std::min<uint64_t>(v.as_uint64(), INT64_MAX));
   else if (v.is_double() && v.as_double() > 0 && v.as_double() == std::floor(v.as_double()) &&
            v.as_double() < 9.2e18)
     a.fixed = static_cast<int64_t>(v.as_double());
-  else return std::nullopt;
+  else
+    return std::nullopt;
   return a;
 }
 
@@ -217,8 +228,10 @@ void read_amounts(Checker& c, const json::object& o, Rule& r, const char* where)
     if (it == o.end()) continue;
     auto a = parse_amount(it->value());
     if (!a) {
-      c.fail(fmt::format("{}property \"{}\" validation failed: value should match only one schema, but matches none",
-                         where, k));
+      c.fail(
+          fmt::format("{}property \"{}\" validation failed: value should match only one schema, "
+                      "but matches none",
+                      where, k));
       return;
     }
     (std::string_view(k) == "count" ? r.count : r.time_window) = std::move(*a);
@@ -228,10 +241,28 @@ void read_amounts(Checker& c, const json::object& o, Rule& r, const char* where)
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string& scope) {
   auto p = std::make_shared<LimitCount>();
   Checker c(conf, "limit-count");
-  c.only({"count", "time_window", "window_type", "key", "key_type", "group", "policy", "rejected_code",
-          "rejected_msg", "allow_degradation", "show_limit_quota_header", "redis_host", "redis_port",
-          "redis_password", "redis_database", "redis_timeout", "redis_ssl", "redis_ssl_verify",
-          "redis_cluster_nodes", "redis_cluster_name", "sync_interval", "rules"});
+  c.only({"count",
+          "time_window",
+          "window_type",
+          "key",
+          "key_type",
+          "group",
+          "policy",
+          "rejected_code",
+          "rejected_msg",
+          "allow_degradation",
+          "show_limit_quota_header",
+          "redis_host",
+          "redis_port",
+          "redis_password",
+          "redis_database",
+          "redis_timeout",
+          "redis_ssl",
+          "redis_ssl_verify",
+          "redis_cluster_nodes",
+          "redis_cluster_name",
+          "sync_interval",
+          "rules"});
   Rule own;
   read_amounts(c, conf, own, "");
   auto wt = c.one_of("window_type", {"fixed", "sliding"}, "fixed");
@@ -250,18 +281,24 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   if (rules) {
     std::set<std::string> keys;
     for (size_t i = 0; i < rules->size() && !c.failed(); ++i) {
-      const std::string where = fmt::format("property \"rules\" validation failed: failed to validate item {}: ", i + 1);
-      if (!(*rules)[i].is_object()) { c.fail(where + "wrong type: expected object, got " + model::type_name((*rules)[i])); break; }
+      const std::string where =
+          fmt::format("property \"rules\" validation failed: failed to validate item {}: ", i + 1);
+      if (!(*rules)[i].is_object()) {
+        c.fail(where + "wrong type: expected object, got " + model::type_name((*rules)[i]));
+        break;
+      }
       const json::object& ro = (*rules)[i].as_object();
       Rule r;
       read_amounts(c, ro, r, where.c_str());
       Checker rc(ro, "rules");
       for (const char* k : {"count", "time_window", "key"})
-        if (!ro.contains(k) && !c.failed()) c.fail(where + fmt::format("property \"{}\" is required", k));
+        if (!ro.contains(k) && !c.failed())
+          c.fail(where + fmt::format("property \"{}\" is required", k));
       r.key = rc.str("key").value_or("");
       r.header_prefix = rc.str("header_prefix").value_or(std::to_string(i + 1));
       if (rc.failed() && !c.failed()) c.fail(where + rc.error());
-      if (!c.failed() && !keys.insert(r.key).second) c.fail(fmt::format("duplicate key '{}' in rules", r.key));
+      if (!c.failed() && !keys.insert(r.key).second)
+        c.fail(fmt::format("duplicate key '{}' in rules", r.key));
       p->rules.push_back(std::move(r));
     }
     p->has_rules = true;

@@ -23,17 +23,35 @@ void cjson_string(std::string_view s, std::string& out) {
   out += '"';
   for (char ch : s) {
     switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '/': out += "\\/"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '/':
+        out += "\\/";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
-        if (static_cast<unsigned char>(ch) < 0x20) out += fmt::format("\\u{:04x}", static_cast<unsigned char>(ch));
-        else out += ch;
+        if (static_cast<unsigned char>(ch) < 0x20)
+          out += fmt::format("\\u{:04x}", static_cast<unsigned char>(ch));
+        else
+          out += ch;
     }
   }
   out += '"';
@@ -57,7 +75,10 @@ void cjson_encode(const json::value& v, std::string& out) {
     }
     case json::kind::array: {
       // lua-cjson encodes an empty table as an object.
-      if (v.as_array().empty()) { out += "{}"; return; }
+      if (v.as_array().empty()) {
+        out += "{}";
+        return;
+      }
       out += '[';
       bool first = true;
       for (const auto& e : v.as_array()) {
@@ -68,14 +89,24 @@ void cjson_encode(const json::value& v, std::string& out) {
       out += ']';
       return;
     }
-    case json::kind::string: cjson_string(v.as_string(), out); return;
-    case json::kind::bool_: out += v.as_bool() ? "true" : "false"; return;
-    case json::kind::null: out += "null"; return;
-    default: out += lua_number(v); return;
+    case json::kind::string:
+      cjson_string(v.as_string(), out);
+      return;
+    case json::kind::bool_:
+      out += v.as_bool() ? "true" : "false";
+      return;
+    case json::kind::null:
+      out += "null";
+      return;
+    default:
+      out += lua_number(v);
+      return;
   }
 }
 
-int64_t random_int(int64_t lo, int64_t hi) { return lo + static_cast<int64_t>(rng()() % static_cast<uint64_t>(hi - lo + 1)); }
+int64_t random_int(int64_t lo, int64_t hi) {
+  return lo + static_cast<int64_t>(rng()() % static_cast<uint64_t>(hi - lo + 1));
+}
 
 // APISIX's gen_by_property: an `example` is used only when its type fits the
 // property's type, otherwise a random value of that type; objects and
@@ -85,7 +116,8 @@ json::value gen_by_property(const json::value& schema, int depth);
 json::value gen_object(const json::object& s, int depth) {
   json::object o;
   if (auto p = s.find("properties"); p != s.end() && p->value().is_object())
-    for (const auto& kv : p->value().as_object()) o[kv.key()] = gen_by_property(kv.value(), depth + 1);
+    for (const auto& kv : p->value().as_object())
+      o[kv.key()] = gen_by_property(kv.value(), depth + 1);
   return o;
 }
 
@@ -93,7 +125,8 @@ json::value gen_by_property(const json::value& schema, int depth) {
   if (!schema.is_object() || depth > 16) return nullptr;
   const auto& s = schema.as_object();
   std::string type;
-  if (auto t = s.find("type"); t != s.end() && t->value().is_string()) type = std::string(t->value().as_string());
+  if (auto t = s.find("type"); t != s.end() && t->value().is_string())
+    type = std::string(t->value().as_string());
   for (auto& ch : type) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
   const json::value* example = s.if_contains("example");
   if (type == "object") return gen_object(s, depth);
@@ -101,7 +134,8 @@ json::value gen_by_property(const json::value& schema, int depth) {
     auto items = s.find("items");
     if (items == s.end()) return nullptr;
     json::array a;
-    for (int64_t i = random_int(1, 3); i > 0; --i) a.push_back(gen_by_property(items->value(), depth + 1));
+    for (int64_t i = random_int(1, 3); i > 0; --i)
+      a.push_back(gen_by_property(items->value(), depth + 1));
     return a;
   }
   if (type == "string") {
@@ -165,19 +199,28 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   if (!c.failed() && !p->example && !c.has("response_schema"))
     c.fail("value should match at least one schema, but matches none");
   if (const json::object* h = c.object("response_headers")) {
-    if (h->empty() && !c.failed()) c.fail("property \"response_headers\" validation failed: expect object to have at least 1 properties");
+    if (h->empty() && !c.failed())
+      c.fail(
+          "property \"response_headers\" validation failed: expect object to have at least 1 "
+          "properties");
     for (const auto& kv : *h) {
       if (kv.key().empty() || kv.key().find(':') != std::string_view::npos) {
-        c.fail(fmt::format("property \"response_headers\" validation failed: additional properties forbidden, found {}",
-                           std::string_view(kv.key())));
+        c.fail(
+            fmt::format("property \"response_headers\" validation failed: additional properties "
+                        "forbidden, found {}",
+                        std::string_view(kv.key())));
         break;
       }
       std::string value;
-      if (kv.value().is_string()) value = std::string(kv.value().as_string());
-      else if (kv.value().is_number()) value = lua_number(kv.value());
+      if (kv.value().is_string())
+        value = std::string(kv.value().as_string());
+      else if (kv.value().is_number())
+        value = lua_number(kv.value());
       else {
-        c.fail(fmt::format("property \"response_headers\" validation failed: property \"{}\" validation failed: "
-                           "value should match only one schema, but matches none", std::string_view(kv.key())));
+        c.fail(fmt::format(
+            "property \"response_headers\" validation failed: property \"{}\" validation failed: "
+            "value should match only one schema, but matches none",
+            std::string_view(kv.key())));
         break;
       }
       p->headers.emplace_back(std::string(kv.key()), std::move(value));
@@ -188,8 +231,8 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   if (!c.failed()) {
     std::string_view ct = p->content_type;
     if (size_t semi = ct.find(';'); semi != std::string_view::npos) ct = ct.substr(0, semi);
-    if (ct != "application/xml" && ct != "application/json" && ct != "text/plain" && ct != "text/html" &&
-        ct != "text/xml")
+    if (ct != "application/xml" && ct != "application/json" && ct != "text/plain" &&
+        ct != "text/html" && ct != "text/xml")
       c.fail("unsupported content type!");
   }
   return done(c, p);

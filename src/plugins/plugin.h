@@ -105,7 +105,9 @@ struct RequestCtx final : router::VarSource {
   void set_upstream_target(std::string target);  // the caller encodes it (proxy-rewrite: uri_safe_encode)
   void set_upstream_method(std::string method);
   void set_upstream_host(std::string host);
-  std::string_view query() const { return args ? std::string_view(*args) : req ? req->query : std::string_view(); }
+  std::string_view query() const {
+    return args ? std::string_view(*args) : req ? req->query : std::string_view();
+  }
   // Replaces the query string (set_uri_args), keeping the upstream path.
   void set_query(std::string query);
   // Header edits. Names and values are escaped as OpenResty escapes what

@@ -27,12 +27,18 @@ std::string expand_uri_template(std::string_view t, const RequestCtx& ctx) {
       i = e > i + 2 ? e : i + 1;
       continue;
     }
-    if (t[i] != '$') { out += t[i++]; continue; }
+    if (t[i] != '$') {
+      out += t[i++];
+      continue;
+    }
     size_t b = i + 1, e = b;
     bool braced = b < t.size() && t[b] == '{';
     if (braced) ++b, ++e;
     while (e < t.size() && name_char(t[e])) ++e;
-    if (e == b || (braced && (e >= t.size() || t[e] != '}'))) { out += t[i++]; continue; }
+    if (e == b || (braced && (e >= t.size() || t[e] != '}'))) {
+      out += t[i++];
+      continue;
+    }
     if (auto v = ctx.var(t.substr(b, e - b))) out += *v;
     i = braced ? e + 1 : e;
   }
@@ -111,9 +117,11 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
       ++i;
       if (c.has(k)) matched.push_back(i);
     }
-    if (matched.empty()) c.fail("value should match only one schema, but matches none");
+    if (matched.empty())
+      c.fail("value should match only one schema, but matches none");
     else if (matched.size() > 1)
-      c.fail(fmt::format("value should match only one schema, but matches both schemas {} and {}", matched[0], matched[1]));
+      c.fail(fmt::format("value should match only one schema, but matches both schemas {} and {}",
+                         matched[0], matched[1]));
   }
   if (!c.failed() && p->http_to_https && p->append_query) c.fail("only one of `http_to_https` and `append_query_string` can be configured.");
   return done(c, p);

@@ -25,7 +25,8 @@ std::array<unsigned char, N> secure_bytes() {
 // nanoid: 21 characters of the standard 64-character alphabet, 6 bits of
 // CSPRNG output each (no modulo bias), as APISIX's get_nanoid.
 std::string nanoid() {
-  static constexpr char kAlphabet[] = "-_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  static constexpr char kAlphabet[] =
+      "-_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
   auto b = secure_bytes<21>();
   std::string id(21, ' ');
   for (size_t i = 0; i < 21; ++i) id[i] = kAlphabet[b[i] & 63];
@@ -47,10 +48,14 @@ std::string uuid_v7() {
     last_ms = ms;
     seq = 0;
     uint64_t r = rng()();
-    for (auto& b : rand_b) { b = static_cast<uint8_t>(r); r >>= 8; }
+    for (auto& b : rand_b) {
+      b = static_cast<uint8_t>(r);
+      r >>= 8;
+    }
   };
   int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::system_clock::now().time_since_epoch()).count();
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count();
   if (ms > last_ms) {
     reset(ms);
   } else {
@@ -58,20 +63,26 @@ std::string uuid_v7() {
     if (++seq > 0x3ffff) reset(++ms);
   }
   const uint64_t t = static_cast<uint64_t>(ms) & 0xffffffffffffULL;
-  return fmt::format("{:08x}-{:04x}-{:04x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}", t >> 16, t & 0xffff,
-                     0x7000 | (seq >> 6), 0x80 | (seq & 0x3f), rand_b[0], rand_b[1], rand_b[2], rand_b[3], rand_b[4],
-                     rand_b[5], rand_b[6]);
+  return fmt::format("{:08x}-{:04x}-{:04x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+                     t >> 16, t & 0xffff, 0x7000 | (seq >> 6), 0x80 | (seq & 0x3f), rand_b[0],
+                     rand_b[1], rand_b[2], rand_b[3], rand_b[4], rand_b[5], rand_b[6]);
 }
 
 // KSUID (resty.ksuid): 4 bytes of seconds since 2014-05-13 (1400000000)
 // and 16 random bytes, base62, 27 characters.
 std::string ksuid() {
-  static constexpr char kBase62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  static constexpr char kBase62[] =
+      "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
   std::array<uint8_t, 20> n{};
   const int64_t secs = std::chrono::duration_cast<std::chrono::seconds>(
-                           std::chrono::system_clock::now().time_since_epoch()).count() - 1400000000;
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count() -
+                       1400000000;
   const uint32_t ts = static_cast<uint32_t>(secs < 0 ? 0 : secs);
-  n[0] = ts >> 24; n[1] = ts >> 16; n[2] = ts >> 8; n[3] = ts;
+  n[0] = ts >> 24;
+  n[1] = ts >> 16;
+  n[2] = ts >> 8;
+  n[3] = ts;
   auto payload = secure_bytes<16>();
   std::copy(payload.begin(), payload.end(), n.begin() + 4);
   // Long division of the 160-bit big-endian number by 62, digit by digit.
@@ -134,7 +145,8 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
     // APISIX's enum, with its message (no list of values).
     if (*a != "uuid" && *a != "nanoid" && *a != "range_id" && *a != "ksuid" && *a != "uuidv7")
       c.fail("property \"algorithm\" validation failed: matches none of the enum values");
-    else p->algorithm = *a;
+    else
+      p->algorithm = *a;
   }
   if (const json::object* r = c.object("range_id")) {
     Checker rc(*r, "range_id");

@@ -28,7 +28,9 @@ std::string expand_vars(std::string_view t, const VarSource& vars) {
 
 namespace {
 bool word_or_dot(char c) { return isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'; }
-bool space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 std::string_view trim(std::string_view s) {
   while (!s.empty() && space(s.front())) s.remove_prefix(1);
   while (!s.empty() && space(s.back())) s.remove_suffix(1);
@@ -41,11 +43,15 @@ std::string resolve_var(std::string_view t, const VarSource& vars, size_t* n_res
   std::string out;
   out.reserve(t.size());
   for (size_t i = 0; i < t.size();) {
-    if (t[i] != '$' || i + 1 >= t.size() || (i > 0 && t[i - 1] == '\\')) { out += t[i++]; continue; }
+    if (t[i] != '$' || i + 1 >= t.size() || (i > 0 && t[i - 1] == '\\')) {
+      out += t[i++];
+      continue;
+    }
     std::string_view name;
     size_t end;
     bool braced = false;
-    if (t[i + 1] == '{' && t.find('}', i + 2) != std::string_view::npos && t.find('}', i + 2) > i + 2) {
+    if (t[i + 1] == '{' && t.find('}', i + 2) != std::string_view::npos &&
+        t.find('}', i + 2) > i + 2) {
       end = t.find('}', i + 2);
       name = trim(t.substr(i + 2, end - i - 2));
       braced = true;
@@ -55,7 +61,10 @@ std::string resolve_var(std::string_view t, const VarSource& vars, size_t* n_res
       while (end < t.size() && word_or_dot(t[end])) ++end;
       name = t.substr(i + 1, end - i - 1);
     }
-    if (name.empty() && !braced) { out += t[i++]; continue; }
+    if (name.empty() && !braced) {
+      out += t[i++];
+      continue;
+    }
     // `a ?? b`: b when a is unset (APISIX splits on \s*\?\?\s*).
     std::string_view fallback;
     bool has_fallback = false;

@@ -1,8 +1,9 @@
 // router::resolve_var against APISIX's core.utils.resolve_var (apisix/core/utils.lua).
+#include "router/vars.h"
+
 #include <gtest/gtest.h>
 
 #include "map_vars.h"
-#include "router/vars.h"
 
 using holdfast::router::resolve_var;
 using holdfast::testing::MapVars;
