@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "core/log.h"
 
 namespace holdfast::plugins {
@@ -26,6 +28,15 @@ std::string uuid_v4() {
 
 std::string json_message(std::string_view msg) { return fmt::format("{{\"message\":\"{}\"}}\n", log::json_escape(msg)); }
 std::string json_error_msg(std::string_view msg) { return fmt::format("{{\"error_msg\":\"{}\"}}\n", log::json_escape(msg)); }
+
+std::string lua_number(const json::value& v) {
+  double d = v.is_int64()    ? static_cast<double>(v.as_int64())
+             : v.is_uint64() ? static_cast<double>(v.as_uint64())
+                             : v.as_double();
+  if (std::isnan(d)) return "nan";
+  if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
+  return fmt::format("{:.14g}", d);
+}
 
 RegexPairs parse_regex_pairs(Checker& c, const char* key) {
   RegexPairs out;

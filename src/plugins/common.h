@@ -22,6 +22,9 @@ bool sample(std::optional<int64_t> percentage);
 std::string uuid_v4();
 std::string json_message(std::string_view msg);   // {"message":"..."}\n
 std::string json_error_msg(std::string_view msg); // {"error_msg":"..."}\n
+// A JSON number as Lua's tostring prints it ("%.14g": 5 -> "5", 5.5 ->
+// "5.5"), which is what APISIX puts in a header or body built from one.
+std::string lua_number(const json::value& number);
 
 // {add,set,remove} or a legacy map (= set). Values may contain $vars.
 // With `multi_values` (proxy-rewrite), add/set values may be arrays: each

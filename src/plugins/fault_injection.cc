@@ -1,5 +1,7 @@
 // fault-injection (priority 11000): delays and/or aborts a share of the
 // requests, optionally only those matching `vars` expressions.
+#include <fmt/format.h>
+
 #include <boost/json.hpp>
 
 #include "plugins/common.h"
@@ -28,14 +30,21 @@ class FaultInjection final : public Plugin {
   Fault abort, delay;
   int abort_status = 0;
   std::string abort_body;
-  HeaderList abort_headers;
+  struct HeaderValue {
+    std::string text;
+    std::optional<std::string> number;
+  };
+  std::vector<std::pair<std::string, HeaderValue>> abort_headers;
   double duration = 0;
 
   Action rewrite(RequestCtx& ctx) const override {
     if (delay.applies(ctx)) ctx.delay_seconds = duration;
     if (abort.applies(ctx)) {
-      ctx.respond(abort_status, router::expand_vars(abort_body, ctx), "");
-      for (const auto& [k, v] : abort_headers) ctx.add_reply_header(k, router::expand_vars(v, ctx));
+      // APISIX resolves variables (core.utils.resolve_var) in the body and in
+      // string header values; a number goes out as Lua prints it.
+      ctx.respond(abort_status, router::resolve_var(abort_body, ctx), "");
+      for (const auto& [k, v] : abort_headers)
+        ctx.add_reply_header(k, v.number ? *v.number : router::resolve_var(v.text, ctx));
       return Action::respond;
     }
     return Action::next;
@@ -66,9 +75,30 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
     ac.only({"http_status", "body", "headers", "percentage", "vars"});
     p->abort_status = static_cast<int>(ac.integer("http_status", true, 200).value_or(0));
     p->abort_body = ac.str("body").value_or("");
-    if (const json::object* h = ac.object("headers"))
-      for (const auto& kv : *h)
-        if (kv.value().is_string()) p->abort_headers.emplace_back(std::string(kv.key()), std::string(kv.value().as_string()));
+    if (const json::object* h = ac.object("headers")) {
+      // APISIX's schema: at least one header, names without ':', values
+      // strings or numbers.
+      if (h->empty())
+        ac.fail(
+            "property \"headers\" validation failed: expect object to have at least 1 properties");
+      for (const auto& kv : *h) {
+        if (ac.failed()) break;
+        if (kv.key().empty() || kv.key().find(':') != std::string_view::npos)
+          ac.fail(fmt::format(
+              "property \"headers\" validation failed: additional properties forbidden, found {}",
+              std::string_view(kv.key())));
+        else if (kv.value().is_string())
+          p->abort_headers.push_back(
+              {std::string(kv.key()), {std::string(kv.value().as_string()), std::nullopt}});
+        else if (kv.value().is_number())
+          p->abort_headers.push_back({std::string(kv.key()), {"", lua_number(kv.value())}});
+        else
+          ac.fail(
+              fmt::format("property \"headers\" validation failed: property \"{}\" validation "
+                          "failed: value should match only one schema, but matches none",
+                          std::string_view(kv.key())));
+      }
+    }
     if (auto s = parse_fault(c, *a, "abort", p->abort); !s) ac.fail(s.error());
     if (ac.failed()) c.fail("property \"abort\" validation failed: " + ac.error());
   }

@@ -6,15 +6,19 @@
 // key includes the conf version), or the `group`.
 #include <fmt/format.h>
 
-#include <boost/json.hpp>
+#include <algorithm>
 #include <atomic>
+#include <boost/json.hpp>
 #include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <set>
 
 #include "core/log.h"
-#include "upstream/balancer.h"
 #include "plugins/common.h"
 #include "plugins/shared_dict.h"
 #include "router/vars.h"
+#include "upstream/balancer.h"
 
 namespace holdfast::plugins {
 namespace {
@@ -36,10 +40,53 @@ void log_no_memory() {
              "plugin-limit-count; see holdfast_shared_dict_no_memory_total)");
 }
 
+// count / time_window: a positive integer, or (APISIX 3.x) a string resolved
+// per request with core.utils.resolve_var, e.g. "${http_x_quota ?? 10}".
+struct Amount {
+  int64_t fixed = 0;
+  std::optional<std::string> tmpl;
+};
+
+// As APISIX's limit-count resolve_var: the resolved text must be a positive
+// integer number (Lua's tonumber), else the request fails with this error.
+Result<int64_t> resolve_amount(const Amount& a, const RequestCtx& ctx) {
+  if (!a.tmpl) return a.fixed;
+  std::string v = router::resolve_var(*a.tmpl, ctx);
+  size_t b = v.find_first_not_of(" \t\r\n"), e = v.find_last_not_of(" \t\r\n");
+  std::string t = b == std::string::npos ? std::string() : v.substr(b, e - b + 1);
+  char* end = nullptr;
+  double d = t.empty() ? 0 : std::strtod(t.c_str(), &end);
+  if (t.empty() || end != t.c_str() + t.size() || std::isnan(d))
+    return Error{"resolved value is not a number"};
+  if (d <= 0)
+    return Error{fmt::format("resolved value must be a positive number, got: {:.14g}", d)};
+  if (d != std::floor(d))
+    return Error{fmt::format("resolved value must be an integer, got: {:.14g}", d)};
+  if (d > 9007199254740991.0)
+    return Error{
+        fmt::format("resolved value exceeds safe integer range (2^53-1), got: {:.14g}", d)};
+  return static_cast<int64_t>(d);
+}
+
+// A rule of the 3.x `rules` list; the plugin's own count/time_window/key
+// make the single rule when there is no list.
+struct Rule {
+  Amount count, time_window;
+  std::string key;
+  std::string header_prefix;  // rules: its header_prefix, else its 1-based index
+};
+
+struct Limits {
+  int64_t count = 0, time_window = 0;
+  std::string key;
+  const std::string* header_prefix = nullptr;
+};
+
 class LimitCount final : public Plugin {
  public:
-  int64_t count = 0, time_window = 0;
-  std::string key = "remote_addr", key_type = "var", group;
+  std::vector<Rule> rules;  // one rule without `rules`
+  bool has_rules = false;
+  std::string key_type = "var", group;
   int rejected_code = 503;
   std::string rejected_msg;
   bool show_headers = true;
@@ -49,7 +96,7 @@ class LimitCount final : public Plugin {
 
   // Returns remaining (>= 0 when allowed, -1 when rejected, -2 when the key
   // cannot be stored) and the seconds until the window resets (rounded up).
-  int64_t incoming(std::string_view key, int64_t& reset) const {
+  int64_t incoming(std::string_view key, int64_t count, int64_t time_window, int64_t& reset) const {
     const int64_t now = now_ms();
     int64_t remaining = -2;
     dict->update(key, now, [&](SharedDict::Slot& s, bool fresh) {
@@ -67,68 +114,205 @@ class LimitCount final : public Plugin {
     return remaining;
   }
 
+  // The key of the plugin's own rule as APISIX's key_type reads it; a key
+  // that resolves to nothing counts the client address instead.
+  std::string plain_key(const RequestCtx& ctx) const {
+    const std::string& key = rules.front().key;
+    if (key_type == "constant") return key;
+    if (key_type == "var_combination") {
+      size_t n = 0;
+      std::string k = router::resolve_var(key, ctx, &n);
+      if (n > 0) return k;
+    } else if (auto v = ctx.var(key)) {
+      return *v;
+    }
+    return ctx.remote_addr;
+  }
+
+  // Rate-limiting headers, named as APISIX names them: a rule's prefix goes
+  // before "RateLimit-" (X-RateLimit-Limit -> X-1-RateLimit-Limit).
+  void quota_headers(RequestCtx& ctx, const Limits& l, int64_t remaining, int64_t reset) const {
+    if (!show_headers) return;
+    auto name = [&](const char* base) {
+      std::string n(base);
+      if (l.header_prefix)
+        if (size_t p = n.find("RateLimit-"); p != std::string::npos)
+          n.insert(p, *l.header_prefix + "-");
+      return n;
+    };
+    ctx.add_response_header(name("X-RateLimit-Limit"), std::to_string(l.count));
+    ctx.add_response_header(name("X-RateLimit-Remaining"), std::to_string(remaining));
+    ctx.add_response_header(name("X-RateLimit-Reset"), std::to_string(reset));
+  }
+
+  Action fail(RequestCtx& ctx, const std::string& why) const {
+    log::error("failed to get rate limit rules: {}", why);
+    if (allow_degradation) return Action::next;
+    ctx.respond(500, "", "");
+    return Action::respond;
+  }
+
   Action access(RequestCtx& ctx) const override {
-    std::string k;
-    if (key_type == "constant") k = key;
-    else if (key_type == "var_combination") k = router::expand_vars(key, ctx);
-    else k = ctx.var(key).value_or("");
-    if (k.empty()) k = ctx.remote_addr;
-    // One buffer per worker thread: no allocation per request for the key.
-    thread_local std::string full;
-    full.assign(prefix).append(":").append(k);
-    int64_t reset = 0;
-    const int64_t remaining = incoming(full, reset);
-    if (remaining == -2) {
-      // APISIX answers so when its dict cannot hold the key.
-      log_no_memory();
-      if (allow_degradation) return Action::next;
-      ctx.respond(500, json_error_msg("failed to limit count"));
-      return Action::respond;
-    }
-    if (remaining < 0) {
-      if (show_headers) {
-        ctx.add_reply_header("X-RateLimit-Limit", std::to_string(count));
-        ctx.add_reply_header("X-RateLimit-Remaining", "0");
-        ctx.add_reply_header("X-RateLimit-Reset", std::to_string(reset));
+    // As APISIX's get_rules: every rule that applies is resolved first (a
+    // count or window that does not resolve fails the request, so a client
+    // cannot switch limiting off), then each is counted in turn.
+    thread_local std::vector<Limits> todo;
+    todo.clear();
+    for (const Rule& r : rules) {
+      Limits l;
+      if (has_rules) {
+        // A rule whose key names no variable that is set does not apply.
+        size_t n = 0;
+        l.key = router::resolve_var(r.key, ctx, &n);
+        if (n == 0) continue;
+        l.header_prefix = &r.header_prefix;
+      } else {
+        l.key = plain_key(ctx);
       }
-      if (rejected_msg.empty()) ctx.respond(rejected_code, "", "");
-      else ctx.respond(rejected_code, json_error_msg(rejected_msg));
-      return Action::respond;
+      auto count = resolve_amount(r.count, ctx);
+      if (!count) return fail(ctx, count.error());
+      auto window = resolve_amount(r.time_window, ctx);
+      if (!window) return fail(ctx, window.error());
+      l.count = *count;
+      l.time_window = *window;
+      todo.push_back(std::move(l));
     }
-    if (show_headers) {
-      ctx.add_response_header("X-RateLimit-Limit", std::to_string(count));
-      ctx.add_response_header("X-RateLimit-Remaining", std::to_string(remaining));
-      ctx.add_response_header("X-RateLimit-Reset", std::to_string(reset));
+    if (todo.empty()) return fail(ctx, "no rule applies");
+    for (const Limits& l : todo) {
+      // One buffer per worker thread: no allocation per request for the key.
+      thread_local std::string full;
+      full.assign(prefix).append(":").append(l.key);
+      int64_t reset = 0;
+      const int64_t remaining = incoming(full, l.count, l.time_window, reset);
+      if (remaining == -2) {
+        // APISIX answers so when its dict cannot hold the key.
+        log_no_memory();
+        if (allow_degradation) return Action::next;
+        ctx.respond(500, json_error_msg("failed to limit count"));
+        return Action::respond;
+      }
+      if (remaining < 0) {
+        quota_headers(ctx, l, 0, reset);
+        if (rejected_msg.empty())
+          ctx.respond(rejected_code, "", "");
+        else
+          ctx.respond(rejected_code, json_error_msg(rejected_msg));
+        return Action::respond;
+      }
+      quota_headers(ctx, l, remaining, reset);
     }
     return Action::next;
   }
 };
 
+// APISIX's schema: oneOf {integer > 0, string}; its error text when neither.
+std::optional<Amount> parse_amount(const json::value& v) {
+  Amount a;
+  if (v.is_string())
+    a.tmpl = std::string(v.as_string());
+  else if (v.is_int64() && v.as_int64() > 0)
+    a.fixed = v.as_int64();
+  else if (v.is_uint64())
+    a.fixed = static_cast<int64_t>(std::min<uint64_t>(v.as_uint64(), INT64_MAX));
+  else if (v.is_double() && v.as_double() > 0 && v.as_double() == std::floor(v.as_double()) &&
+           v.as_double() < 9.2e18)
+    a.fixed = static_cast<int64_t>(v.as_double());
+  else
+    return std::nullopt;
+  return a;
+}
+
+void read_amounts(Checker& c, const json::object& o, Rule& r, const char* where) {
+  for (const char* k : {"count", "time_window"}) {
+    auto it = o.find(k);
+    if (it == o.end()) continue;
+    auto a = parse_amount(it->value());
+    if (!a) {
+      c.fail(
+          fmt::format("{}property \"{}\" validation failed: value should match only one schema, "
+                      "but matches none",
+                      where, k));
+      return;
+    }
+    (std::string_view(k) == "count" ? r.count : r.time_window) = std::move(*a);
+  }
+}
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string& scope) {
   auto p = std::make_shared<LimitCount>();
   Checker c(conf, "limit-count");
-  c.only({"count", "time_window", "window_type", "key", "key_type", "group", "policy", "rejected_code",
-          "rejected_msg", "allow_degradation", "show_limit_quota_header", "redis_host", "redis_port",
-          "redis_password", "redis_database", "redis_timeout", "redis_ssl", "redis_ssl_verify",
-          "redis_cluster_nodes", "redis_cluster_name", "sync_interval"});
-  p->count = c.integer("count", true, 1).value_or(0);
-  if (const json::value* tw = c.get("time_window"); tw && tw->is_string()) {
-    try { p->time_window = std::stoll(std::string(tw->as_string())); } catch (...) { p->time_window = 0; }
-    if (p->time_window <= 0) c.fail("property \"time_window\" validation failed: expected a positive integer");
-  } else {
-    p->time_window = c.integer("time_window", true, 1).value_or(0);
-  }
+  c.only({"count",
+          "time_window",
+          "window_type",
+          "key",
+          "key_type",
+          "group",
+          "policy",
+          "rejected_code",
+          "rejected_msg",
+          "allow_degradation",
+          "show_limit_quota_header",
+          "redis_host",
+          "redis_port",
+          "redis_password",
+          "redis_database",
+          "redis_timeout",
+          "redis_ssl",
+          "redis_ssl_verify",
+          "redis_cluster_nodes",
+          "redis_cluster_name",
+          "sync_interval",
+          "rules"});
+  Rule own;
+  read_amounts(c, conf, own, "");
   auto wt = c.one_of("window_type", {"fixed", "sliding"}, "fixed");
   if (wt && *wt == "sliding" && !c.failed()) c.fail("window_type sliding is not supported yet");
-  p->key = c.str("key", false, 1).value_or("remote_addr");
+  own.key = c.str("key").value_or("remote_addr");
   p->key_type = c.one_of("key_type", {"var", "var_combination", "constant"}, "var").value_or("var");
-  p->group = c.str("group", false, 1).value_or("");
+  p->group = c.str("group").value_or("");
   auto policy = c.one_of("policy", {"local", "redis", "redis-cluster", "redis-sentinel"}, "local");
   if (policy && *policy != "local" && !c.failed()) c.fail("policy " + *policy + " is not supported yet (only local)");
   p->rejected_code = static_cast<int>(c.integer("rejected_code", false, 200, 599).value_or(503));
   p->rejected_msg = c.str("rejected_msg", false, 1).value_or("");
   p->allow_degradation = c.boolean("allow_degradation").value_or(false);
   p->show_headers = c.boolean("show_limit_quota_header").value_or(true);
+  const bool counted = c.has("count") && c.has("time_window");
+  const json::array* rules = c.array("rules");
+  if (rules) {
+    std::set<std::string> keys;
+    for (size_t i = 0; i < rules->size() && !c.failed(); ++i) {
+      const std::string where =
+          fmt::format("property \"rules\" validation failed: failed to validate item {}: ", i + 1);
+      if (!(*rules)[i].is_object()) {
+        c.fail(where + "wrong type: expected object, got " + model::type_name((*rules)[i]));
+        break;
+      }
+      const json::object& ro = (*rules)[i].as_object();
+      Rule r;
+      read_amounts(c, ro, r, where.c_str());
+      Checker rc(ro, "rules");
+      for (const char* k : {"count", "time_window", "key"})
+        if (!ro.contains(k) && !c.failed())
+          c.fail(where + fmt::format("property \"{}\" is required", k));
+      r.key = rc.str("key").value_or("");
+      r.header_prefix = rc.str("header_prefix").value_or(std::to_string(i + 1));
+      if (rc.failed() && !c.failed()) c.fail(where + rc.error());
+      if (!c.failed() && !keys.insert(r.key).second)
+        c.fail(fmt::format("duplicate key '{}' in rules", r.key));
+      p->rules.push_back(std::move(r));
+    }
+    p->has_rules = true;
+  }
+  if (!c.failed()) {
+    // APISIX's oneOf: {count, time_window} or {rules}, with its messages.
+    if (rules && (c.has("count") || c.has("time_window")))
+      c.fail("count/time_window and rules cannot be specified at the same time");
+    else if (!rules && !counted)
+      c.fail("value should match only one schema, but matches none");
+    else if (rules && !p->group.empty())
+      c.fail("group and rules cannot be specified at the same time");
+  }
+  if (!rules) p->rules.push_back(std::move(own));
   p->prefix = p->group.empty() ? fmt::format("{}:{:08x}", scope, upstream::crc32(json::serialize(conf))) : "group:" + p->group;
   p->dict = &shared_dict("plugin-limit-count");
   return done(c, p);

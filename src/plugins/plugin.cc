@@ -218,7 +218,7 @@ const http::GraphqlSummary* RequestCtx::graphql_summary() const {
     graphql.emplace();
     std::optional<std::string> doc;
     if (req && req->method == "GET") {
-      doc = form_arg(req->query, "query");
+      doc = form_arg(query(), "query");
     } else if (req && req->method == "POST" && body && !body->empty() && body->size() <= graphql_max_size) {
       if (req->header("content-type") == "application/json") {
         const boost::json::value* t = post_body_table();
@@ -271,7 +271,7 @@ std::optional<std::string> RequestCtx::var(std::string_view name) const {
         return std::nullopt;
       }
   }
-  if (name.starts_with("arg_")) return req ? form_arg(req->query, name.substr(4)) : std::nullopt;
+  if (name.starts_with("arg_")) return req ? form_arg(query(), name.substr(4)) : std::nullopt;
   if (name.starts_with("post_arg_")) {
     // Only a form body, as APISIX's ctx.lua.
     if (!body || !req || !req->header("content-type").starts_with("application/x-www-form-urlencoded"))
@@ -330,10 +330,10 @@ std::optional<std::string> RequestCtx::var(std::string_view name) const {
   if (name == "request_method") return std::string(req->method);
   if (name == "request_uri") return std::string(req->target);
   if (name == "query_string" || name == "args") {
-    if (req->query.empty()) return std::nullopt;
-    return std::string(req->query);
+    if (query().empty()) return std::nullopt;
+    return std::string(query());
   }
-  if (name == "is_args") return req->query.empty() ? std::string() : std::string("?");
+  if (name == "is_args") return query().empty() ? std::string() : std::string("?");
   if (name == "server_name" || name == "hostname") return host;
   if (name == "route_id" && !route_id.empty()) return std::string(route_id);
   if (name == "consumer_name" && consumer) return consumer->conf->username;
@@ -367,6 +367,13 @@ void set_in(HeaderEdits& list, HeaderEdit e) {
 void RequestCtx::set_upstream_target(std::string target) {
   upstream_target = std::move(target);
   upstream_target_by = plugin;
+}
+void RequestCtx::set_query(std::string q) {
+  std::string target = upstream_target ? upstream_target->substr(0, upstream_target->find('?'))
+                                       : std::string(req ? req->path : std::string_view("/"));
+  if (!q.empty()) target.append("?").append(q);
+  args = std::move(q);
+  set_upstream_target(std::move(target));
 }
 void RequestCtx::set_upstream_method(std::string method) {
   upstream_method = std::move(method);

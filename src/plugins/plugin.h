@@ -71,6 +71,10 @@ struct RequestCtx final : router::VarSource {
   std::optional<std::string> upstream_target;   // path?query, already encoded
   std::optional<std::string> upstream_method;
   std::optional<std::string> upstream_host;     // Host header override
+  // The query string after a plugin changed it (APISIX's
+  // core.request.set_uri_args, e.g. key-auth's hide_credentials); unset: the
+  // client's. $args, $arg_* and the upstream request follow it.
+  std::optional<std::string> args;
   const char* upstream_target_by = nullptr;
   const char* upstream_method_by = nullptr;
   const char* upstream_host_by = nullptr;
@@ -116,6 +120,11 @@ struct RequestCtx final : router::VarSource {
   void set_upstream_target(std::string target);  // the caller encodes it (proxy-rewrite: uri_safe_encode)
   void set_upstream_method(std::string method);
   void set_upstream_host(std::string host);
+  std::string_view query() const {
+    return args ? std::string_view(*args) : req ? req->query : std::string_view();
+  }
+  // Replaces the query string (set_uri_args), keeping the upstream path.
+  void set_query(std::string query);
   // Header edits. Names and values are escaped as OpenResty escapes what
   // ngx.header and ngx.req.set_header get (http/head_writer.h), so a
   // control character a value picked up from $uri goes out as %XX. "set"

@@ -26,4 +26,11 @@ struct TlsVars {
 // Expands "$var" and "${var}" in a template; unset variables become "".
 std::string expand_vars(std::string_view tmpl, const VarSource& vars);
 
+// APISIX's core.utils.resolve_var, for the plugins that use it (limit-count,
+// mocking): `$name` (letters, digits, `_`, `.`) and `${name}` (spaces around
+// the name ignored, `${name ?? default}` for an unset one); a `$` right after
+// a backslash is left alone (the backslash stays, as in APISIX); unset
+// variables become "". `n_resolved` counts the variables that had a value.
+std::string resolve_var(std::string_view tmpl, const VarSource& vars, size_t* n_resolved = nullptr);
+
 }  // namespace holdfast::router

@@ -110,7 +110,7 @@ class KeyAuthTest(PluginTestCase):
 
     def test_missing_key_is_401_with_realm(self):
         gw = self.gw()
-        for headers in ({}, {"apikey": ""}):
+        for headers in ({},):
             r = get(gw, "/ka", headers=headers)
             self.assertEqual(r.status, 401, r)
             self.assertEqual(r.json(), {"message": "Missing API key in request"})
@@ -685,9 +685,9 @@ class CorsTest(PluginTestCase):
             "allow_origins_by_regex": ["^https://[a-z]+\\.example\\.com$"]}})]})
         r = get(gw, "/c", headers={"Origin": "https://app.example.com"})
         self.assertEqual(r.headers.get("access-control-allow-origin"), "https://app.example.com")
-        r = get(gw, "/c", headers={"Origin": "http://fixed.example"})
-        self.assertEqual(r.headers.get("access-control-allow-origin"), "http://fixed.example")
-        for bad in ("https://app.example.com.evil.org", "http://app.example.com", "https://example.com"):
+        # As APISIX's cors.lua: with regexes, allow_origins is not consulted.
+        for bad in ("https://app.example.com.evil.org", "http://app.example.com", "https://example.com",
+                    "http://fixed.example"):
             r = get(gw, "/c", headers={"Origin": bad})
             self.assertNotIn("access-control-allow-origin", r.headers, bad)
 
@@ -1194,12 +1194,12 @@ class InvalidPluginConfigTest(PluginTestCase):
                                       route("ok", "/ok", self.up, {"limit-count": {"count": 5, "time_window": 60}})]})
         self.assertEqual(get(gw, "/x").status, 404)
         self.assertEqual(get(gw, "/ok").status, 200)
-        line = self.assert_log(gw, "rt-nocount", "limit-count")
-        self.assertIn("count", line.split("limit-count", 1)[1])
+        # APISIX's oneOf message ({count, time_window} or {rules}).
+        self.assert_log(gw, "rt-nocount", "limit-count", "value should match only one schema, but matches none")
 
     def test_wrong_types_skip_route(self):
         cases = {
-            "t1": {"limit-count": {"count": "five", "time_window": 60}},
+            "t1": {"limit-count": {"count": -5, "time_window": 60}},  # a string is a ${var} template (3.x)
             "t2": {"key-auth": {"hide_credentials": "yes"}},
             "t3": {"ip-restriction": {"whitelist": ["not-an-ip"]}},
             "t4": {"mocking": {}},
