@@ -446,10 +446,10 @@ std::string check_stream_route(const json::object& v, std::vector<Reference>& re
 }
 
 std::string check_plugin_metadata(const json::object& v, const CheckOptions& opts) {
-  // The id is the plugin name; the body is free-form (no built-in plugin
-  // has a metadata schema yet).
-  std::string name = id_of(v);
-  if (!plugins::find_plugin(name) || !enabled(opts, name)) return "invalid plugin name";
+  // The id is the plugin name; the body follows that plugin's metadata
+  // schema (any object for a plugin that reads no metadata, as APISIX).
+  auto m = plugins::compile_metadata(v, opts.enabled_plugins);
+  if (!m) return m.error();
   return {};
 }
 

@@ -1,5 +1,10 @@
 // cors (priority 4000): answers every OPTIONS request with an empty 200 and
 // adds Access-Control-* headers when the request's Origin is allowed.
+#include <fmt/format.h>
+
+#include <cctype>
+#include <unordered_map>
+
 #include "core/log.h"
 #include "plugins/common.h"
 
@@ -21,6 +26,52 @@ std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
+// plugin_metadata for cors: `allow_origins`, named origin lists that a
+// route's `allow_origins_by_metadata` refers to.
+struct CorsMetadata final : Metadata {
+  struct Origins {
+    bool any = false;                // "*" or "**"
+    std::vector<std::string> list;   // exact origins
+  };
+  std::unordered_map<std::string, Origins> allow_origins;
+};
+
+// APISIX's origins_pattern: ^(\*|\*\*|null|\w+://[^,]+(,\w+://[^,]+)*)$
+bool valid_origins(const std::string& s) {
+  if (s == "*" || s == "**" || s == "null") return true;
+  size_t pos = 0;
+  while (true) {
+    size_t end = s.find(',', pos);
+    std::string_view item = std::string_view(s).substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    size_t sep = item.find("://");
+    if (sep == 0 || sep == std::string_view::npos || sep + 3 >= item.size()) return false;
+    for (size_t i = 0; i < sep; ++i)
+      if (!std::isalnum(static_cast<unsigned char>(item[i])) && item[i] != '_') return false;
+    if (end == std::string::npos) return true;
+    pos = end + 1;
+  }
+}
+
+Result<std::shared_ptr<const Metadata>> create_metadata(const json::object& conf) {
+  auto m = std::make_shared<CorsMetadata>();
+  Checker c(conf, "cors metadata");
+  if (const json::object* map = c.object("allow_origins")) {
+    for (const auto& kv : *map) {
+      const json::string* v = kv.value().if_string();
+      if (!v || !valid_origins(std::string(*v)))
+        return Error{fmt::format("property \"allow_origins\" validation failed: failed to validate {} (matching "
+                                 "\"^(\\*|\\*\\*|null|\\w+://[^,]+(,\\w+://[^,]+)*)$\")",
+                                 std::string(kv.key()))};
+      CorsMetadata::Origins o;
+      o.any = *v == "*" || *v == "**";
+      if (!o.any) o.list = split_commas(std::string(*v));
+      m->allow_origins.emplace(std::string(kv.key()), std::move(o));
+    }
+  }
+  if (c.failed()) return Error{c.error()};
+  return std::shared_ptr<const Metadata>(std::move(m));
+}
+
 class Cors final : public Plugin {
  public:
   std::string allow_origins = "*", allow_methods = "*", allow_headers = "*", expose_headers;
@@ -28,6 +79,22 @@ class Cors final : public Plugin {
   bool allow_credential = false;
   std::vector<std::shared_ptr<const UserRegex>> origin_regex;
   std::vector<std::string> timing_allow_origins;
+  std::vector<std::string> origins_by_metadata;  // names in the metadata's allow_origins
+
+  // The origin when one of the named metadata lists allows it, else "".
+  std::string metadata_allow(const RequestCtx& ctx, const std::string& origin) const {
+    if (origins_by_metadata.empty() || origin.empty()) return {};
+    const auto* md = MetadataTable::of<CorsMetadata>(ctx, "cors");
+    if (!md) return {};
+    for (const auto& name : origins_by_metadata) {
+      auto it = md->allow_origins.find(name);
+      if (it == md->allow_origins.end()) continue;
+      if (it->second.any) return origin;
+      for (const auto& o : it->second.list)
+        if (o == origin) return origin;
+    }
+    return {};
+  }
 
   Action rewrite(RequestCtx& ctx) const override {
     if (ctx.req->method == "OPTIONS") {
@@ -39,14 +106,19 @@ class Cors final : public Plugin {
 
   void header_filter(RequestCtx& ctx) const override {
     std::string origin = ctx.request_header("Origin").value_or("");
-    std::string allow;
-    if (allow_origins == "*") allow = "*";
+    // As APISIX, allow_origins_by_metadata is looked at first; when it does
+    // not allow the origin, the route's own origins apply only if they are
+    // not the default "*".
+    std::string allow = metadata_allow(ctx, origin);
+    const bool local = allow.empty() && (origins_by_metadata.empty() || allow_origins != "*");
+    if (!local) {
+    } else if (allow_origins == "*") allow = "*";
     else if (allow_origins == "**") allow = origin.empty() ? "*" : origin;
     else {
       for (const auto& o : split_commas(allow_origins))
         if (o == origin) { allow = origin; break; }
     }
-    if (allow.empty() && !origin.empty()) {
+    if (local && allow.empty() && !origin.empty()) {
       // APISIX: ngx.re.find, an unanchored search; a pattern that must
       // match the whole origin says so with ^ and $. A regex error (the
       // match limit) allows nothing.
@@ -94,6 +166,7 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
     }
   }
   if (auto t = c.str("timing_allow_origins")) p->timing_allow_origins = split_commas(*t);
+  if (auto m = c.str_array("allow_origins_by_metadata", 1)) p->origins_by_metadata = std::move(*m);
   if (!c.failed() && p->allow_credential &&
       (p->allow_origins == "*" || p->allow_methods == "*" || p->allow_headers == "*" || p->expose_headers == "*"))
     c.fail("you can not set '*' for other option when 'allow_credential' is true");
@@ -102,6 +175,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-extern const PluginDef kCors{"cors", 4000, false, &create, nullptr};
+extern const PluginDef kCors{"cors", 4000, false, &create, nullptr, &create_metadata};
 
 }  // namespace holdfast::plugins

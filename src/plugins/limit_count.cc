@@ -36,6 +36,30 @@ void log_no_memory() {
              "plugin-limit-count; see holdfast_shared_dict_no_memory_total)");
 }
 
+// plugin_metadata for limit-count: the names of the quota headers.
+struct LimitCountMetadata final : Metadata {
+  std::string limit_header = "X-RateLimit-Limit";
+  std::string remaining_header = "X-RateLimit-Remaining";
+  std::string reset_header = "X-RateLimit-Reset";
+};
+
+const LimitCountMetadata& metadata_of(const RequestCtx& ctx) {
+  static const LimitCountMetadata defaults;
+  const auto* m = MetadataTable::of<LimitCountMetadata>(ctx, "limit-count");
+  return m ? *m : defaults;
+}
+
+Result<std::shared_ptr<const Metadata>> create_metadata(const json::object& conf) {
+  auto m = std::make_shared<LimitCountMetadata>();
+  Checker c(conf, "limit-count metadata");
+  // APISIX's metadata schema allows other properties.
+  if (auto v = c.str("limit_header", false, 1)) m->limit_header = *v;
+  if (auto v = c.str("remaining_header", false, 1)) m->remaining_header = *v;
+  if (auto v = c.str("reset_header", false, 1)) m->reset_header = *v;
+  if (c.failed()) return Error{c.error()};
+  return std::shared_ptr<const Metadata>(std::move(m));
+}
+
 class LimitCount final : public Plugin {
  public:
   int64_t count = 0, time_window = 0;
@@ -87,18 +111,20 @@ class LimitCount final : public Plugin {
     }
     if (remaining < 0) {
       if (show_headers) {
-        ctx.add_reply_header("X-RateLimit-Limit", std::to_string(count));
-        ctx.add_reply_header("X-RateLimit-Remaining", "0");
-        ctx.add_reply_header("X-RateLimit-Reset", std::to_string(reset));
+        const LimitCountMetadata& md = metadata_of(ctx);
+        ctx.add_reply_header(md.limit_header, std::to_string(count));
+        ctx.add_reply_header(md.remaining_header, "0");
+        ctx.add_reply_header(md.reset_header, std::to_string(reset));
       }
       if (rejected_msg.empty()) ctx.respond(rejected_code, "", "");
       else ctx.respond(rejected_code, json_error_msg(rejected_msg));
       return Action::respond;
     }
     if (show_headers) {
-      ctx.add_response_header("X-RateLimit-Limit", std::to_string(count));
-      ctx.add_response_header("X-RateLimit-Remaining", std::to_string(remaining));
-      ctx.add_response_header("X-RateLimit-Reset", std::to_string(reset));
+      const LimitCountMetadata& md = metadata_of(ctx);
+      ctx.add_response_header(md.limit_header, std::to_string(count));
+      ctx.add_response_header(md.remaining_header, std::to_string(remaining));
+      ctx.add_response_header(md.reset_header, std::to_string(reset));
     }
     return Action::next;
   }
@@ -136,6 +162,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-extern const PluginDef kLimitCount{"limit-count", 1002, false, &create, nullptr};
+extern const PluginDef kLimitCount{"limit-count", 1002, false, &create, nullptr, &create_metadata};
 
 }  // namespace holdfast::plugins

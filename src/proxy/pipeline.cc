@@ -513,6 +513,7 @@ awaitable<bool> Connection::handle() {
   streamed_ = false;
   auto snap = w_.snapshot();
   ctx.consumers = snap ? &snap->consumers : nullptr;
+  ctx.metadata = snap ? &snap->metadata : nullptr;
   snap_ = snap.get();
 
   auto path = normalize_path(req_.path);

@@ -2,6 +2,7 @@
 #include <fmt/ranges.h>
 
 #include <boost/json.hpp>
+#include <functional>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -92,6 +93,25 @@ std::vector<std::string> listed_plugins(const json::array& list, const Snapshot*
   return names;
 }
 
+// plugin_metadata items (`id` = the plugin name), each checked against its
+// plugin's metadata schema. One of an unknown or disabled plugin is ignored
+// (APISIX does so silently; here with a warning).
+void compile_metadata(const json::array& items, const std::vector<std::string>& enabled, Snapshot& snap,
+                      const std::function<void(const std::string&, const std::string&)>& skip) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    std::string id = item_id(items[i], i);
+    if (!items[i].is_object()) { skip(id, "expected an object"); continue; }
+    auto m = plugins::compile_metadata(items[i].as_object(), enabled);
+    if (!m && m.error() == "invalid plugin name") {
+      log::warn("plugin_metadata id={}: no such plugin enabled, ignored", id);
+      continue;
+    }
+    if (!m) { skip(id, m.error()); continue; }
+    if (snap.metadata.find(id)) { log::warn("plugin_metadata id={}: duplicate, the first one is used", id); continue; }
+    if (m->second) snap.metadata.entries.emplace_back(m->first, std::move(m->second));
+  }
+}
+
 }  // namespace
 
 Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, const CompileOptions& in_opts) {
@@ -112,6 +132,9 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     log::warn("skipping invalid {} id={}: {}", type, id, why);
     if (snap->skipped++ == 0) snap->first_error = fmt::format("{}s[id={}]: {}", type, id, why);
   };
+  if (const json::array* arr = section(doc, "plugin_metadata", err))
+    compile_metadata(*arr, opts.enabled_plugins, *snap, [&](const std::string& id, const std::string& why) { skip("plugin_metadata", id, why); });
+  if (!err.empty()) return Error{err};
 
   // First: upstreams' tls.client_cert_id refers to them.
   {

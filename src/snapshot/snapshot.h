@@ -69,6 +69,7 @@ struct Snapshot {
   plugins::Chain global;         // global_rules' plugins
   std::unordered_map<std::string, std::shared_ptr<CompiledUpstream>> upstreams;
   plugins::ConsumerIndex consumers;
+  plugins::MetadataTable metadata;  // plugin_metadata, compiled; plugins read it per request
   // ssls, indexed by SNI for the TLS listener (never null once compiled).
   // A bad SSL object is left out there with its own log line; it does not
   // count in `skipped`, so it never makes a strict snapshot fail.

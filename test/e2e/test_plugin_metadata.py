@@ -2,9 +2,160 @@
 (issue #11 item 2), as APISIX 3.x: apisix/plugin.lua (plugin_metadata,
 plugin_attr), apisix/admin/plugin_metadata.lua, apisix/secret.lua and
 core/env.lua, limit-count's and cors's metadata schemas."""
+import json
+import os
 import unittest
 
-from harness import GatewayTest, run_holdfast
+from harness import GatewayTest, run_holdfast, wait_status
+from test_fallback import FallbackBase, fallback_cfg, wait_for
+
+ADMIN = "/apisix/admin"
+LC_META = {"limit_header": "X-Quota-Limit", "remaining_header": "X-Quota-Left", "reset_header": "X-Quota-Reset"}
+CORS_META = {"allow_origins": {"company": "http://a.test,http://b.test", "partner": "http://p.test"}}
+
+
+def limited(rid, uri, up, **extra):
+    r = {"id": rid, "uri": uri, "upstream": {"nodes": {up.addr: 1}},
+         "plugins": {"limit-count": {"count": 5, "time_window": 60}}}
+    r.update(extra)
+    return r
+
+
+def cors_route(rid, uri, up, conf):
+    return {"id": rid, "uri": uri, "upstream": {"nodes": {up.addr: 1}}, "plugins": {"cors": conf}}
+
+
+class StandaloneMetadataTest(GatewayTest):
+    def test_limit_count_header_names_from_metadata(self):
+        up = self.upstream()
+        res = {"routes": [limited("1", "/lc", up)], "plugin_metadata": [dict(id="limit-count", **LC_META)]}
+        gw = self.gateway(res)
+        r = gw.get("/lc")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.headers.get("x-quota-limit"), "5")
+        self.assertEqual(r.headers.get("x-quota-left"), "4")
+        self.assertIn("x-quota-reset", r.headers)
+        self.assertNotIn("x-ratelimit-limit", r.headers)
+        # Without metadata: APISIX's default names.
+        gw.reload({"routes": [limited("1", "/lc", up)]})
+        r = gw.get("/lc")
+        self.assertEqual(r.headers.get("x-ratelimit-limit"), "5")
+        self.assertNotIn("x-quota-limit", r.headers)
+
+    def test_rejected_request_carries_the_metadata_names(self):
+        up = self.upstream()
+        route = limited("1", "/lc", up)
+        route["plugins"]["limit-count"]["count"] = 1
+        gw = self.gateway({"routes": [route], "plugin_metadata": [dict(id="limit-count", **LC_META)]})
+        self.assertEqual(gw.get("/lc").status, 200)
+        r = gw.get("/lc")
+        self.assertEqual(r.status, 503)
+        self.assertEqual(r.headers.get("x-quota-left"), "0")
+        self.assertNotIn("x-ratelimit-remaining", r.headers)
+
+    def test_cors_allow_origins_by_metadata(self):
+        up = self.upstream()
+        res = {"routes": [cors_route("1", "/c", up, {"allow_origins_by_metadata": ["company"]}),
+                          cors_route("2", "/own", up, {"allow_origins_by_metadata": ["company"],
+                                                       "allow_origins": "http://own.test"})],
+               "plugin_metadata": [dict(id="cors", **CORS_META)]}
+        gw = self.gateway(res)
+        r = gw.get("/c", headers={"Origin": "http://b.test"})
+        self.assertEqual(r.headers.get("access-control-allow-origin"), "http://b.test")
+        # partner is not named by the route; with the default allow_origins
+        # "*" nothing else allows it (APISIX).
+        r = gw.get("/c", headers={"Origin": "http://p.test"})
+        self.assertNotIn("access-control-allow-origin", r.headers)
+        # A route's own allow_origins still apply when the metadata does not allow.
+        r = gw.get("/own", headers={"Origin": "http://own.test"})
+        self.assertEqual(r.headers.get("access-control-allow-origin"), "http://own.test")
+        r = gw.get("/own", headers={"Origin": "http://a.test"})
+        self.assertEqual(r.headers.get("access-control-allow-origin"), "http://a.test")
+
+    def test_bad_or_unknown_metadata_is_warned_about_not_fatal(self):
+        up = self.upstream()
+        res = {"routes": [limited("1", "/lc", up)],
+               "plugin_metadata": [{"id": "limit-count", "limit_header": 5},
+                                   {"id": "no-such-plugin", "x": 1},
+                                   {"id": "cors", "allow_origins": {"bad": "not an origin"}}]}
+        gw = self.gateway(res)
+        r = gw.get("/lc")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.headers.get("x-ratelimit-limit"), "5")
+        logs = gw.logs()
+        self.assertIn("skipping invalid plugin_metadata id=limit-count", logs)
+        self.assertIn("limit_header", logs)
+        self.assertIn("plugin_metadata id=no-such-plugin: no such plugin enabled, ignored", logs)
+        self.assertIn("skipping invalid plugin_metadata id=cors", logs)
+        self.assertIsNone(gw.proc.poll())
+
+
+class EtcdMetadataTest(GatewayTest):
+    def test_admin_api_and_etcd(self):
+        up = self.upstream()
+        etcd = self.etcd()
+        gw = self.etcd_gateway(etcd, role="traditional")
+        st, _ = gw.admin("PUT", ADMIN + "/routes/1", limited("1", "/lc", up))
+        self.assertIn(st, (200, 201))
+        wait_status(gw, "/lc", 200)
+        # Validated against the plugin's metadata schema.
+        st, body = gw.admin("PUT", ADMIN + "/plugin_metadata/limit-count", {"limit_header": 5})
+        self.assertEqual(st, 400, body)
+        self.assertIn("invalid configuration", body["error_msg"])
+        self.assertIn("limit_header", body["error_msg"])
+        st, body = gw.admin("PUT", ADMIN + "/plugin_metadata/cors", {"allow_origins": {"x": "no-scheme"}})
+        self.assertEqual(st, 400, body)
+        st, body = gw.admin("PUT", ADMIN + "/plugin_metadata/no-such-plugin", {})
+        self.assertEqual((st, body["error_msg"]), (400, "invalid plugin name"))
+        st, body = gw.admin("PUT", ADMIN + "/plugin_metadata/limit-count", LC_META)
+        self.assertIn(st, (200, 201), body)
+        st, body = gw.admin("GET", ADMIN + "/plugin_metadata/limit-count")
+        self.assertEqual(st, 200)
+        self.assertEqual(body["value"]["limit_header"], "X-Quota-Limit")
+        self.assertEqual(json.loads(etcd.get("/apisix/plugin_metadata/limit-count"))["remaining_header"], "X-Quota-Left")
+        wait_for(lambda: "x-quota-limit" in gw.get("/lc").headers, what="metadata applied")
+        st, _ = gw.admin("DELETE", ADMIN + "/plugin_metadata/limit-count")
+        self.assertEqual(st, 200)
+        wait_for(lambda: "x-ratelimit-limit" in gw.get("/lc").headers, what="metadata removed")
+
+        # Written to etcd directly (not through the Admin API): a bad value
+        # is warned about and the node keeps running with the defaults.
+        etcd.put("/apisix/plugin_metadata/limit-count", {"reset_header": ["not", "a", "string"]})
+        gw.wait_log("skipping invalid plugin_metadata id=limit-count")
+        self.assertEqual(gw.get("/lc").headers.get("x-ratelimit-limit"), "5")
+        etcd.put("/apisix/plugin_metadata/cors", CORS_META)
+        etcd.put("/apisix/routes/2", cors_route("2", "/c", up, {"allow_origins_by_metadata": ["partner"]}))
+        r = wait_status(gw, "/c", 200, headers={"Origin": "http://p.test"})
+        wait_for(lambda: gw.get("/c", headers={"Origin": "http://p.test"}).headers.get("access-control-allow-origin")
+                 == "http://p.test", what="cors metadata from etcd")
+        self.assertIsNone(gw.proc.poll())
+
+
+class FallbackMetadataTest(FallbackBase):
+    def test_metadata_travels_in_the_s3_snapshot_and_the_cache(self):
+        e = self.etcd_
+        e.put("/apisix/upstreams/1", {"nodes": {self.up.addr: 1}, "type": "roundrobin"})
+        e.put("/apisix/routes/1", {"uri": "/lc", "upstream_id": "1",
+                                   "plugins": {"limit-count": {"count": 5, "time_window": 60}}})
+        e.put("/apisix/plugin_metadata/limit-count", LC_META)
+        backup = self.backup_node()
+        backup.start(wait=False)
+        m = wait_for(self.manifest, what="manifest")
+        resources = json.loads(self.peer.get("fallback-cp-data", m["resource"]["key"]))
+        self.assertEqual(resources["plugin_metadata"], [dict(id="limit-count", **LC_META)])
+        # A traffic node that never reaches etcd: the S3 snapshot's metadata applies.
+        traffic = self.etcd_gateway(["https://INVALID_DOMAIN.invalid:7943"], config=fallback_cfg(self.peer))
+        wait_for(lambda: traffic.get("/lc").status == 200, what="traffic node serving from S3")
+        self.assertEqual(traffic.status()[1]["source"], "s3")
+        self.assertEqual(traffic.get("/lc").headers.get("x-quota-limit"), "5")
+        # Its local cache holds it too, and a restart without etcd or S3 uses it.
+        with open(os.path.join(traffic.dir, "fallback-cache.json")) as f:
+            cache = json.load(f)
+        self.assertEqual(cache["resources"]["plugin_metadata"][0]["id"], "limit-count")
+        traffic.restart(before_start=self.peer.stop)
+        wait_for(lambda: traffic.get("/lc").status == 200, what="traffic node serving from the cache")
+        self.assertEqual(traffic.status()[1]["source"], "cache")
+        self.assertIn("x-quota-left", traffic.get("/lc").headers)
 
 
 class PluginAttrTest(GatewayTest):
@@ -30,7 +181,6 @@ class PluginAttrTest(GatewayTest):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("warning: plugin_attr.prometheus: not supported (ignored)", out.stderr)
         self.assertIn("warning: plugin_attr.redirect.extra_key: not supported (ignored)", out.stderr)
-
 
 
 if __name__ == "__main__":
