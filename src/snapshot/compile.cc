@@ -8,6 +8,7 @@
 
 #include "snapshot/snapshot.h"
 #include "core/log.h"
+#include "core/secret_ref.h"
 #include "dns/resolver.h"
 #include "tls/client_context.h"
 
@@ -93,6 +94,27 @@ std::vector<std::string> listed_plugins(const json::array& list, const Snapshot*
   return names;
 }
 
+// SSL objects whose cert/key (certs/keys) are secret references, resolved
+// into `out` (as APISIX's fetch_secrets on SSL objects); an object with a
+// reference that cannot be resolved is left out, with a log line.
+const json::array* resolve_ssls(const json::array& ssls, json::array& out, size_t& unresolved) {
+  for (size_t i = 0; i < ssls.size(); ++i) {
+    json::value v = ssls[i];
+    if (json::object* o = v.if_object()) {
+      Status st;
+      for (const char* field : {"cert", "key", "certs", "keys"})
+        if (json::value* f = o->if_contains(field); f && st) st = secret::resolve(*f);
+      if (!st) {
+        log::error("ssl {}: skipped: {}", item_id(ssls[i], i), st.error());
+        ++unresolved;
+        continue;
+      }
+    }
+    out.push_back(std::move(v));
+  }
+  return &out;
+}
+
 // plugin_metadata items (`id` = the plugin name), each checked against its
 // plugin's metadata schema. One of an unknown or disabled plugin is ignored
 // (APISIX does so silently; here with a warning).
@@ -132,6 +154,19 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     log::warn("skipping invalid {} id={}: {}", type, id, why);
     if (snap->skipped++ == 0) snap->first_error = fmt::format("{}s[id={}]: {}", type, id, why);
   };
+  // Secret references in plugin configurations are resolved into the
+  // snapshot only (the document keeps them). One that cannot be resolved
+  // leaves out the object holding it: fail closed, where APISIX would use
+  // the literal text.
+  auto resolve = [&](json::object& plugins, const char* type, const std::string& id) {
+    if (!secret::has_reference(plugins)) return true;
+    if (auto st = secret::resolve_plugins(plugins); !st) {
+      log::error("{} id={}: rejected: {}", type, id, st.error());
+      ++snap->unresolved;
+      return false;
+    }
+    return true;
+  };
   if (const json::array* arr = section(doc, "plugin_metadata", err))
     compile_metadata(*arr, opts.enabled_plugins, *snap, [&](const std::string& id, const std::string& why) { skip("plugin_metadata", id, why); });
   if (!err.empty()) return Error{err};
@@ -146,6 +181,8 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     to.keyring = opts.keyring;
     const json::array* arr = section(doc, "ssls", err);
     if (!err.empty()) return Error{err};
+    json::array resolved;
+    if (arr && secret::has_reference(*arr)) arr = resolve_ssls(*arr, resolved, snap->unresolved);
     snap->certificates = tls::CertTable::build(arr, to);
   }
 
@@ -320,6 +357,11 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       }
       auto c = model::parse_consumer((*arr)[i]);
       if (!c) { skip("consumer", id, c.error()); continue; }
+      if (secret::has_reference((*c)->plugins)) {
+        auto copy = std::make_shared<model::Consumer>(**c);
+        if (!resolve(copy->plugins, "consumer", id)) continue;
+        *c = std::move(copy);
+      }
       std::string why;
       if (!check_auth((*c)->plugins, why)) { skip("consumer", id, why); continue; }
       json::object non_auth;
@@ -343,6 +385,11 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     if (parent == snap->consumers.by_name.end()) { skip("credential", id, "consumer " + username + " not found"); continue; }
     auto c = model::parse_credential(*v, username, cred_id);
     if (!c) { skip("credential", id, c.error()); continue; }
+    if (secret::has_reference((*c)->plugins)) {
+      auto copy = std::make_shared<model::Consumer>(**c);
+      if (!resolve(copy->plugins, "credential", id)) continue;
+      *c = std::move(copy);
+    }
     std::string why;
     if (!check_auth((*c)->plugins, why)) { skip("credential", id, why); continue; }
     // The credential authenticates as its consumer: the consumer's
@@ -382,7 +429,14 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
         skip("global_rule", id, c.error());
         continue;
       }
-      for (const auto& kv : (*g)->plugins) {
+      json::object resolved;
+      const json::object* rule = &(*g)->plugins;
+      if (secret::has_reference(*rule)) {
+        resolved = *rule;
+        if (!resolve(resolved, "global_rule", id)) continue;
+        rule = &resolved;
+      }
+      for (const auto& kv : *rule) {
         if (++seen[kv.key()] > 1) {
           log::error("plugin {} is configured in more than one global rule; it will not run", std::string(kv.key()));
           merged.erase(kv.key());
@@ -429,6 +483,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       }
       // Precedence: route > plugin_config > service.
       json::object plugins = merge_plugins({svc ? &svc->plugins : nullptr, pc ? &pc->plugins : nullptr, &route.plugins});
+      if (!resolve(plugins, "route", id)) continue;
       auto chain = plugins::compile_chain(plugins, opts.enabled_plugins, "routes/" + id);
       if (!chain) { skip("route", id, chain.error()); continue; }
       cr.chain = std::move(*chain);

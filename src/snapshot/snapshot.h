@@ -79,6 +79,10 @@ struct Snapshot {
   std::unordered_map<std::string, std::shared_ptr<tls::ClientContext>> client_contexts;
   std::vector<std::string> plugin_list;  // the document's enabled-plugin list, when it has one
   std::vector<std::string> dns_names;    // node hosts that are names (resolved by dns::Resolver), sorted
+  // Objects left out because a secret reference ($env://) in them could not
+  // be resolved on this node (each with a log line). Not in `skipped`: the
+  // document is valid, this node's environment is not complete.
+  size_t unresolved = 0;
   size_t skipped = 0;            // resources rejected while compiling
   std::string first_error;       // "<type> <id>: <reason>" of the first rejected resource
 };

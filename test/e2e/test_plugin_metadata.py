@@ -4,9 +4,13 @@ plugin_attr), apisix/admin/plugin_metadata.lua, apisix/secret.lua and
 core/env.lua, limit-count's and cors's metadata schemas."""
 import json
 import os
+import shutil
+import ssl
+import tempfile
 import unittest
 
 from harness import GatewayTest, run_holdfast, wait_status
+from pki import Pki, https_get
 from test_fallback import FallbackBase, fallback_cfg, wait_for
 
 ADMIN = "/apisix/admin"
@@ -181,6 +185,107 @@ class PluginAttrTest(GatewayTest):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("warning: plugin_attr.prometheus: not supported (ignored)", out.stderr)
         self.assertIn("warning: plugin_attr.redirect.extra_key: not supported (ignored)", out.stderr)
+
+
+SECRET = "s3cr3t-value-9f1c"
+JSON_SECRET = json.dumps({"apikey": "json-key-77ab", "other": "x"})
+
+
+class SecretRefTest(GatewayTest):
+    ENV = {"HF_TEST_KEY": SECRET, "HF_TEST_JSON": JSON_SECRET, "HF_TEST_HDR": "from-env"}
+
+    def consumers(self):
+        return [{"username": "jack", "plugins": {"key-auth": {"key": "$env://HF_TEST_KEY"}}},
+                {"username": "jill", "plugins": {"key-auth": {"key": "$ENV://HF_TEST_JSON/apikey"}}},
+                {"username": "ghost", "plugins": {"key-auth": {"key": "$env://HF_TEST_UNSET"}}},
+                {"username": "vaulted", "plugins": {"key-auth": {"key": "$secret://vault/1/jack/key"}}}]
+
+    def test_env_references_resolved_and_unresolvable_fail_closed(self):
+        up = self.upstream()
+        res = {"consumers": self.consumers(),
+               "routes": [{"id": "auth", "uri": "/auth", "upstream": {"nodes": {up.addr: 1}},
+                           "plugins": {"key-auth": {}}},
+                          {"id": "hdr", "uri": "/hdr", "upstream": {"nodes": {up.addr: 1}},
+                           "plugins": {"proxy-rewrite": {"headers": {"set": {"X-From-Env": "$env://HF_TEST_HDR"}}}}},
+                          {"id": "broken", "uri": "/broken", "upstream": {"nodes": {up.addr: 1}},
+                           "plugins": {"proxy-rewrite": {"headers": {"set": {"X-Missing": "$env://HF_TEST_NOPE"}}}}}]}
+        gw = self.gateway(res, extra_env=self.ENV)
+        r = gw.get("/auth", headers={"apikey": SECRET})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["headers"]["x-consumer-username"], "jack")
+        r = gw.get("/auth", headers={"apikey": "json-key-77ab"})
+        self.assertEqual(r.json()["headers"]["x-consumer-username"], "jill")
+        # The literal reference is never a credential (APISIX would accept it).
+        for literal in ("$env://HF_TEST_KEY", "$env://HF_TEST_UNSET", "$secret://vault/1/jack/key"):
+            r = gw.get("/auth", headers={"apikey": literal})
+            self.assertEqual((r.status, r.json()), (401, {"message": "Invalid API key in request"}), literal)
+        self.assertEqual(gw.get("/hdr").json()["headers"]["x-from-env"], "from-env")
+        # A route whose plugin holds an unresolvable reference is left out.
+        self.assertEqual(gw.get("/broken").status, 404)
+        logs = gw.logs()
+        self.assertIn("consumer id=ghost: rejected: plugin key-auth: secret reference $env://HF_TEST_UNSET: "
+                      "environment variable HF_TEST_UNSET is not set", logs)
+        self.assertIn("route id=broken: rejected: plugin proxy-rewrite: secret reference $env://HF_TEST_NOPE", logs)
+        self.assertIn("consumer id=vaulted: rejected: plugin key-auth: secret reference $secret://vault/1/jack/key: "
+                      "secret manager vault is not supported", logs)
+        # Values never reach the log.
+        self.assertNotIn(SECRET, logs)
+        self.assertNotIn("json-key-77ab", logs)
+        self.assertNotIn("from-env", logs)
+
+    def test_ssl_cert_and_key_from_env(self):
+        d = tempfile.mkdtemp(prefix="holdfast-pki-")
+        self.addCleanup(shutil.rmtree, d, True)
+        pki = Pki(d)
+        cert, key = pki.leaf("a", ["a.test"], "ec")
+        up = self.upstream()
+        res = {"routes": [{"id": "1", "uri": "/hello", "upstream": {"nodes": {up.addr: 1}}}],
+               "ssls": [{"id": "s1", "snis": ["a.test"], "cert": "$env://HF_TEST_CERT", "key": "$env://HF_TEST_PKEY"},
+                        {"id": "s2", "snis": ["b.test"], "cert": cert, "key": "$env://HF_TEST_NO_KEY"}]}
+        gw = self.gateway(res, extra_env={"HF_TEST_CERT": cert, "HF_TEST_PKEY": key})
+        ctx = ssl.create_default_context(cafile=pki.ca_crt)
+        status, _ = https_get(gw.tls_port, "a.test", "/hello", ctx)
+        self.assertEqual(status, 200)
+        with self.assertRaises((ssl.SSLError, ConnectionError)):
+            https_get(gw.tls_port, "b.test", "/hello", ctx)
+        self.assertIn("ssl s2: skipped: secret reference $env://HF_TEST_NO_KEY: environment variable "
+                      "HF_TEST_NO_KEY is not set", gw.logs())
+        self.assertNotIn("PRIVATE KEY", gw.logs())
+
+
+class SecretsNotExportedTest(FallbackBase):
+    def test_cache_and_s3_objects_carry_the_reference_not_the_secret(self):
+        env = {"HF_TEST_KEY": SECRET}
+        plain = {"apisix": {"data_encryption": {"enable_encrypt_fields": False}}}
+        e = self.etcd_
+        e.put("/apisix/upstreams/1", {"nodes": {self.up.addr: 1}, "type": "roundrobin"})
+        e.put("/apisix/routes/1", {"uri": "/api", "upstream_id": "1", "plugins": {"key-auth": {}}})
+        e.put("/apisix/consumers/jack", {"username": "jack", "plugins": {"key-auth": {"key": "$env://HF_TEST_KEY"}}})
+        cfg = fallback_cfg(self.peer, "write")
+        cfg.update(plain)
+        backup = self.etcd_gateway(e, config=cfg, start=False, extra_env=env)
+        backup.start(wait=False)
+        m = wait_for(self.manifest, what="manifest")
+        s3_text = self.peer.get("fallback-cp-data", m["resource"]["key"]).decode()
+        self.assertIn("$env://HF_TEST_KEY", s3_text)
+        self.assertNotIn(SECRET, s3_text)
+        compat = (self.peer.get("fallback-cp-data", "default") or b"").decode()
+        self.assertNotIn(SECRET, compat)
+        tcfg = fallback_cfg(self.peer)
+        tcfg.update(plain)
+        traffic = self.etcd_gateway(e, config=tcfg, extra_env=env)
+        wait_for(lambda: traffic.get("/api", headers={"apikey": SECRET}).status == 200, what="key from env")
+        cache_path = os.path.join(traffic.dir, "fallback-cache.json")
+        wait_for(lambda: os.path.exists(cache_path), what="cache written")
+        with open(cache_path) as f:
+            cache_text = f.read()
+        self.assertIn("$env://HF_TEST_KEY", cache_text)
+        self.assertNotIn(SECRET, cache_text)
+        # From S3 alone, the reference is resolved again on the node.
+        traffic2 = self.etcd_gateway(["https://INVALID_DOMAIN.invalid:7943"], config=tcfg, extra_env=env)
+        wait_for(lambda: traffic2.get("/api", headers={"apikey": SECRET}).status == 200, what="from S3")
+        self.assertEqual(traffic2.status()[1]["source"], "s3")
+        self.assertEqual(traffic2.get("/api", headers={"apikey": "$env://HF_TEST_KEY"}).status, 401)
 
 
 if __name__ == "__main__":
