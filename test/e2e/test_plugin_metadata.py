@@ -253,6 +253,38 @@ class SecretRefTest(GatewayTest):
         self.assertNotIn("PRIVATE KEY", gw.logs())
 
 
+class AdminSecretRefTest(GatewayTest):
+    def test_admin_api_stores_ssl_references_and_the_node_resolves_them(self):
+        d = tempfile.mkdtemp(prefix="holdfast-pki-")
+        self.addCleanup(shutil.rmtree, d, True)
+        pki = Pki(d)
+        cert, key = pki.leaf("a", ["a.test"], "ec")
+        up = self.upstream()
+        etcd = self.etcd()
+        gw = self.etcd_gateway(etcd, role="traditional", extra_env={"HF_TEST_CERT": cert, "HF_TEST_PKEY": key})
+        # As APISIX, a reference skips the PEM checks; a bad PEM still fails them.
+        st, body = gw.admin("PUT", ADMIN + "/ssls/1", {"snis": ["a.test"], "cert": "$env://HF_TEST_CERT",
+                                                       "key": "$env://HF_TEST_PKEY"})
+        self.assertIn(st, (200, 201), body)
+        st, body = gw.admin("PUT", ADMIN + "/ssls/2", {"snis": ["b.test"], "cert": "x" * 200, "key": "$env://HF_TEST_PKEY"})
+        self.assertIn(st, (200, 201), body)
+        st, body = gw.admin("PUT", ADMIN + "/ssls/3", {"snis": ["c.test"], "cert": "x" * 200, "key": "y" * 100})
+        self.assertEqual(st, 400, body)
+        st, _ = gw.admin("PUT", ADMIN + "/routes/1", {"uri": "/hello", "upstream": {"nodes": {up.addr: 1}}})
+        self.assertIn(st, (200, 201))
+        ctx = ssl.create_default_context(cafile=pki.ca_crt)
+        status = wait_for(lambda: _https_status(gw.tls_port, "a.test", "/hello", ctx), what="TLS from env")
+        self.assertEqual(status, 200)
+        self.assertNotIn("PRIVATE KEY", gw.logs())
+
+
+def _https_status(port, sni, path, ctx):
+    try:
+        return https_get(port, sni, path, ctx)[0]
+    except (ssl.SSLError, OSError):
+        return None
+
+
 class SecretsNotExportedTest(FallbackBase):
     def test_cache_and_s3_objects_carry_the_reference_not_the_secret(self):
         env = {"HF_TEST_KEY": SECRET}
