@@ -318,6 +318,13 @@ class SecretsNotExportedTest(FallbackBase):
         wait_for(lambda: traffic2.get("/api", headers={"apikey": SECRET}).status == 200, what="from S3")
         self.assertEqual(traffic2.status()[1]["source"], "s3")
         self.assertEqual(traffic2.get("/api", headers={"apikey": "$env://HF_TEST_KEY"}).status, 401)
+        # A node without the variable still applies the (strict) S3 snapshot:
+        # only the consumer is left out, and the literal is no key.
+        traffic3 = self.etcd_gateway(["https://INVALID_DOMAIN.invalid:7943"], config=tcfg)
+        wait_for(lambda: traffic3.get("/api").status == 401, what="S3 snapshot without the variable")
+        self.assertEqual(traffic3.status()[1]["source"], "s3")
+        self.assertEqual(traffic3.get("/api", headers={"apikey": "$env://HF_TEST_KEY"}).status, 401)
+        self.assertIn("consumer id=jack: rejected: plugin key-auth: secret reference $env://HF_TEST_KEY", traffic3.logs())
 
 
 if __name__ == "__main__":
