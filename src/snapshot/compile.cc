@@ -483,7 +483,11 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       }
       // Precedence: route > plugin_config > service.
       json::object plugins = merge_plugins({svc ? &svc->plugins : nullptr, pc ? &pc->plugins : nullptr, &route.plugins});
-      if (!resolve(plugins, "route", id)) continue;
+      // A route whose plugins cannot be resolved keeps its place in the
+      // router and answers 503 (below): a lower route never serves its
+      // requests without its plugins.
+      const bool unresolved = !resolve(plugins, "route", id);
+      if (unresolved) plugins.clear();
       auto chain = plugins::compile_chain(plugins, opts.enabled_plugins, "routes/" + id);
       if (!chain) { skip("route", id, chain.error()); continue; }
       cr.chain = std::move(*chain);
@@ -511,6 +515,10 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       if (cr.upstream && !cr.upstream->tls_error.empty()) {
         cr.upstream_error = 502;
         cr.upstream_error_msg = "upstream TLS is not usable";
+      }
+      if (unresolved) {
+        cr.upstream_error = 503;
+        cr.upstream_error_msg = "the route's plugin configuration is unavailable on this node";
       }
       if (route.timeout) cr.timeout = *route.timeout;
       else if (cr.upstream && cr.upstream->conf->timeout) cr.timeout = *cr.upstream->conf->timeout;

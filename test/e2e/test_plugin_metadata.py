@@ -208,7 +208,8 @@ class SecretRefTest(GatewayTest):
                           {"id": "hdr", "uri": "/hdr", "upstream": {"nodes": {up.addr: 1}},
                            "plugins": {"proxy-rewrite": {"headers": {"set": {"X-From-Env": "$env://HF_TEST_HDR"}}}}},
                           {"id": "broken", "uri": "/broken", "upstream": {"nodes": {up.addr: 1}},
-                           "plugins": {"proxy-rewrite": {"headers": {"set": {"X-Missing": "$env://HF_TEST_NOPE"}}}}}]}
+                           "plugins": {"proxy-rewrite": {"headers": {"set": {"X-Missing": "$env://HF_TEST_NOPE"}}}}},
+                          {"id": "catch-all", "uri": "/*", "upstream": {"nodes": {up.addr: 1}}}]}
         gw = self.gateway(res, extra_env=self.ENV)
         r = gw.get("/auth", headers={"apikey": SECRET})
         self.assertEqual(r.status, 200)
@@ -220,8 +221,12 @@ class SecretRefTest(GatewayTest):
             r = gw.get("/auth", headers={"apikey": literal})
             self.assertEqual((r.status, r.json()), (401, {"message": "Invalid API key in request"}), literal)
         self.assertEqual(gw.get("/hdr").json()["headers"]["x-from-env"], "from-env")
-        # A route whose plugin holds an unresolvable reference is left out.
-        self.assertEqual(gw.get("/broken").status, 404)
+        # A route whose plugin holds an unresolvable reference answers 503;
+        # the catch-all route does not serve it in its place.
+        r = gw.get("/broken")
+        self.assertEqual(r.status, 503)
+        self.assertNotIn("HF_TEST_NOPE", r.body.decode())
+        self.assertEqual(gw.get("/other").status, 200)
         logs = gw.logs()
         self.assertIn("consumer id=ghost: rejected: plugin key-auth: secret reference $env://HF_TEST_UNSET: "
                       "environment variable HF_TEST_UNSET is not set", logs)
