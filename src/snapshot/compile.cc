@@ -152,7 +152,9 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
 
   auto skip = [&](const char* type, const std::string& id, const std::string& why) {
     log::warn("skipping invalid {} id={}: {}", type, id, why);
-    if (snap->skipped++ == 0) snap->first_error = fmt::format("{}s[id={}]: {}", type, id, why);
+    // The document's section: the type's plural, except plugin_metadata.
+    const std::string_view plural = std::string_view(type) == "plugin_metadata" ? "" : "s";
+    if (snap->skipped++ == 0) snap->first_error = fmt::format("{}{}[id={}]: {}", type, plural, id, why);
   };
   // Secret references in plugin configurations are resolved into the
   // snapshot only (the document keeps them). One that cannot be resolved

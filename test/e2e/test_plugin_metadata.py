@@ -186,6 +186,17 @@ class PluginAttrTest(GatewayTest):
         self.assertIn("warning: plugin_attr.prometheus: not supported (ignored)", out.stderr)
         self.assertIn("warning: plugin_attr.redirect.extra_key: not supported (ignored)", out.stderr)
 
+    def test_t_names_bad_metadata_and_unresolved_references(self):
+        res = {"routes": [{"id": "1", "uri": "/a", "upstream": {"nodes": {"127.0.0.1:1": 1}},
+                           "plugins": {"key-auth": {}}}],
+               "consumers": [{"username": "jack", "plugins": {"key-auth": {"key": "$env://HF_TEST_T_UNSET"}}}],
+               "plugin_metadata": [{"id": "limit-count", "limit_header": 5}]}
+        gw = self.gateway(res, start=False)
+        out = run_holdfast(["-t", "-c", gw.config_path])
+        self.assertEqual(out.returncode, 1, out.stderr)
+        self.assertIn("plugin_metadata[id=limit-count]: invalid configuration: property \"limit_header\"", out.stderr)
+        self.assertIn("consumer id=jack: rejected: plugin key-auth: secret reference $env://HF_TEST_T_UNSET", out.stderr)
+
 
 SECRET = "s3cr3t-value-9f1c"
 JSON_SECRET = json.dumps({"apikey": "json-key-77ab", "other": "x"})
