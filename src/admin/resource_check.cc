@@ -11,6 +11,7 @@
 #include <cctype>
 #include <memory>
 
+#include "core/secret_ref.h"
 #include "model/json_check.h"
 #include "model/resources.h"
 #include "plugins/plugin.h"
@@ -317,8 +318,15 @@ std::string check_ssl(const json::object& v) {
           "create_time", "update_time", "validity_start", "validity_end"});
   id_field(c, "id");
   auto type = c.one_of("type", {"server", "client"}, "server");
-  auto cert = c.str("cert", false, 128, 64 * 1024);
-  auto key = c.str("key", false, 64, 64 * 1024);
+  // cert/key may be secret references ($env://, resolved when a node
+  // compiles the object): APISIX skips their schema and PEM checks.
+  auto is_ref = [&](const char* k) {
+    const json::value* x = c.get(k);
+    return x && x->is_string() && secret::is_reference(x->as_string());
+  };
+  const bool cert_ref = is_ref("cert"), key_ref = is_ref("key");
+  auto cert = cert_ref ? c.str("cert") : c.str("cert", false, 128, 64 * 1024);
+  auto key = key_ref ? c.str("key") : c.str("key", false, 64, 64 * 1024);
   if (c.has("sni") && c.has("snis") && !c.failed()) c.fail("value should match only one schema, but matches both");
   std::vector<std::string> snis;
   if (auto s = c.str("sni", false, 1)) snis.push_back(*s);
@@ -352,12 +360,15 @@ std::string check_ssl(const json::object& v) {
   if (!c.failed() && !key) c.fail("property \"key\" is required");
   if (!c.failed() && type == "server" && snis.empty()) c.fail("property \"snis\" is required");
   if (c.failed()) return msg_of(c);
-  if (auto e = check_pem_cert(*cert); !e.empty()) return e;
-  if (auto e = check_pem_key(*key); !e.empty()) return e;
+  if (!cert_ref && !key_ref) {
+    if (auto e = check_pem_cert(*cert); !e.empty()) return e;
+    if (auto e = check_pem_key(*key); !e.empty()) return e;
+  }
   if (certs || keys) {
     size_t nc = certs ? certs->size() : 0, nk = keys ? keys->size() : 0;
     if (nc != nk) return "mismatched number of certs and keys";
     for (size_t i = 0; i < nc; ++i) {
+      if (secret::is_reference((*certs)[i]) || secret::is_reference((*keys)[i])) continue;
       if (auto e = check_pem_cert((*certs)[i]); !e.empty()) return e;
       if (auto e = check_pem_key((*keys)[i]); !e.empty()) return e;
     }
@@ -446,10 +457,10 @@ std::string check_stream_route(const json::object& v, std::vector<Reference>& re
 }
 
 std::string check_plugin_metadata(const json::object& v, const CheckOptions& opts) {
-  // The id is the plugin name; the body is free-form (no built-in plugin
-  // has a metadata schema yet).
-  std::string name = id_of(v);
-  if (!plugins::find_plugin(name) || !enabled(opts, name)) return "invalid plugin name";
+  // The id is the plugin name; the body follows that plugin's metadata
+  // schema (any object for a plugin that reads no metadata, as APISIX).
+  auto m = plugins::compile_metadata(v, opts.enabled_plugins);
+  if (!m) return m.error();
   return {};
 }
 

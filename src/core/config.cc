@@ -619,6 +619,37 @@ Status parse_client_addr(const json::value& r, ClientAddrConfig& c) {
   return {};
 }
 
+// plugin_attr: Holdfast implements redirect.https_port (read in
+// parse_node_config). Every other key, of a plugin Holdfast has or not, is
+// named in a warning rather than passed over.
+void plugin_attr_warnings(const json::value& r, std::vector<std::string>& warnings) {
+  const json::value* attr = at(r, {"plugin_attr"});
+  if (!attr) return;
+  auto shown = [](std::string_view k) {
+    const bool plain = !k.empty() && k.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
+                                         std::string_view::npos;
+    return plain ? std::string(k) : json::serialize(json::string(k));
+  };
+  if (!attr->is_object()) {
+    warnings.push_back("plugin_attr: expected a mapping of plugin name to attributes (ignored)");
+    return;
+  }
+  for (const auto& [plugin, v] : attr->as_object()) {
+    const json::object* o = v.if_object();
+    if (plugin == "redirect" && o) {
+      for (const auto& kv : *o)
+        if (kv.key() != "https_port")
+          warnings.push_back(fmt::format("plugin_attr.redirect.{}: not supported (ignored)", shown(kv.key())));
+      continue;
+    }
+    std::string keys;
+    if (o)
+      for (const auto& kv : *o) keys += (keys.empty() ? "" : ", ") + shown(kv.key());
+    warnings.push_back(fmt::format("plugin_attr.{}: not supported (ignored){}", shown(plugin),
+                                   keys.empty() ? "" : ": " + keys));
+  }
+}
+
 }  // namespace
 
 std::string NodeConfig::standalone_path() const {
@@ -1036,6 +1067,7 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
       ++i;
     }
   }
+  plugin_attr_warnings(r, c.warnings);
   collect_unknown(r, "", c.warnings);
   return c;
 }

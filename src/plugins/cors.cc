@@ -2,6 +2,8 @@
 // adds Access-Control-* headers when the request's Origin is allowed.
 #include <fmt/format.h>
 
+#include <unordered_map>
+
 #include "core/log.h"
 #include "http/codec.h"
 #include "plugins/common.h"
@@ -61,6 +63,13 @@ bool matches(std::optional<std::string_view> origin, const std::optional<std::st
   return allowed && (*allowed == "*" || (origin && *origin == *allowed));
 }
 
+// plugin_metadata for cors: `allow_origins`, named origin lists (each in
+// allow_origins' own syntax) that a route's `allow_origins_by_metadata`
+// refers to.
+struct CorsMetadata final : Metadata {
+  std::unordered_map<std::string, std::string> allow_origins;
+};
+
 class Cors final : public Plugin {
  public:
   std::string allow_origins = "*", allow_methods = "*", allow_headers = "*", expose_headers;
@@ -68,6 +77,20 @@ class Cors final : public Plugin {
   bool allow_credential = false;
   std::vector<std::shared_ptr<const UserRegex>> origin_regex, timing_regex;
   std::optional<std::string> timing_allow_origins;
+  std::vector<std::string> origins_by_metadata;  // names in the metadata's allow_origins
+
+  // APISIX's process_with_allow_origins_by_metadata: the origin when one of
+  // the named metadata lists allows it.
+  std::optional<std::string> metadata_allow(const RequestCtx& ctx, std::optional<std::string_view> origin) const {
+    const auto* md = MetadataTable::of<CorsMetadata>(ctx, "cors");
+    if (!md) return std::nullopt;
+    for (const auto& name : origins_by_metadata) {
+      auto it = md->allow_origins.find(name);
+      if (it == md->allow_origins.end()) continue;
+      if (matches(origin, from_list(it->second, origin))) return origin ? std::string(*origin) : std::string("*");
+    }
+    return std::nullopt;
+  }
 
   Action rewrite(RequestCtx& ctx) const override {
     if (ctx.req->method == "OPTIONS") {
@@ -82,7 +105,15 @@ class Cors final : public Plugin {
     // With allow_origins_by_regex, allow_origins is not consulted (APISIX):
     // the answer is the request's origin when a regex finds it, never "*".
     std::optional<std::string> allow;
-    if (!origin_regex.empty()) {
+    // APISIX: the metadata lists first; when they do not allow the origin,
+    // the route's own origins apply only if they are not the default "*".
+    bool local = true;
+    if (!origins_by_metadata.empty()) {
+      allow = metadata_allow(ctx, origin);
+      local = !matches(origin, allow) && allow_origins != "*";
+    }
+    if (!local) {
+    } else if (!origin_regex.empty()) {
       if (origin && any_regex(origin_regex, *origin)) allow = std::string(*origin);
     } else {
       allow = from_list(allow_origins, origin);
@@ -143,6 +174,23 @@ Result<std::vector<std::shared_ptr<const UserRegex>>> compile_list(Checker& c, c
   return out;
 }
 
+Result<std::shared_ptr<const Metadata>> create_metadata(const json::object& conf) {
+  auto m = std::make_shared<CorsMetadata>();
+  Checker c(conf, "cors metadata");
+  if (const json::object* map = c.object("allow_origins")) {
+    for (const auto& kv : *map) {
+      const json::string* v = kv.value().if_string();
+      if (!v || !valid_origins(std::string_view(*v)))
+        return Error{fmt::format("property \"allow_origins\" validation failed: failed to validate {} (matching "
+                                 "\"^(\\*|\\*\\*|null|\\w+://[^,]+(,\\w+://[^,]+)*)$\")",
+                                 std::string(kv.key()))};
+      m->allow_origins.emplace(std::string(kv.key()), std::string(*v));
+    }
+  }
+  if (c.failed()) return Error{c.error()};
+  return std::shared_ptr<const Metadata>(std::move(m));
+}
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
   auto p = std::make_shared<Cors>();
   Checker c(conf, "cors");
@@ -165,6 +213,7 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
     *list = std::move(*l);
   }
   p->timing_allow_origins = c.str("timing_allow_origins");
+  if (auto m = c.str_array("allow_origins_by_metadata", 1)) p->origins_by_metadata = std::move(*m);
   for (auto [key, v] : {std::pair{"allow_origins", std::optional<std::string>(p->allow_origins)},
                         std::pair{"timing_allow_origins", p->timing_allow_origins}})
     if (v && !valid_origins(*v) && !c.failed())
@@ -180,6 +229,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-extern const PluginDef kCors{"cors", 4000, false, &create, nullptr};
+extern const PluginDef kCors{"cors", 4000, false, &create, nullptr, &create_metadata};
 
 }  // namespace holdfast::plugins

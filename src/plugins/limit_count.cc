@@ -82,6 +82,30 @@ struct Limits {
   const std::string* header_prefix = nullptr;
 };
 
+// plugin_metadata for limit-count: the names of the quota headers.
+struct LimitCountMetadata final : Metadata {
+  std::string limit_header = "X-RateLimit-Limit";
+  std::string remaining_header = "X-RateLimit-Remaining";
+  std::string reset_header = "X-RateLimit-Reset";
+};
+
+const LimitCountMetadata& metadata_of(const RequestCtx& ctx) {
+  static const LimitCountMetadata defaults;
+  const auto* m = MetadataTable::of<LimitCountMetadata>(ctx, "limit-count");
+  return m ? *m : defaults;
+}
+
+Result<std::shared_ptr<const Metadata>> create_metadata(const json::object& conf) {
+  auto m = std::make_shared<LimitCountMetadata>();
+  Checker c(conf, "limit-count metadata");
+  // APISIX's metadata schema allows other properties.
+  if (auto v = c.str("limit_header", false, 1)) m->limit_header = *v;
+  if (auto v = c.str("remaining_header", false, 1)) m->remaining_header = *v;
+  if (auto v = c.str("reset_header", false, 1)) m->reset_header = *v;
+  if (c.failed()) return Error{c.error()};
+  return std::shared_ptr<const Metadata>(std::move(m));
+}
+
 class LimitCount final : public Plugin {
  public:
   std::vector<Rule> rules;  // one rule without `rules`
@@ -129,20 +153,22 @@ class LimitCount final : public Plugin {
     return ctx.remote_addr;
   }
 
-  // Rate-limiting headers, named as APISIX names them: a rule's prefix goes
-  // before "RateLimit-" (X-RateLimit-Limit -> X-1-RateLimit-Limit).
+  // Rate-limiting headers, named as APISIX names them (construct_rate_limiting_headers):
+  // the names from plugin_metadata, a rule's prefix before their first
+  // "RateLimit-" (X-RateLimit-Limit -> X-1-RateLimit-Limit).
   void quota_headers(RequestCtx& ctx, const Limits& l, int64_t remaining, int64_t reset) const {
     if (!show_headers) return;
-    auto name = [&](const char* base) {
+    const LimitCountMetadata& md = metadata_of(ctx);
+    auto name = [&](const std::string& base) {
       std::string n(base);
       if (l.header_prefix)
         if (size_t p = n.find("RateLimit-"); p != std::string::npos)
           n.insert(p, *l.header_prefix + "-");
       return n;
     };
-    ctx.add_response_header(name("X-RateLimit-Limit"), std::to_string(l.count));
-    ctx.add_response_header(name("X-RateLimit-Remaining"), std::to_string(remaining));
-    ctx.add_response_header(name("X-RateLimit-Reset"), std::to_string(reset));
+    ctx.add_response_header(name(md.limit_header), std::to_string(l.count));
+    ctx.add_response_header(name(md.remaining_header), std::to_string(remaining));
+    ctx.add_response_header(name(md.reset_header), std::to_string(reset));
   }
 
   Action fail(RequestCtx& ctx, const std::string& why) const {
@@ -320,6 +346,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-extern const PluginDef kLimitCount{"limit-count", 1002, false, &create, nullptr};
+extern const PluginDef kLimitCount{"limit-count", 1002, false, &create, nullptr, &create_metadata};
 
 }  // namespace holdfast::plugins

@@ -445,6 +445,21 @@ const PluginDef* find_plugin(std::string_view name) {
   return nullptr;
 }
 
+Result<std::pair<const PluginDef*, std::shared_ptr<const Metadata>>> compile_metadata(
+    const json::object& value, const std::vector<std::string>& enabled) {
+  const json::value* id = value.if_contains("id");
+  const std::string name = id && id->is_string() ? std::string(id->as_string()) : std::string();
+  const PluginDef* def = find_plugin(name);
+  if (!def || (!enabled.empty() && std::find(enabled.begin(), enabled.end(), name) == enabled.end()))
+    return Error{"invalid plugin name"};
+  if (!def->metadata) return std::make_pair(def, std::shared_ptr<const Metadata>());
+  json::object conf = value;
+  conf.erase("id");
+  auto m = def->metadata(conf);
+  if (!m) return Error{"invalid configuration: " + m.error()};
+  return std::make_pair(def, *m);
+}
+
 Result<Chain> compile_chain(const json::object& plugins, const std::vector<std::string>& enabled,
                             const std::string& scope) {
   Chain chain;

@@ -30,6 +30,7 @@ using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
 struct Consumer;
 struct ConsumerIndex;
+struct MetadataTable;
 
 // A header a plugin put on a head, with the plugin that put it there: the
 // log line names it if the head writer ever refuses the field.
@@ -59,6 +60,7 @@ struct RequestCtx final : router::VarSource {
   std::string_view route_id;             // empty when no route matched
   router::Params params;
   const ConsumerIndex* consumers = nullptr;  // of the snapshot serving this request
+  const MetadataTable* metadata = nullptr;   // plugin_metadata of that snapshot (null: none)
   const Consumer* consumer = nullptr;        // set by an auth plugin
   int worker = 0;
 
@@ -171,6 +173,12 @@ class Plugin {
   virtual void log(RequestCtx&) const {}
 };
 
+// A plugin's compiled plugin_metadata (APISIX's metadata_schema): one per
+// plugin and snapshot, read by that plugin's instances at request time.
+struct Metadata {
+  virtual ~Metadata() = default;
+};
+
 struct PluginDef {
   const char* name;
   int priority;
@@ -180,6 +188,10 @@ struct PluginDef {
                                                   const std::string& scope);
   // Validates the plugin's config on a consumer (auth plugins only).
   Status (*check_consumer)(const boost::json::object& conf) = nullptr;
+  // Validates a plugin_metadata value (its `id` removed) against the
+  // plugin's metadata schema and compiles it. Null: the plugin reads no
+  // metadata, and any object is accepted (APISIX injects an empty schema).
+  Result<std::shared_ptr<const Metadata>> (*metadata)(const boost::json::object& value) = nullptr;
 };
 
 const PluginDef* find_plugin(std::string_view name);
@@ -214,6 +226,29 @@ struct ConsumerIndex {
   // auth plugin name -> credential key -> consumer
   std::unordered_map<std::string, std::unordered_map<std::string, const Consumer*>> by_credential;
 };
+
+// The plugin_metadata of one snapshot, by plugin. A plugin without an entry
+// uses its defaults.
+struct MetadataTable {
+  std::vector<std::pair<const PluginDef*, std::shared_ptr<const Metadata>>> entries;
+  const Metadata* find(std::string_view plugin) const {
+    for (const auto& [def, m] : entries)
+      if (plugin == def->name) return m.get();
+    return nullptr;
+  }
+  // The metadata of `plugin` as its own type (each plugin knows what it built).
+  template <class T>
+  static const T* of(const RequestCtx& ctx, std::string_view plugin) {
+    return ctx.metadata ? static_cast<const T*>(ctx.metadata->find(plugin)) : nullptr;
+  }
+};
+
+// Validates one plugin_metadata value (`id` = the plugin name) for the Admin
+// API and the snapshot compiler: the plugin must exist and be enabled, and the
+// value must pass its metadata schema. Errors are APISIX's messages
+// ("invalid plugin name", "invalid configuration: ...").
+Result<std::pair<const PluginDef*, std::shared_ptr<const Metadata>>> compile_metadata(
+    const boost::json::object& value, const std::vector<std::string>& enabled);
 
 // Compiles a `plugins` object: unknown or disabled-by-config plugins and
 // invalid configs are errors naming the plugin. `_meta.disable` drops it.

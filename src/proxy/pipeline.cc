@@ -592,6 +592,7 @@ awaitable<bool> Connection::handle() {
   continue_sent_ = false;
   auto snap = w_.snapshot();
   ctx.consumers = snap ? &snap->consumers : nullptr;
+  ctx.metadata = snap ? &snap->metadata : nullptr;
   snap_ = snap.get();
 
   auto path = normalize_path(req_.path);

@@ -2,11 +2,13 @@
 #include <fmt/ranges.h>
 
 #include <boost/json.hpp>
+#include <functional>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include "snapshot/snapshot.h"
 #include "core/log.h"
+#include "core/secret_ref.h"
 #include "dns/resolver.h"
 #include "tls/client_context.h"
 
@@ -92,6 +94,46 @@ std::vector<std::string> listed_plugins(const json::array& list, const Snapshot*
   return names;
 }
 
+// SSL objects whose cert/key (certs/keys) are secret references, resolved
+// into `out` (as APISIX's fetch_secrets on SSL objects); an object with a
+// reference that cannot be resolved is left out, with a log line.
+const json::array* resolve_ssls(const json::array& ssls, json::array& out, size_t& unresolved) {
+  for (size_t i = 0; i < ssls.size(); ++i) {
+    json::value v = ssls[i];
+    if (json::object* o = v.if_object()) {
+      Status st;
+      for (const char* field : {"cert", "key", "certs", "keys"})
+        if (json::value* f = o->if_contains(field); f && st) st = secret::resolve(*f);
+      if (!st) {
+        log::error("ssl {}: skipped: {}", item_id(ssls[i], i), st.error());
+        ++unresolved;
+        continue;
+      }
+    }
+    out.push_back(std::move(v));
+  }
+  return &out;
+}
+
+// plugin_metadata items (`id` = the plugin name), each checked against its
+// plugin's metadata schema. One of an unknown or disabled plugin is ignored
+// (APISIX does so silently; here with a warning).
+void compile_metadata(const json::array& items, const std::vector<std::string>& enabled, Snapshot& snap,
+                      const std::function<void(const std::string&, const std::string&)>& skip) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    std::string id = item_id(items[i], i);
+    if (!items[i].is_object()) { skip(id, "expected an object"); continue; }
+    auto m = plugins::compile_metadata(items[i].as_object(), enabled);
+    if (!m && m.error() == "invalid plugin name") {
+      log::warn("plugin_metadata id={}: no such plugin enabled, ignored", id);
+      continue;
+    }
+    if (!m) { skip(id, m.error()); continue; }
+    if (snap.metadata.find(id)) { log::warn("plugin_metadata id={}: duplicate, the first one is used", id); continue; }
+    if (m->second) snap.metadata.entries.emplace_back(m->first, std::move(m->second));
+  }
+}
+
 }  // namespace
 
 Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, const CompileOptions& in_opts) {
@@ -110,8 +152,26 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
 
   auto skip = [&](const char* type, const std::string& id, const std::string& why) {
     log::warn("skipping invalid {} id={}: {}", type, id, why);
-    if (snap->skipped++ == 0) snap->first_error = fmt::format("{}s[id={}]: {}", type, id, why);
+    // The document's section: the type's plural, except plugin_metadata.
+    const std::string_view plural = std::string_view(type) == "plugin_metadata" ? "" : "s";
+    if (snap->skipped++ == 0) snap->first_error = fmt::format("{}{}[id={}]: {}", type, plural, id, why);
   };
+  // Secret references in plugin configurations are resolved into the
+  // snapshot only (the document keeps them). One that cannot be resolved
+  // leaves out the object holding it: fail closed, where APISIX would use
+  // the literal text.
+  auto resolve = [&](json::object& plugins, const char* type, const std::string& id) {
+    if (!secret::has_reference(plugins)) return true;
+    if (auto st = secret::resolve_plugins(plugins); !st) {
+      log::error("{} id={}: rejected: {}", type, id, st.error());
+      ++snap->unresolved;
+      return false;
+    }
+    return true;
+  };
+  if (const json::array* arr = section(doc, "plugin_metadata", err))
+    compile_metadata(*arr, opts.enabled_plugins, *snap, [&](const std::string& id, const std::string& why) { skip("plugin_metadata", id, why); });
+  if (!err.empty()) return Error{err};
 
   // First: upstreams' tls.client_cert_id refers to them.
   {
@@ -123,6 +183,8 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     to.keyring = opts.keyring;
     const json::array* arr = section(doc, "ssls", err);
     if (!err.empty()) return Error{err};
+    json::array resolved;
+    if (arr && secret::has_reference(*arr)) arr = resolve_ssls(*arr, resolved, snap->unresolved);
     snap->certificates = tls::CertTable::build(arr, to);
   }
 
@@ -297,6 +359,11 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       }
       auto c = model::parse_consumer((*arr)[i]);
       if (!c) { skip("consumer", id, c.error()); continue; }
+      if (secret::has_reference((*c)->plugins)) {
+        auto copy = std::make_shared<model::Consumer>(**c);
+        if (!resolve(copy->plugins, "consumer", id)) continue;
+        *c = std::move(copy);
+      }
       std::string why;
       if (!check_auth((*c)->plugins, why)) { skip("consumer", id, why); continue; }
       json::object non_auth;
@@ -320,6 +387,11 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     if (parent == snap->consumers.by_name.end()) { skip("credential", id, "consumer " + username + " not found"); continue; }
     auto c = model::parse_credential(*v, username, cred_id);
     if (!c) { skip("credential", id, c.error()); continue; }
+    if (secret::has_reference((*c)->plugins)) {
+      auto copy = std::make_shared<model::Consumer>(**c);
+      if (!resolve(copy->plugins, "credential", id)) continue;
+      *c = std::move(copy);
+    }
     std::string why;
     if (!check_auth((*c)->plugins, why)) { skip("credential", id, why); continue; }
     // The credential authenticates as its consumer: the consumer's
@@ -359,7 +431,14 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
         skip("global_rule", id, c.error());
         continue;
       }
-      for (const auto& kv : (*g)->plugins) {
+      json::object resolved;
+      const json::object* rule = &(*g)->plugins;
+      if (secret::has_reference(*rule)) {
+        resolved = *rule;
+        if (!resolve(resolved, "global_rule", id)) continue;
+        rule = &resolved;
+      }
+      for (const auto& kv : *rule) {
         if (++seen[kv.key()] > 1) {
           log::error("plugin {} is configured in more than one global rule; it will not run", std::string(kv.key()));
           merged.erase(kv.key());
@@ -406,6 +485,11 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       }
       // Precedence: route > plugin_config > service.
       json::object plugins = merge_plugins({svc ? &svc->plugins : nullptr, pc ? &pc->plugins : nullptr, &route.plugins});
+      // A route whose plugins cannot be resolved keeps its place in the
+      // router and answers 503 (below): a lower route never serves its
+      // requests without its plugins.
+      const bool unresolved = !resolve(plugins, "route", id);
+      if (unresolved) plugins.clear();
       auto chain = plugins::compile_chain(plugins, opts.enabled_plugins, "routes/" + id);
       if (!chain) { skip("route", id, chain.error()); continue; }
       cr.chain = std::move(*chain);
@@ -433,6 +517,10 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       if (cr.upstream && !cr.upstream->tls_error.empty()) {
         cr.upstream_error = 502;
         cr.upstream_error_msg = "upstream TLS is not usable";
+      }
+      if (unresolved) {
+        cr.upstream_error = 503;
+        cr.upstream_error_msg = "the route's plugin configuration is unavailable on this node";
       }
       if (route.timeout) cr.timeout = *route.timeout;
       else if (cr.upstream && cr.upstream->conf->timeout) cr.timeout = *cr.upstream->conf->timeout;

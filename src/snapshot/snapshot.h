@@ -72,6 +72,7 @@ struct Snapshot {
   bool router_reads_body = false;
   std::unordered_map<std::string, std::shared_ptr<CompiledUpstream>> upstreams;
   plugins::ConsumerIndex consumers;
+  plugins::MetadataTable metadata;  // plugin_metadata, compiled; plugins read it per request
   // ssls, indexed by SNI for the TLS listener (never null once compiled).
   // A bad SSL object is left out there with its own log line; it does not
   // count in `skipped`, so it never makes a strict snapshot fail.
@@ -81,6 +82,10 @@ struct Snapshot {
   std::unordered_map<std::string, std::shared_ptr<tls::ClientContext>> client_contexts;
   std::vector<std::string> plugin_list;  // the document's enabled-plugin list, when it has one
   std::vector<std::string> dns_names;    // node hosts that are names (resolved by dns::Resolver), sorted
+  // Objects left out because a secret reference ($env://) in them could not
+  // be resolved on this node (each with a log line). Not in `skipped`: the
+  // document is valid, this node's environment is not complete.
+  size_t unresolved = 0;
   size_t skipped = 0;            // resources rejected while compiling
   std::string first_error;       // "<type> <id>: <reason>" of the first rejected resource
 };

@@ -66,6 +66,12 @@ TEST(AdminCheck, SmallValidators) {
   EXPECT_EQ(check("protos", R"({"id":"p","content":"x"})"), "");
   EXPECT_EQ(check("plugin_metadata", R"({"id":"cors","anything":1})"), "");
   EXPECT_EQ(check("plugin_metadata", R"({"id":"nope"})"), "invalid plugin name");
+  // limit-count and cors have metadata schemas (APISIX's).
+  EXPECT_EQ(check("plugin_metadata", R"({"id":"limit-count","limit_header":"X-L"})"), "");
+  EXPECT_NE(check("plugin_metadata", R"({"id":"limit-count","limit_header":1})").find("invalid configuration"), std::string::npos);
+  EXPECT_EQ(check("plugin_metadata", R"({"id":"cors","allow_origins":{"a":"http://x.test,https://y.test","b":"**"}})"), "");
+  EXPECT_NE(check("plugin_metadata", R"({"id":"cors","allow_origins":{"a":"x.test"}})"), "");
+  EXPECT_NE(check("plugin_metadata", R"({"id":"cors","allow_origins":{"a":"http://x,"}})"), "");
   EXPECT_EQ(check("stream_routes", R"({"id":"s","server_addr":"x"})"),
             "invalid configuration: property \"server_addr\" validation failed: object matches none of the required");
   EXPECT_EQ(check("ssls", R"({"id":"s","snis":["a"]})"),
