@@ -611,6 +611,15 @@ awaitable<bool> Connection::handle() {
 
   if (!snap) {
     bool keep = co_await send_simple(503, "{\"error_msg\":\"no configuration loaded yet\"}\n", req_.keep_alive && body_consumed_);
+    if (keep) in_.begin += req_.head_bytes;  // no body (body_consumed_)
+    co_return keep;
+  }
+
+  if (snap->global_unavailable) {
+    // Logged when the snapshot was compiled (the rule and the reference).
+    bool keep = co_await send_simple(503, "{\"error_msg\":\"a global rule's plugin configuration is unavailable on this node\"}\n",
+                                     req_.keep_alive && body_consumed_, {}, "application/json");
+    if (keep) in_.begin += req_.head_bytes;  // no body (body_consumed_)
     co_return keep;
   }
 

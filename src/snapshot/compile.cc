@@ -435,7 +435,12 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       const json::object* rule = &(*g)->plugins;
       if (secret::has_reference(*rule)) {
         resolved = *rule;
-        if (!resolve(resolved, "global_rule", id)) continue;
+        if (!resolve(resolved, "global_rule", id)) {
+          // Dropping the rule would let every request pass without its
+          // plugins (an auth plugin, say): fail closed for all of them.
+          snap->global_unavailable = true;
+          continue;
+        }
         rule = &resolved;
       }
       for (const auto& kv : *rule) {

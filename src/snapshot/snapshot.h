@@ -86,6 +86,9 @@ struct Snapshot {
   // be resolved on this node (each with a log line). Not in `skipped`: the
   // document is valid, this node's environment is not complete.
   size_t unresolved = 0;
+  // A global rule's secret reference could not be resolved: every request
+  // is answered 503 rather than served without that rule's plugins.
+  bool global_unavailable = false;
   size_t skipped = 0;            // resources rejected while compiling
   std::string first_error;       // "<type> <id>: <reason>" of the first rejected resource
 };

@@ -26,6 +26,9 @@ def assert_nothing_loaded(test, gw):
     r = gw.get("/one")
     test.assertEqual(r.status, 503, r)
     test.assertIn(b"no configuration loaded yet", r.body)
+    # Keep-alive: each request is answered once, then the next one.
+    out = gw.raw(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    test.assertEqual(out.count(b"no configuration loaded yet"), 2, out[:300])
 
 
 def log_lines(gw, text):

@@ -249,6 +249,24 @@ class SecretRefTest(GatewayTest):
         self.assertNotIn("json-key-77ab", logs)
         self.assertNotIn("from-env", logs)
 
+    def test_unresolvable_global_rule_fails_closed(self):
+        # Dropping the global rule would serve every route without its
+        # key-auth: instead every request gets 503, on a keep-alive
+        # connection too (each request answered once, then the next).
+        up = self.upstream()
+        res = {"consumers": self.consumers()[:1],
+               "global_rules": [{"id": "g", "plugins": {"key-auth": {},
+                                                        "proxy-rewrite": {"headers": {"set": {"X-G": "$env://HF_TEST_NOPE"}}}}}],
+               "routes": [{"id": "open", "uri": "/*", "upstream": {"nodes": {up.addr: 1}}}]}
+        gw = self.gateway(res, extra_env=self.ENV)
+        r = gw.get("/x")
+        self.assertEqual(r.status, 503)
+        self.assertEqual(gw.get("/x", headers={"apikey": SECRET}).status, 503)
+        out = gw.raw(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        self.assertEqual(out.count(b"HTTP/1.1 503"), 2, out[:300])
+        self.assertIn("global_rule id=g: rejected: plugin proxy-rewrite: secret reference $env://HF_TEST_NOPE",
+                      gw.logs())
+
     def test_ssl_cert_and_key_from_env(self):
         d = tempfile.mkdtemp(prefix="holdfast-pki-")
         self.addCleanup(shutil.rmtree, d, True)
