@@ -80,15 +80,6 @@ std::string encode_upstream_target(std::string_view uri, bool separator_escaped,
   return out;
 }
 
-// The query string the upstream request carries so far: the client's, or
-// what an earlier plugin left of it (key-auth's hide_credentials), as
-// APISIX's proxy-rewrite reads ngx.var.args.
-std::string_view current_query(const RequestCtx& ctx) {
-  if (!ctx.upstream_target) return ctx.req->query;
-  size_t q = ctx.upstream_target->find('?');
-  return q == std::string::npos ? std::string_view() : std::string_view(*ctx.upstream_target).substr(q + 1);
-}
-
 // $real_request_uri: the request target as the client sent it (path and
 // query, not decoded nor normalized).
 std::string real_request_uri(const RequestCtx& ctx) {
@@ -182,9 +173,11 @@ class ProxyRewrite final : public Plugin {
     }
     // APISIX sets the upstream uri whenever proxy-rewrite runs: without
     // `uri` or a matching `regex_uri` too, so /a%5Fb reaches the upstream as
-    // /a_b (and, unsafe, exactly as the client sent it).
+    // /a_b (and, unsafe, exactly as the client sent it). The query is
+    // ngx.var.args: what earlier plugins left of it (key-auth's
+    // hide_credentials).
     if (unsafe) ctx.set_upstream_target(unsafe_target(new_uri));
-    else ctx.set_upstream_target(encode_upstream_target(new_uri, separator_escaped, current_query(ctx)));
+    else ctx.set_upstream_target(encode_upstream_target(new_uri, separator_escaped, ctx.query()));
     if (method) ctx.set_upstream_method(*method);
     if (host) ctx.set_upstream_host(*host);
     // APISIX's order: add, then set (so set wins over add on one header),
