@@ -6,6 +6,7 @@ PKGS=(
   g++ cmake ninja-build ccache pkg-config make
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libre2-dev libpcre2-dev libyaml-cpp-dev libfmt-dev liburing-dev libjemalloc-dev
+  zlib1g-dev libbrotli-dev
   libgtest-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
   python3 python3-botocore python3-boto3 python3-yaml python3-seccomp curl ca-certificates procps

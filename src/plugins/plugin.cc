@@ -346,6 +346,21 @@ std::optional<std::string> RequestCtx::var(std::string_view name) const {
       if (k == name.substr(10)) return v;
     return std::nullopt;
   }
+  if (!balancer_ip.empty()) {
+    if (name == "balancer_ip") return balancer_ip;
+    if (name == "balancer_port") return std::to_string(balancer_port);
+    if (name == "upstream_addr") {
+      if (balancer_ip.find(':') != std::string::npos) return fmt::format("[{}]:{}", balancer_ip, balancer_port);
+      return fmt::format("{}:{}", balancer_ip, balancer_port);
+    }
+  }
+  if (name.starts_with("upstream_http_")) {
+    if (!upstream_resp) return std::nullopt;
+    std::string_view want = name.substr(14);
+    for (const auto& h : upstream_resp->headers)
+      if (h.name.size() == want.size() && header_var_name(h.name) == want) return std::string(h.value);
+    return std::nullopt;
+  }
   if (name.starts_with(":") || name.size() > 0) {
     for (const auto& [k, v] : params)
       if (k == name) return v;
@@ -404,7 +419,16 @@ void RequestCtx::add_request_header(std::string name, std::string value) {
   req_add.push_back(escaped(std::move(name), std::move(value), plugin));
 }
 void RequestCtx::set_response_header(std::string name, std::string value) {
-  set_in(resp_set, escaped(std::move(name), std::move(value), plugin));
+  HeaderEdit e = escaped(std::move(name), std::move(value), plugin);
+  std::erase_if(resp_add, [&](const HeaderEdit& a) { return http::iequals(a.name, e.name); });
+  set_in(resp_set, std::move(e));
+}
+void RequestCtx::remove_response_header(std::string name) {
+  name = http::escape_header_name(std::move(name));
+  auto same = [&](const HeaderEdit& a) { return http::iequals(a.name, name); };
+  std::erase_if(resp_set, same);
+  std::erase_if(resp_add, same);
+  resp_remove.push_back(std::move(name));
 }
 void RequestCtx::add_response_header(std::string name, std::string value) {
   resp_add.push_back(escaped(std::move(name), std::move(value), plugin));

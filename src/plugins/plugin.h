@@ -31,6 +31,7 @@ using HeaderList = std::vector<std::pair<std::string, std::string>>;
 struct Consumer;
 struct ConsumerIndex;
 struct MetadataTable;
+class Plugin;
 
 // A header a plugin put on a head, with the plugin that put it there: the
 // log line names it if the head writer ever refuses the field.
@@ -90,6 +91,15 @@ struct RequestCtx final : router::VarSource {
   HeaderEdits resp_headers;
 
   // Edits to the upstream's response (header_filter phase).
+  // The upstream's response head while header and body filters run (null
+  // for a response a plugin made): what it said, before the edits below.
+  const http::ResponseHead* upstream_resp = nullptr;
+  // The node that answered: $balancer_ip, $balancer_port, $upstream_addr.
+  std::string balancer_ip;
+  uint16_t balancer_port = 0;
+  // Plugins whose header_filter decided to rewrite this response's body (a
+  // decision taken once, before later plugins change what `vars` would see).
+  std::vector<const Plugin*> body_filters_on;
   int upstream_status = 0;
   std::optional<int> resp_status_override;
   std::optional<std::string> resp_body_override;
@@ -139,8 +149,11 @@ struct RequestCtx final : router::VarSource {
   void set_request_header(std::string name, std::string value);
   void add_request_header(std::string name, std::string value);
   void remove_request_header(std::string name);
+  // Response headers follow ngx.header: a set replaces the upstream's and
+  // earlier plugins' values (adds included), a remove drops them all.
   void set_response_header(std::string name, std::string value);
   void add_response_header(std::string name, std::string value);
+  void remove_response_header(std::string name);
   // A header of the response a plugin answers with (Action::respond).
   void add_reply_header(std::string name, std::string value);
   // X-Forwarded-Proto/Host/Port as APISIX leaves them in the request (its
@@ -166,9 +179,11 @@ class Plugin {
   virtual Action rewrite(RequestCtx&) const { return Action::next; }
   virtual Action access(RequestCtx&) const { return Action::next; }
   virtual void header_filter(RequestCtx&) const {}
-  // Plugins that rewrite the response body ask for it whole (bounded); the
-  // proxy then buffers it and calls body_filter before sending.
-  virtual bool wants_body(const RequestCtx&) const { return false; }
+  // Plugins that rewrite the response body ask for it whole, up to the
+  // number of bytes returned (0: not wanted); the proxy then buffers that
+  // much of it (the largest of the plugins' bounds), drops the rest and
+  // calls body_filter before sending.
+  virtual size_t wants_body(const RequestCtx&) const { return 0; }
   virtual void body_filter(RequestCtx&, std::string& body) const {}
   virtual void log(RequestCtx&) const {}
 };

@@ -80,14 +80,59 @@ std::string encode_upstream_target(std::string_view uri, bool separator_escaped,
   return out;
 }
 
+// $real_request_uri: the request target as the client sent it (path and
+// query, not decoded nor normalized).
+std::string real_request_uri(const RequestCtx& ctx) {
+  if (!ctx.req->target.empty() && ctx.req->target[0] == '/') return std::string(ctx.req->target);
+  std::string out(ctx.req->path);
+  if (!ctx.req->query.empty()) out.append("?").append(ctx.req->query);
+  return out;
+}
+
+// use_real_request_uri_unsafe sends what it built unencoded, as APISIX does,
+// except for control characters and spaces: those cannot go out in a request
+// line at all (the head writer would refuse the request), so they go as %XX.
+std::string unsafe_target(std::string_view uri) {
+  std::string out;
+  for (char c : http::escape_uri_control_chars(uri)) {
+    if (c == ' ') out += "%20";
+    else out += c;
+  }
+  return out;
+}
+
+// APISIX's check_set_headers for the flat form (a header name or value that
+// could not go out as one header line is refused), in its order.
+std::optional<std::string> check_flat_headers(const json::value& h) {
+  if (!h.is_object()) return std::nullopt;
+  const json::object& o = h.as_object();
+  for (const char* k : {"add", "set", "remove"})
+    if (auto it = o.find(k); it != o.end() && (it->value().is_object() || it->value().is_array())) return std::nullopt;
+  for (const auto& kv : o) {
+    if (!kv.value().is_string() && !kv.value().is_number()) return "invalid type as header value";
+    if (kv.key().empty()) return "invalid field length in header";
+    for (unsigned char b : kv.key())
+      if (b <= 32 || b >= 127 || b == ':') return "invalid field character in header";
+    if (kv.value().is_string())
+      for (unsigned char b : kv.value().as_string())
+        if (b < 32 || b >= 127) return "invalid value character in header";
+  }
+  return std::nullopt;
+}
+
 class ProxyRewrite final : public Plugin {
  public:
   std::optional<std::string> uri, method, host;
   RegexPairs regex_uri;
   HeaderOps headers;
+  bool unsafe = false;  // use_real_request_uri_unsafe
 
   Action rewrite(RequestCtx& ctx) const override {
-    std::optional<std::string> new_uri;
+    // As APISIX: the upstream uri starts as $uri (decoded, normalized), or
+    // the raw request target with use_real_request_uri_unsafe.
+    const std::string raw = unsafe ? real_request_uri(ctx) : std::string();
+    std::string_view subject = unsafe ? std::string_view(raw) : std::string_view(ctx.uri);
+    std::string new_uri(subject);
     std::vector<std::string> captures;
     // Whether a '?' in the new uri starts a query: always for a template
     // (the values it took in had theirs escaped); for regex_uri only when
@@ -96,16 +141,21 @@ class ProxyRewrite final : public Plugin {
     if (uri) {
       separator_escaped = true;
       new_uri = router::expand_vars(*uri, SeparatorEscaped(ctx));
+      if (unsafe) {
+        // The client's query, merged with one the template carries.
+        if (size_t q = raw.find('?'); q != std::string::npos)
+          new_uri.append(new_uri.find('?') == std::string::npos ? "?" : "&").append(std::string_view(raw).substr(q + 1));
+      }
     } else if (!regex_uri.empty()) {
-      separator_escaped = ctx.uri.find('?') == std::string::npos;
+      separator_escaped = subject.find('?') == std::string::npos;
       // As APISIX: the first pair whose regex matches rewrites the uri, and
       // its captures are what $N means in header values.
       for (const auto& [re, tmpl] : regex_uri) {
         RegexCaptures found;
         std::string why, out;
-        auto m = re->find(ctx.uri, 0, &found, &why);
+        auto m = re->find(subject, 0, &found, &why);
         Result<size_t> n = size_t{0};
-        if (m == RegexMatch::match) n = regex_substitute(*re, ctx.uri, tmpl, false, out);
+        if (m == RegexMatch::match) n = regex_substitute(*re, subject, tmpl, false, out);
         if (m == RegexMatch::error || !n) {
           // A regex error (the match limit) answers 500, as APISIX does.
           std::string msg = fmt::format("failed to match the uri {} ({}) : {}", ctx.uri, re->pattern(),
@@ -121,7 +171,13 @@ class ProxyRewrite final : public Plugin {
         }
       }
     }
-    if (new_uri) ctx.set_upstream_target(encode_upstream_target(*new_uri, separator_escaped, ctx.req->query));
+    // APISIX sets the upstream uri whenever proxy-rewrite runs: without
+    // `uri` or a matching `regex_uri` too, so /a%5Fb reaches the upstream as
+    // /a_b (and, unsafe, exactly as the client sent it). The query is
+    // ngx.var.args: what earlier plugins left of it (key-auth's
+    // hide_credentials).
+    if (unsafe) ctx.set_upstream_target(unsafe_target(new_uri));
+    else ctx.set_upstream_target(encode_upstream_target(new_uri, separator_escaped, ctx.query()));
     if (method) ctx.set_upstream_method(*method);
     if (host) ctx.set_upstream_host(*host);
     // APISIX's order: add, then set (so set wins over add on one header),
@@ -144,7 +200,8 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   Checker c(conf, "proxy-rewrite");
   c.only({"uri", "regex_uri", "method", "host", "headers", "use_real_request_uri_unsafe"});
   p->uri = c.str("uri", false, 1, 4096);
-  if (p->uri && (*p->uri)[0] != '/' && (*p->uri)[0] != '$') c.fail("property \"uri\" validation failed: must start with /");
+  if (p->uri && (*p->uri)[0] != '/' && (*p->uri)[0] != '$')
+    c.fail("property \"uri\" validation failed: failed to match pattern \"^\\\\/.*\" with \"" + *p->uri + "\"");
   p->regex_uri = parse_regex_pairs(c, "regex_uri");
   p->method = c.one_of("method", {"GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "MKCOL", "COPY", "MOVE",
                                   "PROPFIND", "LOCK", "UNLOCK", "PATCH", "TRACE"}, nullptr);
@@ -153,8 +210,9 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   static const re2::RE2 kHost(R"(^[0-9a-zA-Z-.]+(:\d{1,5})?$)");
   if (p->host && !re2::RE2::FullMatch(*p->host, kHost))
     c.fail("property \"host\" validation failed: failed to match pattern \"^[0-9a-zA-Z-.]+(:\\d{1,5})?$\" with \"" + *p->host + "\"");
-  c.boolean("use_real_request_uri_unsafe");
-  if (const json::value* h = c.get("headers")) {
+  p->unsafe = c.boolean("use_real_request_uri_unsafe").value_or(false);
+  if (const json::value* h = c.get("headers"); h && !c.failed()) {
+    if (auto err = check_flat_headers(*h)) c.fail(*err);
     auto ops = parse_header_ops(*h, true);
     if (!ops) c.fail(ops.error());
     else p->headers = *ops;

@@ -151,9 +151,10 @@ class Connection {
   awaitable<bool> send_plugin_response(plugins::RequestCtx& ctx, const snapshot::CompiledRoute* route);
   awaitable<bool> proxy(plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route);
   void run_header_filters(plugins::RequestCtx& ctx, const snapshot::CompiledRoute* route);
-  bool wants_body(const plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route) const;
+  size_t wants_body(const plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route) const;
   void run_body_filters(plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route, std::string& body);
-  awaitable<bool> collect_body(UpstreamConn& up, const ResponseHead& resp, double timeout, std::string& out);
+  awaitable<bool> collect_body(UpstreamConn& up, const ResponseHead& resp, double timeout, size_t limit,
+                               std::string& out, bool& at_end);
   void run_log(plugins::RequestCtx& ctx, const snapshot::CompiledRoute* route, int status, uint64_t bytes);
   std::string upstream_host_value(const plugins::RequestCtx& ctx, const snapshot::CompiledUpstream& up,
                                   const model::UpstreamNode& node, const char** by) const;
@@ -420,9 +421,9 @@ void Connection::run_header_filters(plugins::RequestCtx& ctx, const snapshot::Co
   });
 }
 
-bool Connection::wants_body(const plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route) const {
-  bool wants = false;
-  for_each_entry(ctx, global_chain(), chain_, [&](const plugins::Entry& e) { wants = wants || e.plugin->wants_body(ctx); });
+size_t Connection::wants_body(const plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route) const {
+  size_t wants = 0;
+  for_each_entry(ctx, global_chain(), chain_, [&](const plugins::Entry& e) { wants = std::max(wants, e.plugin->wants_body(ctx)); });
   return wants;
 }
 
@@ -430,43 +431,48 @@ void Connection::run_body_filters(plugins::RequestCtx& ctx, const snapshot::Comp
   for_each_entry(ctx, global_chain(), chain_, [&](const plugins::Entry& e) { e.plugin->body_filter(ctx, body); });
 }
 
-// Reads a whole upstream response body (decoded) into `out`, up to 64 MiB
-// (APISIX's body filter buffer limit). False when larger or cut short.
-awaitable<bool> Connection::collect_body(UpstreamConn& up, const ResponseHead& resp, double timeout, std::string& out) {
-  constexpr size_t kLimit = 64 * 1024 * 1024;
-  std::string raw;
+// Reads the upstream response body (dechunked) into `out` for the body
+// filters: all of it, or its first `limit` bytes (APISIX's hold_body_chunk
+// with max_resp_body_size: a longer body is cut there). `at_end`: the body
+// was read to its end (the connection can be reused). False when it could
+// not be read (invalid chunking, a timeout, cut short by the upstream).
+awaitable<bool> Connection::collect_body(UpstreamConn& up, const ResponseHead& resp, double timeout, size_t limit,
+                                         std::string& out, bool& at_end) {
   ChunkedValidator v;
   uint64_t remaining = resp.content_length;
-  if (resp.body == BodyKind::length && remaining > kLimit) co_return false;
+  at_end = false;
   for (;;) {
     std::string_view avail(up.buf.data.data() + up.buf.begin, up.buf.avail());
     size_t take = avail.size();
-    bool done = false;
     if (resp.body == BodyKind::length) {
       take = static_cast<size_t>(std::min<uint64_t>(take, remaining));
       remaining -= take;
-      done = remaining == 0;
+      at_end = remaining == 0;
+      out.append(avail.substr(0, take));
     } else if (resp.body == BodyKind::chunked) {
-      auto r = v.feed(avail, take);
+      auto r = v.feed(avail, take, &out);
       if (r == ChunkedValidator::Result::error) co_return false;
-      done = r == ChunkedValidator::Result::done;
+      at_end = r == ChunkedValidator::Result::done;
+    } else {
+      out.append(avail);
     }
-    raw.append(avail.substr(0, take));
     up.buf.begin += take;
-    if (raw.size() > kLimit + 1024 * 1024) co_return false;
-    if (done) break;
+    if (out.size() >= limit) {
+      // More than the bound: the rest is not read (nor sent).
+      if (out.size() > limit) at_end = false;
+      out.resize(limit);
+      co_return true;
+    }
+    if (at_end) co_return true;
     up.buf.begin = up.buf.end = 0;
     error_code ec;
     bool to = false;
     size_t n = co_await read_some(*up.stream, up.timed, up.buf, timeout, ec, to);
     if (ec || n == 0) {
-      if (resp.body == BodyKind::until_close && !to) break;
+      if (resp.body == BodyKind::until_close && !to) co_return true;
       co_return false;
     }
   }
-  if (resp.body == BodyKind::chunked) co_return decode_chunked(raw, out);
-  out = std::move(raw);
-  co_return true;
 }
 
 void Connection::run_log(plugins::RequestCtx& ctx, const snapshot::CompiledRoute* route, int status, uint64_t bytes) {
@@ -1227,19 +1233,27 @@ got_response : {
   conn->buf.begin += resp.head_bytes;
   bal.on_start(w_.id(), node_idx);
   ctx.upstream_status = resp.status;
+  ctx.upstream_resp = &resp;
+  if (up.endpoints[node_idx]) {
+    ctx.balancer_ip = up.endpoints[node_idx]->address().to_string();
+    ctx.balancer_port = up.endpoints[node_idx]->port();
+  }
   passive(node_idx, false, false, resp.status);
   run_header_filters(ctx, &route);
   bool body_collected = false;
-  if (!ctx.resp_body_override && resp.body != BodyKind::none && wants_body(ctx, route)) {
+  size_t body_limit = 0;
+  if (!ctx.resp_body_override && resp.body != BodyKind::none && (body_limit = wants_body(ctx, route)) > 0) {
     // A body filter needs the whole body: read it (bounded), then filter.
     // Reading reuses the buffer the response head points into: keep a copy.
     resp_head_copy_.assign(conn->buf.data.data() + resp_head_at, resp.head_bytes);
     ParseError perr;
     parse_response(resp_head_copy_, req_.method, resp, perr);
     std::string body;
-    bool complete = co_await collect_body(*conn, resp, to.read, body);
+    bool at_end = false;
+    bool complete = co_await collect_body(*conn, resp, to.read, body_limit, body, at_end);
     if (!complete) {
-      log::warn("upstream {}: response body not usable for body filters (too large or cut short)", up.key);
+      log::warn("upstream {}: response body not usable for body filters (cut short)", up.key);
+      ctx.upstream_resp = nullptr;
       w_.unwatch(&conn->timed);
       bal.on_finish(w_.id(), node_idx, 0);
       ctx.respond(502, "");
@@ -1247,7 +1261,7 @@ got_response : {
     }
     run_body_filters(ctx, route, body);
     ctx.resp_body_override = std::move(body);
-    body_collected = true;
+    body_collected = at_end;
   }
   const int status = ctx.resp_status_override.value_or(resp.status);
   const bool override_body = ctx.resp_body_override.has_value();
@@ -1271,6 +1285,10 @@ got_response : {
   if (switching) {
     hw.header("Connection", "upgrade");
     hw.header("Upgrade", resp.header("upgrade"));
+  } else if (override_body && req_.minor == 1) {
+    // As nginx sends a body a body filter replaced (APISIX's
+    // clear_header_as_body_modified drops Content-Length): chunked.
+    hw.header("Transfer-Encoding", "chunked");
   } else if (override_body) {
     hw.header("Content-Length", std::to_string(ctx.resp_body_override->size()));
   } else if (resp.body == BodyKind::length) {
@@ -1287,6 +1305,7 @@ got_response : {
     else if (req_.minor == 0) hw.header("Connection", "keep-alive");
   }
   hw.end();
+  ctx.upstream_resp = nullptr;  // its views point into buffers about to be reused
   if (!hw.ok()) {
     // Nothing of this response has gone out: the upstream connection is in
     // an unknown state (its body unread), so it is closed, not pooled.
@@ -1338,10 +1357,17 @@ got_response : {
                           conn->buf.avail() >= resp.content_length);
   if (override_body) {
     bool t = false;
-    std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(req_.method == "HEAD" ? std::string_view() : std::string_view(*ctx.resp_body_override))};
+    std::string& b = *ctx.resp_body_override;
+    rr.bytes = b.size();
+    if (req_.method == "HEAD") b.clear();
+    else if (req_.minor == 1) {
+      // One chunk and the last one (the body is ours to change now).
+      if (!b.empty()) head += fmt::format("{:x}\r\n", b.size());
+      b += b.empty() ? "0\r\n\r\n" : "\r\n0\r\n\r\n";
+    }
+    std::array<asio::const_buffer, 2> bufs{asio::buffer(head), asio::buffer(b)};
     rr.ok = co_await write_all(s_, timed_, bufs, cfg.send_timeout, t);
     rr.dst_failed = !rr.ok;
-    rr.bytes = ctx.resp_body_override->size();
     // Reusable only when the upstream body was read to its end.
     upstream_reusable = body_collected && resp.keep_alive && resp.body != BodyKind::until_close && conn->buf.avail() == 0;
   } else if (body_here) {
