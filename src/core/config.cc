@@ -98,6 +98,67 @@ void collect_unknown(const json::value& v, const std::string& path, std::vector<
   }
 }
 
+// Keys APISIX has and Holdfast does not implement. A value that asks for
+// what Holdfast does anyway passes without a word; any other is named in a
+// warning (start-up and `holdfast -t`), so that nothing is ignored silently.
+struct Unsupported {
+  const char* key;   // dotted path
+  const char* why;   // what Holdfast does instead
+  bool (*harmless)(const json::value&);
+};
+
+bool is_false(const json::value& v) { return v.is_bool() && !v.as_bool(); }
+bool is_true(const json::value& v) { return v.is_bool() && v.as_bool(); }
+bool is_empty(const json::value& v) {
+  return v.is_null() || (v.is_string() && v.as_string().empty()) || (v.is_array() && v.as_array().empty()) ||
+         (v.is_object() && v.as_object().empty());
+}
+bool is_http(const json::value& v) { return v.is_string() && v.as_string() == "http"; }
+
+constexpr Unsupported kUnsupported[] = {
+    {"apisix.enable_http2", "HTTP/2 is not implemented yet; clients speak HTTP/1.1", is_false},
+    {"apisix.proxy_mode", "only HTTP proxying (\"http\") is implemented", is_http},
+    {"apisix.enable_ipv6", "listeners are only those node_listen and apisix.ssl.listen name", is_false},
+    {"apisix.show_upstream_status_in_response_header", "the X-APISIX-Upstream-Status header is not sent", is_false},
+    {"apisix.normalize_uri_like_servlet", "paths are normalised as nginx does only", is_false},
+    {"apisix.extra_lua_path", "Holdfast runs no Lua", is_empty},
+    {"apisix.extra_lua_cpath", "Holdfast runs no Lua", is_empty},
+    {"apisix.enable_control", "APISIX's control API is not implemented", is_false},
+    {"apisix.control", "APISIX's control API is not implemented", is_empty},
+    {"apisix.enable_admin", "the Admin API runs by deployment.role", is_true},
+    {"apisix.enable_reuseport", "listeners always use SO_REUSEPORT", is_true},
+    {"apisix.proxy_cache", "proxy-cache is not implemented", is_empty},
+    {"apisix.stream_proxy", "stream (L4) proxying is not implemented", is_empty},
+    {"apisix.status", "APISIX's status API is not implemented", is_empty},
+    {"apisix.id", "the instance id is not used", is_empty},
+    {"nginx_config.worker_shutdown_timeout", "use holdfast.shutdown_timeout", is_empty},
+    {"nginx_config.enable_cpu_affinity", "workers are not pinned to CPUs", is_false},
+    {"nginx_config.user", "Holdfast runs as the user that starts it", is_empty},
+    {"nginx_config.main_configuration_snippet", "there is no nginx configuration", is_empty},
+    {"nginx_config.meta", "there is no nginx configuration", is_empty},
+    {"nginx_config.stream", "stream (L4) proxying is not implemented", is_empty},
+    {"stream_plugins", "stream (L4) proxying is not implemented", is_empty},
+    {"discovery", "service discovery is not implemented; upstream nodes come from the configuration", is_empty},
+    {"wasm", "Wasm plugins are not implemented", is_empty},
+    {"ext-plugin", "external plugin runners are not implemented", is_empty},
+    {"xrpc", "xRPC is not implemented", is_empty},
+};
+
+
+void collect_unsupported(const json::value& root, std::vector<std::string>& out) {
+  for (const auto& u : kUnsupported) {
+    const json::value* cur = &root;
+    std::string_view rest = u.key;
+    while (cur && !rest.empty()) {
+      const size_t dot = rest.find('.');
+      const auto* o = cur->if_object();
+      cur = o ? o->if_contains(rest.substr(0, dot)) : nullptr;
+      rest = dot == std::string_view::npos ? std::string_view{} : rest.substr(dot + 1);
+    }
+    if (cur && !u.harmless(*cur)) out.push_back(fmt::format("{}: not supported (ignored): {}", u.key, u.why));
+  }
+}
+
 const json::value* at(const json::value& root, std::initializer_list<const char*> path) {
   const json::value* cur = &root;
   for (const char* k : path) {
@@ -1069,6 +1130,7 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
   }
   plugin_attr_warnings(r, c.warnings);
   collect_unknown(r, "", c.warnings);
+  collect_unsupported(r, c.warnings);
   return c;
 }
 

@@ -235,6 +235,27 @@ holdfast:
         self.assertIn("mystery_section", out)
         self.assertIn("warning", out)
 
+    def test_apisix_keys_holdfast_does_not_implement_are_named(self):
+        # #11 item 9: APISIX keys with no effect here are named, unless their
+        # value asks for what Holdfast does anyway.
+        cfg = ConfigDir(self, "apisix:\n  node_listen: 9080\n  enable_http2: true\n  enable_ipv6: true\n"
+                              "  proxy_mode: http&stream\n  normalize_uri_like_servlet: true\n"
+                              "  proxy_cache: {cache_ttl: 10s}\n  enable_reuseport: true\n"
+                              "  show_upstream_status_in_response_header: false\n"
+                              "nginx_config:\n  worker_shutdown_timeout: 240s\n  enable_cpu_affinity: false\n"
+                              "discovery:\n  dns: {servers: ['127.0.0.1:53']}\next-plugin:\n  cmd: ['x']\n")
+        rc, out = cfg.check()
+        self.assertEqual(rc, 0, out)
+        for key in ("apisix.enable_http2", "apisix.enable_ipv6", "apisix.proxy_mode", "apisix.normalize_uri_like_servlet",
+                    "apisix.proxy_cache", "nginx_config.worker_shutdown_timeout", "discovery", "ext-plugin"):
+            self.assertIn(f"{key}: not supported (ignored)", out, key)
+        for quiet in ("enable_reuseport", "show_upstream_status_in_response_header", "enable_cpu_affinity"):
+            self.assertNotIn(quiet, out)
+        # The same values APISIX's defaults give Holdfast's behaviour: silent.
+        rc, out = ConfigDir(self, "apisix:\n  enable_http2: false\n  proxy_mode: http\n  enable_ipv6: false\n").check()
+        self.assertEqual(rc, 0, out)
+        self.assertNotIn("not supported", out)
+
     def test_unknown_key_in_holdfast_section_warns(self):
         # Holdfast owns the `holdfast:` section, so a typo there must not pass silently
         cfg = ConfigDir(self, "holdfast:\n  acces_log: /tmp/x.log\n  log_format: text\n")
