@@ -129,7 +129,6 @@ constexpr Unsupported kUnsupported[] = {
     {"apisix.enable_reuseport", "listeners always use SO_REUSEPORT", is_true},
     {"apisix.proxy_cache", "proxy-cache is not implemented", is_empty},
     {"apisix.stream_proxy", "stream (L4) proxying is not implemented", is_empty},
-    {"apisix.status", "APISIX's status API is not implemented", is_empty},
     {"apisix.id", "the instance id is not used", is_empty},
     {"nginx_config.worker_shutdown_timeout", "use holdfast.shutdown_timeout", is_empty},
     {"nginx_config.enable_cpu_affinity", "workers are not pinned to CPUs", is_false},
