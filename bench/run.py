@@ -30,6 +30,13 @@ Scenarios (all by default; pick with --scenario NAME, repeatable):
              (BASELINE_BIN, e.g. main's) on both I/O backends, beside nginx in
              the same interleaved rounds; reports each backend's ratios (for
              refactors that must not cost CPU)
+  ab-paced   the same four processes, but each build is measured at the same
+             time as its baseline, both under the same fixed offered load
+             (wrk pauses PACE_MS, default 10, between requests on each of
+             its 50 connections: about 4,500 req/s each, below saturation),
+             CPU read per thread in nanoseconds (/proc/*/task/*/schedstat).
+             Whatever the machine does during a round, it does to both; the
+             median of the per-round ratios is the figure
 
 Beside nginx, HAProxy and Holdfast, `tcp-floor` (bench/floor_relay.cc, if
 built) relays bytes without parsing HTTP: the floor for any proxy here.
@@ -373,10 +380,18 @@ def run_handshakes(targets, seconds):
             for name, rs in results.items()}
 
 
+def wrk_cmd(url, conns, duration, script):
+    return ["taskset", "-c", LOADGEN_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}", "--timeout", "5s",
+            "-s", script, url]
+
+
 def wrk(url, conns, duration, script, env=None):
-    cmd = ["taskset", "-c", LOADGEN_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}", "--timeout", "5s",
-           "-s", script, url]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **(env or {}))).stdout
+    out = subprocess.run(wrk_cmd(url, conns, duration, script), capture_output=True, text=True,
+                         env=dict(os.environ, **(env or {}))).stdout
+    return wrk_result(out)
+
+
+def wrk_result(out):
     m = re.search(r"RESULT requests=(\d+) duration_us=(\d+) p50_us=(\d+) p99_us=(\d+) errors=(\d+)", out)
     if not m:
         raise RuntimeError("wrk output not understood:\n" + out)
@@ -423,6 +438,52 @@ def run_scenario(name, targets, path, conns, env=None, script=None):
     return summary
 
 
+def cpu_ns(pids):
+    """CPU time of every thread of pids, in nanoseconds (schedstat's first field)."""
+    total = 0
+    for p in pids:
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/schedstat") as f:
+                    total += int(f.read().split()[0])
+        except OSError:
+            pass
+    return total
+
+
+def run_paced_pairs(pairs, path, conns):
+    """For each (new, old) pair, rounds in which both are loaded at the same
+    time at the same fixed rate; returns {new_name: [new/old CPU per request]}."""
+    env = dict(os.environ, BENCH_REPORT=os.path.join(HERE, "report.lua"))
+    script = os.path.join(HERE, "paced.lua")
+    print(f"\n## paced A/B: {path} c{conns} each, PACE_MS={env.get('PACE_MS', '10')}, {ROUNDS} rounds x {DURATION}",
+          flush=True)
+    ratios = {new.name: [] for new, _ in pairs}
+    for rnd in range(-1, ROUNDS):  # round -1 warms up and is not counted
+        for new, old in pairs:
+            both = (new, old)
+            pids = {t.name: t.pids for t in both}
+            c0 = {t.name: cpu_ns(pids[t.name]) for t in both}
+            runs = [subprocess.Popen(wrk_cmd(f"http://127.0.0.1:{t.port}{path}", conns,
+                                             WARMUP if rnd < 0 else DURATION, script),
+                                     stdout=subprocess.PIPE, text=True, env=env) for t in both]
+            outs = [wrk_result(r.communicate()[0]) for r in runs]
+            per_req = {}
+            for t, o in zip(both, outs):
+                per_req[t.name] = (cpu_ns(pids[t.name]) - c0[t.name]) / 1000 / max(o["requests"], 1)
+                if o["errors"]:
+                    raise RuntimeError(f"{t.name}: {o['errors']} errors in a paced run")
+            if rnd < 0:
+                continue
+            ratio = per_req[new.name] / per_req[old.name]
+            ratios[new.name].append(ratio)
+            print(f"  round {rnd + 1} {new.name:14s} {outs[0]['rps']:6.0f} req/s {per_req[new.name]:6.2f}us/req | "
+                  f"{old.name:14s} {outs[1]['rps']:6.0f} req/s {per_req[old.name]:6.2f}us/req | ratio {ratio:.3f}",
+                  flush=True)
+            time.sleep(1)
+    return ratios
+
+
 def print_table(title, summary, ref="nginx"):
     print(f"\n### {title} (medians; ratios against {ref})")
     print(f"| target | req/s | p50 ms | p99 ms | CPU us/req | errors | req/s ratio | CPU ratio | p99 ratio |")
@@ -444,7 +505,8 @@ def print_table(title, summary, ref="nginx"):
 def main():
     global ROUNDS, DURATION, ORIGIN
     ap = argparse.ArgumentParser()
-    ap.add_argument("--scenario", action="append", choices=["1route", "10k", "100kb", "1000conn", "backends", "tls", "ab"])
+    ap.add_argument("--scenario", action="append", choices=["1route", "10k", "100kb", "1000conn", "backends", "tls", "ab",
+                                                       "ab-paced"])
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration")
     args = ap.parse_args()
@@ -532,15 +594,23 @@ def main():
             for p in (hft, ngx_tls):
                 p.stop()
                 procs.remove(p)
-        if "ab" in scenarios:
+        if "ab" in scenarios or "ab-paced" in scenarios:
             base_bin = os.environ.get("BASELINE_BIN")
             if not base_bin:
-                sys.exit("the ab scenario needs BASELINE_BIN (another build's holdfast)")
+                sys.exit("the ab scenarios need BASELINE_BIN (another build's holdfast)")
             hfe = start_holdfast(work, origin, "holdfast-epoll", env={"HOLDFAST_BACKEND": "epoll"})
             base = start_holdfast(work, origin, "baseline", env={"HOLDFAST_BACKEND": "io_uring"}, binary=base_bin)
             basee = start_holdfast(work, origin, "baseline-epoll", env={"HOLDFAST_BACKEND": "epoll"}, binary=base_bin)
             extra = [hfe, base, basee]
             procs.extend(extra)
+        if "ab-paced" in scenarios:
+            ratios = run_paced_pairs([(hf, base), (hfe, basee)], "/", 50)
+            print(f"\n### paced A/B against {base_bin}: CPU per request, this build / baseline")
+            for name, rs in ratios.items():
+                print(f"{name}: median {statistics.median(rs):.3f}x, mean {statistics.mean(rs):.3f}x "
+                      f"(rounds: {', '.join(f'{x:.3f}' for x in rs)})")
+            out["ab-paced"] = ratios
+        if "ab" in scenarios:
             s = run_scenario(f"this build and {base_bin}", [(nginx, None), (hf, None), (hfe, None), (base, None),
                                                               (basee, None)], "/", 50)
             print_table("this build and the baseline, 1 route, c50", s)
@@ -555,6 +625,7 @@ def main():
                 print(f"  CPU/req paired by round: median {statistics.median(paired):.3f}x "
                       f"(rounds: {', '.join(f'{x:.3f}' for x in paired)})")
             out["ab"] = s
+        if "ab" in scenarios or "ab-paced" in scenarios:
             for p in extra:
                 p.stop()
                 procs.remove(p)
