@@ -301,6 +301,8 @@ def start_holdfast(work, origin, name="holdfast", resources=None, env=None, bina
     ssl = ({"enable": True, "listen": [{"ip": "127.0.0.1", "port": tls_port}], "fallback_sni": "bench.local"}
            if pki else {"enable": False})
     cfg = {"apisix": {"node_listen": [{"ip": "127.0.0.1", "port": port}], "ssl": ssl},
+           # the prometheus export server (on by default, as APISIX's): one port per instance
+           "plugin_attr": {"prometheus": {"export_addr": {"ip": "127.0.0.1", "port": free_port()}}},
            "nginx_config": {"worker_processes": 1, "error_log_level": "warn"},
            "deployment": {"role": "data_plane", "role_data_plane": {"config_provider": "json"}}}
     with open(os.path.join(d, "config.yaml"), "w") as f:

@@ -28,11 +28,13 @@ $PY "$ROOT/test/e2e/upstream.py" "$UP2" green >/dev/null & PIDS+=($!)
 wait_port "$UP1"; wait_port "$UP2"
 
 # --- 1. standalone ------------------------------------------------------------
-GW=$(port)
+GW=$(port); GWPROM=$(port)
 mkdir -p "$DIR/standalone"
 cat > "$DIR/standalone/config.yaml" <<YAML
 apisix:
   node_listen: [{ip: 127.0.0.1, port: $GW}]
+plugin_attr:
+  prometheus: {export_addr: {ip: 127.0.0.1, port: $GWPROM}}
 deployment:
   role: data_plane
   role_data_plane: {config_provider: yaml}
@@ -51,6 +53,8 @@ routes:
   - id: public
     uri: /public/*
     upstream_id: both
+    plugins:
+      prometheus: {}
   - id: private
     uri: /private
     upstream_id: both
@@ -81,6 +85,8 @@ write_routes "  - id: mock
       mocking: {response_example: '{\"mocked\":true}'}"
 wait_200 "http://127.0.0.1:$GW/mock"
 show curl -s "http://127.0.0.1:$GW/mock"
+say "Prometheus metrics with APISIX's names (its Grafana dashboard reads them): the public route's requests"
+curl -s "http://127.0.0.1:$GWPROM/apisix/prometheus/metrics" | grep -E '^apisix_(http_status|bandwidth)'
 kill -TERM "$GWPID"; wait "$GWPID" && echo "standalone node drained and exited with status 0"
 
 # --- 2. control plane ---------------------------------------------------------
@@ -91,12 +97,14 @@ etcd --name demo --data-dir "$DIR/etcd" --listen-client-urls "http://127.0.0.1:$
   --initial-advertise-peer-urls "http://127.0.0.1:$ETCDP" --initial-cluster "demo=http://127.0.0.1:$ETCDP" \
   > "$DIR/etcd.log" 2>&1 & ETCDPID=$!; PIDS+=($ETCDPID)
 wait_port "$ETCD"
-CP=$(port); ADMIN=$(port); CPSTATUS=$(port)
+CP=$(port); ADMIN=$(port); CPSTATUS=$(port); CPPROM=$(port)
 mkdir -p "$DIR/cp"
 cat > "$DIR/cp/config.yaml" <<YAML
 apisix:
   node_listen: [{ip: 127.0.0.1, port: $CP}]
   status: {ip: 127.0.0.1, port: $CPSTATUS}
+plugin_attr:
+  prometheus: {export_addr: {ip: 127.0.0.1, port: $CPPROM}}
 deployment:
   role: traditional
   role_traditional: {config_provider: etcd}
@@ -160,11 +168,13 @@ curl -s "http://127.0.0.1:$S3/__peer/objects/fallback-cp-config" | $PY -c 'impor
 show "$BIN" snapshot inspect -c "$DIR/backup/config.yaml"
 echo "the control plane goes away:"
 kill "$CPPID" "$ETCDPID" 2>/dev/null || true; wait "$CPPID" "$ETCDPID" 2>/dev/null || true
-TR=$(port); TRSTATUS=$(port)
+TR=$(port); TRSTATUS=$(port); TRPROM=$(port)
 { cat <<YAML
 apisix:
   node_listen: [{ip: 127.0.0.1, port: $TR}]
   status: {ip: 127.0.0.1, port: $TRSTATUS}
+plugin_attr:
+  prometheus: {export_addr: {ip: 127.0.0.1, port: $TRPROM}}
 deployment:
   role: data_plane
   role_data_plane: {config_provider: etcd}

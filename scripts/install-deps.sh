@@ -12,6 +12,7 @@ PKGS=(
   python3 python3-botocore python3-boto3 python3-yaml python3-seccomp curl ca-certificates procps
   etcd-server etcd-client
   nginx-light haproxy wrk
+  prometheus
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -30,6 +31,6 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts these daemons on install; the tests and benchmarks start their
 # own instances on their own ports, so the system copies are not needed.
-for svc in nginx haproxy etcd; do
+for svc in nginx haproxy etcd prometheus; do
   if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
 done

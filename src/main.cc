@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
 #include <fmt/format.h>
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -33,9 +34,11 @@
 #include "core/log.h"
 #include "dns/resolver.h"
 #include "http/control_server.h"
+#include "plugins/prometheus_metrics.h"
 #include "plugins/shared_dict.h"
 #include "proxy/access_log.h"
 #include "proxy/health_checker.h"
+#include "proxy/prometheus_export.h"
 #include "proxy/worker.h"
 #include "tls/cert_metrics.h"
 #include "tls/server_context.h"
@@ -226,7 +229,7 @@ int main(int argc, char** argv) {
   auto access_log = std::make_shared<proxy::AccessLog>(cfg.access_log);
   std::vector<std::unique_ptr<proxy::Worker>> workers;
   asio::io_context control;
-  std::unique_ptr<http::ControlServer> status_server, admin_server;
+  std::unique_ptr<http::ControlServer> status_server, admin_server, export_server;
   // One TLS context for every worker (and so one session cache); each
   // handshake takes its certificate from the snapshot of its worker.
   std::unique_ptr<tls::ServerContext> tls_server;
@@ -254,6 +257,21 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // APISIX's prometheus export server runs where the plugin is enabled and
+  // the node proxies; the plugin records nothing where nobody can read it.
+  const bool prometheus_enabled =
+      cfg.plugins.empty() || std::find(cfg.plugins.begin(), cfg.plugins.end(), "prometheus") != cfg.plugins.end();
+  const bool export_metrics = proxy && prometheus_enabled && cfg.prometheus.export_server;
+  if (proxy && prometheus_enabled && !cfg.prometheus.export_server)
+    log::warn("plugin_attr.prometheus.enable_export_server: false is not supported (APISIX then serves the "
+              "metrics through its public-api plugin, which Holdfast does not have): the prometheus plugin records nothing");
+  if (export_metrics) {
+    plugins::prometheus::Settings ps;
+    ps.prefix = cfg.prometheus.metric_prefix;
+    if (!cfg.prometheus.default_buckets.empty()) ps.buckets = cfg.prometheus.default_buckets;
+    plugins::prometheus::init(static_cast<int>(workers.size()), std::move(ps));
+  }
+
   proxy::HealthChecker health(control);
   config::Manager manager(cfg, [&](std::shared_ptr<const snapshot::Snapshot> s) {
     for (auto& w : workers) w->publish(s);
@@ -275,6 +293,18 @@ int main(int argc, char** argv) {
     supervisor = std::make_unique<config::fallback::Supervisor>(control, cfg, manager);
   }
   config::EtcdSource* etcd_source = supervisor ? supervisor->etcd() : nullptr;
+  // Holdfast's own metrics: the status endpoint's /metrics, and after
+  // APISIX's series on the prometheus export server.
+  auto holdfast_metrics = [&] {
+    auto snap = manager.current();
+    int64_t age = snap ? (unix_ms() - snap->applied_unix_ms) / 1000 : -1;
+    std::string body = supervisor ? supervisor->prometheus(snap ? snap->source : "", age) : std::string();
+    body += fmt::format("holdfast_config_loaded {}\nholdfast_config_rejected_total {}\n", snap ? 1 : 0, manager.rejected());
+    body += plugins::shared_dicts_prometheus();
+    if (snap && snap->certificates) body += tls::expiry_prometheus(*snap->certificates);
+    if (tls_server) body += tls_server->prometheus();
+    return body;
+  };
   try {
     if (admin) {
       admin_etcd = std::make_unique<config::EtcdClient>(control.get_executor(), config::EtcdSource::options_from(cfg.etcd));
@@ -287,19 +317,37 @@ int main(int argc, char** argv) {
       admin_server->start();
       log::info("Admin API listening on {}:{}", cfg.admin.listen.ip, admin_server->port());
     }
+    if (export_metrics) {
+      const std::string uri = cfg.prometheus.export_uri;
+      export_server = std::make_unique<http::ControlServer>(control, "prometheus", [&, uri](const http::ControlRequest& r)
+                                                                                       -> asio::awaitable<http::ControlResponse> {
+        http::ControlResponse m;
+        if (r.path != uri || (r.method != "GET" && r.method != "HEAD")) {
+          m.status = 404;
+          m.body = "{\"error_msg\":\"404 Route Not Found\"}\n";
+          co_return m;
+        }
+        m.headers = {{"Content-Type", "text/plain; version=0.0.4"}};
+        auto snap = manager.current();
+        proxy::ExportInputs in;
+        in.workers = &workers;
+        in.snapshot = snap.get();
+        in.etcd_configured = cfg.config_provider == "etcd";
+        in.etcd = etcd_source;
+        m.body = proxy::prometheus_page(in, holdfast_metrics());
+        co_return m;
+      });
+      export_server->listen(cfg.prometheus.export_addr);
+      export_server->start();
+      log::info("prometheus export server on {}:{}{}", cfg.prometheus.export_addr.ip, export_server->port(), uri);
+    }
     if (cfg.status_listen.port) {
       status_server = std::make_unique<http::ControlServer>(control, "status", [&](const http::ControlRequest& r)
                                                                                    -> asio::awaitable<http::ControlResponse> {
         if (r.path == "/metrics") {
           http::ControlResponse m;
           m.headers = {{"Content-Type", "text/plain; version=0.0.4"}};
-          auto snap = manager.current();
-          int64_t age = snap ? (unix_ms() - snap->applied_unix_ms) / 1000 : -1;
-          m.body = supervisor ? supervisor->prometheus(snap ? snap->source : "", age) : std::string();
-          m.body += fmt::format("holdfast_config_loaded {}\nholdfast_config_rejected_total {}\n", snap ? 1 : 0, manager.rejected());
-          m.body += plugins::shared_dicts_prometheus();
-          if (snap && snap->certificates) m.body += tls::expiry_prometheus(*snap->certificates);
-          if (tls_server) m.body += tls_server->prometheus();
+          m.body = holdfast_metrics();
           co_return m;
         }
         co_return status_response(r, cfg, manager, etcd_source);
@@ -354,6 +402,7 @@ int main(int argc, char** argv) {
     exiting = true;
     for (auto& w : workers) w->stop();
     if (status_server) status_server->stop();
+    if (export_server) export_server->stop();
     if (admin_server) admin_server->stop();
     if (admin_api) admin_api->stop();
     if (admin_etcd) admin_etcd->cancel();

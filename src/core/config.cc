@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -679,6 +680,59 @@ Status parse_client_addr(const json::value& r, ClientAddrConfig& c) {
   return {};
 }
 
+// plugin_attr.prometheus, as APISIX's config-default.yaml has it.
+Status parse_prometheus_attr(const json::value& r, NodeConfig::Prometheus& p) {
+  const json::value* attr = at(r, {"plugin_attr", "prometheus"});
+  if (!attr) return {};
+  if (!attr->is_object()) return Error{"plugin_attr.prometheus: expected a mapping"};
+  const json::object& o = attr->as_object();
+  if (auto it = o.find("enable_export_server"); it != o.end()) {
+    if (!it->value().is_bool()) return Error{"plugin_attr.prometheus.enable_export_server: expected a boolean"};
+    p.export_server = it->value().as_bool();
+  }
+  if (auto it = o.find("export_addr"); it != o.end()) {
+    const json::object* a = it->value().if_object();
+    if (!a) return Error{"plugin_attr.prometheus.export_addr: expected a mapping with ip and port"};
+    if (auto ip = a->find("ip"); ip != a->end()) {
+      if (!ip->value().is_string()) return Error{"plugin_attr.prometheus.export_addr.ip: expected a string"};
+      p.export_addr.ip = std::string(ip->value().as_string());
+      boost::system::error_code ec;
+      boost::asio::ip::make_address(p.export_addr.ip, ec);
+      if (ec) return Error{"plugin_attr.prometheus.export_addr.ip: not an IP address: " + p.export_addr.ip};
+    }
+    if (auto pt = a->find("port"); pt != a->end()) {
+      auto pr = port(pt->value(), "plugin_attr.prometheus.export_addr.port");
+      if (!pr) return Error{pr.error()};
+      p.export_addr.port = *pr;
+    }
+  }
+  for (auto [key, dst] : {std::pair{"export_uri", &p.export_uri}, std::pair{"metric_prefix", &p.metric_prefix}}) {
+    auto it = o.find(key);
+    if (it == o.end()) continue;
+    const json::string* s = it->value().if_string();
+    if (!s || s->empty()) return Error{fmt::format("plugin_attr.prometheus.{}: expected a non-empty string", key)};
+    *dst = std::string(*s);
+  }
+  if (p.export_uri.front() != '/') return Error{"plugin_attr.prometheus.export_uri: expected a path starting with /"};
+  // A metric name is [a-zA-Z_:][a-zA-Z0-9_:]*: the prefix starts one.
+  if (p.metric_prefix.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:") !=
+          std::string::npos ||
+      std::isdigit(static_cast<unsigned char>(p.metric_prefix[0])))
+    return Error{"plugin_attr.prometheus.metric_prefix: a metric name prefix has only letters, digits, _ and :"};
+  if (auto it = o.find("default_buckets"); it != o.end()) {
+    const json::array* a = it->value().if_array();
+    if (!a || a->empty()) return Error{"plugin_attr.prometheus.default_buckets: expected a list of numbers"};
+    for (const auto& v : *a) {
+      if (!v.is_number()) return Error{"plugin_attr.prometheus.default_buckets: expected a list of numbers"};
+      double d = v.to_number<double>();
+      if (!std::isfinite(d) || (!p.default_buckets.empty() && d <= p.default_buckets.back()))
+        return Error{"plugin_attr.prometheus.default_buckets: expected increasing finite numbers"};
+      p.default_buckets.push_back(d);
+    }
+  }
+  return {};
+}
+
 // plugin_attr: Holdfast implements redirect.https_port (read in
 // parse_node_config). Every other key, of a plugin Holdfast has or not, is
 // named in a warning rather than passed over.
@@ -700,6 +754,14 @@ void plugin_attr_warnings(const json::value& r, std::vector<std::string>& warnin
       for (const auto& kv : *o)
         if (kv.key() != "https_port")
           warnings.push_back(fmt::format("plugin_attr.redirect.{}: not supported (ignored)", shown(kv.key())));
+      continue;
+    }
+    if (plugin == "prometheus" && o) {
+      static const std::set<std::string_view> known = {"export_addr", "export_uri", "metric_prefix",
+                                                       "enable_export_server", "default_buckets"};
+      for (const auto& kv : *o)
+        if (!known.count(kv.key()))
+          warnings.push_back(fmt::format("plugin_attr.prometheus.{}: not supported (ignored)", shown(kv.key())));
       continue;
     }
     std::string keys;
@@ -1096,6 +1158,7 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
     // and stable.
     c.redirect_https_port = c.ssl.listen[0].port;
   }
+  if (auto st = parse_prometheus_attr(r, c.prometheus); !st) return Error{st.error()};
   if (auto st = parse_etcd(r, c.etcd); !st) return Error{st.error()};
   if (auto st = parse_admin(r, c.admin); !st) return Error{st.error()};
   // The Admin API speaks plain HTTP only: say so rather than let an

@@ -165,6 +165,15 @@ struct NodeConfig {
   // else the first apisix.ssl.listen port when TLS is enabled, else 0 (no
   // port in the Location). 443 is left out of the Location.
   uint16_t redirect_https_port = 0;
+  // plugin_attr.prometheus: where the export server listens (when the
+  // prometheus plugin is enabled and the node proxies) and how it names things.
+  struct Prometheus {
+    bool export_server = true;  // enable_export_server
+    ListenAddr export_addr{"127.0.0.1", 9091};
+    std::string export_uri = "/apisix/prometheus/metrics";
+    std::string metric_prefix = "apisix_";
+    std::vector<double> default_buckets;  // empty: APISIX's (1 ms .. 60 s)
+  } prometheus;
   EtcdConfig etcd;
   AdminConfig admin;
   FallbackConfig fallback;

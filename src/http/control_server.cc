@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <stdexcept>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -57,12 +59,16 @@ ControlServer::ControlServer(asio::io_context& io, std::string name, ControlHand
     : io_(io), name_(std::move(name)), handler_(std::move(handler)), max_body_(max_body) {}
 
 void ControlServer::listen(const ListenAddr& a) {
+  // The error names the server and the address (the caller only logs it).
   acceptor_ = std::make_unique<tcp::acceptor>(io_);
-  tcp::endpoint ep(asio::ip::make_address(a.ip), a.port);
-  acceptor_->open(ep.protocol());
-  acceptor_->set_option(tcp::acceptor::reuse_address(true));
-  acceptor_->bind(ep);
-  acceptor_->listen(512);
+  boost::system::error_code ec;
+  const auto ip = asio::ip::make_address(a.ip, ec);
+  tcp::endpoint ep(ip, a.port);
+  if (!ec) acceptor_->open(ep.protocol(), ec);
+  if (!ec) acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(ep, ec);
+  if (!ec) acceptor_->listen(512, ec);
+  if (ec) throw std::runtime_error(fmt::format("{} server on {}:{}: {}", name_, a.ip, a.port, ec.message()));
 }
 
 uint16_t ControlServer::port() const { return acceptor_->local_endpoint().port(); }

@@ -310,6 +310,7 @@ Result<std::shared_ptr<const Service>> parse_service(const json::value& v) {
   c.only({"id", "name", "desc", "labels", "create_time", "update_time", "plugins", "upstream",
           "upstream_id", "script", "enable_websocket", "hosts"});
   if (auto id = parse_id_field(c, "id", true)) s->id = *id;
+  s->name = c.str("name", false, 1, 256).value_or("");
   if (const json::object* p = c.object("plugins")) s->plugins = *p;
   if (const json::value* up = c.get("upstream")) {
     auto u = parse_upstream(*up, true);

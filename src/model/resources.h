@@ -95,6 +95,7 @@ struct Route {
 
 struct Service {
   std::string id;
+  std::string name;  // prometheus' prefer_name
   boost::json::object plugins;
   std::shared_ptr<const Upstream> upstream;
   std::string upstream_id;

@@ -455,11 +455,13 @@ extern const PluginDef kProxyRewrite;
 extern const PluginDef kLimitCount;
 extern const PluginDef kRedirect;
 extern const PluginDef kResponseRewrite;
+extern const PluginDef kPrometheus;
 
 const std::vector<const PluginDef*>& all_plugins() {
   static const std::vector<const PluginDef*> defs = {
       &kRequestId, &kFaultInjection, &kMocking, &kCors, &kIpRestriction, &kKeyAuth,
-      &kProxyRewrite, &kLimitCount, &kRedirect, &kResponseRewrite};
+      &kProxyRewrite, &kLimitCount, &kRedirect, &kResponseRewrite,
+      &kPrometheus};
   return defs;
 }
 

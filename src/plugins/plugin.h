@@ -22,7 +22,10 @@
 #include "router/router.h"
 #include "router/vars.h"
 
-namespace holdfast::model { struct Consumer; }
+namespace holdfast::model {
+struct Consumer;
+struct Route;
+}
 
 namespace holdfast::plugins {
 
@@ -59,6 +62,8 @@ struct RequestCtx final : router::VarSource {
   uint16_t https_port = 0;      // where redirect's http_to_https sends (0: leave the port out)
   std::string host;             // lowercase, without port
   std::string_view route_id;             // empty when no route matched
+  const model::Route* route = nullptr;   // the matched route's resource (null: none)
+  std::string_view service_name;         // its service's `name`, if any
   router::Params params;
   const ConsumerIndex* consumers = nullptr;  // of the snapshot serving this request
   const MetadataTable* metadata = nullptr;   // plugin_metadata of that snapshot (null: none)
@@ -113,6 +118,13 @@ struct RequestCtx final : router::VarSource {
 
   std::string request_id;
   std::chrono::steady_clock::time_point start;
+
+  // What the log phase sees ($status, $request_length, $bytes_sent,
+  // $upstream_response_time), filled in just before it runs.
+  int status = 0;
+  uint64_t request_length = 0;  // request head + body bytes read from the client
+  uint64_t bytes_sent = 0;      // response head + body bytes written to the client
+  double upstream_ms = -1;      // from connecting upstream to the response's end; <0: no upstream answered
 
   // The whole request body, when the snapshot's route vars read it
   // (post_arg_*, post_arg.*: the router needs it before matching) and it

@@ -382,16 +382,20 @@ SharedDict& shared_dict(const std::string& name) {
   return *r.dicts.emplace(name, std::move(d)).first->second;
 }
 
+std::vector<std::pair<std::string, SharedDict::Stats>> shared_dict_stats() {
+  std::vector<std::pair<std::string, SharedDict::Stats>> out;
+  Registry& r = registry();
+  std::lock_guard lk(r.mu);
+  for (const auto& [name, d] : r.dicts) out.emplace_back(name, d->stats());
+  return out;
+}
+
 std::string shared_dicts_prometheus() {
   std::vector<SharedDict::Stats> stats;
   std::vector<std::string> names;
-  {
-    Registry& r = registry();
-    std::lock_guard lk(r.mu);
-    for (const auto& [name, d] : r.dicts) {
-      names.push_back(name);
-      stats.push_back(d->stats());
-    }
+  for (auto& [name, s] : shared_dict_stats()) {
+    names.push_back(name);
+    stats.push_back(s);
   }
   if (names.empty()) return {};
   std::string out;

@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 namespace holdfast::plugins {
 
@@ -90,6 +92,9 @@ void configure_shared_dicts(const std::map<std::string, uint64_t>& sizes);
 // survive configuration reloads. Plugins look it up when they are built,
 // never per request.
 SharedDict& shared_dict(const std::string& name);
+
+// Every store created so far, by name, with its figures.
+std::vector<std::pair<std::string, SharedDict::Stats>> shared_dict_stats();
 
 // Prometheus text for every store created so far (status endpoint /metrics).
 std::string shared_dicts_prometheus();

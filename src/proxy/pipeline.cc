@@ -170,6 +170,7 @@ class Connection {
   Buf in_;
   RequestHead req_;
   std::string head_copy_;   // owns the request head while its body streams
+  uint64_t head_bytes_sent_ = 0;  // the response head of this request, as written ($bytes_sent)
   std::string body_payload_;  // a chunked body read for the router, decoded
   std::string_view body_view_;  // the body read for the router (RequestCtx::body)
   bool continue_sent_ = false;  // this request's 100 Continue went out
@@ -205,6 +206,7 @@ awaitable<void> Connection::run() {
       if (!co_await read_head(first)) break;
       first = false;
       w_.active_requests_++;
+      w_.requests_total_.fetch_add(1, std::memory_order_relaxed);
       bool keep = co_await handle();
       w_.active_requests_--;
       if (!keep || w_.draining()) break;
@@ -366,11 +368,13 @@ awaitable<bool> Connection::send_simple(int status, std::string_view body, bool 
   hw.header("Content-Length", std::to_string(body.size()));
   if (!keep) hw.header("Connection", "close");
   hw.end();
+  head_bytes_sent_ = out.size();
   if (!hw.ok()) {
     log::error("{} {}: refused to send the {} response: {}; answering 500", req_.method, req_.path, status, hw.fault());
     static constexpr std::string_view k500 =
         "HTTP/1.1 500 Internal Server Error\r\nServer: holdfast\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     out.assign(k500);
+    head_bytes_sent_ = out.size();
     body = {};
     keep = false;
   }
@@ -476,6 +480,13 @@ awaitable<bool> Connection::collect_body(UpstreamConn& up, const ResponseHead& r
 }
 
 void Connection::run_log(plugins::RequestCtx& ctx, const snapshot::CompiledRoute* route, int status, uint64_t bytes) {
+  ctx.status = status;
+  ctx.bytes_sent = head_bytes_sent_ + bytes;
+  // A chunked body that streamed through is not counted (its size is known
+  // to nobody here); one that was read whole is.
+  ctx.request_length = req_.head_bytes + (req_.body == BodyKind::length    ? req_.content_length
+                                          : req_.body == BodyKind::chunked && !streamed_ ? buffered_body_bytes()
+                                                                                          : 0);
   for_each_entry(ctx, global_chain(), route ? chain_ : nullptr, [&](const plugins::Entry& e) { e.plugin->log(ctx); });
   AccessLog* al = w_.access_log();
   if (al && al->enabled()) {
@@ -595,6 +606,7 @@ awaitable<bool> Connection::handle() {
   ctx.https_port = cfg.redirect_https_port;
   body_consumed_ = req_.body == BodyKind::none;
   streamed_ = false;
+  head_bytes_sent_ = 0;
   continue_sent_ = false;
   auto snap = w_.snapshot();
   ctx.consumers = snap ? &snap->consumers : nullptr;
@@ -654,7 +666,11 @@ awaitable<bool> Connection::handle() {
   bool stop = false;
   if (!snap->global.empty()) stop = co_await run_phase(snap->global, Phase::rewrite, ctx);
   if (!stop) route = match_route(*snap, ctx);
-  if (route) ctx.route_id = route->id;
+  if (route) {
+    ctx.route_id = route->id;
+    ctx.route = route->conf.get();
+    ctx.service_name = route->service_name;
+  }
   if (!stop && !route) {
     if (!snap->global.empty()) stop = co_await run_phase(snap->global, Phase::access, ctx);
     if (!stop) {
@@ -1305,6 +1321,7 @@ got_response : {
     else if (req_.minor == 0) hw.header("Connection", "keep-alive");
   }
   hw.end();
+  head_bytes_sent_ = head.size();
   ctx.upstream_resp = nullptr;  // its views point into buffers about to be reused
   if (!hw.ok()) {
     // Nothing of this response has gone out: the upstream connection is in
@@ -1334,6 +1351,7 @@ got_response : {
   // the balancer; runs once per response (conn is empty afterwards).
   auto release_upstream = [&] {
     double latency = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - upstream_start).count();
+    ctx.upstream_ms = latency;
     bal.on_finish(w_.id(), node_idx, latency);
     ++conn->requests;
     const std::string& key = up.tls ? tls_key : up.node_keys[node_idx];

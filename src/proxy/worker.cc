@@ -259,6 +259,7 @@ asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc, bool tls) {
       continue;
     }
     open_conns_++;  // counted here, so the next wait_for_capacity sees it
+    accepted_total_.fetch_add(1, std::memory_order_relaxed);
     auto serve_it = tls ? serve_tls(std::move(sock)) : serve_plain(std::move(sock));
     asio::co_spawn(io_, std::move(serve_it), [](std::exception_ptr e) {
       if (e) try { std::rethrow_exception(e); } catch (const std::exception& ex) { log::error("connection: {}", ex.what()); }

@@ -85,6 +85,9 @@ class Worker {
   void shed_idle();
   std::atomic<int64_t> active_requests_{0};
   std::atomic<int64_t> open_conns_{0};
+  // Since start, for the node-level metrics (written by this worker only).
+  std::atomic<uint64_t> accepted_total_{0};
+  std::atomic<uint64_t> requests_total_{0};
 
  private:
   void sweep();

@@ -480,6 +480,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
           cr.service_missing = true;
         } else {
           svc = it->second.get();
+          cr.service_name = svc->name;
         }
       }
       const model::PluginSet* pc = nullptr;

@@ -56,6 +56,7 @@ struct CompiledRoute {
   model::Timeout timeout;
   bool websocket = false;
   bool service_missing = false;                // service_id names no service: answers nginx's 404 page
+  std::string service_name;                    // the service's `name` (prometheus' prefer_name)
 };
 
 

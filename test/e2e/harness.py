@@ -175,10 +175,12 @@ class Gateway:
         self.dir = tempfile.mkdtemp(prefix="holdfast-e2e-")
         self.port = free_port()
         self.tls_port = free_port()  # apisix.ssl.listen (on by default, as in APISIX)
+        self.prometheus_port = free_port()  # the prometheus export server (on by default, as in APISIX)
         self.provider = provider
         cfg = {
             "apisix": {"node_listen": [{"ip": "127.0.0.1", "port": self.port}],
                        "ssl": {"listen": [{"ip": "127.0.0.1", "port": self.tls_port}]}},
+            "plugin_attr": {"prometheus": {"export_addr": {"ip": "127.0.0.1", "port": self.prometheus_port}}},
             "nginx_config": {"worker_processes": workers},
             "deployment": {"role": "data_plane", "role_data_plane": {"config_provider": provider}},
         }

@@ -185,6 +185,8 @@ class DockerfileTest(unittest.TestCase):
     def start(self, cfg, standalone=None):
         d = tempfile.mkdtemp(prefix="holdfast-docker-")
         self.addCleanup(shutil.rmtree, d, True)
+        # Each node its own prometheus export port (APISIX's default, 9091, is one per machine).
+        cfg.setdefault("plugin_attr", {}).setdefault("prometheus", {"export_addr": {"ip": "127.0.0.1", "port": free_port()}})
         with open(os.path.join(d, "config.yaml"), "w") as f:
             f.write(json.dumps(cfg))
         if standalone is not None:
