@@ -30,6 +30,9 @@ Scenarios (all by default; pick with --scenario NAME, repeatable):
              (BASELINE_BIN, e.g. main's) on both I/O backends, beside nginx in
              the same interleaved rounds; reports each backend's ratios (for
              refactors that must not cost CPU)
+  prometheus the 10k scenario without and with the prometheus plugin on the
+             measured route: saturated rounds (req/s), then both paced side
+             by side (CPU per request ratio)
   ab-paced   the same four processes, but each build is measured at the same
              time as its baseline, both under the same fixed offered load
              (wrk pauses PACE_MS, default 10, between requests on each of
@@ -277,12 +280,14 @@ def route_mix(n):
     return out
 
 
-def routes_10k(origin_port):
-    """10,000 routes of route_mix, plus the measured one."""
+def routes_10k(origin_port, measured_plugins=None):
+    """10,000 routes of route_mix, plus the measured one (with key-auth,
+    limit-count and measured_plugins)."""
     routes = [dict(r, id=rid) for rid, r in route_mix(10000)]
     # the measured route: prefix /api/4321/* on host svc-4321.bench.local ... and auth + rate limit
     routes.append({"id": "measured", "uri": "/api/4321/*", "hosts": ["svc-4321.bench.local"], "upstream_id": "origin",
-                   "plugins": {"key-auth": {}, "limit-count": {"count": 1000000000, "time_window": 3600}}})
+                   "plugins": {"key-auth": {}, "limit-count": {"count": 1000000000, "time_window": 3600},
+                               **(measured_plugins or {})}})
     return {
         "upstreams": [{"id": "origin", "nodes": {f"127.0.0.1:{origin_port}": 1}}],
         "consumers": [{"username": "bench", "plugins": {"key-auth": {"key": "bench-key"}}}],
@@ -453,11 +458,11 @@ def cpu_ns(pids):
     return total
 
 
-def run_paced_pairs(pairs, path, conns):
+def run_paced_pairs(pairs, path, conns, script=None):
     """For each (new, old) pair, rounds in which both are loaded at the same
     time at the same fixed rate; returns {new_name: [new/old CPU per request]}."""
-    env = dict(os.environ, BENCH_REPORT=os.path.join(HERE, "report.lua"))
-    script = os.path.join(HERE, "paced.lua")
+    env = dict(os.environ, BENCH_REPORT=os.path.join(HERE, "report.lua"), BENCH_KEYAUTH=os.path.join(HERE, "keyauth.lua"))
+    script = script or os.path.join(HERE, "paced.lua")
     print(f"\n## paced A/B: {path} c{conns} each, PACE_MS={env.get('PACE_MS', '10')}, {ROUNDS} rounds x {DURATION}",
           flush=True)
     ratios = {new.name: [] for new, _ in pairs}
@@ -508,13 +513,13 @@ def main():
     global ROUNDS, DURATION, ORIGIN
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenario", action="append", choices=["1route", "10k", "100kb", "1000conn", "backends", "tls", "ab",
-                                                       "ab-paced"])
+                                                       "ab-paced", "prometheus"])
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration")
     args = ap.parse_args()
     ROUNDS = args.rounds or ROUNDS
     DURATION = args.duration or DURATION
-    scenarios = args.scenario or ["1route", "10k", "100kb", "1000conn", "backends", "tls"]
+    scenarios = args.scenario or ["1route", "10k", "prometheus", "100kb", "1000conn", "backends", "tls"]
     for tool in ("nginx", "haproxy", "wrk", "taskset"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found: run scripts/install-deps.sh")
@@ -555,6 +560,24 @@ def main():
             out["10k_rss_mib"] = rss / 1024
             hf10k.stop()
             procs.remove(hf10k)
+        if "prometheus" in scenarios:
+            # The 10,000-route scenario without and with the prometheus plugin
+            # on the measured route: saturated rounds for req/s, then the two
+            # paced side by side for CPU per request.
+            off = start_holdfast(work, origin, "holdfast-10k", routes_10k(origin.port))
+            on = start_holdfast(work, origin, "holdfast-10k-prom", routes_10k(origin.port, {"prometheus": {}}))
+            procs.extend([off, on])
+            keyauth = os.path.join(HERE, "keyauth.lua")
+            s = run_scenario("10,000 routes, prometheus off and on", [(off, keyauth), (on, keyauth)], "/", 50)
+            print_table("10,000 routes + key-auth + limit-count, prometheus off / on, c50", s, ref="holdfast-10k")
+            ratios = run_paced_pairs([(on, off)], "/", 50, os.path.join(HERE, "keyauth_paced.lua"))
+            rs = ratios[on.name]
+            print(f"\nprometheus on / off, paced: CPU per request median {statistics.median(rs):.3f}x "
+                  f"(rounds: {', '.join(f'{x:.3f}' for x in rs)})")
+            out["prometheus"] = {"saturated": s, "paced_cpu_ratios": rs}
+            for p in (off, on):
+                p.stop()
+                procs.remove(p)
         if "100kb" in scenarios:
             s = run_scenario("100 KiB responses", [(nginx, None), (haproxy, None), (hf, None)] + with_floor, "/big", 50)
             print_table("100 KiB responses, c50", s)
