@@ -164,7 +164,7 @@ class FallbackMetadataTest(FallbackBase):
 
 class PluginAttrTest(GatewayTest):
     ATTR = {"plugin_attr": {"redirect": {"https_port": 8443, "extra_key": 1},
-                            "prometheus": {"export_uri": "/m", "export_addr": {"ip": "0.0.0.0", "port": 9091}},
+                            "prometheus": {"export_uri": "/m", "refresh_interval": 15},
                             "log-rotate": {"interval": 3600}}}
 
     def test_unimplemented_keys_are_named_at_start_and_by_t(self):
@@ -177,13 +177,14 @@ class PluginAttrTest(GatewayTest):
         self.assertEqual(r.headers["location"], "https://h.test:8443/r")
         logs = gw.logs()
         for text in ("plugin_attr.redirect.extra_key: not supported (ignored)",
-                     "plugin_attr.prometheus: not supported (ignored): export_uri, export_addr",
+                     "plugin_attr.prometheus.refresh_interval: not supported (ignored)",
                      "plugin_attr.log-rotate: not supported (ignored): interval"):
             self.assertIn(text, logs)
         self.assertNotIn("https_port: not supported", logs)
         out = run_holdfast(["-t", "-c", gw.config_path])
         self.assertEqual(out.returncode, 0, out.stderr)
-        self.assertIn("warning: plugin_attr.prometheus: not supported (ignored)", out.stderr)
+        self.assertIn("warning: plugin_attr.prometheus.refresh_interval: not supported (ignored)", out.stderr)
+        self.assertNotIn("export_uri", out.stderr)  # implemented
         self.assertIn("warning: plugin_attr.redirect.extra_key: not supported (ignored)", out.stderr)
 
     def test_t_names_bad_metadata_and_unresolved_references(self):
