@@ -115,6 +115,8 @@ int test_config(const std::string& path) {
                    (*snap)->first_error.c_str());
       return 1;
     }
+    for (const auto& w : (*snap)->warnings)
+      std::fprintf(stderr, "holdfast: warning: %s: %s\n", file.c_str(), w.c_str());
     // SSL objects that would be left out fail the test as skipped resources do.
     const tls::CertTable& certs = *(*snap)->certificates;
     for (const auto& w : certs.warnings())

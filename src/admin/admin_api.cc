@@ -665,8 +665,12 @@ asio::awaitable<ControlResponse> AdminApi::Impl::store(const Target& t, std::str
   CheckOptions opts;
   opts.enabled_plugins = cfg.plugins;
   opts.secret_manager = t.manager;
+  std::vector<std::string> ignored;
+  opts.warnings = &ignored;
   auto checked = check_resource(def, value, opts);
   if (!checked) co_return error_reply(400, checked.error());
+  // APISIX answers as if the fields were not there; the log names them.
+  for (const auto& w : ignored) log::warn("Admin API: {}", w);
   if (name == "secrets") {
     if (!model::parse_id(json::value(t.id)))
       co_return error_reply(400, "invalid configuration: property \"id\" validation failed: object matches none of the required");

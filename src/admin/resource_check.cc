@@ -143,7 +143,7 @@ std::string check_upstream_tls(const json::object& up, std::vector<Reference>& r
 std::string check_plugins(const json::object& value, const CheckOptions& opts, const std::string& scope) {
   auto it = value.find("plugins");
   if (it == value.end() || !it->value().is_object()) return {};
-  auto chain = plugins::compile_chain(it->value().as_object(), opts.enabled_plugins, scope);
+  auto chain = plugins::compile_chain(it->value().as_object(), opts.enabled_plugins, scope, opts.warnings);
   if (!chain) return chain.error();
   return {};
 }
@@ -181,7 +181,7 @@ std::string check_consumer_plugins(const json::object& value, const CheckOptions
                            name, st.error());
     }
   }
-  auto chain = plugins::compile_chain(others, opts.enabled_plugins, scope);
+  auto chain = plugins::compile_chain(others, opts.enabled_plugins, scope, opts.warnings);
   if (!chain) return "invalid plugins configuration: " + chain.error();
   return {};
 }
@@ -491,6 +491,9 @@ Result<std::vector<Reference>> check_resource(const ResourceDef& def, const json
   else if (n == "secrets") err = check_secret(value, opts.secret_manager);
   else if (n == "stream_routes") err = check_stream_route(value, refs);
   if (!err.empty()) return Error{err};
+  if (opts.warnings)
+    for (auto& w : model::ignored_keys(def.kind, value))
+      opts.warnings->push_back(fmt::format("{}/{}: {}", def.name, id_of(value), w));
   return refs;
 }
 

@@ -35,6 +35,9 @@ struct Reference {
 struct CheckOptions {
   std::vector<std::string> enabled_plugins;  // empty = every built-in plugin
   std::string secret_manager;                // secrets: vault | aws | gcp
+  // Fields a plugin ignores (accepted, as APISIX accepts them), each named;
+  // null: not collected.
+  std::vector<std::string>* warnings = nullptr;
 };
 
 // Validates a full resource value (its `id` already set from the URL) and

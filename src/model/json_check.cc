@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
+#include <algorithm>
 
 namespace holdfast::model {
 
@@ -32,6 +33,14 @@ void Checker::only(std::initializer_list<const char*> allowed) {
     for (const char* a : allowed)
       if (kv.key() == a) { ok = true; break; }
     if (!ok) { fail(fmt::format("additional properties forbidden, found {}", std::string(kv.key()))); return; }
+  }
+}
+
+void Checker::only(const std::vector<std::string_view>& allowed) {
+  for (const auto& kv : obj_) {
+    if (std::find(allowed.begin(), allowed.end(), std::string_view(kv.key())) != allowed.end()) continue;
+    fail(fmt::format("additional properties forbidden, found {}", std::string(kv.key())));
+    return;
   }
 }
 

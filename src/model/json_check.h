@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -26,6 +27,7 @@ class Checker {
 
   // Rejects properties not in `allowed` (additionalProperties: false).
   void only(std::initializer_list<const char*> allowed);
+  void only(const std::vector<std::string_view>& allowed);
   bool has(const char* key) const;
   const json::value* get(const char* key) const;
 

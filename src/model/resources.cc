@@ -80,7 +80,13 @@ void parse_checks(Checker& c, Upstream& u) {
     hc.active = true;
     Checker ac(*active, "active");
     ac.only({"type", "timeout", "concurrency", "host", "port", "http_path", "https_verify_certificate",
-             "req_headers", "healthy", "unhealthy", "http_method"});
+             "req_headers", "healthy", "unhealthy", "http_method", "http_req_body"});
+    // Probes are GET requests without a body: another method or a body
+    // would change what the nodes are asked, and so which are healthy.
+    if (auto m = ac.str("http_method"); m && *m != "GET" && !ac.failed())
+      ac.fail("http_method other than GET is not supported by Holdfast (probes use GET)");
+    if (auto b = ac.str("http_req_body"); b && !b->empty() && !ac.failed())
+      ac.fail("http_req_body is not supported by Holdfast (probes have no body)");
     hc.type = ac.one_of("type", {"http", "https", "tcp"}, "http").value_or("http");
     hc.timeout = ac.number("timeout", false, 0, true).value_or(1);
     hc.http_path = ac.str("http_path").value_or("/");
@@ -293,7 +299,11 @@ Result<std::shared_ptr<const Route>> parse_route(const json::value& v) {
   if (auto id = parse_id_field(c, "plugin_config_id", false)) r->plugin_config_id = *id;
   r->timeout = parse_timeout(c);
   r->enable_websocket = c.boolean("enable_websocket");
-  r->status = static_cast<int>(c.integer("status", false, 0, 1).value_or(1));
+  // APISIX's enum {0, 1}, with its message (no list of values).
+  const int64_t status = c.integer("status").value_or(1);
+  if (!c.failed() && status != 0 && status != 1)
+    c.fail("property \"status\" validation failed: matches none of the enum values");
+  r->status = status == 0 ? 0 : 1;
   r->name = c.str("name", false, 1, 256).value_or("");
   c.str("desc", false, 0, 256);
   c.object("labels");
@@ -389,6 +399,31 @@ Result<std::shared_ptr<const Consumer>> parse_credential(const json::value& v, c
   }
   if (c.failed()) return Error{c.error()};
   return std::shared_ptr<const Consumer>(std::move(s));
+}
+
+namespace {
+void upstream_ignored(const json::object& u, const std::string& at, std::vector<std::string>& out) {
+  for (const char* k : {"service_name", "discovery_type", "discovery_args"})
+    if (u.contains(k))
+      out.push_back(fmt::format("{}{} is not implemented by Holdfast (no service discovery: without nodes the "
+                                "upstream answers 503, as APISIX without that discovery)", at, k));
+  const json::value* checks = u.if_contains("checks");
+  const json::value* active = checks && checks->is_object() ? checks->as_object().if_contains("active") : nullptr;
+  if (active && active->is_object() && active->as_object().contains("concurrency"))
+    out.push_back(fmt::format("{}checks.active.concurrency is not implemented by Holdfast (ignored: it changes "
+                              "how many probes run at once, not their results)", at));
+}
+}  // namespace
+
+std::vector<std::string> ignored_keys(std::string_view kind, const json::object& value) {
+  std::vector<std::string> out;
+  if (kind == "upstream") {
+    upstream_ignored(value, "", out);
+  } else if (kind == "route" || kind == "service") {
+    if (const json::value* u = value.if_contains("upstream"); u && u->is_object())
+      upstream_ignored(u->as_object(), "upstream.", out);
+  }
+  return out;
 }
 
 }  // namespace holdfast::model

@@ -131,4 +131,11 @@ Result<std::shared_ptr<const Consumer>> parse_credential(const boost::json::valu
 // Splits "host:port" / "[v6]:port" / "host" into parts; false if malformed.
 bool split_host_port(std::string_view s, std::string& host, int& port);
 
+// Keys of a route, service or upstream that APISIX's schema has and Holdfast
+// accepts without acting on them (#11 item 9), each named with what that
+// means ("upstream.checks.active.concurrency is not implemented ..."). Keys
+// APISIX's schema does not have are refused by the parsers above, as APISIX
+// refuses them (additionalProperties = false on every resource).
+std::vector<std::string> ignored_keys(std::string_view kind, const boost::json::object& value);
+
 }  // namespace holdfast::model

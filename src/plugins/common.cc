@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/log.h"
@@ -116,6 +117,67 @@ Result<HeaderOps> parse_header_ops(const json::value& v, bool multi_values) {
     }
   }
   return ops;
+}
+
+std::string shown_name(std::string_view k) {
+  const bool plain = !k.empty() && k.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") ==
+                                       std::string_view::npos;
+  return plain ? std::string(k) : json::serialize(json::string(k));
+}
+
+namespace {
+bool listed(const std::vector<std::string_view>& list, std::string_view k) {
+  return std::find(list.begin(), list.end(), k) != list.end();
+}
+}  // namespace
+
+Result<json::object> screen_fields(const json::object& conf, const FieldRules& rules,
+                                   std::vector<std::string>& warnings, const std::string& path) {
+  if (conf.size() < rules.min_properties)
+    return Error{fmt::format("expect object to have at least {} properties", rules.min_properties)};
+  json::object out;
+  for (const auto& kv : conf) {
+    const std::string_view k = kv.key();
+    const std::string name = path.empty() ? shown_name(k) : path + "." + shown_name(k);
+    if (listed(rules.implemented, k)) {
+      const FieldRules* inner = nullptr;
+      for (const auto& [n, r] : rules.nested)
+        if (n == k) inner = r;
+      if (inner && kv.value().is_object()) {
+        auto s = screen_fields(kv.value().as_object(), *inner, warnings, name);
+        if (!s) return Error{fmt::format("property \"{}\" validation failed: {}", shown_name(k), s.error())};
+        out[k] = std::move(*s);
+      } else if (inner && kv.value().is_array()) {
+        // An array of objects (response-rewrite filters, limit-count rules);
+        // what is not an object is left for the parser to refuse.
+        json::array items;
+        for (const auto& e : kv.value().as_array()) {
+          if (!e.is_object()) {
+            items.push_back(e);
+            continue;
+          }
+          auto s = screen_fields(e.as_object(), *inner, warnings, fmt::format("{}[{}]", name, items.size() + 1));
+          if (!s)
+            return Error{fmt::format("property \"{}\" validation failed: failed to validate item {}: {}", shown_name(k),
+                                     items.size() + 1, s.error())};
+          items.push_back(std::move(*s));
+        }
+        out[k] = std::move(items);
+      } else {
+        out[k] = kv.value();
+      }
+      continue;
+    }
+    if (listed(rules.refused, k))
+      return Error{fmt::format("field {} is not supported by Holdfast (ignoring it would change the behaviour)", shown_name(k))};
+    if (listed(rules.ignored, k)) {
+      warnings.push_back(fmt::format("field {} is not implemented by Holdfast (ignored: it changes nothing here)", name));
+      continue;
+    }
+    if (rules.closed) return Error{fmt::format("additional properties forbidden, found {}", shown_name(k))};
+    warnings.push_back(fmt::format("unknown field {} (ignored, as APISIX ignores it)", name));
+  }
+  return out;
 }
 
 }  // namespace holdfast::plugins

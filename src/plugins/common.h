@@ -5,6 +5,9 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/user_regex.h"
 #include "model/json_check.h"
@@ -44,6 +47,36 @@ RegexPairs parse_regex_pairs(Checker& c, const char* key);
 // matched part is replaced) into `out`: true if one matched, an error (the
 // match limit) with APISIX's message otherwise.
 Result<bool> apply_regex_pairs(const RegexPairs& pairs, std::string_view uri, std::string& out);
+
+// The fields of a plugin's configuration (or of one object nested in it)
+// as APISIX's schema knows them, so that no field is ignored silently
+// (#11 item 9). A field on none of the lists is unknown to APISIX too: its
+// schema (no additionalProperties = false) accepts and ignores it, and so
+// does Holdfast, with a warning; unless `closed`, where APISIX rejects it.
+struct FieldRules {
+  std::vector<std::string_view> implemented;
+  // APISIX has them, Holdfast does not, and leaving them out changes nothing
+  // a client or an upstream sees (e.g. redis settings under the local
+  // policy): accepted with a warning naming them.
+  std::vector<std::string_view> ignored;
+  // APISIX has them, Holdfast does not, and ignoring them would change who
+  // gets in, what is sent upstream or the response: rejected, named.
+  std::vector<std::string_view> refused;
+  // Objects (or arrays of objects) inside, with their own rules.
+  std::vector<std::pair<std::string_view, const FieldRules*>> nested;
+  bool closed = false;        // APISIX's additionalProperties = false
+  size_t min_properties = 0;  // APISIX's minProperties, on what was written
+};
+
+// Checks `conf` against `rules` and returns it without the fields Holdfast
+// ignores, each named in `warnings` ("unknown field abort.x (ignored, as
+// APISIX ignores it)"). The plugin's parser then sees only fields it
+// implements: a configuration is applied whole or refused, never in part.
+Result<json::object> screen_fields(const json::object& conf, const FieldRules& rules,
+                                   std::vector<std::string>& warnings, const std::string& path = {});
+// A field name as a message shows it: plain words as they are, anything
+// else JSON-quoted (so a control character never reaches a log).
+std::string shown_name(std::string_view name);
 
 template <typename T>
 Result<std::shared_ptr<const Plugin>> done(Checker& c, std::shared_ptr<T> p) {

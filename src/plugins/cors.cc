@@ -191,12 +191,15 @@ Result<std::shared_ptr<const Metadata>> create_metadata(const json::object& conf
   return std::shared_ptr<const Metadata>(std::move(m));
 }
 
+// Every field of APISIX's schema is implemented.
+const FieldRules kFields{.implemented = {"allow_origins", "allow_methods", "allow_headers", "expose_headers", "max_age",
+                                         "allow_credential", "allow_origins_by_regex", "allow_origins_by_metadata",
+                                         "timing_allow_origins", "timing_allow_origins_by_regex"}};
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
   auto p = std::make_shared<Cors>();
   Checker c(conf, "cors");
-  c.only({"allow_origins", "allow_methods", "allow_headers", "expose_headers", "max_age", "allow_credential",
-          "allow_origins_by_regex", "allow_origins_by_metadata", "timing_allow_origins",
-          "timing_allow_origins_by_regex"});
+  c.only(kFields.implemented);
   p->allow_origins = c.str("allow_origins").value_or("*");
   p->allow_methods = c.str("allow_methods").value_or("*");
   p->allow_headers = c.str("allow_headers").value_or("*");
@@ -229,6 +232,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-extern const PluginDef kCors{"cors", 4000, false, &create, nullptr, &create_metadata};
+extern const PluginDef kCors{"cors", 4000, false, &create, nullptr, &create_metadata, &kFields};
 
 }  // namespace holdfast::plugins

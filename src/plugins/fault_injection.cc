@@ -55,24 +55,43 @@ Status parse_fault(Checker& parent, const json::object& o, const char* name, Fau
   Checker c(o, name);
   f.set = true;
   f.percentage = c.integer("percentage", false, 0, 100);
-  if (const json::array* vars = c.array("vars")) {
-    for (const auto& v : *vars) {
-      auto e = router::Expr::compile(v);
-      if (!e) { c.fail(e.error()); break; }
-      f.vars.push_back(*e);
-    }
-  }
+  c.array("vars");
   if (c.failed()) return Error{c.error()};
   return {};
 }
 
+// Each item of `vars` is one lua-resty-expr expression. APISIX compiles
+// them after its schema check and answers with the expression's own error,
+// without a property path (nor lua-resty-expr's prefix).
+Status compile_vars(const json::object& o, Fault& f) {
+  const json::value* vars = o.if_contains("vars");
+  if (!vars || !vars->is_array()) return {};
+  for (const auto& v : vars->as_array()) {
+    auto e = router::Expr::compile(v);
+    if (!e) {
+      std::string_view why = e.error();
+      if (why.starts_with(router::kVarsError)) why.remove_prefix(router::kVarsError.size());
+      return Error{std::string(why)};
+    }
+    f.vars.push_back(*e);
+  }
+  return {};
+}
+
+// APISIX's schema: at least one property, none of them required.
+const FieldRules kAbort{.implemented = {"http_status", "body", "headers", "percentage", "vars"}};
+const FieldRules kDelay{.implemented = {"duration", "percentage", "vars"}};
+const FieldRules kFields{.implemented = {"abort", "delay"},
+                         .nested = {{"abort", &kAbort}, {"delay", &kDelay}},
+                         .min_properties = 1};
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
   auto p = std::make_shared<FaultInjection>();
   Checker c(conf, "fault-injection");
-  c.only({"abort", "delay"});
+  c.only(kFields.implemented);
   if (const json::object* a = c.object("abort")) {
     Checker ac(*a, "abort");
-    ac.only({"http_status", "body", "headers", "percentage", "vars"});
+    ac.only(kAbort.implemented);
     p->abort_status = static_cast<int>(ac.integer("http_status", true, 200).value_or(0));
     p->abort_body = ac.str("body").value_or("");
     if (const json::object* h = ac.object("headers")) {
@@ -104,17 +123,21 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   }
   if (const json::object* d = c.object("delay")) {
     Checker dc(*d, "delay");
-    dc.only({"duration", "percentage", "vars"});
+    dc.only(kDelay.implemented);
     p->duration = dc.number("duration", true, 0).value_or(0);
     if (auto s = parse_fault(c, *d, "delay", p->delay); !s) dc.fail(s.error());
     if (dc.failed()) c.fail("property \"delay\" validation failed: " + dc.error());
   }
-  if (!c.failed() && !p->abort.set && !p->delay.set) c.fail("object matches none of the required: [\"abort\"] or [\"delay\"]");
+  // `{}` is refused by compile_chain's screen (APISIX's minProperties);
+  // with neither abort nor delay the plugin does nothing, as in APISIX.
+  for (auto [key, fault] : {std::pair{"abort", &p->abort}, std::pair{"delay", &p->delay}})
+    if (const json::value* v = conf.if_contains(key); v && v->is_object() && !c.failed())
+      if (auto st = compile_vars(v->as_object(), *fault); !st) c.fail(st.error());
   return done(c, p);
 }
 
 }  // namespace
 
-extern const PluginDef kFaultInjection{"fault-injection", 11000, false, &create, nullptr};
+extern const PluginDef kFaultInjection{"fault-injection", 11000, false, &create, nullptr, nullptr, &kFields};
 
 }  // namespace holdfast::plugins

@@ -20,13 +20,15 @@ class IpRestriction final : public Plugin {
   }
 };
 
+const FieldRules kFields{.implemented = {"whitelist", "blacklist", "message", "response_code"}};
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
   auto p = std::make_shared<IpRestriction>();
   Checker c(conf, "ip-restriction");
-  c.only({"whitelist", "blacklist", "message", "response_code"});
+  c.only(kFields.implemented);
   auto w = c.str_array("whitelist", 1);
   auto b = c.str_array("blacklist", 1);
-  if (!c.failed() && w.has_value() == b.has_value()) c.fail("value should match only one schema, but matches " + std::string(w ? "both" : "none"));
+  if (!c.failed() && w.has_value() == b.has_value()) c.fail(std::string("value should match only one schema, but matches ") + (w ? "both schemas 1 and 2" : "none"));
   p->whitelist = w.has_value();
   if (!c.failed()) {
     auto m = router::IpMatcher::compile(w ? *w : *b);
@@ -40,6 +42,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-extern const PluginDef kIpRestriction{"ip-restriction", 3000, false, &create, nullptr};
+extern const PluginDef kIpRestriction{"ip-restriction", 3000, false, &create, nullptr, nullptr, &kFields};
 
 }  // namespace holdfast::plugins

@@ -123,10 +123,12 @@ class KeyAuth final : public Plugin {
   }
 };
 
+const FieldRules kFields{.implemented = {"header", "query", "hide_credentials", "realm", "anonymous_consumer"}};
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
   auto p = std::make_shared<KeyAuth>();
   Checker c(conf, "key-auth");
-  c.only({"header", "query", "hide_credentials", "realm", "anonymous_consumer"});
+  c.only(kFields.implemented);
   p->header = c.str("header").value_or("apikey");
   p->query = c.str("query").value_or("apikey");
   p->hide_credentials = c.boolean("hide_credentials").value_or(false);
@@ -154,6 +156,6 @@ Status check_consumer(const json::object& conf) {
 
 }  // namespace
 
-extern const PluginDef kKeyAuth{"key-auth", 2500, true, &create, &check_consumer};
+extern const PluginDef kKeyAuth{"key-auth", 2500, true, &create, &check_consumer, nullptr, &kFields};
 
 }  // namespace holdfast::plugins

@@ -264,31 +264,23 @@ void read_amounts(Checker& c, const json::object& o, Rule& r, const char* where)
   }
 }
 
+// Only the local policy is implemented (another is refused by value): the
+// redis settings are then ignored by APISIX too, and here with a warning.
+const FieldRules kRule{.implemented = {"count", "time_window", "key", "header_prefix"}};
+const FieldRules kFields{
+    .implemented = {"count", "time_window", "window_type", "key", "key_type", "group", "policy", "rejected_code",
+                    "rejected_msg", "allow_degradation", "show_limit_quota_header", "rules"},
+    .ignored = {"redis_host", "redis_port", "redis_username", "redis_password", "redis_database", "redis_timeout",
+                "redis_ssl", "redis_ssl_verify", "redis_keepalive_timeout", "redis_keepalive_pool",
+                "redis_cluster_nodes", "redis_cluster_name", "redis_cluster_ssl", "redis_cluster_ssl_verify",
+                "redis_sentinels", "redis_master_name", "redis_role", "redis_connect_timeout", "redis_read_timeout",
+                "sentinel_username", "sentinel_password", "sync_interval"},
+    .nested = {{"rules", &kRule}}};
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string& scope) {
   auto p = std::make_shared<LimitCount>();
   Checker c(conf, "limit-count");
-  c.only({"count",
-          "time_window",
-          "window_type",
-          "key",
-          "key_type",
-          "group",
-          "policy",
-          "rejected_code",
-          "rejected_msg",
-          "allow_degradation",
-          "show_limit_quota_header",
-          "redis_host",
-          "redis_port",
-          "redis_password",
-          "redis_database",
-          "redis_timeout",
-          "redis_ssl",
-          "redis_ssl_verify",
-          "redis_cluster_nodes",
-          "redis_cluster_name",
-          "sync_interval",
-          "rules"});
+  c.only(kFields.implemented);
   Rule own;
   read_amounts(c, conf, own, "");
   auto wt = c.one_of("window_type", {"fixed", "sliding"}, "fixed");
@@ -346,6 +338,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-extern const PluginDef kLimitCount{"limit-count", 1002, false, &create, nullptr, &create_metadata};
+extern const PluginDef kLimitCount{"limit-count", 1002, false, &create, nullptr, &create_metadata, &kFields};
 
 }  // namespace holdfast::plugins

@@ -185,11 +185,14 @@ class Mocking final : public Plugin {
   }
 };
 
+// Every field of APISIX's schema is implemented.
+const FieldRules kFields{.implemented = {"delay", "response_status", "content_type", "response_example",
+                                         "response_schema", "with_mock_header", "response_headers"}};
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
   auto p = std::make_shared<Mocking>();
   Checker c(conf, "mocking");
-  c.only({"delay", "response_status", "content_type", "response_example", "response_schema", "with_mock_header",
-          "response_headers"});
+  c.only(kFields.implemented);
   p->delay = static_cast<double>(c.integer("delay", false, 0).value_or(0));
   p->status = static_cast<int>(c.integer("response_status", false, 100).value_or(200));
   p->content_type = c.str("content_type").value_or(p->content_type);
@@ -240,6 +243,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-extern const PluginDef kMocking{"mocking", 10900, false, &create, nullptr};
+extern const PluginDef kMocking{"mocking", 10900, false, &create, nullptr, nullptr, &kFields};
 
 }  // namespace holdfast::plugins

@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include "http/head_writer.h"
+#include "plugins/common.h"
 #include "model/resources.h"
 
 namespace holdfast::plugins {
@@ -487,7 +488,7 @@ Result<std::pair<const PluginDef*, std::shared_ptr<const Metadata>>> compile_met
 }
 
 Result<Chain> compile_chain(const json::object& plugins, const std::vector<std::string>& enabled,
-                            const std::string& scope) {
+                            const std::string& scope, std::vector<std::string>* warnings) {
   Chain chain;
   for (const auto& kv : plugins) {
     std::string name(kv.key());
@@ -524,6 +525,15 @@ Result<Chain> compile_chain(const json::object& plugins, const std::vector<std::
                                                    : json::serialize(er->value());
       }
       conf.erase("_meta");
+    }
+    if (def->fields) {
+      std::vector<std::string> ignored;
+      auto screened = screen_fields(conf, *def->fields, ignored);
+      if (!screened)
+        return Error{fmt::format("failed to check the configuration of plugin {} err: {}", name, screened.error())};
+      conf = std::move(*screened);
+      if (warnings)
+        for (const auto& w : ignored) warnings->push_back(fmt::format("{}: plugin {}: {}", scope, name, w));
     }
     auto inst = def->create(conf, scope);
     if (!inst) return Error{fmt::format("failed to check the configuration of plugin {} err: {}", name, inst.error())};

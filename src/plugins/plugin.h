@@ -35,6 +35,7 @@ struct Consumer;
 struct ConsumerIndex;
 struct MetadataTable;
 class Plugin;
+struct FieldRules;
 
 // A header a plugin put on a head, with the plugin that put it there: the
 // log line names it if the head writer ever refuses the field.
@@ -219,6 +220,10 @@ struct PluginDef {
   // plugin's metadata schema and compiles it. Null: the plugin reads no
   // metadata, and any object is accepted (APISIX injects an empty schema).
   Result<std::shared_ptr<const Metadata>> (*metadata)(const boost::json::object& value) = nullptr;
+  // The fields APISIX's schema has (plugins/common.h): compile_chain
+  // screens a configuration with them before `create` sees it, warning about
+  // what it ignores. Null: `create` alone decides.
+  const FieldRules* fields = nullptr;
 };
 
 const PluginDef* find_plugin(std::string_view name);
@@ -280,8 +285,9 @@ Result<std::pair<const PluginDef*, std::shared_ptr<const Metadata>>> compile_met
 // Compiles a `plugins` object: unknown or disabled-by-config plugins and
 // invalid configs are errors naming the plugin. `_meta.disable` drops it.
 // `scope` names the owning resource (used for counters that must survive
-// reloads, e.g. limit-count).
+// reloads, e.g. limit-count, and in warnings). Fields a plugin ignores are
+// named in `warnings` ("routes/1: plugin cors: unknown field x ...").
 Result<Chain> compile_chain(const boost::json::object& plugins, const std::vector<std::string>& enabled,
-                            const std::string& scope);
+                            const std::string& scope, std::vector<std::string>* warnings = nullptr);
 
 }  // namespace holdfast::plugins

@@ -195,10 +195,14 @@ class ProxyRewrite final : public Plugin {
   }
 };
 
+// Every field of APISIX's schema is implemented.
+const FieldRules kFields{.implemented = {"uri", "regex_uri", "method", "host", "headers",
+                                         "use_real_request_uri_unsafe"}};
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
   auto p = std::make_shared<ProxyRewrite>();
   Checker c(conf, "proxy-rewrite");
-  c.only({"uri", "regex_uri", "method", "host", "headers", "use_real_request_uri_unsafe"});
+  c.only(kFields.implemented);
   p->uri = c.str("uri", false, 1, 4096);
   if (p->uri && (*p->uri)[0] != '/' && (*p->uri)[0] != '$')
     c.fail("property \"uri\" validation failed: failed to match pattern \"^\\\\/.*\" with \"" + *p->uri + "\"");
@@ -222,6 +226,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-extern const PluginDef kProxyRewrite{"proxy-rewrite", 1008, false, &create, nullptr};
+extern const PluginDef kProxyRewrite{"proxy-rewrite", 1008, false, &create, nullptr, nullptr, &kFields};
 
 }  // namespace holdfast::plugins

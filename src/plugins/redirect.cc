@@ -96,10 +96,14 @@ class Redirect final : public Plugin {
   }
 };
 
+// Every field of APISIX's schema is implemented.
+const FieldRules kFields{.implemented = {"uri", "regex_uri", "http_to_https", "ret_code", "encode_uri",
+                                         "append_query_string"}};
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
   auto p = std::make_shared<Redirect>();
   Checker c(conf, "redirect");
-  c.only({"uri", "regex_uri", "http_to_https", "ret_code", "encode_uri", "append_query_string"});
+  c.only(kFields.implemented);
   p->uri = c.str("uri", false, 2);
   p->http_to_https = c.boolean("http_to_https").value_or(false);
   p->ret_code = static_cast<int>(c.integer("ret_code", false, 200).value_or(302));
@@ -129,6 +133,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-extern const PluginDef kRedirect{"redirect", 900, false, &create, nullptr};
+extern const PluginDef kRedirect{"redirect", 900, false, &create, nullptr, nullptr, &kFields};
 
 }  // namespace holdfast::plugins

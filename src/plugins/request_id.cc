@@ -135,10 +135,14 @@ class RequestId final : public Plugin {
   }
 };
 
+const FieldRules kRangeId{.implemented = {"length", "char_set"}};
+const FieldRules kFields{.implemented = {"header_name", "include_in_response", "algorithm", "range_id"},
+                         .nested = {{"range_id", &kRangeId}}};
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
   auto p = std::make_shared<RequestId>();
   Checker c(conf, "request-id");
-  c.only({"header_name", "include_in_response", "algorithm", "range_id"});
+  c.only(kFields.implemented);
   p->header = c.str("header_name", false, 1).value_or("X-Request-Id");
   p->include_in_response = c.boolean("include_in_response").value_or(true);
   if (auto a = c.str("algorithm")) {
@@ -160,6 +164,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-extern const PluginDef kRequestId{"request-id", 12015, false, &create, nullptr};
+extern const PluginDef kRequestId{"request-id", 12015, false, &create, nullptr, nullptr, &kFields};
 
 }  // namespace holdfast::plugins

@@ -197,10 +197,17 @@ class ResponseRewrite final : public Plugin {
   }
 };
 
+// Every field of APISIX's schema is implemented; its filters' items have no
+// additionalProperties = false either.
+const FieldRules kFilter{.implemented = {"regex", "replace", "scope", "options"}};
+const FieldRules kFields{.implemented = {"status_code", "body", "body_base64", "headers", "vars", "filters",
+                                         "max_resp_body_size"},
+                         .nested = {{"filters", &kFilter}}};
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
   auto p = std::make_shared<ResponseRewrite>();
   Checker c(conf, "response-rewrite");
-  c.only({"status_code", "body", "body_base64", "headers", "vars", "filters", "max_resp_body_size"});
+  c.only(kFields.implemented);
   if (auto s = c.integer("status_code", false, 200, 598)) p->status = static_cast<int>(*s);
   if (auto m = c.integer("max_resp_body_size", false, 1)) p->max_body = static_cast<size_t>(*m);
   p->body = c.str("body");
@@ -219,7 +226,7 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
       if (c.failed()) break;
       if (!fv.is_object()) { c.fail("property \"filters\" validation failed: expected objects"); break; }
       Checker fc(fv.as_object(), "filter");
-      fc.only({"regex", "replace", "scope", "options"});
+      fc.only(kFilter.implemented);
       auto regex = fc.str("regex", true, 1);
       auto replace = fc.str("replace", true);
       auto scope = fc.one_of("scope", {"once", "global"}, "once");
@@ -253,6 +260,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-extern const PluginDef kResponseRewrite{"response-rewrite", 899, false, &create, nullptr};
+extern const PluginDef kResponseRewrite{"response-rewrite", 899, false, &create, nullptr, nullptr, &kFields};
 
 }  // namespace holdfast::plugins

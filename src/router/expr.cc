@@ -146,6 +146,11 @@ Result<std::unique_ptr<Expr::Node>> compile_node(const json::value& v, int depth
   bool has_word = !a.empty() && is_logic_word(a[0], logic, negate);
   if (has_word) start = 1;
   bool is_group = has_word || a.empty() || a[0].is_array();
+  // lua-resty-expr: `[]` matches everything, but an empty group inside is
+  // "rule too short"; a lone condition must be wrapped in a list.
+  if (depth > 0 && a.empty()) return Error{"failed to validate the 'vars' expression: rule too short"};
+  if (depth == 0 && !is_group)
+    return Error{"failed to validate the 'vars' expression: rule should be wrapped inside brackets"};
   if (!is_group) return compile_condition(a);
   auto g = std::make_unique<Expr::Node>();
   g->is_group = true;

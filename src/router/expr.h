@@ -14,6 +14,10 @@
 
 namespace holdfast::router {
 
+// What every compile error starts with (APISIX's admin prefix for route
+// vars); fault-injection answers without it, as APISIX does.
+inline constexpr std::string_view kVarsError = "failed to validate the 'vars' expression: ";
+
 class Expr {
  public:
   static Result<std::shared_ptr<const Expr>> compile(const boost::json::value& v);

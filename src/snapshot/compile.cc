@@ -2,6 +2,7 @@
 #include <fmt/ranges.h>
 
 #include <boost/json.hpp>
+#include <algorithm>
 #include <functional>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -296,6 +297,8 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       std::string id = item_id((*arr)[i], i);
       auto u = model::parse_upstream(with_id((*arr)[i], id), false);
       if (!u) { skip("upstream", id, u.error()); continue; }
+      for (auto& w : model::ignored_keys("upstream", (*arr)[i].as_object()))
+        snap->warnings.push_back(fmt::format("upstreams/{}: {}", id, w));
       snap->upstreams[id] = make_upstream("upstreams/" + id, *u);
     }
   }
@@ -308,7 +311,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       std::string id = item_id((*arr)[i], i);
       auto p = model::parse_plugin_config(with_id((*arr)[i], id));
       if (!p) { skip("plugin_config", id, p.error()); continue; }
-      if (auto c = plugins::compile_chain((*p)->plugins, opts.enabled_plugins, "plugin_configs/" + id); !c) {
+      if (auto c = plugins::compile_chain((*p)->plugins, opts.enabled_plugins, "plugin_configs/" + id, &snap->warnings); !c) {
         skip("plugin_config", id, c.error());
         continue;
       }
@@ -322,7 +325,9 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       std::string id = item_id((*arr)[i], i);
       auto s = model::parse_service(with_id((*arr)[i], id));
       if (!s) { skip("service", id, s.error()); continue; }
-      if (auto c = plugins::compile_chain((*s)->plugins, opts.enabled_plugins, "services/" + id); !c) {
+      for (auto& w : model::ignored_keys("service", (*arr)[i].as_object()))
+        snap->warnings.push_back(fmt::format("services/{}: {}", id, w));
+      if (auto c = plugins::compile_chain((*s)->plugins, opts.enabled_plugins, "services/" + id, &snap->warnings); !c) {
         skip("service", id, c.error());
         continue;
       }
@@ -371,7 +376,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
         const plugins::PluginDef* def = plugins::find_plugin(kv.key());
         if (!def || !def->is_auth) non_auth[kv.key()] = kv.value();
       }
-      auto chain = plugins::compile_chain(non_auth, opts.enabled_plugins, "consumers/" + id);
+      auto chain = plugins::compile_chain(non_auth, opts.enabled_plugins, "consumers/" + id, &snap->warnings);
       if (!chain) { skip("consumer", id, chain.error()); continue; }
       auto cc = std::make_shared<plugins::Consumer>();
       cc->conf = *c;
@@ -427,7 +432,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       std::string id = item_id((*arr)[i], i);
       auto g = model::parse_global_rule(with_id((*arr)[i], id));
       if (!g) { skip("global_rule", id, g.error()); continue; }
-      if (auto c = plugins::compile_chain((*g)->plugins, opts.enabled_plugins, "global_rules/" + id); !c) {
+      if (auto c = plugins::compile_chain((*g)->plugins, opts.enabled_plugins, "global_rules/" + id, &snap->warnings); !c) {
         skip("global_rule", id, c.error());
         continue;
       }
@@ -464,6 +469,8 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       std::string id = item_id((*arr)[i], i);
       auto r = model::parse_route(with_id((*arr)[i], id));
       if (!r) { skip("route", id, r.error()); continue; }
+      for (auto& w : model::ignored_keys("route", (*arr)[i].as_object()))
+        snap->warnings.push_back(fmt::format("routes/{}: {}", id, w));
       const model::Route& route = **r;
       if (route.status == 0) continue;
       CompiledRoute cr;
@@ -496,8 +503,17 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       // requests without its plugins.
       const bool unresolved = !resolve(plugins, "route", id);
       if (unresolved) plugins.clear();
-      auto chain = plugins::compile_chain(plugins, opts.enabled_plugins, "routes/" + id);
+      std::vector<std::string> ignored;
+      auto chain = plugins::compile_chain(plugins, opts.enabled_plugins, "routes/" + id, &ignored);
       if (!chain) { skip("route", id, chain.error()); continue; }
+      // A plugin the route inherits was named under its service or plugin
+      // config already.
+      for (auto& w : ignored)
+        for (const auto& kv : route.plugins)
+          if (w.find(fmt::format(": plugin {}: ", std::string_view(kv.key()))) != std::string::npos) {
+            snap->warnings.push_back(std::move(w));
+            break;
+          }
       cr.chain = std::move(*chain);
 
       // Upstream: route upstream_id > route upstream > service (upstream_id > upstream).
@@ -556,6 +572,11 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
   std::sort(dns_names.begin(), dns_names.end());
   dns_names.erase(std::unique(dns_names.begin(), dns_names.end()), dns_names.end());
   snap->dns_names = std::move(dns_names);
+  // Each warning once per change, not on every reload.
+  for (const auto& w : snap->warnings)
+    if (!opts.previous || std::find(opts.previous->warnings.begin(), opts.previous->warnings.end(), w) ==
+                              opts.previous->warnings.end())
+      log::warn("{}", w);
   return snap;
 }
 

@@ -90,6 +90,10 @@ struct Snapshot {
   // A global rule's secret reference could not be resolved: every request
   // is answered 503 rather than served without that rule's plugins.
   bool global_unavailable = false;
+  // Fields Holdfast ignores, each named ("routes/1: plugin cors: unknown
+  // field x ..."): logged when new since the previous snapshot, printed by
+  // `holdfast -t`.
+  std::vector<std::string> warnings;
   size_t skipped = 0;            // resources rejected while compiling
   std::string first_error;       // "<type> <id>: <reason>" of the first rejected resource
 };

@@ -66,6 +66,20 @@ TEST(Expr, Errors) {
   EXPECT_FALSE(Expr::compile(boost::json::parse(R"("string")")).ok());
 }
 
+// lua-resty-expr's shape rules, with its messages (t/router/radixtree-uri-vars.t
+// TEST 21, t/plugin/response-rewrite.t TEST 17): a lone condition must be
+// wrapped in a list, an empty group inside is too short, `[]` matches all.
+TEST(Expr, ShapeErrorsAsLuaRestyExpr) {
+  auto bare = Expr::compile(boost::json::parse(R"(["http_user_agent","~*","android"])"));
+  ASSERT_FALSE(bare.ok());
+  EXPECT_EQ(bare.error(), "failed to validate the 'vars' expression: rule should be wrapped inside brackets");
+  auto empty = Expr::compile(boost::json::parse(R"([[]])"));
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.error(), "failed to validate the 'vars' expression: rule too short");
+  MapVars v;
+  EXPECT_TRUE(eval(R"([])", v));
+}
+
 TEST(Expr, RegexesArePcreAndTheMatchLimitIsFalse) {
   MapVars v;
   v.m = {{"uri", "/api/public"}, {"nl", "/a\n"}, {"cat", std::string(40, 'a') + "b"}};

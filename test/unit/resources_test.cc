@@ -37,12 +37,38 @@ TEST(Resources, RouteErrors) {
       {R"({"id":"1","uri":"/a","upstream":{"type":"chash","nodes":{"a:80":1}}})", "missing key"},
       {R"({"id":"1","uri":"/a","upstream":{"nodes":{"a:80":1},"pass_host":"rewrite"}})", "upstream_host"},
       {R"({"id":"1","uri":"/a","upstream":{"nodes":{"a:80":1},"checks":{"passive":{}}}})", "active"},
+      // APISIX's enum message, without a list of values (t/node/route-status.t TEST 9).
+      {R"({"id":"1","uri":"/a","upstream_id":"1","status":100})",
+       "property \"status\" validation failed: matches none of the enum values"},
+      {R"({"id":"1","uri":"/a","upstream_id":"1","status":4294967297})", "matches none of the enum values"},
+      // Probes are GET without a body: another method or a body is refused, named.
+      {R"({"id":"1","uri":"/a","upstream":{"nodes":{"a:80":1},"checks":{"active":{"http_method":"POST"}}}})",
+       "http_method other than GET is not supported by Holdfast"},
+      {R"({"id":"1","uri":"/a","upstream":{"nodes":{"a:80":1},"checks":{"active":{"http_req_body":"x"}}}})",
+       "http_req_body is not supported by Holdfast"},
   };
   for (const auto& c : cases) {
     auto r = model::parse_route(json::parse(c.json));
     ASSERT_FALSE(r.ok()) << c.json;
     EXPECT_NE(r.error().find(c.msg), std::string::npos) << c.json << " -> " << r.error();
   }
+}
+
+// Keys APISIX has and Holdfast accepts without acting on them are named
+// (#11 item 9); APISIX's defaults pass without a word.
+TEST(Resources, IgnoredKeysAreNamed) {
+  auto route = json::parse(R"({"id":"1","uri":"/a","upstream":{"nodes":{"a:80":1},
+      "checks":{"active":{"concurrency":4,"http_method":"GET","http_req_body":""}}}})").as_object();
+  ASSERT_TRUE(model::parse_route(route).ok());
+  auto w = model::ignored_keys("route", route);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0].rfind("upstream.checks.active.concurrency is not implemented by Holdfast", 0), 0u) << w[0];
+  auto up = json::parse(R"({"id":"u","service_name":"svc","discovery_type":"dns"})").as_object();
+  ASSERT_TRUE(model::parse_upstream(up, false).ok());
+  w = model::ignored_keys("upstream", up);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_EQ(w[0].rfind("service_name is not implemented by Holdfast", 0), 0u) << w[0];
+  EXPECT_TRUE(model::ignored_keys("route", json::parse(R"({"id":"1","uri":"/a","upstream_id":"u"})").as_object()).empty());
 }
 
 TEST(Resources, UpstreamNodeForms) {
