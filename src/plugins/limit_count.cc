@@ -30,6 +30,16 @@ int64_t now_ms() {
       .count();
 }
 
+// Hundredths of a second as Lua prints APISIX's floor(reset * 100) / 100:
+// 6000 -> "60", 5980 -> "59.8", 5987 -> "59.87".
+std::string reset_text(int64_t cs) {
+  std::string out = std::to_string(cs / 100);
+  const int64_t frac = cs % 100;
+  if (frac == 0) return out;
+  out += frac % 10 == 0 ? fmt::format(".{}", frac / 10) : fmt::format(".{:02}", frac);
+  return out;
+}
+
 // A key too large for the store fails every request that carries it: say so
 // at most once a minute, not once per request.
 void log_no_memory() {
@@ -119,15 +129,17 @@ class LimitCount final : public Plugin {
   SharedDict* dict = nullptr;
 
   // Returns remaining (>= 0 when allowed, -1 when rejected, -2 when the key
-  // cannot be stored) and the seconds until the window resets (rounded up).
-  int64_t incoming(std::string_view key, int64_t count, int64_t time_window, int64_t& reset) const {
+  // cannot be stored) and, in hundredths of a second, the time until the
+  // window resets as APISIX's local counter reports it: the whole window for
+  // the request that opens it, otherwise what is left, floored.
+  int64_t incoming(std::string_view key, int64_t count, int64_t time_window, int64_t& reset_cs) const {
     const int64_t now = now_ms();
     int64_t remaining = -2;
     dict->update(key, now, [&](SharedDict::Slot& s, bool fresh) {
       // n[0] counts the requests let through; the window starts with its
       // first request (as APISIX's local counter).
       if (fresh) s.expire_ms = now + time_window * 1000;
-      reset = (s.expire_ms - now + 999) / 1000;
+      reset_cs = fresh ? time_window * 100 : std::max<int64_t>(0, s.expire_ms - now) / 10;
       if (s.n[0] >= count) {
         remaining = -1;
         return;
@@ -156,7 +168,7 @@ class LimitCount final : public Plugin {
   // Rate-limiting headers, named as APISIX names them (construct_rate_limiting_headers):
   // the names from plugin_metadata, a rule's prefix before their first
   // "RateLimit-" (X-RateLimit-Limit -> X-1-RateLimit-Limit).
-  void quota_headers(RequestCtx& ctx, const Limits& l, int64_t remaining, int64_t reset) const {
+  void quota_headers(RequestCtx& ctx, const Limits& l, int64_t remaining, int64_t reset_cs) const {
     if (!show_headers) return;
     const LimitCountMetadata& md = metadata_of(ctx);
     auto name = [&](const std::string& base) {
@@ -168,7 +180,7 @@ class LimitCount final : public Plugin {
     };
     ctx.add_response_header(name(md.limit_header), std::to_string(l.count));
     ctx.add_response_header(name(md.remaining_header), std::to_string(remaining));
-    ctx.add_response_header(name(md.reset_header), std::to_string(reset));
+    ctx.add_response_header(name(md.reset_header), reset_text(reset_cs));
   }
 
   Action fail(RequestCtx& ctx, const std::string& why) const {

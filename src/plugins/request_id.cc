@@ -130,8 +130,19 @@ class RequestId final : public Plugin {
     ctx.set_request_header(header, ctx.request_id);
     return Action::next;
   }
+  // APISIX sets the response header only when the response does not carry
+  // a non-empty one already: an upstream's own id (or one a plugin's answer
+  // set) is kept.
   void header_filter(RequestCtx& ctx) const override {
-    if (include_in_response && !ctx.request_id.empty()) ctx.set_response_header(header, ctx.request_id);
+    if (!include_in_response || ctx.request_id.empty()) return;
+    auto has_own = [&](const auto& list) {
+      for (const auto& h : list)
+        if (http::iequals(h.name, header) && !h.value.empty()) return true;
+      return false;
+    };
+    if (ctx.upstream_resp ? has_own(ctx.upstream_resp->headers) : has_own(ctx.resp_headers)) return;
+    if (has_own(ctx.resp_set) || has_own(ctx.resp_add)) return;
+    ctx.set_response_header(header, ctx.request_id);
   }
 };
 

@@ -13,6 +13,7 @@ import unittest
 
 from harness import GatewayTest
 from test_plugins import PluginTestCase, get, call, route
+from test_rewrite import CannedOrigin
 
 
 # --------------------------------------------------------------------------
@@ -199,6 +200,24 @@ class LimitCountApisixTest(PluginTestCase):
         # No rule applies: APISIX answers 500.
         self.assertEqual(get(gw, "/lc").status, 500)
 
+    def test_reset_header_as_apisix_reports_it(self):
+        # limit-count-local.lua: the request that opens a window reports the
+        # whole window, later ones what is left (end_time - ngx.now(),
+        # floored to hundredths by init.lua): "60", then e.g. "59.87".
+        gw = self.gw({"count": 1000, "time_window": 60})
+        first = get(gw, "/lc").headers.get("x-ratelimit-reset")
+        self.assertEqual(first, "60")
+        # Within a window a later value has hundredths unless it falls on a
+        # whole second (1 in 100): ask until one does not.
+        seen = []
+        deadline = time.time() + 5
+        while time.time() < deadline and not any("." in v for v in seen):
+            seen.append(get(gw, "/lc").headers.get("x-ratelimit-reset"))
+        for v in seen:
+            self.assertRegex(v, r"^\d+(\.\d\d?)?$")
+            self.assertTrue(0 <= float(v) <= 60, v)
+        self.assertTrue(any("." in v for v in seen), seen)
+
     def test_rules_with_duplicate_keys_rejected(self):
         gw = self.gateway({"routes": [route("lc-dup", "/lc", self.up, {"limit-count": {"rules": [
             {"count": 1, "time_window": 60, "key": "$remote_addr"},
@@ -254,6 +273,24 @@ class RequestIdApisixTest(PluginTestCase):
         for i in ids:
             self.assertRegex(i, r"^[a-zA-Z0-9]{16}$")
         self.assertNotIn("J", "".join(ids))
+
+    def test_response_keeps_the_upstreams_own_id(self):
+        # request-id.lua header_filter: the header is set only when the
+        # response has no non-empty one (the upstream's, or a plugin's answer).
+        origin = CannedOrigin({"/own": ([("X-Request-Id", "from-upstream")], b"x"),
+                               "/none": ([], b"x"), "/empty": ([("X-Request-Id", "")], b"x")})
+        self.addCleanup(origin.stop)
+        gw = self.gateway({"routes": [
+            {"id": "rid", "uri": "/*", "upstream": {"nodes": {origin.addr: 1}}, "plugins": {"request-id": {}}},
+            {"id": "mock", "uri": "/mock", "plugins": {"request-id": {}, "mocking": {
+                "response_example": "m", "response_headers": {"X-Request-Id": "from-mocking"}}}}]})
+        self.assertEqual(get(gw, "/own").headers.get("x-request-id"), "from-upstream")
+        self.assertEqual(get(gw, "/mock").headers.get("x-request-id"), "from-mocking")
+        # A client's id is what goes upstream, and back when the upstream sets none.
+        self.assertEqual(get(gw, "/none", headers={"X-Request-Id": "from-client"}).headers.get("x-request-id"),
+                         "from-client")
+        self.assertRegex(get(gw, "/empty").headers.get("x-request-id", ""),
+                         r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
     def test_unknown_algorithm_message(self):
         gw = self.gateway({"routes": [route("rid-bad", "/rid", self.up, {"request-id": {"algorithm": "bad_algorithm"}})]})
