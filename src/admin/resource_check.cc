@@ -459,7 +459,7 @@ std::string check_stream_route(const json::object& v, std::vector<Reference>& re
 std::string check_plugin_metadata(const json::object& v, const CheckOptions& opts) {
   // The id is the plugin name; the body follows that plugin's metadata
   // schema (any object for a plugin that reads no metadata, as APISIX).
-  auto m = plugins::compile_metadata(v, opts.enabled_plugins);
+  auto m = plugins::compile_metadata(v, opts.enabled_plugins, opts.warnings);
   if (!m) return m.error();
   return {};
 }

@@ -174,6 +174,8 @@ Result<std::vector<std::shared_ptr<const UserRegex>>> compile_list(Checker& c, c
   return out;
 }
 
+const FieldRules kMetadataFields{.implemented = {"allow_origins"}};
+
 Result<std::shared_ptr<const Metadata>> create_metadata(const json::object& conf) {
   auto m = std::make_shared<CorsMetadata>();
   Checker c(conf, "cors metadata");
@@ -232,6 +234,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-extern const PluginDef kCors{"cors", 4000, false, &create, nullptr, &create_metadata, &kFields};
+extern const PluginDef kCors{"cors", 4000, false, &create, nullptr, &create_metadata, &kFields, &kMetadataFields};
 
 }  // namespace holdfast::plugins

@@ -105,6 +105,8 @@ const LimitCountMetadata& metadata_of(const RequestCtx& ctx) {
   return m ? *m : defaults;
 }
 
+const FieldRules kMetadataFields{.implemented = {"limit_header", "remaining_header", "reset_header"}};
+
 Result<std::shared_ptr<const Metadata>> create_metadata(const json::object& conf) {
   auto m = std::make_shared<LimitCountMetadata>();
   Checker c(conf, "limit-count metadata");
@@ -350,6 +352,6 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-extern const PluginDef kLimitCount{"limit-count", 1002, false, &create, nullptr, &create_metadata, &kFields};
+extern const PluginDef kLimitCount{"limit-count", 1002, false, &create, nullptr, &create_metadata, &kFields, &kMetadataFields};
 
 }  // namespace holdfast::plugins

@@ -473,23 +473,47 @@ const PluginDef* find_plugin(std::string_view name) {
 }
 
 Result<std::pair<const PluginDef*, std::shared_ptr<const Metadata>>> compile_metadata(
-    const json::object& value, const std::vector<std::string>& enabled) {
+    const json::object& value, const std::vector<std::string>& enabled, std::vector<std::string>* warnings) {
   const json::value* id = value.if_contains("id");
   const std::string name = id && id->is_string() ? std::string(id->as_string()) : std::string();
   const PluginDef* def = find_plugin(name);
   if (!def || (!enabled.empty() && std::find(enabled.begin(), enabled.end(), name) == enabled.end()))
     return Error{"invalid plugin name"};
-  if (!def->metadata) return std::make_pair(def, std::shared_ptr<const Metadata>());
   json::object conf = value;
   conf.erase("id");
-  auto m = def->metadata(conf);
-  if (!m) return Error{"invalid configuration: " + m.error()};
-  return std::make_pair(def, *m);
+  // A plugin that reads no metadata: APISIX accepts any object and ignores
+  // it. One that reads metadata without declaring its fields: its parser
+  // alone decides.
+  static const FieldRules kNone;
+  const FieldRules* rules = def->metadata ? def->metadata_fields : &kNone;
+  std::vector<std::string> ignored;
+  Result<json::object> screened = conf;
+  if (rules) screened = screen_fields(conf, *rules, ignored);
+  if (!screened) return Error{"invalid configuration: " + screened.error()};
+  std::shared_ptr<const Metadata> compiled;
+  if (def->metadata) {
+    auto m = def->metadata(*screened);
+    if (!m) return Error{"invalid configuration: " + m.error()};
+    compiled = *m;
+  }
+  if (warnings)
+    for (const auto& w : ignored) warnings->push_back(fmt::format("plugin_metadata/{}: {}", name, w));
+  return std::make_pair(def, compiled);
 }
+
+namespace {
+// APISIX's plugin_injected_schema: `_meta` allows no other key, and its
+// `pre_function` (Lua run before each phase) cannot be run here.
+const FieldRules kMetaFields{.implemented = {"disable", "error_response", "priority", "filter"},
+                             .refused = {"pre_function"},
+                             .closed = true};
+}  // namespace
 
 Result<Chain> compile_chain(const json::object& plugins, const std::vector<std::string>& enabled,
                             const std::string& scope, std::vector<std::string>* warnings) {
   Chain chain;
+  // Named only when the whole chain compiles: a refused one has its error.
+  std::vector<std::string> named;
   for (const auto& kv : plugins) {
     std::string name(kv.key());
     const PluginDef* def = find_plugin(name);
@@ -505,6 +529,10 @@ Result<Chain> compile_chain(const json::object& plugins, const std::vector<std::
       if (!it->value().is_object())
         return Error{fmt::format("failed to check the configuration of plugin {} err: _meta must be an object", name)};
       const json::object& meta = it->value().as_object();
+      std::vector<std::string> none;  // a closed schema: nothing is ignored
+      if (auto m = screen_fields(meta, kMetaFields, none); !m)
+        return Error{fmt::format("failed to check the configuration of plugin {} err: property \"_meta\" validation "
+                                 "failed: {}", name, m.error())};
       if (auto d = meta.find("disable"); d != meta.end() && d->value().is_bool() && d->value().as_bool()) {
         conf.erase("_meta");
         continue;  // disabled plugins are skipped, as in APISIX
@@ -532,8 +560,7 @@ Result<Chain> compile_chain(const json::object& plugins, const std::vector<std::
       if (!screened)
         return Error{fmt::format("failed to check the configuration of plugin {} err: {}", name, screened.error())};
       conf = std::move(*screened);
-      if (warnings)
-        for (const auto& w : ignored) warnings->push_back(fmt::format("{}: plugin {}: {}", scope, name, w));
+      for (const auto& w : ignored) named.push_back(fmt::format("{}: plugin {}: {}", scope, name, w));
     }
     auto inst = def->create(conf, scope);
     if (!inst) return Error{fmt::format("failed to check the configuration of plugin {} err: {}", name, inst.error())};
@@ -542,6 +569,7 @@ Result<Chain> compile_chain(const json::object& plugins, const std::vector<std::
   }
   std::stable_sort(chain.entries.begin(), chain.entries.end(),
                    [](const Entry& a, const Entry& b) { return a.priority > b.priority; });
+  if (warnings) warnings->insert(warnings->end(), named.begin(), named.end());
   return chain;
 }
 

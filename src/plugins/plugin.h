@@ -224,6 +224,8 @@ struct PluginDef {
   // screens a configuration with them before `create` sees it, warning about
   // what it ignores. Null: `create` alone decides.
   const FieldRules* fields = nullptr;
+  // The same for the plugin_metadata value (with `metadata`).
+  const FieldRules* metadata_fields = nullptr;
 };
 
 const PluginDef* find_plugin(std::string_view name);
@@ -278,9 +280,11 @@ struct MetadataTable {
 // Validates one plugin_metadata value (`id` = the plugin name) for the Admin
 // API and the snapshot compiler: the plugin must exist and be enabled, and the
 // value must pass its metadata schema. Errors are APISIX's messages
-// ("invalid plugin name", "invalid configuration: ...").
+// ("invalid plugin name", "invalid configuration: ..."). Fields it ignores
+// are named in `warnings` ("plugin_metadata/cors: unknown field x ...").
 Result<std::pair<const PluginDef*, std::shared_ptr<const Metadata>>> compile_metadata(
-    const boost::json::object& value, const std::vector<std::string>& enabled);
+    const boost::json::object& value, const std::vector<std::string>& enabled,
+    std::vector<std::string>* warnings = nullptr);
 
 // Compiles a `plugins` object: unknown or disabled-by-config plugins and
 // invalid configs are errors naming the plugin. `_meta.disable` drops it.

@@ -124,7 +124,7 @@ void compile_metadata(const json::array& items, const std::vector<std::string>& 
   for (size_t i = 0; i < items.size(); ++i) {
     std::string id = item_id(items[i], i);
     if (!items[i].is_object()) { skip(id, "expected an object"); continue; }
-    auto m = plugins::compile_metadata(items[i].as_object(), enabled);
+    auto m = plugins::compile_metadata(items[i].as_object(), enabled, &snap.warnings);
     if (!m && m.error() == "invalid plugin name") {
       log::warn("plugin_metadata id={}: no such plugin enabled, ignored", id);
       continue;

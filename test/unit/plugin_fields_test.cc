@@ -75,3 +75,26 @@ TEST(PluginFields, CompileChainWarnsWithScopeAndKeepsTheRest) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().find("property \"max_age\" validation failed"), std::string::npos);
 }
+
+TEST(PluginFields, MetaIsClosedAndPreFunctionRefused) {
+  // APISIX's plugin_injected_schema: additionalProperties = false on _meta.
+  auto bad = holdfast::plugins::compile_chain(obj(R"({"cors":{"_meta":{"priorty":1}}})"), {}, "routes/1");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error(), "failed to check the configuration of plugin cors err: property \"_meta\" validation failed: "
+                         "additional properties forbidden, found priorty");
+  auto lua = holdfast::plugins::compile_chain(obj(R"({"cors":{"_meta":{"pre_function":"return"}}})"), {}, "routes/1");
+  ASSERT_FALSE(lua.ok());
+  EXPECT_NE(lua.error().find("field pre_function is not supported by Holdfast"), std::string::npos) << lua.error();
+}
+
+TEST(PluginFields, MetadataFieldsAreScreenedToo) {
+  std::vector<std::string> w;
+  auto cors = holdfast::plugins::compile_metadata(obj(R"({"id":"cors","allow_origins":{},"extra":1})"), {}, &w);
+  ASSERT_TRUE(cors.ok()) << cors.error();
+  // request-id reads no metadata: APISIX accepts any object and ignores it.
+  auto rid = holdfast::plugins::compile_metadata(obj(R"({"id":"request-id","anything":{"free":"form"}})"), {}, &w);
+  ASSERT_TRUE(rid.ok()) << rid.error();
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_EQ(w[0], "plugin_metadata/cors: unknown field extra (ignored, as APISIX ignores it)");
+  EXPECT_EQ(w[1], "plugin_metadata/request-id: unknown field anything (ignored, as APISIX ignores it)");
+}
