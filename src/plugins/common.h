@@ -54,16 +54,18 @@ Result<bool> apply_regex_pairs(const RegexPairs& pairs, std::string_view uri, st
 // schema (no additionalProperties = false) accepts and ignores it, and so
 // does Holdfast, with a warning; unless `closed`, where APISIX rejects it.
 struct FieldRules {
-  std::vector<std::string_view> implemented;
+  // Default member initialisers on every member: GCC 12 warns about any
+  // member a designated initialiser leaves out otherwise.
+  std::vector<std::string_view> implemented{};
   // APISIX has them, Holdfast does not, and leaving them out changes nothing
   // a client or an upstream sees (e.g. redis settings under the local
   // policy): accepted with a warning naming them.
-  std::vector<std::string_view> ignored;
+  std::vector<std::string_view> ignored{};
   // APISIX has them, Holdfast does not, and ignoring them would change who
   // gets in, what is sent upstream or the response: rejected, named.
-  std::vector<std::string_view> refused;
+  std::vector<std::string_view> refused{};
   // Objects (or arrays of objects) inside, with their own rules.
-  std::vector<std::pair<std::string_view, const FieldRules*>> nested;
+  std::vector<std::pair<std::string_view, const FieldRules*>> nested{};
   bool closed = false;        // APISIX's additionalProperties = false
   size_t min_properties = 0;  // APISIX's minProperties, on what was written
 };
