@@ -1,0 +1,212 @@
+"""The traffic plugins of issue #12 item 3 through the real binary, real
+sockets and real upstreams: limit-req (leaky bucket, delay without blocking a
+worker, state shared by workers), limit-conn (the count drops when the
+request ends: response sent, tunnel closed, client gone), uri-blocker and
+real-ip; each plugin's schema checked on arrival (a bad one leaves the route
+out with a log line naming route, plugin and field).
+
+Expected behaviour is APISIX 3.x (apisix/plugins/<name>.lua, t/plugin/<name>.t).
+No assertion is about speed: a delay is checked by ordering and a generous
+lower bound only."""
+import json
+import socket
+import threading
+import time
+import unittest
+
+from harness import GatewayTest, LoopbackServer, free_port
+from test_plugins import Resp, call, get, route
+from test_shared_dict import metric
+from test_streaming import WebSocketUpstream, read_head
+import base64
+import os
+
+
+class HeldUpstream(LoopbackServer):
+    """An upstream that holds every request until `release` is set: `arrived`
+    counts the requests it has received (with the time each came), so that a
+    test knows when a request is in flight without sleeping."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.arrivals = []
+        self.cond = threading.Condition()
+        super().__init__()
+
+    def serve(self, c, _index):
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            with self.cond:
+                self.arrivals.append((time.time(), head.split(b"\r\n")[0].decode()))
+                self.cond.notify_all()
+            self.release.wait(30)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nheld")
+
+    def wait_arrivals(self, n, timeout=10):
+        with self.cond:
+            ok = self.cond.wait_for(lambda: len(self.arrivals) >= n, timeout)
+        if not ok:
+            raise AssertionError(f"upstream saw {len(self.arrivals)} requests, expected {n}")
+
+
+def in_thread(fn, *args, **kw):
+    """Runs fn in a thread; returns (thread, box) where box gets 'result' or 'error'."""
+    box = {}
+
+    def run():
+        try:
+            box["result"] = fn(*args, **kw)
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            box["error"] = e
+        box["done"] = time.time()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
+
+
+def poll_status(gw, path, want, timeout=10.0, **kw):
+    """Requests `path` until it answers `want`; returns the statuses seen."""
+    seen = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        s = get(gw, path, **kw).status
+        seen.append(s)
+        if s == want:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never answered {want}; saw {seen[-10:]}")
+
+
+class TrafficTest(GatewayTest):
+    def setUp(self):
+        super().setUp()
+        self.up = self.upstream("up1")
+
+    def assert_skipped(self, gw, rid, plugin, text):
+        """The route is left out with one log line naming it, the plugin and the field."""
+        line = f"skipping invalid route id={rid}: failed to check the configuration of plugin {plugin} err: {text}"
+        gw.wait_log(line)
+        self.assertEqual(get(gw, f"/{rid}").status, 404)
+
+
+# --------------------------------------------------------------------------
+# limit-req
+
+
+class LimitReqTest(TrafficTest):
+    def test_nodelay_burst_then_rejected_with_empty_503(self):
+        # rate 0.01/s: the bucket leaks 10 thousandths a second, nothing
+        # during the test. The first request finds it empty, the second fits
+        # the burst of 1 (and would wait 100 s without nodelay: the call's
+        # 10 s timeout would fail it), the third is beyond it.
+        gw = self.gateway({"routes": [route("lr", "/lr", self.up, {"limit-req": {
+            "rate": 0.01, "burst": 1, "key": "remote_addr", "nodelay": True}})]})
+        rs = [get(gw, "/lr") for _ in range(3)]
+        self.assertEqual([r.status for r in rs], [200, 200, 503], rs)
+        self.assertEqual(rs[0].headers.get("x-upstream"), "up1")
+        self.assertEqual(rs[2].body, b"")
+        self.assertIsNone(rs[2].headers.get("x-upstream"))
+
+    def test_rejected_code_and_msg(self):
+        gw = self.gateway({"routes": [route("lr", "/lr", self.up, {"limit-req": {
+            "rate": 0.01, "burst": 0, "key": "remote_addr", "rejected_code": 429, "rejected_msg": "too fast"}})]})
+        self.assertEqual(get(gw, "/lr").status, 200)
+        r = get(gw, "/lr")
+        self.assertEqual(r.status, 429)
+        self.assertEqual(r.json(), {"error_msg": "too fast"})
+
+    def test_excess_within_burst_is_delayed_without_blocking_the_worker(self):
+        # One worker: if the delay blocked its thread, nothing else would be
+        # served until it ended.
+        gw = self.gateway({"routes": [
+            route("lr", "/lr", self.up, {"limit-req": {"rate": 0.2, "burst": 1, "key": "remote_addr"}}),
+            route("free", "/free", self.up)],
+        }, config={"nginx_config": {"error_log_level": "debug"}})
+        self.assertEqual(get(gw, "/lr").status, 200)
+        # The second request finds one request of excess: it waits 1/0.2 = 5 s.
+        t0 = time.time()
+        th, box = in_thread(get, gw, "/lr", timeout=60)
+        gw.wait_log("limit-req: delaying the request by")
+        # Meanwhile the same worker serves another request, and the delayed
+        # one is still waiting when that answer comes back.
+        self.assertEqual(get(gw, "/free").status, 200)
+        self.assertNotIn("done", box, "the delayed request ended before the other was served")
+        th.join(60)
+        self.assertNotIn("error", box, box)
+        self.assertEqual(box["result"].status, 200)
+        self.assertEqual(box["result"].headers.get("x-upstream"), "up1")
+        # Lower bound only, with a wide margin (5 s were asked for).
+        self.assertGreaterEqual(box["done"] - t0, 3.0)
+
+    def test_bucket_leaks_at_rate(self):
+        # rate 1/s, burst 0: a second request within the second is rejected;
+        # once the bucket had a second to leak, a request fits again (polled).
+        gw = self.gateway({"routes": [route("lr", "/lr", self.up, {"limit-req": {
+            "rate": 1, "burst": 0, "key": "remote_addr", "nodelay": True}})]})
+        self.assertEqual([get(gw, "/lr").status for _ in range(2)], [200, 503])
+        seen = poll_status(gw, "/lr", 200)
+        self.assertEqual(seen[-1], 200)
+
+    def test_state_is_shared_by_all_workers(self):
+        # New connections spread over both workers (SO_REUSEPORT); one bucket
+        # for the client address lets exactly 1 + burst through.
+        gw = self.gateway({"routes": [route("lr", "/lr", self.up, {"limit-req": {
+            "rate": 0.01, "burst": 2, "key": "remote_addr", "nodelay": True}})]}, workers=2)
+        statuses = [get(gw, "/lr").status for _ in range(10)]
+        self.assertEqual(statuses, [200, 200, 200] + [503] * 7)
+
+    def test_keys_like_limit_count(self):
+        gw = self.gateway({"routes": [
+            route("h", "/h", self.up, {"limit-req": {"rate": 0.01, "burst": 0, "key": "http_x_user", "nodelay": True}}),
+            route("c", "/c", self.up, {"limit-req": {"rate": 0.01, "burst": 0, "key_type": "var_combination",
+                                                     "key": "$http_x_a-$http_x_b", "nodelay": True}})]})
+        self.assertEqual(get(gw, "/h", headers={"X-User": "ann"}).status, 200)
+        self.assertEqual(get(gw, "/h", headers={"X-User": "ann"}).status, 503)
+        self.assertEqual(get(gw, "/h", headers={"X-User": "bob"}).status, 200)
+        # A key variable that is not set counts the client address.
+        self.assertEqual(get(gw, "/h", source="127.0.0.2").status, 200)
+        self.assertEqual(get(gw, "/h", source="127.0.0.2").status, 503)
+        self.assertEqual(get(gw, "/h", source="127.0.0.3").status, 200)
+        self.assertEqual(get(gw, "/c", headers={"X-A": "1", "X-B": "2"}).status, 200)
+        self.assertEqual(get(gw, "/c", headers={"X-A": "1", "X-B": "2"}).status, 503)
+        self.assertEqual(get(gw, "/c", headers={"X-A": "1", "X-B": "3"}).status, 200)
+
+    def test_state_lives_in_the_bounded_store(self):
+        gw = self.gateway({"routes": [route("lr", "/lr", self.up, {"limit-req": {
+            "rate": 0.01, "burst": 0, "key": "http_x_user", "nodelay": True}})]},
+            config={"apisix": {"status": {"ip": "127.0.0.1", "port": free_port()}},
+                    "nginx_config": {"http": {"lua_shared_dict": {"plugin-limit-req": "1m"}}}})
+        for u in ("a", "b", "c"):
+            self.assertEqual(get(gw, "/lr", headers={"X-User": u}).status, 200)
+        m = gw.request_status_raw("/metrics")
+        d = {"dict": "plugin-limit-req"}
+        self.assertEqual(metric(m, "holdfast_shared_dict_capacity_bytes", **d), 1 << 20, m)
+        self.assertEqual(metric(m, "holdfast_shared_dict_entries", **d), 3, m)
+
+    def test_schema_errors_leave_the_route_out(self):
+        gw = self.gateway({"routes": [
+            route("norate", "/norate", self.up, {"limit-req": {"burst": 1, "key": "remote_addr"}}),
+            route("zero", "/zero", self.up, {"limit-req": {"rate": 0, "burst": 1, "key": "remote_addr"}}),
+            route("neg", "/neg", self.up, {"limit-req": {"rate": 1, "burst": -1, "key": "remote_addr"}}),
+            route("code", "/code", self.up, {"limit-req": {"rate": 1, "burst": 1, "key": "remote_addr",
+                                                           "rejected_code": 600}}),
+            route("kt", "/kt", self.up, {"limit-req": {"rate": 1, "burst": 1, "key": "a", "key_type": "constant"}}),
+            route("ok", "/ok", self.up, {"limit-req": {"rate": 1, "burst": 1, "key": "remote_addr"}})]})
+        self.assert_skipped(gw, "norate", "limit-req", 'property "rate" is required')
+        self.assert_skipped(gw, "zero", "limit-req", 'property "rate" validation failed: expected 0 to be greater than 0')
+        self.assert_skipped(gw, "neg", "limit-req", 'property "burst" validation failed: expected -1 to be at least 0')
+        self.assert_skipped(gw, "code", "limit-req",
+                            'property "rejected_code" validation failed: expected 600 to be at most 599')
+        self.assert_skipped(gw, "kt", "limit-req", 'property "key_type" validation failed: matches none of the enum values')
+        self.assertEqual(get(gw, "/ok").status, 200)
+
+
+if __name__ == "__main__":
+    unittest.main()
