@@ -208,5 +208,125 @@ class LimitReqTest(TrafficTest):
         self.assertEqual(get(gw, "/ok").status, 200)
 
 
+# --------------------------------------------------------------------------
+# limit-conn
+
+
+class LimitConnTest(TrafficTest):
+    def held_gateway(self, conf, **kw):
+        self.held = HeldUpstream()
+        self._procs.append(self.held)
+        self.addCleanup(self.held.release.set)
+        return self.gateway({"routes": [route("lc", "/lc", self.held, {"limit-conn": conf}),
+                                        route("bytes", "/bytes/*", self.up, {"limit-conn": conf})]}, **kw)
+
+    def test_concurrent_requests_beyond_conn_are_rejected_and_the_count_drops_after(self):
+        gw = self.held_gateway({"conn": 1, "burst": 0, "default_conn_delay": 0.1, "key": "remote_addr"})
+        ta, a = in_thread(get, gw, "/lc", timeout=30)
+        self.held.wait_arrivals(1)
+        b = get(gw, "/lc")
+        self.assertEqual(b.status, 503)
+        self.assertEqual(b.body, b"")
+        self.held.release.set()
+        ta.join(30)
+        self.assertEqual(a["result"].status, 200)
+        self.assertEqual(a["result"].body, b"held")
+        # The first request ended: the next one is counted alone.
+        self.assertEqual(get(gw, "/lc").status, 200)
+        self.assertEqual(get(gw, "/lc").status, 200)
+
+    def test_burst_is_delayed_then_rejected_beyond(self):
+        gw = self.held_gateway({"conn": 1, "burst": 1, "default_conn_delay": 1, "key": "remote_addr",
+                                "rejected_code": 429, "rejected_msg": "busy"})
+        ta, a = in_thread(get, gw, "/lc", timeout=30)
+        self.held.wait_arrivals(1)
+        # The second is within the burst: it waits default_conn_delay x
+        # floor((2 - 1) / 1) = 1 s, then goes upstream.
+        sent = time.time()
+        tb, b = in_thread(get, gw, "/lc", timeout=30)
+        self.held.wait_arrivals(2)
+        self.assertGreaterEqual(self.held.arrivals[1][0] - sent, 0.5)
+        c = get(gw, "/lc")
+        self.assertEqual(c.status, 429)
+        self.assertEqual(c.json(), {"error_msg": "busy"})
+        self.held.release.set()
+        ta.join(30)
+        tb.join(30)
+        self.assertEqual((a["result"].status, b["result"].status), (200, 200))
+
+    def test_count_recovers_after_a_client_abort(self):
+        gw = self.held_gateway({"conn": 1, "burst": 0, "default_conn_delay": 0.1, "key": "remote_addr"})
+        # A client takes the one slot with a response that streams for a long
+        # time (1 GB), reads its head and goes away.
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        s.sendall(b"GET /bytes/1000000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, _ = read_head(s)
+        self.assertEqual(status, 200)
+        self.assertEqual(get(gw, "/bytes/0").status, 503)  # the slot is taken
+        s.close()
+        # The gateway finds the client gone when it next writes; the request
+        # ends and its count with it.
+        seen = poll_status(gw, "/bytes/0", 200)
+        self.assertEqual(seen[-1], 200)
+
+    def test_count_recovers_after_a_client_gives_up_waiting(self):
+        gw = self.held_gateway({"conn": 1, "burst": 0, "default_conn_delay": 0.1, "key": "remote_addr"})
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        s.sendall(b"GET /lc HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.held.wait_arrivals(1)
+        s.close()  # gone before the upstream answered
+        self.held.release.set()
+        poll_status(gw, "/lc", 200)
+
+    def test_a_websocket_tunnel_counts_until_it_closes(self):
+        ws = WebSocketUpstream()
+        self._procs.append(ws)
+        conf = {"conn": 1, "burst": 0, "default_conn_delay": 0.1, "key": "remote_addr"}
+        gw = self.gateway({"routes": [{"id": "ws", "uri": "/ws", "enable_websocket": True,
+                                       "upstream": {"nodes": {ws.addr: 1}}, "plugins": {"limit-conn": conf}}]})
+
+        def handshake():
+            key = base64.b64encode(os.urandom(16))
+            s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+            s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            status, _, _ = read_head(s)
+            return s, status
+
+        s1, st1 = handshake()
+        self.assertEqual(st1, 101)
+        s2, st2 = handshake()
+        self.assertEqual(st2, 503)  # the tunnel holds the one slot
+        s2.close()
+        s1.close()
+        self.assertTrue(ws.closed.wait(5))
+        deadline = time.time() + 10
+        while True:
+            s3, st3 = handshake()
+            s3.close()
+            if st3 == 101 or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(st3, 101)
+
+    def test_rules_and_schema(self):
+        gw = self.gateway({"routes": [
+            route("nodelay", "/nodelay", self.up, {"limit-conn": {"conn": 1, "burst": 0, "key": "remote_addr"}}),
+            route("conn0", "/conn0", self.up, {"limit-conn": {"conn": 0, "burst": 0, "default_conn_delay": 1,
+                                                               "key": "remote_addr"}}),
+            route("both", "/both", self.up, {"limit-conn": {"conn": 1, "burst": 0, "default_conn_delay": 1,
+                                                             "key": "remote_addr",
+                                                             "rules": [{"conn": 1, "burst": 0, "key": "x"}]}}),
+            route("rules", "/rules", self.up, {"limit-conn": {"default_conn_delay": 1, "rules": [
+                {"conn": 2, "burst": 0, "key": "$http_x_user"}]}})]})
+        self.assert_skipped(gw, "nodelay", "limit-conn", "value should match only one schema, but matches none")
+        self.assert_skipped(gw, "conn0", "limit-conn",
+                            'property "conn" validation failed: value should match only one schema, but matches none')
+        self.assert_skipped(gw, "both", "limit-conn", "value should match only one schema, but matches both")
+        # A rules list: its key must resolve, else no rule applies (500).
+        self.assertEqual(get(gw, "/rules", headers={"X-User": "a"}).status, 200)
+        self.assertEqual(get(gw, "/rules").status, 500)
+
+
 if __name__ == "__main__":
     unittest.main()
