@@ -458,12 +458,13 @@ extern const PluginDef kResponseRewrite;
 extern const PluginDef kPrometheus;
 extern const PluginDef kLimitReq;
 extern const PluginDef kLimitConn;
+extern const PluginDef kUriBlocker;
 
 const std::vector<const PluginDef*>& all_plugins() {
   static const std::vector<const PluginDef*> defs = {
       &kRequestId, &kFaultInjection, &kMocking, &kCors, &kIpRestriction, &kKeyAuth,
       &kProxyRewrite, &kLimitCount, &kRedirect, &kResponseRewrite,
-      &kPrometheus, &kLimitReq, &kLimitConn};
+      &kPrometheus, &kLimitReq, &kLimitConn, &kUriBlocker};
   return defs;
 }
 

@@ -328,5 +328,56 @@ class LimitConnTest(TrafficTest):
         self.assertEqual(get(gw, "/rules").status, 500)
 
 
+# --------------------------------------------------------------------------
+# uri-blocker
+
+
+class UriBlockerTest(TrafficTest):
+    def blocker(self, conf, uri="/*"):
+        return self.gateway({"routes": [route("ub", uri, self.up, {"uri-blocker": conf})]})
+
+    def test_rules_match_path_and_query(self):
+        # t/plugin/uri-blocker.t TEST 7-11.
+        gw = self.blocker({"block_rules": ["aa", "bb", "c\\d+"]})
+        self.assertEqual(get(gw, "/hello?x=bb").status, 403)
+        self.assertEqual(get(gw, "/hello?bb=2").status, 403)
+        self.assertEqual(get(gw, "/hello?c1=2").status, 403)
+        self.assertEqual(get(gw, "/aa").status, 403)
+        r = get(gw, "/hello?cc=2")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.headers.get("x-upstream"), "up1")
+        self.assertEqual(get(gw, "/hello?x=bb").body, b"")
+
+    def test_rejected_msg_code_and_case(self):
+        gw = self.blocker({"block_rules": ["AA"], "case_insensitive": True, "rejected_code": 451,
+                           "rejected_msg": "access is not allowed"})
+        r = get(gw, "/hello?aa=1")
+        self.assertEqual(r.status, 451)
+        self.assertEqual(r.json(), {"error_msg": "access is not allowed"})
+        sensitive = self.gateway({"routes": [route("ub", "/*", self.up, {"uri-blocker": {"block_rules": ["AA"]}})]})
+        self.assertEqual(get(sensitive, "/hello?aa=1").status, 200)
+        self.assertEqual(get(sensitive, "/hello?AA=1").status, 403)
+
+    def test_cannot_bypass_with_dot_segments_or_double_slashes(self):
+        # t/plugin/uri-blocker.t TEST 21-22: the rule sees the normalised path.
+        gw = self.blocker({"block_rules": ["^/internal/"]}, uri="/internal/*")
+        self.assertEqual(get(gw, "/./internal/x?aa=1").status, 403)
+        self.assertEqual(get(gw, "/internal/../internal/x").status, 403)
+        self.assertEqual(get(gw, "/internal/x").status, 403)
+
+    def test_schema_errors_leave_the_route_out(self):
+        gw = self.gateway({"routes": [
+            route("bad", "/bad", self.up, {"uri-blocker": {"block_rules": ["^a", "^b("]}}),
+            route("msg", "/msg", self.up, {"uri-blocker": {"block_rules": ["^a"], "rejected_msg": ""}}),
+            route("none", "/none", self.up, {"uri-blocker": {}}),
+            route("dup", "/dup", self.up, {"uri-blocker": {"block_rules": ["x", "x"]}})]})
+        self.assert_skipped(gw, "bad", "uri-blocker", 'pcre_compile() failed: missing closing parenthesis')
+        self.assert_skipped(gw, "msg", "uri-blocker",
+                            'property "rejected_msg" validation failed: string too short, expected at least 1, got 0')
+        self.assert_skipped(gw, "none", "uri-blocker", 'property "block_rules" is required')
+        self.assert_skipped(gw, "dup", "uri-blocker",
+                            'property "block_rules" validation failed: expected unique items but items x are equal')
+
+
 if __name__ == "__main__":
     unittest.main()
