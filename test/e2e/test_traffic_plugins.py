@@ -379,5 +379,60 @@ class UriBlockerTest(TrafficTest):
                             'property "block_rules" validation failed: expected unique items but items x are equal')
 
 
+# --------------------------------------------------------------------------
+# real-ip
+
+
+class RealIpTest(TrafficTest):
+    def seen(self, gw, path, headers=None, source=None):
+        r = call(gw, "GET", path, headers=headers, source=source)
+        self.assertEqual(r.status, 200, r)
+        return r.upstream_values("x-real-ip")
+
+    def test_source_header_sets_the_client_address(self):
+        # real_ip_from is emptied of the default 127.0.0.1 so that only the
+        # plugin sets the address.
+        gw = self.gateway({"routes": [
+            route("rip", "/rip", self.up, {"real-ip": {"source": "http_x_client"}}),
+            route("plain", "/plain", self.up)]},
+            config={"nginx_config": {"http": {"real_ip_from": ["192.0.2.1"]}}})
+        self.assertEqual(self.seen(gw, "/rip", {"X-Client": "10.1.2.3"}), ["10.1.2.3"])
+        self.assertEqual(self.seen(gw, "/rip", {"X-Client": "[2001:db8::1]:8080"}), ["2001:db8::1"])
+        # Not an address, or absent: the peer stays.
+        self.assertEqual(self.seen(gw, "/rip", {"X-Client": "nonsense"}), ["127.0.0.1"])
+        self.assertEqual(self.seen(gw, "/rip"), ["127.0.0.1"])
+        self.assertEqual(self.seen(gw, "/plain", {"X-Client": "10.1.2.3"}), ["127.0.0.1"])
+
+    def test_trusted_addresses_and_recursive_x_forwarded_for(self):
+        gw = self.gateway({"routes": [
+            route("one", "/one", self.up, {"real-ip": {"source": "http_x_forwarded_for",
+                                                       "trusted_addresses": ["127.0.0.0/24", "10.0.0.0/8"]}}),
+            route("rec", "/rec", self.up, {"real-ip": {"source": "http_x_forwarded_for", "recursive": True,
+                                                       "trusted_addresses": ["127.0.0.0/24", "10.0.0.0/8"]}}),
+            route("ip", "/ip", self.up, {"real-ip": {"source": "http_x_forwarded_for"},
+                                         "ip-restriction": {"whitelist": ["198.51.100.7"]}})]},
+            config={"nginx_config": {"http": {"real_ip_from": ["192.0.2.1"]}}})
+        chain = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9, 10.0.0.5"}
+        # Not recursive: the last address.
+        self.assertEqual(self.seen(gw, "/one", chain), ["10.0.0.5"])
+        # Recursive: the last one that is not trusted.
+        self.assertEqual(self.seen(gw, "/rec", chain), ["203.0.113.9"])
+        # A peer outside trusted_addresses is not believed.
+        self.assertEqual(self.seen(gw, "/one", chain, source="127.0.1.1"), ["127.0.1.1"])
+        # Later plugins (ip-restriction) see the new address.
+        self.assertEqual(get(gw, "/ip", headers={"X-Forwarded-For": "198.51.100.7"}).status, 200)
+        self.assertEqual(get(gw, "/ip", headers={"X-Forwarded-For": "198.51.100.8"}).status, 403)
+
+    def test_schema_errors_leave_the_route_out(self):
+        gw = self.gateway({"routes": [
+            route("nosrc", "/nosrc", self.up, {"real-ip": {}}),
+            route("badip", "/badip", self.up, {"real-ip": {"source": "http_x", "trusted_addresses": ["1.2.3.4/99"]}}),
+            route("empty", "/empty", self.up, {"real-ip": {"source": "http_x", "trusted_addresses": []}})]})
+        self.assert_skipped(gw, "nosrc", "real-ip", 'property "source" is required')
+        self.assert_skipped(gw, "badip", "real-ip", "invalid ip address: 1.2.3.4/99")
+        self.assert_skipped(gw, "empty", "real-ip",
+                            'property "trusted_addresses" validation failed: expect array to have at least 1 items')
+
+
 if __name__ == "__main__":
     unittest.main()
