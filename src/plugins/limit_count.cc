@@ -16,19 +16,14 @@
 
 #include "core/log.h"
 #include "plugins/common.h"
+#include "plugins/limit_common.h"
 #include "plugins/shared_dict.h"
 #include "router/vars.h"
-#include "upstream/balancer.h"
 
 namespace holdfast::plugins {
 namespace {
 
-int64_t now_ms() {
-  // Milliseconds, not whole seconds: a window must last its full length even
-  // when it starts just before a second boundary.
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+using Amount = LimitAmount;
 
 // Hundredths of a second as Lua prints APISIX's floor(reset * 100) / 100:
 // 6000 -> "60", 5980 -> "59.8", 5987 -> "59.87".
@@ -40,43 +35,6 @@ std::string reset_text(int64_t cs) {
   return out;
 }
 
-// A key too large for the store fails every request that carries it: say so
-// at most once a minute, not once per request.
-void log_no_memory() {
-  static std::atomic<int64_t> next{0};
-  int64_t now = now_ms(), due = next.load(std::memory_order_relaxed);
-  if (now < due || !next.compare_exchange_strong(due, now + 60000)) return;
-  log::error("failed to limit count: no memory (a key is larger than a shard of lua_shared_dict "
-             "plugin-limit-count; see holdfast_shared_dict_no_memory_total)");
-}
-
-// count / time_window: a positive integer, or (APISIX 3.x) a string resolved
-// per request with core.utils.resolve_var, e.g. "${http_x_quota ?? 10}".
-struct Amount {
-  int64_t fixed = 0;
-  std::optional<std::string> tmpl;
-};
-
-// As APISIX's limit-count resolve_var: the resolved text must be a positive
-// integer number (Lua's tonumber), else the request fails with this error.
-Result<int64_t> resolve_amount(const Amount& a, const RequestCtx& ctx) {
-  if (!a.tmpl) return a.fixed;
-  std::string v = router::resolve_var(*a.tmpl, ctx);
-  size_t b = v.find_first_not_of(" \t\r\n"), e = v.find_last_not_of(" \t\r\n");
-  std::string t = b == std::string::npos ? std::string() : v.substr(b, e - b + 1);
-  char* end = nullptr;
-  double d = t.empty() ? 0 : std::strtod(t.c_str(), &end);
-  if (t.empty() || end != t.c_str() + t.size() || std::isnan(d))
-    return Error{"resolved value is not a number"};
-  if (d <= 0)
-    return Error{fmt::format("resolved value must be a positive number, got: {:.14g}", d)};
-  if (d != std::floor(d))
-    return Error{fmt::format("resolved value must be an integer, got: {:.14g}", d)};
-  if (d > 9007199254740991.0)
-    return Error{
-        fmt::format("resolved value exceeds safe integer range (2^53-1), got: {:.14g}", d)};
-  return static_cast<int64_t>(d);
-}
 
 // A rule of the 3.x `rules` list; the plugin's own count/time_window/key
 // make the single rule when there is no list.
@@ -135,7 +93,7 @@ class LimitCount final : public Plugin {
   // window resets as APISIX's local counter reports it: the whole window for
   // the request that opens it, otherwise what is left, floored.
   int64_t incoming(std::string_view key, int64_t count, int64_t time_window, int64_t& reset_cs) const {
-    const int64_t now = now_ms();
+    const int64_t now = limit_now_ms();
     int64_t remaining = -2;
     dict->update(key, now, [&](SharedDict::Slot& s, bool fresh) {
       // n[0] counts the requests let through; the window starts with its
@@ -150,21 +108,6 @@ class LimitCount final : public Plugin {
       remaining = count - s.n[0];
     });
     return remaining;
-  }
-
-  // The key of the plugin's own rule as APISIX's key_type reads it; a key
-  // that resolves to nothing counts the client address instead.
-  std::string plain_key(const RequestCtx& ctx) const {
-    const std::string& key = rules.front().key;
-    if (key_type == "constant") return key;
-    if (key_type == "var_combination") {
-      size_t n = 0;
-      std::string k = router::resolve_var(key, ctx, &n);
-      if (n > 0) return k;
-    } else if (auto v = ctx.var(key)) {
-      return *v;
-    }
-    return ctx.remote_addr;
   }
 
   // Rate-limiting headers, named as APISIX names them (construct_rate_limiting_headers):
@@ -207,7 +150,7 @@ class LimitCount final : public Plugin {
         if (n == 0) continue;
         l.header_prefix = &r.header_prefix;
       } else {
-        l.key = plain_key(ctx);
+        l.key = limit_key(ctx, r.key, key_type);
       }
       auto count = resolve_amount(r.count, ctx);
       if (!count) return fail(ctx, count.error());
@@ -222,51 +165,34 @@ class LimitCount final : public Plugin {
       // One buffer per worker thread: no allocation per request for the key.
       thread_local std::string full;
       full.assign(prefix).append(":").append(l.key);
-      int64_t reset = 0;
-      const int64_t remaining = incoming(full, l.count, l.time_window, reset);
+      int64_t reset_cs = 0;
+      const int64_t remaining = incoming(full, l.count, l.time_window, reset_cs);
       if (remaining == -2) {
         // APISIX answers so when its dict cannot hold the key.
-        log_no_memory();
+        log_no_memory(*dict, "limit count");
         if (allow_degradation) return Action::next;
         ctx.respond(500, json_error_msg("failed to limit count"));
         return Action::respond;
       }
       if (remaining < 0) {
-        quota_headers(ctx, l, 0, reset);
+        quota_headers(ctx, l, 0, reset_cs);
         if (rejected_msg.empty())
           ctx.respond(rejected_code, "", "");
         else
           ctx.respond(rejected_code, json_error_msg(rejected_msg));
         return Action::respond;
       }
-      quota_headers(ctx, l, remaining, reset);
+      quota_headers(ctx, l, remaining, reset_cs);
     }
     return Action::next;
   }
 };
 
-// APISIX's schema: oneOf {integer > 0, string}; its error text when neither.
-std::optional<Amount> parse_amount(const json::value& v) {
-  Amount a;
-  if (v.is_string())
-    a.tmpl = std::string(v.as_string());
-  else if (v.is_int64() && v.as_int64() > 0)
-    a.fixed = v.as_int64();
-  else if (v.is_uint64())
-    a.fixed = static_cast<int64_t>(std::min<uint64_t>(v.as_uint64(), INT64_MAX));
-  else if (v.is_double() && v.as_double() > 0 && v.as_double() == std::floor(v.as_double()) &&
-           v.as_double() < 9.2e18)
-    a.fixed = static_cast<int64_t>(v.as_double());
-  else
-    return std::nullopt;
-  return a;
-}
-
 void read_amounts(Checker& c, const json::object& o, Rule& r, const char* where) {
   for (const char* k : {"count", "time_window"}) {
     auto it = o.find(k);
     if (it == o.end()) continue;
-    auto a = parse_amount(it->value());
+    auto a = parse_limit_amount(it->value());
     if (!a) {
       c.fail(
           fmt::format("{}property \"{}\" validation failed: value should match only one schema, "
@@ -345,7 +271,7 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
       c.fail("group and rules cannot be specified at the same time");
   }
   if (!rules) p->rules.push_back(std::move(own));
-  p->prefix = p->group.empty() ? fmt::format("{}:{:08x}", scope, upstream::crc32(json::serialize(conf))) : "group:" + p->group;
+  p->prefix = p->group.empty() ? limit_scope(scope, conf) : "group:" + p->group;
   p->dict = &shared_dict("plugin-limit-count");
   return done(c, p);
 }

@@ -457,12 +457,16 @@ extern const PluginDef kLimitCount;
 extern const PluginDef kRedirect;
 extern const PluginDef kResponseRewrite;
 extern const PluginDef kPrometheus;
+extern const PluginDef kLimitReq;
+extern const PluginDef kLimitConn;
+extern const PluginDef kUriBlocker;
+extern const PluginDef kRealIp;
 
 const std::vector<const PluginDef*>& all_plugins() {
   static const std::vector<const PluginDef*> defs = {
       &kRequestId, &kFaultInjection, &kMocking, &kCors, &kIpRestriction, &kKeyAuth,
       &kProxyRewrite, &kLimitCount, &kRedirect, &kResponseRewrite,
-      &kPrometheus};
+      &kPrometheus, &kLimitReq, &kLimitConn, &kUriBlocker, &kRealIp};
   return defs;
 }
 

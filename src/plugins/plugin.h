@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +45,24 @@ struct HeaderEdit {
   const char* plugin = nullptr;  // nullptr: Holdfast itself (e.g. a 404's Content-Type)
 };
 using HeaderEdits = std::vector<HeaderEdit>;
+
+// Work a plugin leaves for the end of its request (limit-conn's leaving),
+// run when the request's context is destroyed: after the response was sent,
+// a tunnel closed, the client went away or an error ended the request alike.
+// Not copyable, so that nothing runs twice.
+class EndActions {
+ public:
+  EndActions() = default;
+  EndActions(const EndActions&) = delete;
+  EndActions& operator=(const EndActions&) = delete;
+  ~EndActions() {
+    for (auto& f : fns_) f();
+  }
+  void add(std::function<void()> f) { fns_.push_back(std::move(f)); }
+
+ private:
+  std::vector<std::function<void()>> fns_;
+};
 
 struct RequestCtx final : router::VarSource {
   const http::RequestHead* req = nullptr;
@@ -119,6 +138,7 @@ struct RequestCtx final : router::VarSource {
 
   std::string request_id;
   std::chrono::steady_clock::time_point start;
+  EndActions at_end;
 
   // What the log phase sees ($status, $request_length, $bytes_sent,
   // $upstream_response_time), filled in just before it runs.

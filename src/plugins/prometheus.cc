@@ -64,16 +64,19 @@ class Prometheus final : public Plugin {
   }
 };
 
+// APISIX's schema leaves other fields open: they are warned about and ignored.
+const FieldRules kFields{.implemented = {"prefer_name"}};
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
   auto p = std::make_shared<Prometheus>();
   Checker c(conf, "prometheus");
-  c.only({"prefer_name"});
+  c.only(kFields.implemented);
   p->prefer_name = c.boolean("prefer_name").value_or(false);
   return done(c, p);
 }
 
 }  // namespace
 
-extern const PluginDef kPrometheus{"prometheus", 500, false, &create, nullptr};
+extern const PluginDef kPrometheus{"prometheus", 500, false, &create, nullptr, nullptr, &kFields};
 
 }  // namespace holdfast::plugins

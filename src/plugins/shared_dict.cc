@@ -317,6 +317,21 @@ bool SharedDict::update_impl(std::string_view key, int64_t now_ms, Callback cb, 
   return true;
 }
 
+bool SharedDict::update_existing_impl(std::string_view key, int64_t now_ms, Callback cb, void* ctx) {
+  const uint64_t h = hash(key);
+  Shard& s = shard_of(h);
+  std::lock_guard lk(s.mu);
+  Node* n = s.find(h, key);
+  if (!n) return false;
+  s.touch(n);
+  const int64_t before = n->slot.expire_ms;
+  const bool fresh = before != 0 && now_ms >= before;
+  if (fresh) n->slot = Slot{};
+  cb(ctx, n->slot, fresh);
+  s.heap_update(n, before);
+  return true;
+}
+
 bool SharedDict::erase(std::string_view key) {
   const uint64_t h = hash(key);
   Shard& s = shard_of(h);

@@ -1,5 +1,5 @@
-// Keyed per-client state of the rate-limiting plugins (limit-count today,
-// limit-req and limit-conn later): one store per APISIX `lua_shared_dict`
+// Keyed per-client state of the rate-limiting plugins (limit-count,
+// limit-req and limit-conn): one store per APISIX `lua_shared_dict`
 // name, shared by every route and worker for the life of the process and
 // bounded in bytes like nginx's shared memory zone, so that clients choosing
 // keys cannot grow the process.
@@ -57,6 +57,18 @@ class SharedDict {
                        const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
+  // As update, for a key that is present only (expired or not): false, and
+  // fn is not called, when it is absent. Never allocates, so it may run
+  // where an allocation failure could not be handled (limit-conn's leaving,
+  // from a destructor).
+  template <class Fn>
+  bool update_existing(std::string_view key, int64_t now_ms, Fn&& fn) {
+    using F = std::remove_reference_t<Fn>;
+    return update_existing_impl(key, now_ms,
+                                [](void* f, Slot& s, bool fresh) { (*static_cast<F*>(f))(s, fresh); },
+                                const_cast<void*>(static_cast<const void*>(&fn)));
+  }
+
   // Removes `key`; false when it was not there.
   bool erase(std::string_view key);
 
@@ -70,6 +82,7 @@ class SharedDict {
   using Callback = void (*)(void*, Slot&, bool);
 
   bool update_impl(std::string_view key, int64_t now_ms, Callback cb, void* ctx);
+  bool update_existing_impl(std::string_view key, int64_t now_ms, Callback cb, void* ctx);
   static Node* new_node(std::string_view key, uint64_t h);
   static void free_nodes(Node* chain);
   uint64_t hash(std::string_view key) const;

@@ -202,3 +202,31 @@ TEST(SharedDict, RegistryKeepsOneStorePerName) {
   EXPECT_NE(text.find("holdfast_shared_dict_evictions_total{dict=\"unit-test-dict\",reason=\"unexpired\"} 0"),
             std::string::npos) << text;
 }
+
+// limit-conn's leaving: only a key that is there is touched, nothing is
+// added (no allocation where a failure could not be handled), and an
+// expired slot reads as fresh.
+TEST(SharedDict, UpdateExistingNeverAdds) {
+  SharedDict d("t", 1 << 20);
+  bool called = false;
+  EXPECT_FALSE(d.update_existing("absent", 0, [&](SharedDict::Slot&, bool) { called = true; }));
+  EXPECT_FALSE(called);
+  EXPECT_EQ(d.stats().entries, 0u);
+  put(d, "k", 0, 100);
+  put(d, "k", 1, 100);
+  int64_t seen = -1;
+  bool was_fresh = true;
+  EXPECT_TRUE(d.update_existing("k", 50, [&](SharedDict::Slot& s, bool fresh) {
+    was_fresh = fresh;
+    seen = s.n[0]--;
+  }));
+  EXPECT_FALSE(was_fresh);
+  EXPECT_EQ(seen, 2);
+  EXPECT_TRUE(d.update_existing("k", 100, [&](SharedDict::Slot& s, bool fresh) {
+    was_fresh = fresh;
+    seen = s.n[0];
+  }));
+  EXPECT_TRUE(was_fresh);
+  EXPECT_EQ(seen, 0);
+  EXPECT_EQ(d.stats().entries, 1u);
+}
