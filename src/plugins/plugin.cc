@@ -456,12 +456,13 @@ extern const PluginDef kLimitCount;
 extern const PluginDef kRedirect;
 extern const PluginDef kResponseRewrite;
 extern const PluginDef kPrometheus;
+extern const PluginDef kBasicAuth;
 
 const std::vector<const PluginDef*>& all_plugins() {
   static const std::vector<const PluginDef*> defs = {
       &kRequestId, &kFaultInjection, &kMocking, &kCors, &kIpRestriction, &kKeyAuth,
       &kProxyRewrite, &kLimitCount, &kRedirect, &kResponseRewrite,
-      &kPrometheus};
+      &kPrometheus, &kBasicAuth};
   return defs;
 }
 
