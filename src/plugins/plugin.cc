@@ -457,12 +457,13 @@ extern const PluginDef kRedirect;
 extern const PluginDef kResponseRewrite;
 extern const PluginDef kPrometheus;
 extern const PluginDef kBasicAuth;
+extern const PluginDef kConsumerRestriction;
 
 const std::vector<const PluginDef*>& all_plugins() {
   static const std::vector<const PluginDef*> defs = {
       &kRequestId, &kFaultInjection, &kMocking, &kCors, &kIpRestriction, &kKeyAuth,
       &kProxyRewrite, &kLimitCount, &kRedirect, &kResponseRewrite,
-      &kPrometheus, &kBasicAuth};
+      &kPrometheus, &kBasicAuth, &kConsumerRestriction};
   return defs;
 }
 

@@ -259,5 +259,103 @@ class EncryptedSecretsTest(PluginTestCase):
             self.assertNotIn(secret, cp.logs())
 
 
+# --------------------------------------------------------------------------
+# consumer-restriction
+
+
+class ConsumerRestrictionTest(PluginTestCase):
+    CONSUMERS = [
+        {"username": "jack", "group_id": "g1", "plugins": {"key-auth": {"key": "jack-key"}}},
+        {"username": "rose", "plugins": {"key-auth": {"key": "rose-key"}}},
+    ]
+
+    def gw(self, conf, auth=True, **kw):
+        plugins = {"consumer-restriction": conf}
+        if auth:
+            plugins["key-auth"] = {}
+        return self.gateway({
+            "routes": [route("r1", "/cr", self.up, plugins, **kw)],
+            "services": [{"id": "s1"}],
+            "consumers": self.CONSUMERS,
+            "consumer_groups": [{"id": "g1", "plugins": {}}],
+        })
+
+    def test_whitelist_by_consumer_name(self):
+        gw = self.gw({"whitelist": ["jack"]})
+        self.assertEqual(get(gw, "/cr", headers={"apikey": "jack-key"}).status, 200)
+        r = get(gw, "/cr", headers={"apikey": "rose-key"})
+        self.assertEqual((r.status, r.json()), (403, {"message": "The consumer_name is forbidden."}))
+        self.assert_not_from_upstream(r)
+
+    def test_blacklist_with_rejected_code_and_msg(self):
+        gw = self.gw({"blacklist": ["jack"], "rejected_code": 401, "rejected_msg": "request is forbidden"})
+        r = get(gw, "/cr", headers={"apikey": "jack-key"})
+        self.assertEqual((r.status, r.json()), (401, {"message": "request is forbidden"}))
+        self.assertEqual(get(gw, "/cr", headers={"apikey": "rose-key"}).status, 200)
+
+    def test_without_a_consumer(self):
+        gw = self.gw({"whitelist": ["jack"]}, auth=False)
+        r = get(gw, "/cr")
+        self.assertEqual((r.status, r.json()),
+                         (401, {"message": "The request is rejected, please check the consumer_name for this request"}))
+
+    def test_allowed_by_methods(self):
+        gw = self.gw({"allowed_by_methods": [{"user": "jack", "methods": ["POST"]}]})
+        r = get(gw, "/cr", headers={"apikey": "jack-key"})
+        self.assertEqual((r.status, r.json()), (403, {"message": "The consumer_name is forbidden."}))
+        self.assertEqual(call(gw, "POST", "/cr", headers={"apikey": "jack-key"}, body=b"").status, 200)
+        self.assertEqual(get(gw, "/cr", headers={"apikey": "rose-key"}).status, 200)  # no entry: any method
+        # A whitelisted consumer is not held to its methods.
+        gw2 = self.gw({"whitelist": ["jack"], "allowed_by_methods": [{"user": "jack", "methods": ["POST"]}]})
+        self.assertEqual(get(gw2, "/cr", headers={"apikey": "jack-key"}).status, 200)
+
+    def test_by_consumer_group_route_and_service(self):
+        gw = self.gw({"type": "consumer_group_id", "blacklist": ["g1"]})
+        r = get(gw, "/cr", headers={"apikey": "jack-key"})
+        self.assertEqual((r.status, r.json()), (403, {"message": "The consumer_group_id is forbidden."}))
+        r = get(gw, "/cr", headers={"apikey": "rose-key"})
+        self.assertEqual((r.status, r.json()), (401, {
+            "message": "The request is rejected, please check the consumer_group_id for this request"}))
+        gw = self.gw({"type": "route_id", "whitelist": ["r1"]})
+        self.assertEqual(get(gw, "/cr", headers={"apikey": "rose-key"}).status, 200)
+        gw = self.gw({"type": "route_id", "whitelist": ["other"]})
+        self.assertEqual(get(gw, "/cr", headers={"apikey": "rose-key"}).json(), {"message": "The route_id is forbidden."})
+        gw = self.gw({"type": "service_id", "blacklist": ["s1"]}, service_id="s1")
+        self.assertEqual(get(gw, "/cr", headers={"apikey": "rose-key"}).json(),
+                         {"message": "The service_id is forbidden."})
+        gw = self.gw({"type": "service_id", "blacklist": ["s1"]})
+        self.assertEqual(get(gw, "/cr", headers={"apikey": "rose-key"}).json(), {
+            "message": "The request is rejected, please check the service_id for this request"})
+
+    def test_on_a_consumer(self):
+        # APISIX t/plugin/consumer-restriction.t TEST 36-38: the consumer's own
+        # consumer-restriction, merged into the route's plugins.
+        consumers = [{"username": "jack", "plugins": {"key-auth": {"key": "jack-key"},
+                                                      "consumer-restriction": {"type": "route_id",
+                                                                               "whitelist": ["r2"]}}}]
+        gw = self.gateway({"routes": [route("r1", "/r1", self.up, {"key-auth": {}}),
+                                      route("r2", "/r2", self.up, {"key-auth": {}})],
+                           "consumers": consumers})
+        self.assertEqual(get(gw, "/r1", headers={"apikey": "jack-key"}).json(),
+                         {"message": "The route_id is forbidden."})
+        self.assertEqual(get(gw, "/r2", headers={"apikey": "jack-key"}).status, 200)
+
+    def test_schema(self):
+        gw = self.gateway({"routes": [
+            route("none", "/none", self.up, {"consumer-restriction": {"type": "consumer_name"}}),
+            route("code", "/code", self.up, {"consumer-restriction": {"whitelist": ["a"], "rejected_code": 100}}),
+            route("method", "/method", self.up, {"consumer-restriction": {
+                "allowed_by_methods": [{"user": "a", "methods": ["FETCH"]}]}}),
+            route("empty", "/empty", self.up, {"consumer-restriction": {"whitelist": []}}),
+        ]})
+        self.assert_log(gw, "route id=none", "consumer-restriction", "object matches none of the required")
+        self.assert_log(gw, "route id=code", "consumer-restriction", "rejected_code")
+        self.assert_log(gw, "route id=method", "consumer-restriction", "allowed_by_methods",
+                        "matches none of the enum values")
+        self.assert_log(gw, "route id=empty", "consumer-restriction", "whitelist")
+        for p in ("/none", "/code", "/method", "/empty"):
+            self.assertEqual(get(gw, p).status, 404)
+
+
 if __name__ == "__main__":
     unittest.main()
