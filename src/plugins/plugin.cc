@@ -457,13 +457,14 @@ extern const PluginDef kRedirect;
 extern const PluginDef kResponseRewrite;
 extern const PluginDef kPrometheus;
 extern const PluginDef kBasicAuth;
+extern const PluginDef kJwtAuth;
 extern const PluginDef kConsumerRestriction;
 
 const std::vector<const PluginDef*>& all_plugins() {
   static const std::vector<const PluginDef*> defs = {
       &kRequestId, &kFaultInjection, &kMocking, &kCors, &kIpRestriction, &kKeyAuth,
       &kProxyRewrite, &kLimitCount, &kRedirect, &kResponseRewrite,
-      &kPrometheus, &kBasicAuth, &kConsumerRestriction};
+      &kPrometheus, &kBasicAuth, &kJwtAuth, &kConsumerRestriction};
   return defs;
 }
 

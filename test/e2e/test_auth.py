@@ -357,5 +357,233 @@ class ConsumerRestrictionTest(PluginTestCase):
             self.assertEqual(get(gw, p).status, 404)
 
 
+# --------------------------------------------------------------------------
+# jwt-auth
+
+
+class Keys:
+    """An RSA and an EC P-256 key pair made with the openssl command."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="holdfast-jwt-")
+        self.rsa = self._make("rsa", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+        self.ec = self._make("ec", ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"])
+
+    def _make(self, name, args):
+        key = os.path.join(self.dir, name + ".pem")
+        subprocess.run(["openssl", "genpkey", *args, "-out", key], check=True, capture_output=True)
+        pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True, capture_output=True).stdout
+        return key, pub.decode()
+
+    def sign(self, which, data):
+        key = self.rsa[0] if which == "rsa" else self.ec[0]
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=data, check=True,
+                             capture_output=True).stdout
+        return sig if which == "rsa" else der_to_raw(sig, 32)
+
+
+def der_to_raw(der, size):
+    """An ECDSA DER signature as JWS r||s."""
+    assert der[0] == 0x30
+    i = 2 if der[1] < 0x80 else 3
+    out = b""
+    for _ in range(2):
+        assert der[i] == 0x02
+        n = der[i + 1]
+        v = der[i + 2:i + 2 + n].lstrip(b"\x00")
+        out += v.rjust(size, b"\x00")
+        i += 2 + n
+    return out
+
+
+_KEYS = None
+
+
+def keys():
+    global _KEYS
+    if _KEYS is None:
+        _KEYS = Keys()
+    return _KEYS
+
+
+def jwt(payload, secret=b"jack-secret", alg="HS256", header=None):
+    h = b64url(json.dumps(header or {"typ": "JWT", "alg": alg}).encode())
+    p = b64url(json.dumps(payload).encode())
+    data = f"{h}.{p}".encode()
+    if alg.startswith("HS"):
+        sig = hmac.new(secret, data, {"HS256": hashlib.sha256, "HS512": hashlib.sha512}[alg]).digest()
+    else:
+        sig = keys().sign("rsa" if alg == "RS256" else "ec", data)
+    return f"{h}.{p}.{b64url(sig)}"
+
+
+def bearer(token):
+    return {"Authorization": "Bearer " + token}
+
+
+class JwtAuthTest(PluginTestCase):
+    def consumers(self):
+        return [
+            {"username": "jack", "plugins": {"jwt-auth": {"key": "user-key", "secret": "jack-secret"}}},
+            {"username": "hs512", "plugins": {"jwt-auth": {"key": "hs512-key", "secret": "s512",
+                                                           "algorithm": "HS512"}}},
+            {"username": "b64", "plugins": {"jwt-auth": {"key": "b64-key", "base64_secret": True,
+                                                         "secret": base64.b64encode(b"\x00raw\xffbytes").decode()}}},
+            {"username": "rsa", "plugins": {"jwt-auth": {"key": "rsa-key", "algorithm": "RS256",
+                                                         "public_key": keys().rsa[1]}}},
+            {"username": "ec", "plugins": {"jwt-auth": {"key": "ec-key", "algorithm": "ES256",
+                                                        "public_key": keys().ec[1]}}},
+            {"username": "grace", "plugins": {"jwt-auth": {"key": "grace-key", "secret": "g",
+                                                           "lifetime_grace_period": 100}}},
+            {"username": "anon"},
+        ]
+
+    def gw(self, conf=None, consumers=None):
+        return self.gateway({
+            "routes": [route("j", "/j", self.up, {"jwt-auth": conf or {}})],
+            "consumers": consumers if consumers is not None else self.consumers(),
+        })
+
+    def assert_401(self, r, message, realm="jwt"):
+        self.assertEqual(r.status, 401, r)
+        self.assertEqual(r.json(), {"message": message})
+        self.assertEqual(r.headers.get("www-authenticate"), f'Bearer realm="{realm}"')
+        self.assert_not_from_upstream(r)
+
+    def assert_ok(self, r, user):
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.upstream_values("x-consumer-username"), [user])
+
+    def test_rejections_with_apisix_messages(self):
+        gw = self.gw()
+        now = int(time.time())
+        self.assert_401(get(gw, "/j"), "Missing JWT token in request")
+        self.assert_401(get(gw, "/j", headers=bearer("not-a-jwt")), "JWT token invalid")
+        self.assert_401(get(gw, "/j", headers=bearer("a.b.c")), "JWT token invalid")
+        self.assert_401(get(gw, "/j", headers=bearer(jwt({"sub": "x"}))), "missing user key in JWT token")
+        self.assert_401(get(gw, "/j", headers=bearer(jwt({"key": "nobody"}))), "Invalid user key in JWT token")
+        self.assert_401(get(gw, "/j", headers=bearer(jwt({"key": "user-key"}, secret=b"wrong"))), "failed to verify jwt")
+        self.assert_401(get(gw, "/j", headers=bearer(jwt({"key": "user-key", "exp": now - 10}))), "failed to verify jwt")
+        self.assert_401(get(gw, "/j", headers=bearer(jwt({"key": "user-key", "nbf": now + 100}))),
+                        "failed to verify jwt")
+        self.assert_401(get(gw, "/j", headers=bearer(jwt({"key": "user-key", "exp": "never"}))),
+                        "failed to verify jwt")
+        # The token's alg must be the consumer's (an HS256 token against an RS256 consumer).
+        self.assert_401(get(gw, "/j", headers=bearer(jwt({"key": "rsa-key"}, secret=keys().rsa[1].encode()))),
+                        "failed to verify jwt")
+        self.assert_401(get(gw, "/j", headers=bearer(jwt({"key": "hs512-key"}, secret=b"s512"))),
+                        "failed to verify jwt")
+
+    def test_algorithms_and_secrets(self):
+        gw = self.gw()
+        now = int(time.time())
+        self.assert_ok(get(gw, "/j", headers=bearer(jwt({"key": "user-key", "exp": now + 60}))), "jack")
+        self.assert_ok(get(gw, "/j", headers=bearer(jwt({"key": "hs512-key"}, secret=b"s512", alg="HS512"))), "hs512")
+        self.assert_ok(get(gw, "/j", headers=bearer(jwt({"key": "b64-key"}, secret=b"\x00raw\xffbytes"))), "b64")
+        self.assert_ok(get(gw, "/j", headers=bearer(jwt({"key": "rsa-key", "exp": now + 60}, alg="RS256"))), "rsa")
+        self.assert_ok(get(gw, "/j", headers=bearer(jwt({"key": "ec-key"}, alg="ES256"))), "ec")
+        bad = jwt({"key": "ec-key"}, alg="ES256")
+        bad = bad[:-4] + ("AAAA" if not bad.endswith("AAAA") else "BBBB")
+        self.assert_401(get(gw, "/j", headers=bearer(bad)), "failed to verify jwt")
+        # lifetime_grace_period: expired 50 s ago, within 100 s of grace.
+        self.assert_ok(get(gw, "/j", headers=bearer(jwt({"key": "grace-key", "exp": now - 50}, secret=b"g"))), "grace")
+        self.assert_401(get(gw, "/j", headers=bearer(jwt({"key": "grace-key", "exp": now - 500}, secret=b"g"))),
+                        "failed to verify jwt")
+
+    def test_token_in_header_query_and_cookie(self):
+        gw = self.gw()
+        t = jwt({"key": "user-key"})
+        self.assert_ok(get(gw, "/j", headers={"Authorization": t}), "jack")       # without "Bearer "
+        self.assert_ok(get(gw, "/j", headers={"Authorization": "bearer " + t}), "jack")
+        self.assert_ok(get(gw, "/j?jwt=" + t), "jack")
+        self.assert_ok(get(gw, "/j", headers={"Cookie": "a=1; jwt=" + t}), "jack")
+        # The header, when present, is the token: the query is not read.
+        self.assert_401(get(gw, "/j?jwt=" + t, headers={"Authorization": "x"}), "JWT token invalid")
+        gw2 = self.gw({"header": "X-Token", "query": "tok", "cookie": "c", "key_claim_name": "iss", "realm": "api"})
+        t2 = jwt({"iss": "user-key"})
+        self.assert_ok(get(gw2, "/j", headers={"X-Token": t2}), "jack")
+        self.assert_ok(get(gw2, "/j?tok=" + t2), "jack")
+        self.assert_ok(get(gw2, "/j", headers={"Cookie": "c=" + t2}), "jack")
+        self.assert_401(get(gw2, "/j", headers=bearer(t2)), "Missing JWT token in request", realm="api")
+
+    def test_claims_to_verify(self):
+        gw = self.gw({"claims_to_verify": ["exp"]})
+        self.assert_401(get(gw, "/j", headers=bearer(jwt({"key": "user-key"}))), "failed to verify jwt")
+        self.assert_ok(get(gw, "/j", headers=bearer(jwt({"key": "user-key", "exp": int(time.time()) + 60}))), "jack")
+
+    def test_hide_credentials(self):
+        gw = self.gw({"hide_credentials": True})
+        t = jwt({"key": "user-key"})
+        r = get(gw, "/j", headers=bearer(t))
+        self.assert_ok(r, "jack")
+        self.assertEqual(r.upstream_values("authorization"), [])
+        r = get(gw, "/j?a=1&jwt=" + t + "&b=2")
+        self.assert_ok(r, "jack")
+        self.assertEqual(r.json()["path"], "/j?a=1&b=2")
+        r = get(gw, "/j", headers={"Cookie": "a=1; jwt=" + t + "; b=2"})
+        self.assert_ok(r, "jack")
+        self.assertEqual(r.upstream_values("cookie"), ["a=1; b=2"])
+
+    def test_anonymous_consumer_and_credentials(self):
+        gw = self.gw({"anonymous_consumer": "anon"}, consumers=self.consumers() + [
+            {"id": "jack/credentials/k2", "plugins": {"jwt-auth": {"key": "jack-2", "secret": "second"}}}])
+        self.assert_ok(get(gw, "/j"), "anon")
+        self.assert_ok(get(gw, "/j", headers=bearer(jwt({"key": "user-key"}, secret=b"bad"))), "anon")
+        r = get(gw, "/j", headers=bearer(jwt({"key": "jack-2"}, secret=b"second")))
+        self.assert_ok(r, "jack")
+        self.assertEqual(r.upstream_values("x-credential-identifier"), ["k2"])
+
+    def test_bad_configuration_and_no_secret_in_logs(self):
+        gw = self.gateway({
+            "routes": [route("j", "/j", self.up, {"jwt-auth": {}}),
+                       route("bad", "/bad", self.up, {"jwt-auth": {"claims_to_verify": ["iat"]}})],
+            "consumers": [
+                {"username": "ok", "plugins": {"jwt-auth": {"key": "ok", "secret": "ok-top-secret"}}},
+                {"username": "nosecret", "plugins": {"jwt-auth": {"key": "ns"}}},
+                {"username": "badb64", "plugins": {"jwt-auth": {"key": "bb", "secret": "not*base64-secret",
+                                                                "base64_secret": True}}},
+                {"username": "badpem", "plugins": {"jwt-auth": {"key": "bp", "algorithm": "RS256",
+                                                                "public_key": "-----BEGIN garbage-pem-secret"}}},
+            ]})
+        self.assertEqual(get(gw, "/bad").status, 404)
+        self.assert_log(gw, "route id=bad", "jwt-auth", "claims_to_verify")
+        self.assert_log(gw, "consumer id=nosecret", "jwt-auth", "secret", "is required when using HS based algorithms")
+        self.assert_log(gw, "consumer id=badb64", "jwt-auth", "base64_secret required but the secret is not in base64")
+        self.assert_log(gw, "consumer badpem", "jwt-auth", "public_key")
+        self.assertEqual(get(gw, "/j", headers=bearer(jwt({"key": "bp"}, alg="RS256"))).status, 401)
+        self.assertEqual(get(gw, "/j", headers=bearer(jwt({"key": "ok"}, secret=b"ok-top-secret"))).status, 200)
+        get(gw, "/j", headers=bearer(jwt({"key": "ok", "exp": 1}, secret=b"ok-top-secret")))
+        get(gw, "/j", headers=bearer("eyJ-ok-top-secret.x.y"))
+        logs = gw.logs()
+        for secret in ("ok-top-secret", "not*base64-secret", "garbage-pem-secret"):
+            self.assertNotIn(secret, logs)
+
+    def test_secret_encrypted_through_admin_api(self):
+        etcd = self.etcd()
+        cp = self.etcd_gateway(etcd, role="control_plane")
+        dp = self.etcd_gateway(etcd, role="data_plane")
+        code, body = cp.admin("PUT", ADMIN + "/consumers", {"username": "alice", "plugins": {
+            "jwt-auth": {"key": "alice-jwt", "secret": "alice-jwt-secret"}}})
+        self.assertEqual(code, 201, body)
+        code, body = cp.admin("PUT", ADMIN + "/routes/j", {"uri": "/j", "plugins": {"jwt-auth": {}},
+                                                           "upstream": {"nodes": {self.up.addr: 1}}})
+        self.assertEqual(code, 201, body)
+        stored = json.loads(etcd.get("/apisix/consumers/alice"))["plugins"]["jwt-auth"]["secret"]
+        self.assertEqual(stored, openssl_aes("alice-jwt-secret", "qeddd145sfvddff3"))
+        token = jwt({"key": "alice-jwt"}, secret=b"alice-jwt-secret")
+        r = wait_status(dp, "/j", 200, headers=bearer(token))
+        self.assertEqual(r.json()["headers"]["x-consumer-username"], "alice")
+        self.assertEqual(dp.get("/j", headers=bearer(jwt({"key": "alice-jwt"}, secret=stored.encode()))).status, 401)
+        # The Admin API checks jwt-auth's consumer schema with APISIX's message.
+        code, body = cp.admin("PUT", ADMIN + "/consumers", {"username": "bob", "plugins": {
+            "jwt-auth": {"key": "bob", "algorithm": "RS256"}}})
+        self.assertEqual((code, body), (400, {"error_msg": (
+            "invalid plugins configuration: failed to check the configuration of plugin jwt-auth err: "
+            "failed to validate dependent schema for \"algorithm\": value should match only one schema, "
+            "but matches none")}))
+        self.assertNotIn("alice-jwt-secret", dp.logs())
+        self.assertNotIn("alice-jwt-secret", cp.logs())
+
+
 if __name__ == "__main__":
     unittest.main()
