@@ -172,9 +172,10 @@ std::string check_consumer_plugins(const json::object& value, const CheckOptions
       others[kv.key()] = kv.value();
       continue;
     }
+    // APISIX's check_single_plugin_schema, before any schema.
     if (!kv.value().is_object())
-      return fmt::format("invalid plugins configuration: failed to check the configuration of plugin {} err: "
-                         "wrong type: expected object, got {}", name, model::type_name(kv.value()));
+      return fmt::format("invalid plugins configuration: invalid plugin conf {} for plugin [{}]",
+                         json::serialize(kv.value()), name);
     if (def->check_consumer) {
       if (auto st = def->check_consumer(kv.value().as_object()); !st)
         return fmt::format("invalid plugins configuration: failed to check the configuration of plugin {} err: {}",

@@ -10,4 +10,11 @@ namespace holdfast {
 std::string base64_encode(std::string_view in);
 std::optional<std::string> base64_decode(std::string_view in);
 
+// ngx.decode_base64 / ngx.base64.decode_base64url: nginx's decoder, which
+// stops at the first '=', accepts missing padding and refuses any other
+// character outside the alphabet and a length of 4n+1.
+std::optional<std::string> ngx_decode_base64(std::string_view in);
+std::optional<std::string> ngx_decode_base64url(std::string_view in);
+std::string base64url_encode(std::string_view in);
+
 }  // namespace holdfast

@@ -461,12 +461,16 @@ extern const PluginDef kLimitReq;
 extern const PluginDef kLimitConn;
 extern const PluginDef kUriBlocker;
 extern const PluginDef kRealIp;
+extern const PluginDef kBasicAuth;
+extern const PluginDef kJwtAuth;
+extern const PluginDef kConsumerRestriction;
 
 const std::vector<const PluginDef*>& all_plugins() {
   static const std::vector<const PluginDef*> defs = {
       &kRequestId, &kFaultInjection, &kMocking, &kCors, &kIpRestriction, &kKeyAuth,
       &kProxyRewrite, &kLimitCount, &kRedirect, &kResponseRewrite,
-      &kPrometheus, &kLimitReq, &kLimitConn, &kUriBlocker, &kRealIp};
+      &kPrometheus, &kLimitReq, &kLimitConn, &kUriBlocker, &kRealIp, &kBasicAuth, &kJwtAuth,
+      &kConsumerRestriction};
   return defs;
 }
 

@@ -84,6 +84,7 @@ struct RequestCtx final : router::VarSource {
   std::string_view route_id;             // empty when no route matched
   const model::Route* route = nullptr;   // the matched route's resource (null: none)
   std::string_view service_name;         // its service's `name`, if any
+  std::string_view service_id;           // the matched route's service (empty: none)
   router::Params params;
   const ConsumerIndex* consumers = nullptr;  // of the snapshot serving this request
   const MetadataTable* metadata = nullptr;   // plugin_metadata of that snapshot (null: none)
@@ -227,6 +228,13 @@ struct Metadata {
   virtual ~Metadata() = default;
 };
 
+// What an auth plugin compiled from its config on one consumer or credential
+// (a parsed public key, a decoded secret), kept beside the consumer in the
+// snapshot's credential index so that requests never parse it again.
+struct Credential {
+  virtual ~Credential() = default;
+};
+
 struct PluginDef {
   const char* name;
   int priority;
@@ -246,6 +254,13 @@ struct PluginDef {
   const FieldRules* fields = nullptr;
   // The same for the plugin_metadata value (with `metadata`).
   const FieldRules* metadata_fields = nullptr;
+  // Auth plugins: the field of the consumer's config whose value finds the
+  // consumer (APISIX's find_consumer key: key-auth `key`, basic-auth
+  // `username`, jwt-auth `key`); null: the plugin indexes no consumers.
+  const char* credential_key = nullptr;
+  // Compiles the (already checked) consumer config into what the plugin
+  // reads per request; null: the plugin needs only the consumer.
+  Result<std::shared_ptr<const Credential>> (*compile_credential)(const boost::json::object& conf) = nullptr;
 };
 
 const PluginDef* find_plugin(std::string_view name);
@@ -268,17 +283,34 @@ struct Chain {
 };
 
 // A consumer as requests see it: its resource and the non-auth plugins it
-// (and its group) adds to the requests it authenticates.
+// and its group add to the requests it authenticates (the consumer's win
+// over its group's, as APISIX's merge_consumer_route).
 struct Consumer {
   std::shared_ptr<const model::Consumer> conf;
   Chain chain;
+  // group_id names no consumer group: APISIX answers 503 once such a
+  // consumer is authenticated (logged when the snapshot was compiled).
+  bool group_missing = false;
+};
+
+// One consumer (or credential) found by an auth plugin's key.
+struct CredentialHit {
+  const Consumer* consumer = nullptr;
+  std::shared_ptr<const Credential> credential;  // what compile_credential built (may be null)
 };
 
 // The consumers of one snapshot, for auth plugins to look credentials up in.
 struct ConsumerIndex {
   std::unordered_map<std::string, std::shared_ptr<Consumer>> by_name;
   // auth plugin name -> credential key -> consumer
-  std::unordered_map<std::string, std::unordered_map<std::string, const Consumer*>> by_credential;
+  std::unordered_map<std::string, std::unordered_map<std::string, CredentialHit>> by_credential;
+  // O(1): the consumer whose `plugin` config has `key` as its credential key.
+  const CredentialHit* find(const std::string& plugin, const std::string& key) const {
+    auto p = by_credential.find(plugin);
+    if (p == by_credential.end()) return nullptr;
+    auto c = p->second.find(key);
+    return c == p->second.end() ? nullptr : &c->second;
+  }
 };
 
 // The plugin_metadata of one snapshot, by plugin. A plugin without an entry

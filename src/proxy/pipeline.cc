@@ -670,6 +670,7 @@ awaitable<bool> Connection::handle() {
     ctx.route_id = route->id;
     ctx.route = route->conf.get();
     ctx.service_name = route->service_name;
+    if (!route->service_missing) ctx.service_id = route->conf->service_id;
   }
   if (!stop && !route) {
     if (!snap->global.empty()) stop = co_await run_phase(snap->global, Phase::access, ctx);
@@ -687,6 +688,12 @@ awaitable<bool> Connection::handle() {
   }
   if (!stop && !route->chain.empty()) stop = co_await run_phase(route->chain, Phase::rewrite, ctx);
   chain_ = route ? &route->chain : nullptr;
+  if (!stop && ctx.consumer && ctx.consumer->group_missing) {
+    // APISIX (init.lua) exits with a bare 503 once it cannot fetch the
+    // authenticated consumer's group; logged when the snapshot was compiled.
+    ctx.respond(503, error_page(503), "text/html");
+    stop = true;
+  }
   if (!stop && ctx.consumer && !ctx.consumer->chain.empty()) {
     // Consumer plugins override the route's plugins of the same name, for
     // every later phase of this request.

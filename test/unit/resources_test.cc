@@ -137,9 +137,9 @@ TEST(Snapshot, CredentialsStandForTheirConsumer) {
   ASSERT_TRUE(s.ok()) << s.error();
   const auto& idx = (*s)->consumers.by_credential.at("key-auth");
   ASSERT_TRUE(idx.count("cred-key"));
-  EXPECT_EQ(idx.at("cred-key")->conf->username, "jack");
-  EXPECT_EQ(idx.at("cred-key")->conf->credential_id, "c1");
-  EXPECT_EQ(idx.at("cred-key")->conf->custom_id, "cust-1");
-  EXPECT_EQ(idx.at("own-key")->conf->credential_id, "");
+  EXPECT_EQ(idx.at("cred-key").consumer->conf->username, "jack");
+  EXPECT_EQ(idx.at("cred-key").consumer->conf->credential_id, "c1");
+  EXPECT_EQ(idx.at("cred-key").consumer->conf->custom_id, "cust-1");
+  EXPECT_EQ(idx.at("own-key").consumer->conf->credential_id, "");
   EXPECT_EQ((*s)->skipped, 2u);  // a credential without its consumer, a consumer without a key
 }
