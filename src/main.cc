@@ -34,6 +34,7 @@
 #include "core/log.h"
 #include "dns/resolver.h"
 #include "http/control_server.h"
+#include "plugins/log_sink.h"
 #include "plugins/prometheus_metrics.h"
 #include "plugins/shared_dict.h"
 #include "proxy/access_log.h"
@@ -303,6 +304,7 @@ int main(int argc, char** argv) {
     std::string body = supervisor ? supervisor->prometheus(snap ? snap->source : "", age) : std::string();
     body += fmt::format("holdfast_config_loaded {}\nholdfast_config_rejected_total {}\n", snap ? 1 : 0, manager.rejected());
     body += plugins::shared_dicts_prometheus();
+    body += plugins::logsink::prometheus();
     if (snap && snap->certificates) body += tls::expiry_prometheus(*snap->certificates);
     if (tls_server) body += tls_server->prometheus();
     return body;
@@ -384,6 +386,7 @@ int main(int argc, char** argv) {
   asio::steady_timer log_timer(control);
   std::function<void()> flush_log = [&] {
     access_log->flush();
+    plugins::logsink::service(control.get_executor());  // the logger plugins' batches
     manager.reap();
     log_timer.expires_after(std::chrono::milliseconds(200));
     log_timer.async_wait([&](boost::system::error_code ec) { if (!ec && !exiting) flush_log(); });
@@ -442,6 +445,8 @@ int main(int argc, char** argv) {
     for (auto& w : workers) w->drain();
     if (supervisor) supervisor->stop();
     if (admin_etcd) admin_etcd->cancel();
+    // What the logger plugins still hold leaves now (once, no retries wait).
+    plugins::logsink::flush_all(control.get_executor());
     drain_deadline = transport::now_ms() + static_cast<int64_t>(cfg.shutdown_timeout * 1000);
     poll_drain();
   });

@@ -23,6 +23,9 @@ std::mt19937_64& rng();
 // True with probability percentage/100 (absent percentage = always).
 bool sample(std::optional<int64_t> percentage);
 std::string uuid_v4();
+// The query string as ngx.req.get_uri_args returns it: decoded; a key
+// without '=' is true; a repeated key becomes a list.
+json::object query_table(std::string_view query);
 std::string json_message(std::string_view msg);   // {"message":"..."}\n
 std::string json_error_msg(std::string_view msg); // {"error_msg":"..."}\n
 // A JSON number as Lua's tostring prints it ("%.14g": 5 -> "5", 5.5 ->

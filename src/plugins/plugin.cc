@@ -115,6 +115,26 @@ std::optional<std::string> cookie(std::string_view header, std::string_view name
 }
 }  // namespace
 
+boost::json::object query_table(std::string_view query) {
+  boost::json::object out;
+  for_each_form_pair(query, [&](const std::string& k, std::string_view v) {
+    // ngx.req.get_uri_args: a key without '=' is true, a repeated key a list.
+    const bool bare = v.data() == nullptr;
+    boost::json::value val = bare ? boost::json::value(true) : boost::json::value(form_unescape(v));
+    auto it = out.find(k);
+    if (it == out.end()) {
+      out[k] = std::move(val);
+    } else if (it->value().is_array()) {
+      it->value().as_array().push_back(std::move(val));
+    } else {
+      boost::json::array a{it->value(), std::move(val)};
+      it->value() = std::move(a);
+    }
+    return false;
+  });
+  return out;
+}
+
 namespace {
 // 'p', 'h', 'P' for X-Forwarded-Proto/Host/Port, 'f' for Forwarded, 0 otherwise.
 char forwarded_kind(std::string_view lower_or_header) {
@@ -464,13 +484,15 @@ extern const PluginDef kRealIp;
 extern const PluginDef kBasicAuth;
 extern const PluginDef kJwtAuth;
 extern const PluginDef kConsumerRestriction;
+extern const PluginDef kHttpLogger;
+extern const PluginDef kFileLogger;
 
 const std::vector<const PluginDef*>& all_plugins() {
   static const std::vector<const PluginDef*> defs = {
       &kRequestId, &kFaultInjection, &kMocking, &kCors, &kIpRestriction, &kKeyAuth,
       &kProxyRewrite, &kLimitCount, &kRedirect, &kResponseRewrite,
       &kPrometheus, &kLimitReq, &kLimitConn, &kUriBlocker, &kRealIp, &kBasicAuth, &kJwtAuth,
-      &kConsumerRestriction};
+      &kConsumerRestriction, &kHttpLogger, &kFileLogger};
   return defs;
 }
 

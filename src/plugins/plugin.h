@@ -147,6 +147,13 @@ struct RequestCtx final : router::VarSource {
   uint64_t request_length = 0;  // request head + body bytes read from the client
   uint64_t bytes_sent = 0;      // response head + body bytes written to the client
   double upstream_ms = -1;      // from connecting upstream to the response's end; <0: no upstream answered
+  // The request body when it was read whole before the log phase (empty
+  // otherwise: it streamed through, or there was none).
+  std::string_view req_body_seen;
+  // The response headers as a logger's header_filter saw them (the log
+  // phase no longer has the response head).
+  HeaderList logged_resp_headers;
+  bool resp_headers_captured = false;
 
   // The whole request body, when the snapshot's route vars read it
   // (post_arg_*, post_arg.*: the router needs it before matching) and it

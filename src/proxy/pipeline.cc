@@ -484,6 +484,8 @@ void Connection::run_log(plugins::RequestCtx& ctx, const snapshot::CompiledRoute
   ctx.bytes_sent = head_bytes_sent_ + bytes;
   // A chunked body that streamed through is not counted (its size is known
   // to nobody here); one that was read whole is.
+  if (!streamed_ && req_.body == BodyKind::length && in_.avail() >= req_.head_bytes + req_.content_length)
+    ctx.req_body_seen = std::string_view(in_.data.data() + in_.begin + req_.head_bytes, req_.content_length);
   ctx.request_length = req_.head_bytes + (req_.body == BodyKind::length    ? req_.content_length
                                           : req_.body == BodyKind::chunked && !streamed_ ? buffered_body_bytes()
                                                                                           : 0);
