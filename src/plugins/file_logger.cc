@@ -64,11 +64,15 @@ class FileLogger final : public Plugin {
   }
 };
 
+// APISIX's schema leaves other fields open: they are warned about and ignored.
+const FieldRules kFields{.implemented = {"path", "log_format", "include_req_body", "include_req_body_expr", "include_resp_body",
+          "include_resp_body_expr", "match"}};
+const FieldRules kMetadataFields{.implemented = {"log_format"}};
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
   auto p = std::make_shared<FileLogger>();
   Checker c(conf, "file-logger");
-  c.only({"path", "log_format", "include_req_body", "include_req_body_expr", "include_resp_body",
-          "include_resp_body_expr", "match"});
+  c.only(kFields.implemented);
   std::string path = c.str("path", true, 1).value_or("");
   logentry::parse_logger_fields(c, "file-logger", p->fields);
   if (const json::array* m = c.array("match")) {
@@ -100,6 +104,6 @@ Result<std::shared_ptr<const Metadata>> metadata(const json::object& value) {
 
 }  // namespace
 
-extern const PluginDef kFileLogger{"file-logger", 399, false, &create, nullptr, &metadata};
+extern const PluginDef kFileLogger{"file-logger", 399, false, &create, nullptr, &metadata, &kFields, &kMetadataFields};
 
 }  // namespace holdfast::plugins

@@ -79,12 +79,16 @@ class HttpLogger final : public Plugin {
   }
 };
 
+// APISIX's schema leaves other fields open: they are warned about and ignored.
+const FieldRules kFields{.implemented = {"uri", "auth_header", "timeout", "log_format", "include_req_body", "include_req_body_expr",
+          "include_resp_body", "include_resp_body_expr", "concat_method", "ssl_verify", "name", "batch_max_size",
+          "inactive_timeout", "buffer_duration", "max_retry_count", "retry_delay"}};
+const FieldRules kMetadataFields{.implemented = {"log_format"}};
+
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
   auto p = std::make_shared<HttpLogger>();
   Checker c(conf, "http-logger");
-  c.only({"uri", "auth_header", "timeout", "log_format", "include_req_body", "include_req_body_expr",
-          "include_resp_body", "include_resp_body_expr", "concat_method", "ssl_verify", "name", "batch_max_size",
-          "inactive_timeout", "buffer_duration", "max_retry_count", "retry_delay"});
+  c.only(kFields.implemented);
   auto d = std::make_shared<Target>();
   if (auto uri = c.str("uri", true)) {
     auto u = http::Url::parse(*uri);
@@ -125,6 +129,6 @@ Result<std::shared_ptr<const Metadata>> metadata(const json::object& value) {
 
 }  // namespace
 
-extern const PluginDef kHttpLogger{"http-logger", 410, false, &create, nullptr, &metadata};
+extern const PluginDef kHttpLogger{"http-logger", 410, false, &create, nullptr, &metadata, &kFields, &kMetadataFields};
 
 }  // namespace holdfast::plugins
