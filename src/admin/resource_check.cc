@@ -176,11 +176,9 @@ std::string check_consumer_plugins(const json::object& value, const CheckOptions
     if (!kv.value().is_object())
       return fmt::format("invalid plugins configuration: invalid plugin conf {} for plugin [{}]",
                          json::serialize(kv.value()), name);
-    if (def->check_consumer) {
-      if (auto st = def->check_consumer(kv.value().as_object()); !st)
-        return fmt::format("invalid plugins configuration: failed to check the configuration of plugin {} err: {}",
-                           name, st.error());
-    }
+    if (auto st = plugins::check_consumer_conf(*def, kv.value().as_object(), scope, opts.warnings); !st)
+      return fmt::format("invalid plugins configuration: failed to check the configuration of plugin {} err: {}",
+                         name, st.error());
   }
   auto chain = plugins::compile_chain(others, opts.enabled_plugins, scope, opts.warnings);
   if (!chain) return "invalid plugins configuration: " + chain.error();

@@ -162,7 +162,10 @@ Result<std::shared_ptr<const Credential>> compile_credential(const json::object&
 
 }  // namespace
 
+// APISIX's consumer_schema: open, as the route schema is.
+const FieldRules kConsumerFields{.implemented = {"username", "password"}};
+
 extern const PluginDef kBasicAuth{"basic-auth", 2520, true, &create, &check_consumer, nullptr, &kFields, nullptr, "username",
-                                  &compile_credential};
+                                  &compile_credential, &kConsumerFields};
 
 }  // namespace holdfast::plugins

@@ -392,7 +392,11 @@ Result<std::shared_ptr<const Credential>> compile_credential(const json::object&
 
 }  // namespace
 
+// APISIX's consumer_schema: open, as the route schema is.
+const FieldRules kConsumerFields{.implemented = {"key", "secret", "public_key", "algorithm", "exp", "base64_secret",
+                                                "lifetime_grace_period"}};
+
 extern const PluginDef kJwtAuth{"jwt-auth", 2510, true, &create, &check_consumer, nullptr, &kFields, nullptr, "key",
-                                &compile_credential};
+                                &compile_credential, &kConsumerFields};
 
 }  // namespace holdfast::plugins

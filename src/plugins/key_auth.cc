@@ -100,6 +100,10 @@ Status check_consumer(const json::object& conf) {
 
 }  // namespace
 
-extern const PluginDef kKeyAuth{"key-auth", 2500, true, &create, &check_consumer, nullptr, &kFields, nullptr, "key"};
+// APISIX's consumer_schema: open, as the route schema is.
+const FieldRules kConsumerFields{.implemented = {"key"}};
+
+extern const PluginDef kKeyAuth{"key-auth",      2500,    true, &create, &check_consumer, nullptr, &kFields, nullptr,
+                                "key",           nullptr, &kConsumerFields};
 
 }  // namespace holdfast::plugins

@@ -603,4 +603,17 @@ Result<Chain> compile_chain(const json::object& plugins, const std::vector<std::
   return chain;
 }
 
+Status check_consumer_conf(const PluginDef& def, const json::object& conf, const std::string& scope,
+                           std::vector<std::string>* warnings) {
+  if (def.consumer_fields) {
+    std::vector<std::string> ignored;
+    auto screened = screen_fields(conf, *def.consumer_fields, ignored);
+    if (!screened) return Error{screened.error()};
+    if (warnings)
+      for (const auto& w : ignored) warnings->push_back(fmt::format("{}: plugin {}: {}", scope, def.name, w));
+  }
+  if (def.check_consumer) return def.check_consumer(conf);
+  return {};
+}
+
 }  // namespace holdfast::plugins

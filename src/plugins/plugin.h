@@ -268,6 +268,9 @@ struct PluginDef {
   // Compiles the (already checked) consumer config into what the plugin
   // reads per request; null: the plugin needs only the consumer.
   Result<std::shared_ptr<const Credential>> (*compile_credential)(const boost::json::object& conf) = nullptr;
+  // Auth plugins: the fields of APISIX's consumer_schema, screened as
+  // `fields` are (warnings name what is ignored) before check_consumer.
+  const FieldRules* consumer_fields = nullptr;
 };
 
 const PluginDef* find_plugin(std::string_view name);
@@ -352,5 +355,12 @@ Result<std::pair<const PluginDef*, std::shared_ptr<const Metadata>>> compile_met
 // named in `warnings` ("routes/1: plugin cors: unknown field x ...").
 Result<Chain> compile_chain(const boost::json::object& plugins, const std::vector<std::string>& enabled,
                             const std::string& scope, std::vector<std::string>* warnings = nullptr);
+
+// Checks an auth plugin's configuration on a consumer or credential: its
+// consumer_fields screen (what is ignored is named in `warnings`, as
+// "<scope>: plugin <name>: ..."), then check_consumer. Errors are the
+// plugin's own message.
+Status check_consumer_conf(const PluginDef& def, const boost::json::object& conf, const std::string& scope,
+                           std::vector<std::string>* warnings);
 
 }  // namespace holdfast::plugins

@@ -340,16 +340,14 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
   // consumers and credentials. A credential is an item whose id is
   // "<username>/credentials/<id>" (the etcd key shape); it stands for its
   // parent consumer and carries only an auth plugin.
-  auto check_auth = [&](const json::object& plugins, std::string& why) {
+  auto check_auth = [&](const json::object& plugins, const std::string& scope, std::string& why) {
     for (const auto& kv : plugins) {
       const plugins::PluginDef* def = plugins::find_plugin(kv.key());
       if (!def || !def->is_auth) continue;
       if (!kv.value().is_object()) { why = fmt::format("failed to check the configuration of plugin {} err: expected object", def->name); return false; }
-      if (def->check_consumer) {
-        if (auto st = def->check_consumer(kv.value().as_object()); !st) {
-          why = fmt::format("failed to check the configuration of plugin {} err: {}", def->name, st.error());
-          return false;
-        }
+      if (auto st = plugins::check_consumer_conf(*def, kv.value().as_object(), scope, &snap->warnings); !st) {
+        why = fmt::format("failed to check the configuration of plugin {} err: {}", def->name, st.error());
+        return false;
       }
     }
     return true;
@@ -396,7 +394,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
         *c = std::move(copy);
       }
       std::string why;
-      if (!check_auth((*c)->plugins, why)) { skip("consumer", id, why); continue; }
+      if (!check_auth((*c)->plugins, "consumers/" + id, why)) { skip("consumer", id, why); continue; }
       json::object non_auth = non_auth_plugins((*c)->plugins);
       bool group_missing = false;
       if (!(*c)->group_id.empty()) {
@@ -431,7 +429,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       *c = std::move(copy);
     }
     std::string why;
-    if (!check_auth((*c)->plugins, why)) { skip("credential", id, why); continue; }
+    if (!check_auth((*c)->plugins, "credentials/" + id, why)) { skip("credential", id, why); continue; }
     // The credential authenticates as its consumer: the consumer's
     // non-auth plugins, labels and group apply; only the auth config differs.
     auto merged = std::make_shared<model::Consumer>(*parent->second->conf);

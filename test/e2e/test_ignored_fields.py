@@ -46,6 +46,21 @@ class PluginFieldsTest(GatewayTest):
         gw.wait_log("routes/f1: plugin fault-injection: unknown field abort.reason")
         gw.wait_log("routes/l1: plugin limit-count: field redis_host is not implemented by Holdfast (ignored")
 
+    def test_consumer_auth_conf_unknown_field_is_named(self):
+        # APISIX's consumer schemas (key-auth, basic-auth, jwt-auth) are open
+        # too: an unknown field is accepted and the consumer authenticates.
+        gw = self.gateway({
+            "consumers": [{"username": "jack", "plugins": {"key-auth": {"key": "jack-key", "keyy": "typo"}}},
+                          {"username": "rose", "plugins": {"basic-auth": {"username": "rose", "password": "pw",
+                                                                          "salt": 1}}}],
+            "routes": [route("k1", "/k", self.up, {"key-auth": {}}),
+                       route("b1", "/b", self.up, {"basic-auth": {}})]})
+        self.assertEqual(gw.get("/k", headers={"apikey": "jack-key"}).status, 200)
+        self.assertEqual(gw.get("/b", headers={"Authorization": "Basic cm9zZTpwdw=="}).status, 200)
+        gw.wait_log("consumers/jack: plugin key-auth: unknown field keyy (ignored, as APISIX ignores it)")
+        gw.wait_log("consumers/rose: plugin basic-auth: unknown field salt (ignored, as APISIX ignores it)")
+        self.assertNotIn("jack-key", gw.logs())
+
     def test_warning_once_per_change_and_names_odd_fields_quoted(self):
         plugins = {"request-id": {"header_name": "X-Id", "bad\tname": 1}}
         gw = self.gateway({"routes": [route("q1", "/q", self.up, plugins)]})
