@@ -258,6 +258,72 @@ class HttpLoggerTest(unittest.TestCase):
                 self.assertIn(word, gw.logs())
 
 
+class BrokenCollectorTest(unittest.TestCase):
+    """A collector that resets, answers garbage or sends endless 1xx: the
+    batch fails (counted, retried as configured), requests are unaffected,
+    the node stays up."""
+
+    def serve(self, reply):
+        import socket
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(16)
+        self.addCleanup(srv.close)
+        stop = threading.Event()
+        self.addCleanup(stop.set)
+
+        def run():
+            srv.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    c, _ = srv.accept()
+                except OSError:
+                    continue
+                try:
+                    c.settimeout(2)
+                    c.recv(65536)
+                    reply(c)
+                except OSError:
+                    pass
+                finally:
+                    c.close()
+        threading.Thread(target=run, daemon=True).start()
+        return srv.getsockname()[1]
+
+    def check(self, reply):
+        up = Upstream("u1")
+        self.addCleanup(up.stop)
+        port = self.serve(reply)
+        gw = Gateway({"routes": [{"id": "r1", "uri": "/anything*", "upstream": {"nodes": {up.addr: 1}},
+                                  "plugins": {"http-logger": {"uri": f"http://127.0.0.1:{port}/l", "batch_max_size": 1,
+                                                              "timeout": 2}}}]},
+                     config={"apisix": {"status": {"ip": "127.0.0.1", "port": free_port()}}})
+        self.addCleanup(gw.stop)
+        for i in range(3):
+            self.assertEqual(gw.get(f"/anything/{i}").status, 200)
+        deadline = time.time() + 15
+        while 'holdfast_log_entries_dropped_total{plugin="http-logger",reason="send"} 3' not in metrics(gw):
+            self.assertLess(time.time(), deadline, metrics(gw))
+            time.sleep(0.2)
+        self.assertEqual(gw.get("/anything/after").status, 200)
+        self.assertIsNone(gw.proc.poll())
+
+    def test_reset(self):
+        import socket
+        import struct
+        # SO_LINGER 0: close() sends a reset.
+        self.check(lambda c: c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)))
+
+    def test_garbage_reply(self):
+        self.check(lambda c: c.sendall(b"\x00\x01garbage\r\n\r\n"))
+
+    def test_endless_1xx(self):
+        def reply(c):
+            for _ in range(10000):
+                c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.check(reply)
+
+
 class FileLoggerTest(unittest.TestCase):
     def test_lines_appended_and_match(self):
         up = Upstream("u1")
