@@ -33,6 +33,12 @@ Scenarios (all by default; pick with --scenario NAME, repeatable):
   prometheus the 10k scenario without and with the prometheus plugin on the
              measured route: saturated rounds (req/s), then both paced side
              by side (CPU per request ratio)
+  jwt        the 10,000-route scenario with jwt-auth and limit-req (instead of
+             key-auth and limit-count) on the measured route, once with HS256
+             and once with RS256, each request carrying the next of JWT_TOKENS
+             (10,000) distinct tokens; compared with Holdfast's own 1-route
+             figure in the same rounds (saturated req/s), then each paced
+             beside the 1-route instance (CPU per request)
   ab-paced   the same four processes, but each build is measured at the same
              time as its baseline, both under the same fixed offered load
              (wrk pauses PACE_MS, default 10, between requests on each of
@@ -280,19 +286,61 @@ def route_mix(n):
     return out
 
 
-def routes_10k(origin_port, measured_plugins=None):
+def routes_10k(origin_port, measured_plugins=None, auth=None):
     """10,000 routes of route_mix, plus the measured one (with key-auth,
-    limit-count and measured_plugins)."""
+    limit-count and measured_plugins). auth = (route plugins, consumer
+    plugins) replaces key-auth and limit-count."""
     routes = [dict(r, id=rid) for rid, r in route_mix(10000)]
+    route_plugins, consumer_plugins = auth or (
+        {"key-auth": {}, "limit-count": {"count": 1000000000, "time_window": 3600}},
+        {"key-auth": {"key": "bench-key"}})
     # the measured route: prefix /api/4321/* on host svc-4321.bench.local ... and auth + rate limit
     routes.append({"id": "measured", "uri": "/api/4321/*", "hosts": ["svc-4321.bench.local"], "upstream_id": "origin",
-                   "plugins": {"key-auth": {}, "limit-count": {"count": 1000000000, "time_window": 3600},
-                               **(measured_plugins or {})}})
+                   "plugins": {**route_plugins, **(measured_plugins or {})}})
     return {
         "upstreams": [{"id": "origin", "nodes": {f"127.0.0.1:{origin_port}": 1}}],
-        "consumers": [{"username": "bench", "plugins": {"key-auth": {"key": "bench-key"}}}],
+        "consumers": [{"username": "bench", "plugins": consumer_plugins}],
         "routes": routes,
     }
+
+
+def jwt_setups(work, count):
+    """(name, resources' auth, tokens file) for jwt-auth HS256 and RS256:
+    `count` distinct tokens each (they differ in `jti`), valid for a day."""
+    import base64
+    import hashlib
+    import hmac
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = rsa_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    secret = b"bench-jwt-secret-0123456789abcdef"
+    signers = {
+        "HS256": lambda data: hmac.new(secret, data, hashlib.sha256).digest(),
+        "RS256": lambda data: rsa_key.sign(data, padding.PKCS1v15(), hashes.SHA256()),
+    }
+    consumers = {
+        "HS256": {"jwt-auth": {"key": "bench-jwt", "secret": secret.decode()}},
+        "RS256": {"jwt-auth": {"key": "bench-jwt", "algorithm": "RS256", "public_key": public_pem}},
+    }
+    # Never rejects: the scenario measures the limiter's bookkeeping.
+    route_plugins = {"jwt-auth": {}, "limit-req": {"rate": 1000000000, "burst": 1000000000, "key": "remote_addr"}}
+    exp = int(time.time()) + 86400
+    out = []
+    for alg, sign in signers.items():
+        path = os.path.join(work, f"tokens-{alg}.txt")
+        head = b64(json.dumps({"typ": "JWT", "alg": alg}).encode())
+        with open(path, "w") as f:
+            for i in range(count):
+                data = f"{head}.{b64(json.dumps({'key': 'bench-jwt', 'exp': exp, 'jti': i}).encode())}".encode()
+                f.write(f"{data.decode()}.{b64(sign(data))}\n")
+        out.append((alg, (route_plugins, consumers[alg]), path))
+    return out
 
 
 def start_holdfast(work, origin, name="holdfast", resources=None, env=None, binary=None, pki=None):
@@ -458,10 +506,11 @@ def cpu_ns(pids):
     return total
 
 
-def run_paced_pairs(pairs, path, conns, script=None):
+def run_paced_pairs(pairs, path, conns, script=None, env=None):
     """For each (new, old) pair, rounds in which both are loaded at the same
     time at the same fixed rate; returns {new_name: [new/old CPU per request]}."""
-    env = dict(os.environ, BENCH_REPORT=os.path.join(HERE, "report.lua"), BENCH_KEYAUTH=os.path.join(HERE, "keyauth.lua"))
+    env = dict(os.environ, BENCH_REPORT=os.path.join(HERE, "report.lua"), BENCH_KEYAUTH=os.path.join(HERE, "keyauth.lua"),
+               **(env or {}))
     script = script or os.path.join(HERE, "paced.lua")
     print(f"\n## paced A/B: {path} c{conns} each, PACE_MS={env.get('PACE_MS', '10')}, {ROUNDS} rounds x {DURATION}",
           flush=True)
@@ -513,13 +562,13 @@ def main():
     global ROUNDS, DURATION, ORIGIN
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenario", action="append", choices=["1route", "10k", "100kb", "1000conn", "backends", "tls", "ab",
-                                                       "ab-paced", "prometheus"])
+                                                       "ab-paced", "prometheus", "jwt"])
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration")
     args = ap.parse_args()
     ROUNDS = args.rounds or ROUNDS
     DURATION = args.duration or DURATION
-    scenarios = args.scenario or ["1route", "10k", "prometheus", "100kb", "1000conn", "backends", "tls"]
+    scenarios = args.scenario or ["1route", "10k", "prometheus", "jwt", "100kb", "1000conn", "backends", "tls"]
     for tool in ("nginx", "haproxy", "wrk", "taskset"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found: run scripts/install-deps.sh")
@@ -578,6 +627,27 @@ def main():
             for p in (off, on):
                 p.stop()
                 procs.remove(p)
+        if "jwt" in scenarios:
+            # Saturated req/s against the 1-route instance, then CPU per
+            # request paced side by side with it (the 1-route instance gets
+            # the same requests: its one route takes every path and host).
+            out["jwt"] = {}
+            script = os.path.join(HERE, "jwt.lua")
+            for alg, auth, tokens in jwt_setups(work, int(os.environ.get("JWT_TOKENS", "10000"))):
+                hj = start_holdfast(work, origin, f"holdfast-jwt-{alg}", routes_10k(origin.port, auth=auth))
+                procs.append(hj)
+                s = run_scenario(f"10,000 routes + jwt-auth {alg} + limit-req, distinct tokens",
+                                 [(hf, script), (hj, script)], "/", 50, env={"BENCH_TOKENS": tokens})
+                print_table(f"10,000 routes + jwt-auth {alg} + limit-req, c50", s, ref="holdfast")
+                rs = run_paced_pairs([(hj, hf)], "/", 50, script, env={"BENCH_TOKENS": tokens,
+                                                                       "BENCH_PACE_MS": os.environ.get("PACE_MS", "10")})
+                r = rs[hj.name]
+                print(f"\njwt-auth {alg} / 1 route, paced: CPU per request median {statistics.median(r):.3f}x "
+                      f"(rounds: {', '.join(f'{x:.3f}' for x in r)})")
+                out["jwt"][alg] = {"saturated": s, "paced_cpu_ratios": r,
+                                   "rps_ratio": s[hj.name]["rps"] / s["holdfast"]["rps"]}
+                hj.stop()
+                procs.remove(hj)
         if "100kb" in scenarios:
             s = run_scenario("100 KiB responses", [(nginx, None), (haproxy, None), (hf, None)] + with_floor, "/big", 50)
             print_table("100 KiB responses, c50", s)

@@ -9,7 +9,7 @@ PKGS=(
   zlib1g-dev libbrotli-dev
   libgtest-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
-  python3 python3-botocore python3-boto3 python3-yaml python3-seccomp curl ca-certificates procps
+  python3 python3-botocore python3-boto3 python3-yaml python3-seccomp python3-cryptography curl ca-certificates procps
   etcd-server etcd-client
   nginx-light haproxy wrk
   prometheus

@@ -35,4 +35,25 @@ Result<JwtToken> parse_jwt(std::string_view token) {
   return t;
 }
 
+const VerifiedTokens::Entry* VerifiedTokens::find(std::string_view token) const {
+  auto it = map_.find(token);
+  return it == map_.end() ? nullptr : &it->second;
+}
+
+void VerifiedTokens::insert(std::string_view token, const std::shared_ptr<const void>& key, double expires) {
+  if (max_entries_ == 0 || token.size() > max_bytes_) return;
+  if (auto it = map_.find(token); it != map_.end()) {
+    it->second = Entry{key, expires};  // re-verified under a new key: keep its place
+    return;
+  }
+  while (!order_.empty() && (map_.size() >= max_entries_ || bytes_ + token.size() > max_bytes_)) {
+    bytes_ -= order_.front().size();
+    map_.erase(map_.find(order_.front()));
+    order_.pop_front();
+  }
+  auto [it, added] = map_.emplace(std::string(token), Entry{key, expires});
+  order_.push_back(it->first);
+  bytes_ += token.size();
+}
+
 }  // namespace holdfast::plugins

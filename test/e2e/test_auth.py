@@ -375,8 +375,14 @@ class Keys:
         pub = subprocess.run(["openssl", "pkey", "-in", key, "-pubout"], check=True, capture_output=True).stdout
         return key, pub.decode()
 
-    def sign(self, which, data):
-        key = self.rsa[0] if which == "rsa" else self.ec[0]
+    def rsa2(self):
+        """A second RSA key pair (a consumer's key rotated)."""
+        if not hasattr(self, "_rsa2"):
+            self._rsa2 = self._make("rsa2", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+        return self._rsa2
+
+    def sign(self, which, data, key_file=None):
+        key = key_file or (self.rsa[0] if which == "rsa" else self.ec[0])
         sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=data, check=True,
                              capture_output=True).stdout
         return sig if which == "rsa" else der_to_raw(sig, 32)
@@ -406,14 +412,14 @@ def keys():
     return _KEYS
 
 
-def jwt(payload, secret=b"jack-secret", alg="HS256", header=None):
+def jwt(payload, secret=b"jack-secret", alg="HS256", header=None, key_file=None):
     h = b64url(json.dumps(header or {"typ": "JWT", "alg": alg}).encode())
     p = b64url(json.dumps(payload).encode())
     data = f"{h}.{p}".encode()
     if alg.startswith("HS"):
         sig = hmac.new(secret, data, {"HS256": hashlib.sha256, "HS512": hashlib.sha512}[alg]).digest()
     else:
-        sig = keys().sign("rsa" if alg == "RS256" else "ec", data)
+        sig = keys().sign("rsa" if alg == "RS256" else "ec", data, key_file)
     return f"{h}.{p}.{b64url(sig)}"
 
 
@@ -557,6 +563,43 @@ class JwtAuthTest(PluginTestCase):
         logs = gw.logs()
         for secret in ("ok-top-secret", "not*base64-secret", "garbage-pem-secret"):
             self.assertNotIn(secret, logs)
+
+    def test_remembered_rs256_tokens_follow_key_and_expiry(self):
+        """Each worker remembers the RS256 tokens it verified (a verify costs
+        more than the rest of a request). A remembered token must still be
+        refused once the consumer's public key is replaced, and once its
+        `exp` passes."""
+        etcd = self.etcd()
+        cp = self.etcd_gateway(etcd, role="control_plane")
+        dp = self.etcd_gateway(etcd, role="data_plane")
+        old_key, new_key = keys().rsa, keys().rsa2()
+
+        def consumer(pub):
+            code, body = cp.admin("PUT", ADMIN + "/consumers", {"username": "rot", "plugins": {
+                "jwt-auth": {"key": "rot-key", "algorithm": "RS256", "public_key": pub}}})
+            self.assertIn(code, (200, 201), body)
+
+        consumer(old_key[1])
+        code, body = cp.admin("PUT", ADMIN + "/routes/j", {"uri": "/j", "plugins": {"jwt-auth": {}},
+                                                           "upstream": {"nodes": {self.up.addr: 1}}})
+        self.assertEqual(code, 201, body)
+        old_token = jwt({"key": "rot-key", "exp": int(time.time()) + 600}, alg="RS256", key_file=old_key[0])
+        wait_status(dp, "/j", 200, headers=bearer(old_token))
+        for _ in range(6):  # every worker has now seen (and remembered) it
+            self.assertEqual(dp.get("/j", headers=bearer(old_token)).status, 200)
+        consumer(new_key[1])
+        new_token = jwt({"key": "rot-key", "exp": int(time.time()) + 600}, alg="RS256", key_file=new_key[0])
+        wait_status(dp, "/j", 200, headers=bearer(new_token))
+        for _ in range(6):
+            self.assertEqual(dp.get("/j", headers=bearer(old_token)).status, 401)
+        # Remembered, then expired: the claims are checked on every request.
+        exp = int(time.time()) + 5
+        short = jwt({"key": "rot-key", "exp": exp}, alg="RS256", key_file=new_key[0])
+        for _ in range(4):
+            self.assertEqual(dp.get("/j", headers=bearer(short)).status, 200)
+        time.sleep(max(0.0, exp + 1.2 - time.time()))  # the behaviour under test is the clock passing exp
+        for _ in range(4):
+            self.assertEqual(dp.get("/j", headers=bearer(short)).status, 401)
 
     def test_secret_encrypted_through_admin_api(self):
         etcd = self.etcd()

@@ -5,6 +5,9 @@
 #include "core/base64.h"
 #include "plugins/jwt_token.h"
 
+#include <limits>
+#include <memory>
+
 using holdfast::base64url_encode;
 using holdfast::plugins::parse_jwt;
 
@@ -33,4 +36,68 @@ TEST(JwtToken, RefusesWhatIsNotACompactJws) {
   auto no_alg = parse_jwt(base64url_encode(R"({"alg":5})") + "." + p + ".");
   ASSERT_TRUE(no_alg.ok());
   EXPECT_EQ(no_alg->alg, "");
+}
+
+// The per-worker cache of verified tokens: keyed by token and credential,
+// lapsing at the token's expiry, bounded by entries and bytes.
+using holdfast::plugins::VerifiedTokens;
+constexpr double kNever = std::numeric_limits<double>::infinity();
+
+TEST(VerifiedTokens, HitsOnlyForTheCredentialThatVerified) {
+  VerifiedTokens c(10, 1 << 20);
+  auto key = std::make_shared<int>(1);
+  auto other = std::make_shared<int>(1);
+  c.insert("tok", key, kNever);
+  EXPECT_TRUE(c.contains("tok", key, 100));
+  EXPECT_FALSE(c.contains("tok2", key, 100));
+  EXPECT_FALSE(c.contains("tok", other, 100));  // a reload's new key, even with equal content
+  auto copy = key;                                 // another handle to the same credential
+  EXPECT_TRUE(c.contains("tok", copy, 100));
+}
+
+TEST(VerifiedTokens, AReplacedCredentialNeverMatches) {
+  VerifiedTokens c(10, 1 << 20);
+  auto key = std::make_shared<int>(1);
+  c.insert("tok", key, kNever);
+  std::weak_ptr<int> gone = key;
+  key.reset();
+  ASSERT_TRUE(gone.expired());
+  // A new key, possibly at the freed address, is a different owner.
+  auto fresh = std::make_shared<int>(1);
+  EXPECT_FALSE(c.contains("tok", fresh, 100));
+}
+
+TEST(VerifiedTokens, LapsesAtExpiry) {
+  VerifiedTokens c(10, 1 << 20);
+  auto key = std::make_shared<int>(1);
+  c.insert("tok", key, 200);
+  EXPECT_TRUE(c.contains("tok", key, 199.5));
+  EXPECT_FALSE(c.contains("tok", key, 200));
+  c.insert("tok", key, 300);  // verified again: its place kept, its expiry renewed
+  EXPECT_TRUE(c.contains("tok", key, 250));
+  EXPECT_EQ(c.size(), 1u);
+}
+
+TEST(VerifiedTokens, BoundedByEntriesOldestFirst) {
+  VerifiedTokens c(3, 1 << 20);
+  auto key = std::make_shared<int>(1);
+  for (std::string t : {"a", "b", "c", "d"}) c.insert(t, key, kNever);
+  EXPECT_EQ(c.size(), 3u);
+  EXPECT_FALSE(c.contains("a", key, 0));
+  EXPECT_TRUE(c.contains("b", key, 0));
+  EXPECT_TRUE(c.contains("d", key, 0));
+}
+
+TEST(VerifiedTokens, BoundedByBytes) {
+  VerifiedTokens c(100, 10);
+  auto key = std::make_shared<int>(1);
+  c.insert("aaaa", key, kNever);
+  c.insert("bbbb", key, kNever);
+  c.insert("cccc", key, kNever);  // 12 bytes would exceed 10: "aaaa" leaves
+  EXPECT_LE(c.bytes(), 10u);
+  EXPECT_FALSE(c.contains("aaaa", key, 0));
+  EXPECT_TRUE(c.contains("cccc", key, 0));
+  c.insert(std::string(11, 'x'), key, kNever);  // larger than the whole bound: not kept
+  EXPECT_FALSE(c.contains(std::string(11, 'x'), key, 0));
+  EXPECT_TRUE(c.contains("cccc", key, 0));
 }
