@@ -84,4 +84,15 @@ void log_no_memory(const SharedDict& dict, std::string_view what) {
              what, dict.name());
 }
 
+Action no_memory(RequestCtx& ctx, const SharedDict& dict, std::string_view what, bool allow_degradation,
+                 std::string body) {
+  log_no_memory(dict, what);
+  if (allow_degradation) return Action::next;
+  if (body.empty())
+    ctx.respond(500, "", "");
+  else
+    ctx.respond(500, std::move(body));
+  return Action::respond;
+}
+
 }  // namespace holdfast::plugins

@@ -58,6 +58,13 @@ inline Result<int64_t> resolve_amount(const LimitAmount& a, const RequestCtx& ct
 // (naming `what`, e.g. "limit count") at most once a minute, not per request.
 void log_no_memory(const SharedDict& dict, std::string_view what);
 
+// A request whose key `dict` has no room for: logged (log_no_memory), then
+// let through when the plugin allows degradation, else answered 500 with
+// `body` (JSON; empty: no body and no Content-Type, as limit-req and
+// limit-conn answer).
+Action no_memory(RequestCtx& ctx, const SharedDict& dict, std::string_view what, bool allow_degradation,
+                 std::string body = {});
+
 // Milliseconds on the steady clock: the time base of every limit's state.
 int64_t limit_now_ms();
 

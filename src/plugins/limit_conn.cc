@@ -97,12 +97,7 @@ class LimitConn final : public Plugin {
           ctx.respond(rejected_code, json_error_msg(rejected_msg));
         return Action::respond;  // what earlier rules counted leaves with the request
       }
-      if (conn < 0) {
-        log_no_memory(*dict, "limit conn");
-        if (allow_degradation) return Action::next;
-        ctx.respond(500, "", "");
-        return Action::respond;
-      }
+      if (conn < 0) return no_memory(ctx, *dict, "limit conn", allow_degradation);
       // Counted: it leaves when the request ends, however it ends. The dict
       // lives as long as the process, so the action needs no plugin.
       ctx.at_end.add([d = dict, k = std::move(full)] { leave(*d, k); });
@@ -142,12 +137,15 @@ bool read_amount(Checker& c, const json::object& o, const char* k, bool allow_ze
   return true;
 }
 
-// APISIX's schema leaves other fields open: they are warned about and ignored.
-const FieldRules kFields{.implemented = {"conn", "burst", "default_conn_delay", "only_use_default_delay", "key", "key_type", "policy",
-          "rejected_code", "rejected_msg", "allow_degradation", "rules", "redis_host", "redis_port",
-          "redis_username", "redis_password", "redis_database", "redis_timeout", "redis_ssl", "redis_ssl_verify",
-          "redis_cluster_nodes", "redis_cluster_name", "redis_cluster_ssl", "redis_cluster_ssl_verify",
-          "keepalive_timeout", "keepalive_pool", "key_ttl"}};
+// APISIX's schema leaves other fields open: they are warned about and
+// ignored. Only the local policy is implemented (another is refused by
+// value), so the redis settings are ignored too, with a warning naming them.
+const FieldRules kFields{
+    .implemented = {"conn", "burst", "default_conn_delay", "only_use_default_delay", "key", "key_type", "policy",
+                    "rejected_code", "rejected_msg", "allow_degradation", "rules"},
+    .ignored = {"redis_host", "redis_port", "redis_username", "redis_password", "redis_database", "redis_timeout",
+                "redis_ssl", "redis_ssl_verify", "redis_cluster_nodes", "redis_cluster_name", "redis_cluster_ssl",
+                "redis_cluster_ssl_verify", "keepalive_timeout", "keepalive_pool", "key_ttl"}};
 
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string& scope) {
   auto p = std::make_shared<LimitConn>();

@@ -167,13 +167,8 @@ class LimitCount final : public Plugin {
       full.assign(prefix).append(":").append(l.key);
       int64_t reset_cs = 0;
       const int64_t remaining = incoming(full, l.count, l.time_window, reset_cs);
-      if (remaining == -2) {
-        // APISIX answers so when its dict cannot hold the key.
-        log_no_memory(*dict, "limit count");
-        if (allow_degradation) return Action::next;
-        ctx.respond(500, json_error_msg("failed to limit count"));
-        return Action::respond;
-      }
+      // APISIX answers so when its dict cannot hold the key.
+      if (remaining == -2) return no_memory(ctx, *dict, "limit count", allow_degradation, json_error_msg("failed to limit count"));
       if (remaining < 0) {
         quota_headers(ctx, l, 0, reset_cs);
         if (rejected_msg.empty())

@@ -73,12 +73,7 @@ class LimitReq final : public Plugin {
         ctx.respond(rejected_code, json_error_msg(rejected_msg));
       return Action::respond;
     }
-    if (delay < 0) {
-      log_no_memory(*dict, "limit req");
-      if (allow_degradation) return Action::next;
-      ctx.respond(500, "", "");
-      return Action::respond;
-    }
+    if (delay < 0) return no_memory(ctx, *dict, "limit req", allow_degradation);
     // The proxy waits on a timer of the connection's own coroutine: the
     // worker goes on serving other connections meanwhile.
     if (delay >= 0.001 && !nodelay) {
@@ -91,11 +86,15 @@ class LimitReq final : public Plugin {
   }
 };
 
-// APISIX's schema leaves other fields open: they are warned about and ignored.
-const FieldRules kFields{.implemented = {"rate", "burst", "key", "key_type", "policy", "rejected_code", "rejected_msg", "nodelay",
-          "allow_degradation", "redis_host", "redis_port", "redis_username", "redis_password", "redis_database",
-          "redis_timeout", "redis_ssl", "redis_ssl_verify", "redis_cluster_nodes", "redis_cluster_name",
-          "redis_cluster_ssl", "redis_cluster_ssl_verify", "keepalive_timeout", "keepalive_pool"}};
+// APISIX's schema leaves other fields open: they are warned about and
+// ignored. Only the local policy is implemented (another is refused by
+// value), so the redis settings are ignored too, with a warning naming them.
+const FieldRules kFields{
+    .implemented = {"rate", "burst", "key", "key_type", "policy", "rejected_code", "rejected_msg", "nodelay",
+                    "allow_degradation"},
+    .ignored = {"redis_host", "redis_port", "redis_username", "redis_password", "redis_database", "redis_timeout",
+                "redis_ssl", "redis_ssl_verify", "redis_cluster_nodes", "redis_cluster_name", "redis_cluster_ssl",
+                "redis_cluster_ssl_verify", "keepalive_timeout", "keepalive_pool"}};
 
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string& scope) {
   auto p = std::make_shared<LimitReq>();

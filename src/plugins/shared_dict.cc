@@ -274,21 +274,22 @@ SharedDict::Shard& SharedDict::shard_of(uint64_t h) const {
   return shards_[(h >> 40) & (shard_count_ - 1)];
 }
 
+void SharedDict::refresh(Shard& s, Node* n, int64_t now_ms, Callback cb, void* ctx) {
+  s.touch(n);
+  const int64_t before = n->slot.expire_ms;
+  const bool fresh = before != 0 && now_ms >= before;
+  if (fresh) n->slot = Slot{};
+  cb(ctx, n->slot, fresh);
+  s.heap_update(n, before);
+}
+
 bool SharedDict::update_impl(std::string_view key, int64_t now_ms, Callback cb, void* ctx) {
   const uint64_t h = hash(key);
   Shard& s = shard_of(h);
-  auto apply = [&](Node* n) {
-    s.touch(n);
-    const int64_t before = n->slot.expire_ms;
-    const bool fresh = before != 0 && now_ms >= before;
-    if (fresh) n->slot = Slot{};
-    cb(ctx, n->slot, fresh);
-    s.heap_update(n, before);
-  };
   {
     std::lock_guard lk(s.mu);
     if (Node* n = s.find(h, key)) {
-      apply(n);
+      refresh(s, n, now_ms, cb, ctx);
       return true;
     }
   }
@@ -304,7 +305,7 @@ bool SharedDict::update_impl(std::string_view key, int64_t now_ms, Callback cb, 
   {
     std::lock_guard lk(s.mu);
     if (Node* n = s.find(h, key)) {  // another worker added it meanwhile
-      apply(n);
+      refresh(s, n, now_ms, cb, ctx);
       dead = fresh_node;
     } else {
       s.make_room(need, now_ms, dead);
@@ -323,12 +324,7 @@ bool SharedDict::update_existing_impl(std::string_view key, int64_t now_ms, Call
   std::lock_guard lk(s.mu);
   Node* n = s.find(h, key);
   if (!n) return false;
-  s.touch(n);
-  const int64_t before = n->slot.expire_ms;
-  const bool fresh = before != 0 && now_ms >= before;
-  if (fresh) n->slot = Slot{};
-  cb(ctx, n->slot, fresh);
-  s.heap_update(n, before);
+  refresh(s, n, now_ms, cb, ctx);
   return true;
 }
 

@@ -83,6 +83,9 @@ class SharedDict {
 
   bool update_impl(std::string_view key, int64_t now_ms, Callback cb, void* ctx);
   bool update_existing_impl(std::string_view key, int64_t now_ms, Callback cb, void* ctx);
+  // Runs `cb` on an existing node (under its shard's lock): an expired value
+  // starts afresh, and the node is marked used and re-filed by expiry.
+  static void refresh(Shard& s, Node* n, int64_t now_ms, Callback cb, void* ctx);
   static Node* new_node(std::string_view key, uint64_t h);
   static void free_nodes(Node* chain);
   uint64_t hash(std::string_view key) const;

@@ -76,6 +76,19 @@ TEST(PluginFields, CompileChainWarnsWithScopeAndKeepsTheRest) {
   EXPECT_NE(bad.error().find("property \"max_age\" validation failed"), std::string::npos);
 }
 
+TEST(PluginFields, RedisSettingsOfTheLocalLimitersAreNamedAsIgnored) {
+  // Only the local policy runs here: redis_* changes nothing, and says so.
+  for (const char* conf : {R"({"limit-req":{"rate":1,"burst":0,"key":"remote_addr","redis_host":"r"}})",
+                           R"({"limit-conn":{"conn":1,"burst":0,"default_conn_delay":0.1,"key":"remote_addr",
+                               "redis_host":"r"}})"}) {
+    std::vector<std::string> w;
+    auto chain = holdfast::plugins::compile_chain(obj(conf), {}, "routes/1", &w);
+    ASSERT_TRUE(chain.ok()) << chain.error();
+    ASSERT_EQ(w.size(), 1u) << conf;
+    EXPECT_NE(w[0].find("field redis_host is not implemented by Holdfast (ignored"), std::string::npos) << w[0];
+  }
+}
+
 TEST(PluginFields, MetaIsClosedAndPreFunctionRefused) {
   // APISIX's plugin_injected_schema: additionalProperties = false on _meta.
   auto bad = holdfast::plugins::compile_chain(obj(R"({"cors":{"_meta":{"priorty":1}}})"), {}, "routes/1");
