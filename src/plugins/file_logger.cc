@@ -57,7 +57,7 @@ class FileLogger final : public Plugin {
   std::shared_ptr<const router::Expr> match;
   std::shared_ptr<logsink::Sink> sink;
 
-  void header_filter(RequestCtx& ctx) const override { logentry::capture_response_headers(ctx); }
+  void header_filter(RequestCtx& ctx) const override { logentry::header_filter(ctx, fields.opts); }
   void log(RequestCtx& ctx) const override {
     if (match && !match->eval(ctx)) return;
     logsink::push(*sink, logentry::entry_for(ctx, fields, "file-logger"));

@@ -8,6 +8,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/json.hpp>
 
+#include "core/log.h"
 #include "http/client.h"
 #include "plugins/common.h"
 #include "plugins/log_entry.h"
@@ -72,7 +73,7 @@ class HttpLogger final : public Plugin {
   logentry::LoggerFields fields;
   std::shared_ptr<logsink::Sink> sink;
 
-  void header_filter(RequestCtx& ctx) const override { logentry::capture_response_headers(ctx); }
+  void header_filter(RequestCtx& ctx) const override { logentry::header_filter(ctx, fields.opts); }
   void log(RequestCtx& ctx) const override {
     // As APISIX, an entry without a route says route_id "no-matched".
     logsink::push(*sink, logentry::entry_for(ctx, fields, "http-logger", true));
@@ -82,7 +83,8 @@ class HttpLogger final : public Plugin {
 // APISIX's schema leaves other fields open: they are warned about and ignored.
 const FieldRules kFields{.implemented = {"uri", "auth_header", "timeout", "log_format", "include_req_body", "include_req_body_expr",
           "include_resp_body", "include_resp_body_expr", "concat_method", "ssl_verify", "name", "batch_max_size",
-          "inactive_timeout", "buffer_duration", "max_retry_count", "retry_delay"}};
+          "inactive_timeout", "buffer_duration", "max_retry_count", "retry_delay", "max_req_body_bytes",
+          "max_resp_body_bytes"}};
 const FieldRules kMetadataFields{.implemented = {"log_format"}};
 
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string&) {
@@ -104,6 +106,17 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   d->json_array = c.one_of("concat_method", {"json", "new_line"}, "json").value_or("json") == "json";
   d->ssl_verify = c.boolean("ssl_verify").value_or(false);
   logentry::parse_logger_fields(c, "http-logger", p->fields);
+  p->fields.opts.max_req_body_bytes =
+      static_cast<size_t>(c.integer("max_req_body_bytes", false, 1).value_or(logentry::kMaxReqBodyBytes));
+  p->fields.opts.max_resp_body_bytes =
+      static_cast<size_t>(c.integer("max_resp_body_bytes", false, 1).value_or(logentry::kMaxRespBodyBytes));
+  // Each logged request holds this much of its response in memory: bounded
+  // here (APISIX sets no maximum), and said so.
+  if (p->fields.opts.max_resp_body_bytes > logentry::kMaxRespBodyCap) {
+    log::warn("http-logger: max_resp_body_bytes {} is above {}: {} bytes are kept", p->fields.opts.max_resp_body_bytes,
+              logentry::kMaxRespBodyCap, logentry::kMaxRespBodyCap);
+    p->fields.opts.max_resp_body_bytes = logentry::kMaxRespBodyCap;
+  }
   logsink::Batching b;
   b.name = c.str("name").value_or("http logger");
   b.batch_max_size = c.integer("batch_max_size", false, 1).value_or(1000);

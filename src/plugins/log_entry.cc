@@ -5,8 +5,9 @@
 #include <boost/json.hpp>
 #include <chrono>
 
-#include "model/resources.h"
 #include "core/log.h"
+#include "http/content_decode.h"
+#include "model/resources.h"
 #include "plugins/common.h"
 
 namespace holdfast::plugins::logentry {
@@ -116,6 +117,38 @@ void capture_response_headers(RequestCtx& ctx) {
   for (const auto& h : ctx.resp_add) out.emplace_back(h.name, h.value);
 }
 
+void header_filter(RequestCtx& ctx, const Options& o) {
+  capture_response_headers(ctx);
+  if (o.include_resp_body && (!o.resp_body_expr || o.resp_body_expr->eval(ctx)))
+    ctx.resp_body_keep = std::max(ctx.resp_body_keep, o.max_resp_body_bytes);
+}
+
+namespace {
+
+// The kept response body as log-util's collect_body logs it: decoded when
+// the response is gzip or br (within the same bound), as sent otherwise.
+std::string logged_response_body(const RequestCtx& ctx, size_t max) {
+  std::string_view body = std::string_view(ctx.resp_body_seen).substr(0, max);
+  for (const auto& [name, value] : ctx.logged_resp_headers) {
+    if (lower(name) != "content-encoding") continue;
+    if (!http::content_coding_supported(value)) {
+      log::warn("unsupported compression encoding type: {}", log::json_escape(value));
+      break;
+    }
+    std::string out;
+    auto d = http::decode_content(value, body, max, out);
+    // A body cut at the bound ends inside the stream: what it decoded to is kept.
+    if (d.status == http::DecodeStatus::ok || d.status == http::DecodeStatus::limited ||
+        d.status == http::DecodeStatus::incomplete)
+      return out;
+    log::warn("try decode compressed data err: {}", d.error);
+    break;
+  }
+  return std::string(body);
+}
+
+}  // namespace
+
 json::object build(const RequestCtx& ctx, const Options& o) {
   json::object log;
   if (o.log_format) {
@@ -151,6 +184,8 @@ json::object build(const RequestCtx& ctx, const Options& o) {
   response["status"] = ctx.status;
   response["headers"] = header_table(ctx.logged_resp_headers, false);
   response["size"] = ctx.bytes_sent;
+  if (o.include_resp_body && ctx.resp_body_keep && (!o.resp_body_expr || o.resp_body_expr->eval(ctx)))
+    response["body"] = logged_response_body(ctx, o.max_resp_body_bytes);
   log["response"] = std::move(response);
   log["server"] = json::object{{"hostname", hostname()}, {"version", HOLDFAST_VERSION}};
   if (!ctx.balancer_ip.empty()) log["upstream"] = ctx.balancer_ip + ":" + std::to_string(ctx.balancer_port);
@@ -190,13 +225,11 @@ void parse_logger_fields(model::Checker& c, const char* plugin, LoggerFields& ou
     if (!x) c.fail("failed to validate the 'include_req_body_expr' expression: " + x.error());
     else out.opts.req_body_expr = *x;
   }
-  // The response body is not captured for the loggers: accepted (the
-  // response itself does not change), said once per configuration.
-  if (c.boolean("include_resp_body").value_or(false))
-    log::warn("{}: include_resp_body is not supported (the response body is not logged)", plugin);
+  out.opts.include_resp_body = c.boolean("include_resp_body").value_or(false);
   if (const json::array* e = c.array("include_resp_body_expr", false, 1)) {
     auto x = router::Expr::compile(*e);
     if (!x) c.fail("failed to validate the 'include_resp_body_expr' expression: " + x.error());
+    else out.opts.resp_body_expr = *x;
   }
 }
 

@@ -16,13 +16,20 @@
 
 namespace holdfast::plugins::logentry {
 
-// APISIX's MAX_REQ_BODY for the loggers.
+// APISIX's MAX_REQ_BODY and MAX_RESP_BODY for the loggers.
 constexpr size_t kMaxReqBodyBytes = 524288;
+constexpr size_t kMaxRespBodyBytes = 524288;
+// The most of a response body a logger keeps per request, whatever
+// max_resp_body_bytes says.
+constexpr size_t kMaxRespBodyCap = 64 << 20;
 
 struct Options {
   bool include_req_body = false;
   std::shared_ptr<const router::Expr> req_body_expr;  // include_req_body_expr (null: always)
   size_t max_req_body_bytes = kMaxReqBodyBytes;
+  bool include_resp_body = false;
+  std::shared_ptr<const router::Expr> resp_body_expr;  // include_resp_body_expr (null: always)
+  size_t max_resp_body_bytes = kMaxRespBodyBytes;
   const boost::json::object* log_format = nullptr;    // custom format; null: the full entry
 };
 
@@ -32,6 +39,11 @@ boost::json::object build(const RequestCtx& ctx, const Options& o);
 // upstream's, with the edits of the plugins that ran before): the log
 // phase no longer has them.
 void capture_response_headers(RequestCtx& ctx);
+
+// A logger's header_filter: captures the response headers and, with
+// include_resp_body (and its expression true for this request), asks the
+// proxy to keep the first max_resp_body_bytes of the body.
+void header_filter(RequestCtx& ctx, const Options& o);
 
 }  // namespace holdfast::plugins::logentry
 

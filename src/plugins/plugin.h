@@ -154,6 +154,12 @@ struct RequestCtx final : router::VarSource {
   // phase no longer has the response head).
   HeaderList logged_resp_headers;
   bool resp_headers_captured = false;
+  // A logger's include_resp_body: its header_filter asks for the first this
+  // many bytes of the response body as the client gets it (chunk framing
+  // removed, still content-encoded); the proxy copies them into
+  // resp_body_seen while the body streams through.
+  size_t resp_body_keep = 0;
+  std::string resp_body_seen;
 
   // The whole request body, when the snapshot's route vars read it
   // (post_arg_*, post_arg.*: the router needs it before matching) and it

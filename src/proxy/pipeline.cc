@@ -513,6 +513,7 @@ awaitable<bool> Connection::send_plugin_response(plugins::RequestCtx& ctx, const
   // A body the plugin did not read is not worth draining: close instead.
   bool keep = req_.keep_alive && (req_.body == BodyKind::none || (req_.body == BodyKind::length && req_.content_length == 0));
   if (keep && req_.minor == 0) headers.push_back({"Connection", "keep-alive"});
+  if (ctx.resp_body_keep) ctx.resp_body_seen.assign(body, 0, std::min(body.size(), ctx.resp_body_keep));
   bool r = co_await send_simple(status, req_.method == "HEAD" ? std::string_view() : std::string_view(body), keep,
                                 headers, "");
   run_log(ctx, route, status, body.size());
@@ -854,9 +855,12 @@ struct RelayResult {
 // head) together with the first body bytes. Memory stays bounded by the
 // source buffer: nothing is accumulated. With `dechunk`, a chunked body is
 // sent as its decoded payload (to an HTTP/1.0 client, close-delimited).
+// With `keep`, the first `keep_max` bytes of the payload are copied there
+// (a logger's include_resp_body).
 awaitable<RelayResult> relay(Stream& src, Timed& st, Buf& sb, BodyKind kind, uint64_t length,
                              Stream& dst, Timed& dt, std::string_view prefix, double read_timeout,
-                             double write_timeout, uint64_t max_bytes, bool dechunk = false) {
+                             double write_timeout, uint64_t max_bytes, bool dechunk = false,
+                             std::string* keep = nullptr, size_t keep_max = 0) {
   RelayResult res;
   ChunkedValidator v;
   uint64_t remaining = length;
@@ -876,7 +880,7 @@ awaitable<RelayResult> relay(Stream& src, Timed& st, Buf& sb, BodyKind kind, uin
         break;
       case BodyKind::chunked: {
         payload.clear();
-        auto r = v.feed(avail, take, dechunk ? &payload : nullptr);
+        auto r = v.feed(avail, take, dechunk || keep ? &payload : nullptr);
         if (r == ChunkedValidator::Result::error) { res.bad_framing = true; co_return res; }
         done = r == ChunkedValidator::Result::done;
         break;
@@ -885,6 +889,10 @@ awaitable<RelayResult> relay(Stream& src, Timed& st, Buf& sb, BodyKind kind, uin
     }
     const bool decoded = dechunk && kind == BodyKind::chunked;
     const size_t out_len = decoded ? payload.size() : take;
+    if (keep && keep->size() < keep_max) {
+      std::string_view got = kind == BodyKind::chunked ? std::string_view(payload) : avail.substr(0, take);
+      keep->append(got.substr(0, keep_max - keep->size()));
+    }
     res.bytes += out_len;  // what dst gets: without the chunk framing when de-chunked (the access log)
     if (max_bytes && (kind == BodyKind::chunked ? v.payload_bytes() : res.bytes) > max_bytes) {
       res.too_large = true;
@@ -1386,6 +1394,7 @@ got_response : {
     bool t = false;
     std::string& b = *ctx.resp_body_override;
     rr.bytes = b.size();
+    if (ctx.resp_body_keep) ctx.resp_body_seen.assign(b, 0, std::min(b.size(), ctx.resp_body_keep));
     if (req_.method == "HEAD") b.clear();
     else if (req_.minor == 1) {
       // One chunk and the last one (the body is ours to change now).
@@ -1399,6 +1408,7 @@ got_response : {
     upstream_reusable = body_collected && resp.keep_alive && resp.body != BodyKind::until_close && conn->buf.avail() == 0;
   } else if (body_here) {
     const auto n = resp.body == BodyKind::length ? static_cast<size_t>(resp.content_length) : size_t{0};
+    if (ctx.resp_body_keep) ctx.resp_body_seen.assign(conn->buf.data.data() + conn->buf.begin, std::min(n, ctx.resp_body_keep));
     head.append(conn->buf.data.data() + conn->buf.begin, n);
     conn->buf.begin += n;
     upstream_reusable = resp.keep_alive && conn->buf.avail() == 0;
@@ -1412,7 +1422,8 @@ got_response : {
     // payload, delimited by the close.
     const bool dechunk = resp.body == BodyKind::chunked && req_.minor == 0;
     rr = co_await relay(*conn->stream, conn->timed, conn->buf, resp.body, resp.content_length, s_, timed_, head,
-                        to.read, cfg.send_timeout, 0, dechunk);
+                        to.read, cfg.send_timeout, 0, dechunk, ctx.resp_body_keep ? &ctx.resp_body_seen : nullptr,
+                        ctx.resp_body_keep);
     upstream_reusable = rr.ok && resp.keep_alive && resp.body != BodyKind::until_close && conn->buf.avail() == 0;
   }
   if (conn) release_upstream();

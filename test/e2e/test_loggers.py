@@ -100,8 +100,8 @@ class HttpLoggerTest(unittest.TestCase):
         self.up = Upstream("u1")
         self.addCleanup(self.up.stop)
 
-    def gateway(self, plugins, consumers=None, metadata=None, global_rules=None):
-        res = {"routes": [{"id": "r1", "uri": "/anything*", "plugins": plugins,
+    def gateway(self, plugins, consumers=None, metadata=None, global_rules=None, uri="/anything*"):
+        res = {"routes": [{"id": "r1", "uri": uri, "plugins": plugins,
                            "upstream": {"nodes": {self.up.addr: 1}}}]}
         if consumers:
             res["consumers"] = consumers
@@ -247,6 +247,37 @@ class HttpLoggerTest(unittest.TestCase):
         by_uri = {entries(p)[0]["request"]["uri"]: entries(p)[0]["request"] for p in posts}
         self.assertEqual(by_uri["/anything/p?log=yes"]["body"], "hello-body")
         self.assertNotIn("body", by_uri["/anything/p?log=no"])
+
+    def test_response_body_when_asked(self):
+        """include_resp_body: the body as the client got it (chunk framing
+        removed, gzip decoded), cut at max_resp_body_bytes, for requests
+        include_resp_body_expr selects; a plugin's own response too."""
+        c = self.collector()
+        gw = self.gateway({"key-auth": {"_meta": {"filter": [["arg_auth", "==", "yes"]]}},
+                           "http-logger": {"uri": c.uri, "batch_max_size": 1, "include_resp_body": True,
+                                           "include_resp_body_expr": [["arg_log", "~=", "no"]],
+                                           "max_resp_body_bytes": 70000}}, uri="/*")
+        got = {}
+        for path in ("/anything/small",                    # read with its head (Content-Length)
+                     "/bytes/100000?pattern=1",            # streamed, sized: cut at 70,000
+                     "/bytes/50000?pattern=1&chunked=1",   # streamed, chunked: whole
+                     "/bytes/90000?pattern=1&chunked=1",   # streamed, chunked: cut
+                     "/gzip",                              # decoded for the log
+                     "/anything/quiet?log=no",             # the expression says no
+                     "/anything/denied?auth=yes"):         # key-auth answers 401 itself
+            r = gw.get(path)
+            got[path] = r
+        posts = c.wait_posts(len(got))
+        logged = {entries(p)[0]["request"]["uri"]: entries(p)[0]["response"] for p in posts}
+        for path in ("/anything/small", "/bytes/50000?pattern=1&chunked=1", "/anything/denied?auth=yes"):
+            self.assertEqual(logged[path]["body"].encode(), got[path].body, path)
+        self.assertEqual(got["/anything/denied?auth=yes"].status, 401)
+        for path in ("/bytes/100000?pattern=1", "/bytes/90000?pattern=1&chunked=1"):
+            self.assertEqual(len(got[path].body), int(path.split("/")[2].split("?")[0]))
+            self.assertEqual(logged[path]["body"].encode(), got[path].body[:70000], path)
+        self.assertEqual(logged["/gzip"]["body"], "compressed hello from u1")
+        self.assertEqual(got["/gzip"].headers.get("content-encoding"), "gzip")  # the client's copy untouched
+        self.assertNotIn("body", logged["/anything/quiet?log=no"])
 
     def test_schema(self):
         for conf, word in (({}, "uri"), ({"uri": "ftp://x"}, "uri"), ({"uri": "http://127.0.0.1:1", "batch_max_size": 0}, "batch_max_size"),

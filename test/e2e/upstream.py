@@ -7,10 +7,13 @@ Usage: upstream.py PORT NAME [health=N | fail=N]
                            (header_list keeps every header line in order, duplicates included)
   *    /status/N        -> status N with the echo body (no body for 204/304, as HTTP requires)
   GET  /delay/MS        -> sleeps MS milliseconds, then echoes
-  GET  /bytes/N         -> N bytes (Content-Length), ?chunked=1 for chunked encoding
+  GET  /bytes/N         -> N bytes (Content-Length), ?chunked=1 for chunked encoding,
+                           ?pattern=1 for numbered lines ("00000000\n00000001\n"...) instead of "x"s
+  GET  /gzip            -> a gzip-compressed text body with Content-Encoding: gzip
   POST /sink            -> reads the (chunked or sized) body, answers its size and sha256
   GET  /close           -> answers with Connection: close and no Content-Length
 """
+import gzip
 import hashlib
 import json
 import os
@@ -105,10 +108,13 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command == "HEAD":
                 return
-            block = b"x" * 65536
+            if "pattern=1" in self.path:
+                block = b"".join(b"%08d\n" % i for i in range(n // 9 + 1))[:n]
+            else:
+                block = b"x" * 65536
             left = n
             while left:
-                part = block[: min(left, len(block))]
+                part = block[n - left:][:65536] if len(block) == n else block[: min(left, len(block))]
                 if chunked:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
                 else:
@@ -116,6 +122,16 @@ class Handler(BaseHTTPRequestHandler):
                 left -= len(part)
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")
+            return
+        if path == "/gzip":
+            self.read_body()
+            body = gzip.compress(b"compressed hello from " + self.server.name.encode())
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
             return
         if path == "/close":
             self.read_body()
