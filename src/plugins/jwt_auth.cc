@@ -274,24 +274,22 @@ class JwtAuth final : public Plugin {
       log::warn("jwt-auth: failed to verify jwt: algorithm mismatch, expected {}", key.algorithm->name);
       return nullptr;
     }
-    // An asymmetric verify costs more than the rest of the request: each
-    // worker remembers the tokens it verified (an HMAC costs less than the
-    // lookup would).
+    // An asymmetric verify costs more than the rest of the request, and
+    // even an HMAC (OpenSSL 3 looks the algorithm up on every call) costs
+    // more than a lookup by the token: each worker remembers the tokens it
+    // verified.
     thread_local VerifiedTokens verified(kVerifiedTokensMax, kVerifiedTokensBytes);
-    const bool cacheable = key.algorithm->kind != Kind::hmac;
-    if (!cacheable || !verified.contains(*token, hit->credential, static_cast<double>(std::time(nullptr)))) {
+    if (!verified.contains(*token, hit->credential, static_cast<double>(std::time(nullptr)))) {
       auto signature = ngx_decode_base64url(jwt->signature);
       if (!signature || !verify_signature(key, jwt->signing_input, *signature)) {
         log::warn("jwt-auth: failed to verify jwt: signature mismatch");
         return nullptr;
       }
-      if (cacheable) {
-        const json::value* exp = jwt->payload.if_contains("exp");
-        const double expires = exp && exp->is_number()
-                                   ? exp->to_number<double>() + static_cast<double>(key.lifetime_grace_period)
-                                   : std::numeric_limits<double>::infinity();
-        verified.insert(*token, hit->credential, expires);
-      }
+      const json::value* exp = jwt->payload.if_contains("exp");
+      const double expires = exp && exp->is_number()
+                                 ? exp->to_number<double>() + static_cast<double>(key.lifetime_grace_period)
+                                 : std::numeric_limits<double>::infinity();
+      verified.insert(*token, hit->credential, expires);
     }
     if (auto err = check_claims(jwt->payload, claims_to_verify, key.lifetime_grace_period)) {
       log::error("jwt-auth: failed to verify jwt: {}", *err);

@@ -27,7 +27,7 @@ inline constexpr size_t kMaxJwtBytes = 64 * 1024;
 // The reason on failure names the part that is wrong, never its content.
 Result<JwtToken> parse_jwt(std::string_view token);
 
-// Tokens whose signature verified, so that an asymmetric verify (an RSA-2048
+// Tokens whose signature verified, so that a verify (an RSA-2048
 // one costs more than a whole proxied request) runs once per token rather
 // than once per request. One per worker thread: no lock. Keyed by the whole
 // token and by the credential that verified it, held weakly: once a reload

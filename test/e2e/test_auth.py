@@ -565,36 +565,51 @@ class JwtAuthTest(PluginTestCase):
             self.assertNotIn(secret, logs)
 
     def test_remembered_rs256_tokens_follow_key_and_expiry(self):
-        """Each worker remembers the RS256 tokens it verified (a verify costs
-        more than the rest of a request). A remembered token must still be
+        """Each worker remembers the tokens it verified (a verify costs more
+        than the rest of a request). A remembered token must still be
         refused once the consumer's public key is replaced, and once its
         `exp` passes."""
+        self.check_remembered_tokens("RS256")
+
+    def test_remembered_hs256_tokens_follow_secret_and_expiry(self):
+        self.check_remembered_tokens("HS256")
+
+    def check_remembered_tokens(self, alg):
         etcd = self.etcd()
         cp = self.etcd_gateway(etcd, role="control_plane")
         dp = self.etcd_gateway(etcd, role="data_plane")
-        old_key, new_key = keys().rsa, keys().rsa2()
+        if alg == "RS256":
+            old_key, new_key = keys().rsa, keys().rsa2()
+        else:
+            old_key, new_key = (None, "old-hs-secret"), (None, "new-hs-secret")
 
-        def consumer(pub):
-            code, body = cp.admin("PUT", ADMIN + "/consumers", {"username": "rot", "plugins": {
-                "jwt-auth": {"key": "rot-key", "algorithm": "RS256", "public_key": pub}}})
+        def token(payload, key):
+            if alg == "RS256":
+                return jwt(payload, alg=alg, key_file=key[0])
+            return jwt(payload, secret=key[1].encode())
+
+        def consumer(key):
+            conf = ({"key": "rot-key", "algorithm": "RS256", "public_key": key[1]} if alg == "RS256"
+                    else {"key": "rot-key", "secret": key[1]})
+            code, body = cp.admin("PUT", ADMIN + "/consumers", {"username": "rot", "plugins": {"jwt-auth": conf}})
             self.assertIn(code, (200, 201), body)
 
-        consumer(old_key[1])
+        consumer(old_key)
         code, body = cp.admin("PUT", ADMIN + "/routes/j", {"uri": "/j", "plugins": {"jwt-auth": {}},
                                                            "upstream": {"nodes": {self.up.addr: 1}}})
         self.assertEqual(code, 201, body)
-        old_token = jwt({"key": "rot-key", "exp": int(time.time()) + 600}, alg="RS256", key_file=old_key[0])
+        old_token = token({"key": "rot-key", "exp": int(time.time()) + 600}, old_key)
         wait_status(dp, "/j", 200, headers=bearer(old_token))
         for _ in range(6):  # every worker has now seen (and remembered) it
             self.assertEqual(dp.get("/j", headers=bearer(old_token)).status, 200)
-        consumer(new_key[1])
-        new_token = jwt({"key": "rot-key", "exp": int(time.time()) + 600}, alg="RS256", key_file=new_key[0])
+        consumer(new_key)
+        new_token = token({"key": "rot-key", "exp": int(time.time()) + 600}, new_key)
         wait_status(dp, "/j", 200, headers=bearer(new_token))
         for _ in range(6):
             self.assertEqual(dp.get("/j", headers=bearer(old_token)).status, 401)
         # Remembered, then expired: the claims are checked on every request.
         exp = int(time.time()) + 5
-        short = jwt({"key": "rot-key", "exp": exp}, alg="RS256", key_file=new_key[0])
+        short = token({"key": "rot-key", "exp": exp}, new_key)
         for _ in range(4):
             self.assertEqual(dp.get("/j", headers=bearer(short)).status, 200)
         time.sleep(max(0.0, exp + 1.2 - time.time()))  # the behaviour under test is the clock passing exp
