@@ -76,7 +76,7 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
   static const std::regex kPath(R"(^/[^?&]+$)");
   if (host && !c.failed() && !std::regex_search(*host, kHost))
     c.fail(fmt::format("property \"host\" validation failed: failed to match pattern "
-                       "\"^(http(s)?|grpc(s)?):\\\\/\\\\/([\\\\da-zA-Z.-]+|\\\\[[\\\\da-fA-F:]+\\\\])(:\\\\d+)?$\" "
+                       "\"^(http(s)?|grpc(s)?):\\/\\/([\\da-zA-Z.-]+|\\[[\\da-fA-F:]+\\])(:\\d+)?$\" "
                        "with \"{}\"",
                        log::json_escape(*host)));
   auto path = c.str("path");

@@ -47,7 +47,7 @@ class AuthService:
                 n = int(self.headers.get("Content-Length", "0") or 0)
                 body = self.rfile.read(n) if n else b""
                 with outer.cond:
-                    outer.seen.append({"method": self.command, "path": self.path,
+                    outer.seen.append({"method": self.command, "path": self.path, "peer": self.client_address,
                                        "headers": {k.lower(): v for k, v in self.headers.items()},
                                        "header_names": list(self.headers.keys()), "body": body})
                     outer.cond.notify_all()
@@ -290,6 +290,20 @@ class ForwardAuthTest(unittest.TestCase):
         self.assertNotIn("r", done)  # the hanging one is still waiting
         t.join(20)
         self.assertEqual(done["r"].status, 403)
+
+    def test_keepalive(self):
+        # keepalive (the default): the auth service sees one connection for
+        # consecutive requests; keepalive false: one per request.
+        self.route("fa12", {"uri": self.auth.url()})
+        self.route("fa12n", {"uri": self.auth.url(), "keepalive": False})
+        self.wait_route("/fa12", 200)
+        self.wait_route("/fa12n", 200)
+        peers = []
+        for path in ("/fa12", "/fa12", "/fa12n", "/fa12n"):
+            self.assertEqual(self.gw.get(path).status, 200)
+            peers.append(self.auth.last()["peer"])
+        self.assertEqual(peers[0], peers[1])
+        self.assertNotEqual(peers[2], peers[3])
 
     def test_schema(self):
         code, body = self.gw.admin("PUT", f"{ADMIN}/routes/bad", {
