@@ -110,6 +110,9 @@ class Hostile(LoopbackServer):
                 conn.sendall(chunk)
         elif self.mode == "silent":
             self.stopped.wait(60)
+        elif self.mode == "interim":  # 1xx answers, forever
+            while not self.stopped.wait(0.05):
+                conn.sendall(b"HTTP/1.1 102 Processing\r\n\r\n")
 
     def stop(self):
         self.stopped.set()
@@ -271,6 +274,9 @@ class ForwardAuthTest(unittest.TestCase):
 
     def test_hostile_silent(self):
         self.check_hostile("silent", "fa10")
+
+    def test_hostile_endless_interim(self):
+        self.check_hostile("interim", "fa13")
 
     def test_worker_not_blocked_while_waiting(self):
         # One worker: while a request waits for a hanging auth service, other

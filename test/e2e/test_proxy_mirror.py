@@ -181,6 +181,31 @@ class ProxyMirrorTest(unittest.TestCase):
         r.read()
         self.assertIs(conn.sock, sock)
         self.assertFalse(held.release.is_set())
+        # A copy still in flight does not hold up a stop either: the node
+        # drains, closes it and exits cleanly.
+        conn.close()
+        self.assertEqual(gw.stop(), 0)
+        self.assertNotIn("stopped without cleanup", gw.logs())
+
+    def test_in_flight_bound_drops_and_counts(self):
+        held = Mirror(hold=True)
+        self.addCleanup(held.stop)
+        gw = self.gateway({"many": {"host": held.host}})
+        before = self.dropped(gw, "in_flight")
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=20)
+        self.addCleanup(conn.close)
+        for i in range(64):  # one worker: 64 copies held by the mirror
+            conn.request("GET", f"/many/{i}")
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200)
+        held.wait(lambda s: len(s) >= 64)
+        for i in range(3):  # beyond the bound: answered, not mirrored, counted
+            conn.request("GET", f"/many/extra{i}")
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200)
+        self.assertEqual(self.dropped(gw, "in_flight"), before + 3)
 
     def test_body_above_bound_not_mirrored_and_counted(self):
         gw = self.gateway({"big": {"host": self.mirror.host}})
