@@ -92,7 +92,7 @@ class AuthService:
 class Hostile(LoopbackServer):
     """An auth service that misbehaves: `garbage` answers bytes that are not
     HTTP, `huge` a 200 whose body is 8 MiB, `silent` reads the request and
-    never answers (until stopped)."""
+    never answers (until stopped), `interim` sends 1xx answers forever."""
 
     def __init__(self, mode):
         self.mode = mode
