@@ -138,6 +138,16 @@ awaitable<SideResponse> side_exchange(Worker& w, const SideRequest& r) {
   const std::string key = fmt::format("side|{}|{}|{}|{}", r.scheme, r.host, r.port,
                                       r.tls ? r.tls->identity : std::string());
   std::unique_ptr<UpstreamConn> conn;
+  // Whatever ends this coroutine (an exception included), a connection it
+  // still owns leaves the worker's deadline list before it is freed
+  // (unwatching one that is not listed does nothing).
+  struct Unlist {
+    Worker& w;
+    std::unique_ptr<UpstreamConn>& c;
+    ~Unlist() {
+      if (c) w.unwatch(&c->timed);
+    }
+  } unlist{w, conn};
   // A pooled connection the peer closed meanwhile is retried once, on a new
   // one, when nothing came back on it.
   for (int attempt = 0; attempt < 2; ++attempt) {
