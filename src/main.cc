@@ -40,6 +40,7 @@
 #include "proxy/access_log.h"
 #include "proxy/health_checker.h"
 #include "proxy/prometheus_export.h"
+#include "proxy/side_request.h"
 #include "proxy/worker.h"
 #include "tls/cert_metrics.h"
 #include "tls/server_context.h"
@@ -305,6 +306,7 @@ int main(int argc, char** argv) {
     body += fmt::format("holdfast_config_loaded {}\nholdfast_config_rejected_total {}\n", snap ? 1 : 0, manager.rejected());
     body += plugins::shared_dicts_prometheus();
     body += plugins::logsink::prometheus();
+    body += proxy::side_requests_prometheus();
     if (snap && snap->certificates) body += tls::expiry_prometheus(*snap->certificates);
     if (tls_server) body += tls_server->prometheus();
     return body;

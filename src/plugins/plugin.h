@@ -37,6 +37,8 @@ struct ConsumerIndex;
 struct MetadataTable;
 class Plugin;
 struct FieldRules;
+struct SideRequest;   // plugins/side_request.h
+struct SideResponse;
 
 // A header a plugin put on a head, with the plugin that put it there: the
 // log line names it if the head writer ever refuses the field.
@@ -137,6 +139,13 @@ struct RequestCtx final : router::VarSource {
   // (fault-injection delay, mocking delay) without blocking the worker.
   double delay_seconds = 0;
 
+  // An HTTP request a plugin asks the pipeline to send for it (forward-auth's
+  // auth service, proxy-mirror's copy), so that no plugin does I/O on the
+  // worker: with Action::call the pipeline sends it, waits and hands the
+  // result to the same plugin's resume(); a `detached` one (returned with
+  // Action::next) is sent on its own later and never waited for.
+  std::shared_ptr<SideRequest> side;
+
   std::string request_id;
   std::chrono::steady_clock::time_point start;
   EndActions at_end;
@@ -218,6 +227,7 @@ struct RequestCtx final : router::VarSource {
 enum class Action : uint8_t {
   next,     // continue with the next plugin / phase
   respond,  // stop: the response in ctx.resp_status/resp_body is sent
+  call,     // wait for ctx.side's answer, then this plugin's resume() decides
 };
 
 class Plugin {
@@ -225,6 +235,8 @@ class Plugin {
   virtual ~Plugin() = default;
   virtual Action rewrite(RequestCtx&) const { return Action::next; }
   virtual Action access(RequestCtx&) const { return Action::next; }
+  // After Action::call: the answer to ctx.side (or why there is none).
+  virtual Action resume(RequestCtx&, const SideResponse&) const { return Action::next; }
   virtual void header_filter(RequestCtx&) const {}
   // Plugins that rewrite the response body ask for it whole, up to the
   // number of bytes returned (0: not wanted); the proxy then buffers that

@@ -18,6 +18,7 @@
 #include "http/uri.h"
 #include "proxy/access_log.h"
 #include "proxy/real_ip.h"
+#include "proxy/side_request.h"
 #include "proxy/worker.h"
 #include "router/ipmatch.h"
 #include "snapshot/snapshot.h"
@@ -141,11 +142,12 @@ class Connection {
 
  private:
   awaitable<bool> read_head(bool first);
-  awaitable<bool> read_body_for_router(plugins::RequestCtx& ctx);
+  awaitable<bool> read_body_for_router(plugins::RequestCtx& ctx, uint64_t cap = 0);
   awaitable<bool> handle();
   bool mtls_allows(const plugins::RequestCtx& ctx) const;
   const snapshot::CompiledRoute* match_route(const snapshot::Snapshot& snap, plugins::RequestCtx& ctx);
   awaitable<bool> run_phase(const plugins::Chain& chain, Phase phase, plugins::RequestCtx& ctx);
+  awaitable<plugins::Action> side_call(plugins::RequestCtx& ctx, const plugins::Entry& e, plugins::SideRequest& side);
   awaitable<bool> send_simple(int status, std::string_view body, bool keep,
                               const plugins::HeaderEdits& extra = {}, std::string_view ctype = "application/json");
   awaitable<bool> send_plugin_response(plugins::RequestCtx& ctx, const snapshot::CompiledRoute* route);
@@ -183,6 +185,9 @@ class Connection {
   const snapshot::Snapshot* snap_ = nullptr;  // serving this request (handle() holds it)
   router::IpAddr real_addr_;                   // the client address real_ip_header gave
   const router::IpAddr* client_addr_ = nullptr;  // this request's client: &real_addr_ or the peer's
+  // A detached side request (proxy-mirror) a plugin asked for: sent with
+  // the request's body once the request goes upstream, never waited for.
+  std::shared_ptr<plugins::SideRequest> mirror_;
 
   const plugins::Chain* global_chain() const { return snap_ ? &snap_->global : nullptr; }
 
@@ -302,9 +307,9 @@ awaitable<bool> Connection::read_head(bool first) {
 // read whole before routing, if it fits apisix.max_post_args_readable_size;
 // a larger body streams as usual and those variables are unset for it (in
 // APISIX: an error and nil). False: the client failed; close.
-awaitable<bool> Connection::read_body_for_router(plugins::RequestCtx& ctx) {
+awaitable<bool> Connection::read_body_for_router(plugins::RequestCtx& ctx, uint64_t cap) {
   const NodeConfig& cfg = w_.cfg();
-  const uint64_t cap = cfg.max_post_args_bytes;
+  if (cap == 0) cap = cfg.max_post_args_bytes;
   if (req_.body != BodyKind::length && req_.body != BodyKind::chunked) co_return true;
   if (req_.body == BodyKind::length && req_.content_length > cap) co_return true;
   // in_ may grow: req_ must not point into it.
@@ -391,6 +396,16 @@ awaitable<bool> Connection::run_phase(const plugins::Chain& chain, Phase phase, 
     ctx.plugin = e.def->name;
     plugins::Action a = phase == Phase::rewrite ? e.plugin->rewrite(ctx) : e.plugin->access(ctx);
     ctx.plugin = nullptr;
+    if (ctx.side) {
+      std::shared_ptr<plugins::SideRequest> side = std::move(ctx.side);
+      ctx.side.reset();
+      if (side->detached) {
+        mirror_ = std::move(side);
+      } else if (a == plugins::Action::call) {
+        a = co_await side_call(ctx, e, *side);
+      }
+    }
+    if (a == plugins::Action::call) a = plugins::Action::next;  // nothing to wait for
     if (ctx.delay_seconds > 0) {
       asio::steady_timer t(w_.io());
       t.expires_after(std::chrono::milliseconds(ms(ctx.delay_seconds)));
@@ -403,6 +418,36 @@ awaitable<bool> Connection::run_phase(const plugins::Chain& chain, Phase phase, 
     }
   }
   co_return false;
+}
+
+// Action::call: sends the plugin's side request (with the client's body
+// first read whole when it asked for it) and lets the plugin decide on the
+// answer. The connection's coroutine waits; the worker does not.
+awaitable<plugins::Action> Connection::side_call(plugins::RequestCtx& ctx, const plugins::Entry& e,
+                                                 plugins::SideRequest& side) {
+  if (side.with_client_body && req_.body != BodyKind::none) {
+    if (!ctx.body || ctx.body->size() > side.client_body_max) {
+      const std::string_view* had = ctx.body;
+      ctx.body = nullptr;
+      if (!co_await read_body_for_router(ctx, side.client_body_max)) {
+        req_.keep_alive = false;  // the client failed while sending its body
+        ctx.respond(400, error_page(400), "text/html");
+        co_return plugins::Action::respond;
+      }
+      if (!ctx.body) {
+        // As APISIX's core.request.get_body(max) failing: 413.
+        ctx.body = had;
+        ctx.respond(413, error_page(413), "text/html");
+        co_return plugins::Action::respond;
+      }
+    }
+    side.body.assign(ctx.body->data(), ctx.body->size());
+  }
+  const plugins::SideResponse res = co_await side_exchange(w_, side);
+  ctx.plugin = e.def->name;
+  plugins::Action a = e.plugin->resume(ctx, res);
+  ctx.plugin = nullptr;
+  co_return a;
 }
 
 // Global entries first, then the route's effective chain; `_meta.filter`
@@ -611,6 +656,7 @@ awaitable<bool> Connection::handle() {
   streamed_ = false;
   head_bytes_sent_ = 0;
   continue_sent_ = false;
+  mirror_.reset();
   auto snap = w_.snapshot();
   ctx.consumers = snap ? &snap->consumers : nullptr;
   ctx.metadata = snap ? &snap->metadata : nullptr;
@@ -848,19 +894,30 @@ struct RelayResult {
   bool bad_framing = false;
   bool too_large = false;
   bool nothing_written = false;  // the first write failed before dst accepted a byte
+  bool tee_overflow = false;     // the body outgrew the copy's bound (the copy is cut, or dropped if `whole`)
   uint64_t bytes = 0;
+};
+
+// A copy of a body taken while relay() streams it: the raw bytes (chunk
+// framing and all: proxy-mirror resends them as they came) or the payload
+// (a logger's include_resp_body), at most `max` bytes. `whole`: a body
+// larger than that leaves no copy at all (the mirror wants all or nothing);
+// otherwise its first `max` bytes stay.
+struct BodyCopy {
+  std::string* to = nullptr;
+  size_t max = 0;
+  bool payload = false;
+  bool whole = false;
 };
 
 // Streams one message body from `src` to `dst`, writing `prefix` (a message
 // head) together with the first body bytes. Memory stays bounded by the
 // source buffer: nothing is accumulated. With `dechunk`, a chunked body is
 // sent as its decoded payload (to an HTTP/1.0 client, close-delimited).
-// With `keep`, the first `keep_max` bytes of the payload are copied there
-// (a logger's include_resp_body).
+// With `copy`, the body is also copied while it streams (BodyCopy).
 awaitable<RelayResult> relay(Stream& src, Timed& st, Buf& sb, BodyKind kind, uint64_t length,
                              Stream& dst, Timed& dt, std::string_view prefix, double read_timeout,
-                             double write_timeout, uint64_t max_bytes, bool dechunk = false,
-                             std::string* keep = nullptr, size_t keep_max = 0) {
+                             double write_timeout, uint64_t max_bytes, bool dechunk = false, BodyCopy copy = {}) {
   RelayResult res;
   ChunkedValidator v;
   uint64_t remaining = length;
@@ -880,7 +937,7 @@ awaitable<RelayResult> relay(Stream& src, Timed& st, Buf& sb, BodyKind kind, uin
         break;
       case BodyKind::chunked: {
         payload.clear();
-        auto r = v.feed(avail, take, dechunk || keep ? &payload : nullptr);
+        auto r = v.feed(avail, take, dechunk || (copy.to && copy.payload) ? &payload : nullptr);
         if (r == ChunkedValidator::Result::error) { res.bad_framing = true; co_return res; }
         done = r == ChunkedValidator::Result::done;
         break;
@@ -889,9 +946,18 @@ awaitable<RelayResult> relay(Stream& src, Timed& st, Buf& sb, BodyKind kind, uin
     }
     const bool decoded = dechunk && kind == BodyKind::chunked;
     const size_t out_len = decoded ? payload.size() : take;
-    if (keep && keep->size() < keep_max) {
-      std::string_view got = kind == BodyKind::chunked ? std::string_view(payload) : avail.substr(0, take);
-      keep->append(got.substr(0, keep_max - keep->size()));
+    if (copy.to && !res.tee_overflow) {
+      std::string_view got =
+          copy.payload && kind == BodyKind::chunked ? std::string_view(payload) : avail.substr(0, take);
+      if (copy.to->size() + got.size() <= copy.max) {
+        copy.to->append(got);
+      } else if (copy.whole) {
+        res.tee_overflow = true;
+        std::string().swap(*copy.to);
+      } else {
+        res.tee_overflow = true;
+        copy.to->append(got.substr(0, copy.max - copy.to->size()));
+      }
     }
     res.bytes += out_len;  // what dst gets: without the chunk framing when de-chunked (the access log)
     if (max_bytes && (kind == BodyKind::chunked ? v.payload_bytes() : res.bytes) > max_bytes) {
@@ -1013,6 +1079,30 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
     size_t used = 0;
     body_buffered = v.feed(std::string_view(in_.data.data() + in_.begin + req_.head_bytes, body_in_buf), used) ==
                     ChunkedValidator::Result::done;
+  }
+  // proxy-mirror's copy: a body already here goes with it now; one that
+  // streams is teed into a bounded buffer and sent when it has passed.
+  std::shared_ptr<plugins::SideRequest> mirror = std::move(mirror_);
+  mirror_.reset();
+  std::string mirror_body;
+  if (mirror) {
+    const bool chunked = req_.body == BodyKind::chunked;
+    if (req_.body == BodyKind::length && req_.content_length > mirror->client_body_max) {
+      count_mirror_body_too_large();
+      mirror.reset();
+    } else if (body_buffered) {
+      const size_t blen = buffered_body_bytes();
+      if (blen > mirror->client_body_max) {
+        count_mirror_body_too_large();
+      } else {
+        mirror->body.assign(in_.data.data() + in_.begin + req_.head_bytes, blen);
+        mirror->body_chunked = chunked;
+        side_launch(w_, std::move(mirror));
+      }
+      mirror.reset();
+    } else {
+      mirror->body_chunked = chunked;
+    }
   }
   if (!body_buffered) {
     // The body will stream through in_: keep the head alive in a copy.
@@ -1157,7 +1247,19 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
         }
         sent_body = true;  // from here on the body cannot be replayed
         auto rr = co_await relay(s_, timed_, in_, req_.body, req_.content_length, *conn->stream, conn->timed, head,
-                                 cfg.client_body_timeout, to.send, cfg.limits.max_body_bytes);
+                                 cfg.client_body_timeout, to.send, cfg.limits.max_body_bytes, false,
+                                 BodyCopy{.to = mirror ? &mirror_body : nullptr,
+                                          .max = mirror ? mirror->client_body_max : 0,
+                                          .whole = true});
+        if (mirror && rr.ok) {
+          if (rr.tee_overflow) {
+            count_mirror_body_too_large();
+          } else {
+            mirror->body = std::move(mirror_body);
+            side_launch(w_, std::move(mirror));
+          }
+          mirror.reset();
+        }
         if (rr.bad_framing || rr.too_large || rr.src_failed) {
           w_.unwatch(&conn->timed);
           conn.reset();
@@ -1422,8 +1524,10 @@ got_response : {
     // payload, delimited by the close.
     const bool dechunk = resp.body == BodyKind::chunked && req_.minor == 0;
     rr = co_await relay(*conn->stream, conn->timed, conn->buf, resp.body, resp.content_length, s_, timed_, head,
-                        to.read, cfg.send_timeout, 0, dechunk, ctx.resp_body_keep ? &ctx.resp_body_seen : nullptr,
-                        ctx.resp_body_keep);
+                        to.read, cfg.send_timeout, 0, dechunk,
+                        BodyCopy{.to = ctx.resp_body_keep ? &ctx.resp_body_seen : nullptr,
+                                 .max = ctx.resp_body_keep,
+                                 .payload = true});
     upstream_reusable = rr.ok && resp.keep_alive && resp.body != BodyKind::until_close && conn->buf.avail() == 0;
   }
   if (conn) release_upstream();
