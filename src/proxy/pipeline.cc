@@ -141,7 +141,8 @@ class Connection {
 
  private:
   awaitable<bool> read_head(bool first);
-  awaitable<bool> read_body_for_router(plugins::RequestCtx& ctx);
+  awaitable<bool> read_body_for_router(plugins::RequestCtx& ctx, uint64_t cap);
+  awaitable<bool> read_body_for_chain(const plugins::Chain& chain, plugins::RequestCtx& ctx);
   awaitable<bool> handle();
   bool mtls_allows(const plugins::RequestCtx& ctx) const;
   const snapshot::CompiledRoute* match_route(const snapshot::Snapshot& snap, plugins::RequestCtx& ctx);
@@ -301,10 +302,10 @@ awaitable<bool> Connection::read_head(bool first) {
 // synchronous, so when the snapshot has such a route every request's body is
 // read whole before routing, if it fits apisix.max_post_args_readable_size;
 // a larger body streams as usual and those variables are unset for it (in
-// APISIX: an error and nil). False: the client failed; close.
-awaitable<bool> Connection::read_body_for_router(plugins::RequestCtx& ctx) {
+// APISIX: an error and nil). Plugins that ask for the body (`cap`: theirs)
+// come here too. False: the client failed; close.
+awaitable<bool> Connection::read_body_for_router(plugins::RequestCtx& ctx, uint64_t cap) {
   const NodeConfig& cfg = w_.cfg();
-  const uint64_t cap = cfg.max_post_args_bytes;
   if (req_.body != BodyKind::length && req_.body != BodyKind::chunked) co_return true;
   if (req_.body == BodyKind::length && req_.content_length > cap) co_return true;
   // in_ may grow: req_ must not point into it.
@@ -355,6 +356,15 @@ awaitable<bool> Connection::read_body_for_router(plugins::RequestCtx& ctx) {
   }
   ctx.body = &body_view_;
   co_return true;
+}
+
+// Reads the body whole before `chain`'s rewrite when one of its plugins
+// asks for it (Plugin::wants_request_body), up to the largest bound asked.
+awaitable<bool> Connection::read_body_for_chain(const plugins::Chain& chain, plugins::RequestCtx& ctx) {
+  uint64_t cap = 0;
+  for (const auto& e : chain.entries) cap = std::max(cap, e.plugin->wants_request_body(ctx));
+  if (cap == 0 || ctx.body) co_return true;
+  co_return co_await read_body_for_router(ctx, cap);
 }
 
 awaitable<bool> Connection::send_simple(int status, std::string_view body, bool keep,
@@ -660,7 +670,8 @@ awaitable<bool> Connection::handle() {
   }
 
   ctx.graphql_max_size = cfg.graphql_max_size;
-  if (snap->router_reads_body && !co_await read_body_for_router(ctx)) co_return false;
+  if (snap->router_reads_body && !co_await read_body_for_router(ctx, cfg.max_post_args_bytes)) co_return false;
+  if (!snap->global.empty() && !co_await read_body_for_chain(snap->global, ctx)) co_return false;
 
   // Phases in APISIX order; `stop` means a plugin produced the response.
   const snapshot::CompiledRoute* route = nullptr;
@@ -688,7 +699,10 @@ awaitable<bool> Connection::handle() {
     ctx.respond(404, error_page(404), "text/html");
     stop = true;
   }
-  if (!stop && !route->chain.empty()) stop = co_await run_phase(route->chain, Phase::rewrite, ctx);
+  if (!stop && !route->chain.empty()) {
+    if (!co_await read_body_for_chain(route->chain, ctx)) co_return false;
+    stop = co_await run_phase(route->chain, Phase::rewrite, ctx);
+  }
   chain_ = route ? &route->chain : nullptr;
   if (!stop && ctx.consumer && ctx.consumer->group_missing) {
     // APISIX (init.lua) exits with a bare 503 once it cannot fetch the
