@@ -128,6 +128,17 @@ std::string lower_host(std::string_view host_header) {
 
 enum class Phase { rewrite, access };
 
+// How much of the request body `chain`'s plugins want read whole before its
+// rewrite (Plugin::wants_request_body): the largest bound asked, 0 for none
+// or when it was read already. Plain, so that the common case enters no
+// coroutine.
+uint64_t body_wanted(const plugins::Chain& chain, const plugins::RequestCtx& ctx) {
+  uint64_t cap = 0;
+  if (!ctx.body)
+    for (const auto& e : chain.entries) cap = std::max(cap, e.plugin->wants_request_body(ctx));
+  return cap;
+}
+
 struct Exchange;  // forward
 
 class Connection {
@@ -142,7 +153,6 @@ class Connection {
  private:
   awaitable<bool> read_head(bool first);
   awaitable<bool> read_body_for_router(plugins::RequestCtx& ctx, uint64_t cap);
-  awaitable<bool> read_body_for_chain(const plugins::Chain& chain, plugins::RequestCtx& ctx);
   awaitable<bool> handle();
   bool mtls_allows(const plugins::RequestCtx& ctx) const;
   const snapshot::CompiledRoute* match_route(const snapshot::Snapshot& snap, plugins::RequestCtx& ctx);
@@ -356,15 +366,6 @@ awaitable<bool> Connection::read_body_for_router(plugins::RequestCtx& ctx, uint6
   }
   ctx.body = &body_view_;
   co_return true;
-}
-
-// Reads the body whole before `chain`'s rewrite when one of its plugins
-// asks for it (Plugin::wants_request_body), up to the largest bound asked.
-awaitable<bool> Connection::read_body_for_chain(const plugins::Chain& chain, plugins::RequestCtx& ctx) {
-  uint64_t cap = 0;
-  for (const auto& e : chain.entries) cap = std::max(cap, e.plugin->wants_request_body(ctx));
-  if (cap == 0 || ctx.body) co_return true;
-  co_return co_await read_body_for_router(ctx, cap);
 }
 
 awaitable<bool> Connection::send_simple(int status, std::string_view body, bool keep,
@@ -671,7 +672,7 @@ awaitable<bool> Connection::handle() {
 
   ctx.graphql_max_size = cfg.graphql_max_size;
   if (snap->router_reads_body && !co_await read_body_for_router(ctx, cfg.max_post_args_bytes)) co_return false;
-  if (!snap->global.empty() && !co_await read_body_for_chain(snap->global, ctx)) co_return false;
+  if (uint64_t cap = body_wanted(snap->global, ctx); cap && !co_await read_body_for_router(ctx, cap)) co_return false;
 
   // Phases in APISIX order; `stop` means a plugin produced the response.
   const snapshot::CompiledRoute* route = nullptr;
@@ -700,7 +701,7 @@ awaitable<bool> Connection::handle() {
     stop = true;
   }
   if (!stop && !route->chain.empty()) {
-    if (!co_await read_body_for_chain(route->chain, ctx)) co_return false;
+    if (uint64_t cap = body_wanted(route->chain, ctx); cap && !co_await read_body_for_router(ctx, cap)) co_return false;
     stop = co_await run_phase(route->chain, Phase::rewrite, ctx);
   }
   chain_ = route ? &route->chain : nullptr;
