@@ -196,6 +196,21 @@ class HmacAuthTest(PluginTestCase):
         self.assertIn(b" 413 ", out.split(b"\r\n")[0], out)
         self.assertIn(f"request size {size} is greater than the maximum size 67108864 allowed".encode(), out)
 
+    def test_body_digest_in_a_global_rule(self):
+        # Global rules run before routing: the body is read before them.
+        self.admin("PUT", "/routes/plain", {"uri": "/p", "methods": ["POST"], "upstream": {"nodes": {self.up.addr: 1}}})
+        self.admin("PUT", "/global_rules/1", {"plugins": {"hmac-auth": {"validate_request_body": True}}})
+        body = b"z" * 200000
+        h = signed(method="POST", target="/p", body=body)
+        deadline = time.time() + 5
+        while (r := call(self.gw, "POST", "/p", headers=h, body=body)).status == 404 or (
+                r.status == 200 and "x-consumer-username" not in r.json()["headers"]):
+            self.assertLess(time.time(), deadline, r)
+            time.sleep(0.05)
+        self.assertEqual((r.status, r.json()["body_size"]), (200, len(body)))
+        self.assertEqual(r.upstream_values("x-consumer-username"), ["jack"])
+        self.assert_401(call(self.gw, "POST", "/p", headers=h, body=body[:-1] + b"y"))
+
     def test_hide_credentials(self):
         self.route({"hide_credentials": True})
         r = call(self.gw, "GET", "/h", headers=signed())
