@@ -260,6 +260,18 @@ class HmacAuthTest(PluginTestCase):
         self.assertEqual(code, 400, body)
         self.assertIn("failed to check the configuration of plugin hmac-auth err", body["error_msg"])
 
+    def test_secret_key_from_an_env_reference(self):
+        # hmac-auth4.t: secret_key as a secret reference ($env://), resolved into the snapshot only.
+        gw = self.gateway({"routes": [{"id": "e", "uri": "/h", "plugins": {"hmac-auth": {}},
+                                       "upstream": {"nodes": {self.up.addr: 1}}}],
+                           "consumers": [{"username": "env", "plugins": {"hmac-auth": {
+                               "key_id": "env-key", "secret_key": "$env://HF_HMAC_SECRET"}}}]},
+                          extra_env={"HF_HMAC_SECRET": "from-the-env-7"})
+        r = wait_status(gw, "/h", 200, headers=signed(key_id="env-key", secret="from-the-env-7"))
+        self.assertEqual(r.json()["headers"].get("x-consumer-username"), "env")
+        self.assert_401(call(gw, "GET", "/h", headers=signed(key_id="env-key", secret="$env://HF_HMAC_SECRET")))
+        self.assertNotIn("from-the-env-7", gw.logs())
+
     def test_secret_not_in_logs(self):
         self.route({})
         for secret in ("jack-secret-1", "wrong-secret-9"):
