@@ -46,7 +46,8 @@ bool looks_like_text(std::string_view s) {
   return true;
 }
 
-const char* const kPluginFields[][2] = {{"key-auth", "key"}, {"basic-auth", "password"}, {"jwt-auth", "secret"}};
+const char* const kPluginFields[][2] = {{"key-auth", "key"}, {"basic-auth", "password"}, {"jwt-auth", "secret"},
+                                        {"hmac-auth", "secret_key"}};
 
 bool is_pem(std::string_view s) { return s.starts_with("---"); }
 

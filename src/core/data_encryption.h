@@ -29,7 +29,8 @@ std::optional<std::string> decrypt_any(std::string_view b64, const Keyring& keyr
 
 // Encrypts the sensitive fields of one resource value in place. `resource`
 // is the etcd directory name ("consumers", "ssls", "upstreams", ...):
-// key-auth `key`, basic-auth `password`, jwt-auth `secret` in `plugins` of
+// key-auth `key`, basic-auth `password`, jwt-auth `secret`, hmac-auth
+// `secret_key` in `plugins` of
 // any resource; SSL `key` and `keys[]` of "ssls"; `tls.client_key` of an
 // upstream ("upstreams", or the embedded `upstream` of routes, services and
 // stream_routes). PEM values (SSL keys, client keys) are encrypted only while

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 
+#include "core/log.h"
 #include "http/control_server.h"
 #include "model/resources.h"
 
@@ -20,6 +21,21 @@ const Consumer* anonymous_consumer(const RequestCtx& ctx, const std::string& nam
   if (!ctx.consumers || name.find("/credentials/") != std::string::npos) return nullptr;
   auto it = ctx.consumers->by_name.find(name);
   return it == ctx.consumers->by_name.end() ? nullptr : it->second.get();
+}
+
+const char* authenticate_or_anonymous(RequestCtx& ctx, const Consumer* found, const char* failure,
+                                      const std::string& anonymous, std::string_view plugin) {
+  if (!found) {
+    if (anonymous.empty()) return failure;
+    found = anonymous_consumer(ctx, anonymous);
+    if (!found) {
+      log::error("{} failed to authenticate the request, code: 401. error: failed to get anonymous consumer {}",
+                 plugin, anonymous);
+      return "Invalid user authorization";
+    }
+  }
+  attach_consumer(ctx, *found);
+  return nullptr;
 }
 
 std::string check_realm(Checker& c, const char* def) {

@@ -1,4 +1,4 @@
-// What the auth plugins (key-auth, basic-auth, jwt-auth) share: attaching
+// What the auth plugins (key-auth, basic-auth, jwt-auth, hmac-auth) share: attaching
 // the consumer to the request as APISIX's consumer.attach_consumer does, the
 // anonymous consumer, the realm schema and query-argument access.
 #pragma once
@@ -20,6 +20,15 @@ void attach_consumer(RequestCtx& ctx, const Consumer& consumer);
 // APISIX's get_anonymous_consumer: the consumer (never a credential) named
 // `name`, or null.
 const Consumer* anonymous_consumer(const RequestCtx& ctx, const std::string& name);
+
+// How every auth plugin's rewrite ends (APISIX's "authenticate or fall
+// back"): `found`, the consumer the request's credential names, or failing
+// that the consumer `anonymous` names (when set), is attached and nullptr
+// returned. Otherwise the message to answer 401 with: `failure` when no
+// anonymous consumer is configured, "Invalid user authorization" when the
+// one named does not exist (logged under `plugin`).
+const char* authenticate_or_anonymous(RequestCtx& ctx, const Consumer* found, const char* failure,
+                                      const std::string& anonymous, std::string_view plugin);
 
 // APISIX's schema_def.get_realm_schema: 1-128 printable ASCII characters
 // without `"` and `\`, so the value cannot end the quoted string in

@@ -113,19 +113,9 @@ class BasicAuth final : public Plugin {
   Action rewrite(RequestCtx& ctx) const override {
     const char* failure = nullptr;
     const Consumer* consumer = find(ctx, failure);
-    if (!consumer) {
-      if (anonymous_consumer.empty()) return reject(ctx, failure);
-      consumer = plugins::anonymous_consumer(ctx, anonymous_consumer);
-      if (!consumer) {
-        log::error(
-            "basic-auth failed to authenticate the request, code: 401. error: failed to get "
-            "anonymous consumer {}",
-            anonymous_consumer);
-        return reject(ctx, "Invalid user authorization");
-      }
-    }
+    if (const char* message = authenticate_or_anonymous(ctx, consumer, failure, anonymous_consumer, kName))
+      return reject(ctx, message);
     if (hide_credentials) ctx.remove_request_header("Authorization");
-    attach_consumer(ctx, *consumer);
     return Action::next;
   }
 };

@@ -301,18 +301,8 @@ class JwtAuth final : public Plugin {
   Action rewrite(RequestCtx& ctx) const override {
     const char* failure = nullptr;
     const Consumer* consumer = find(ctx, failure);
-    if (!consumer) {
-      if (anonymous_consumer.empty()) return reject(ctx, failure);
-      consumer = plugins::anonymous_consumer(ctx, anonymous_consumer);
-      if (!consumer) {
-        log::error(
-            "jwt-auth failed to authenticate the request, code: 401. error: failed to get "
-            "anonymous consumer {}",
-            anonymous_consumer);
-        return reject(ctx, "Invalid user authorization");
-      }
-    }
-    attach_consumer(ctx, *consumer);
+    if (const char* message = authenticate_or_anonymous(ctx, consumer, failure, anonymous_consumer, kName))
+      return reject(ctx, message);
     return Action::next;
   }
 };

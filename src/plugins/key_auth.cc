@@ -2,7 +2,6 @@
 // from a header, then the query string.
 #include <fmt/format.h>
 
-#include "core/log.h"
 #include "http/control_server.h"
 #include "model/resources.h"
 #include "plugins/auth.h"
@@ -47,32 +46,21 @@ class KeyAuth final : public Plugin {
         if (const CredentialHit* hit = ctx.consumers->find(kName, *key)) consumer = hit->consumer;
       if (!consumer) failure = "Invalid API key in request";
     }
-    if (consumer) {
-      if (hide_credentials) {
-        if (from_header)
-          ctx.remove_request_header(header);
-        else
-          hide_query_key(ctx);
-      }
-    } else {
-      if (anonymous_consumer.empty()) return reject(ctx, failure);
-      // APISIX strips a credential that failed before falling back to the
-      // anonymous consumer, from the header and the query string both, so an
-      // invalid key never reaches the upstream.
-      if (hide_credentials) {
+    if (hide_credentials) {
+      if (consumer && from_header) {
+        ctx.remove_request_header(header);
+      } else if (consumer) {
+        hide_query_key(ctx);
+      } else if (!anonymous_consumer.empty()) {
+        // APISIX strips a credential that failed before falling back to the
+        // anonymous consumer, from the header and the query string both, so
+        // an invalid key never reaches the upstream.
         if (ctx.request_header(header)) ctx.remove_request_header(header);
         hide_query_key(ctx);
       }
-      consumer = plugins::anonymous_consumer(ctx, anonymous_consumer);
-      if (!consumer) {
-        log::error(
-            "key-auth failed to authenticate the request, code: 401. error: failed to get "
-            "anonymous consumer {}",
-            anonymous_consumer);
-        return reject(ctx, "Invalid user authorization");
-      }
     }
-    attach_consumer(ctx, *consumer);
+    if (const char* message = authenticate_or_anonymous(ctx, consumer, failure, anonymous_consumer, kName))
+      return reject(ctx, message);
     return Action::next;
   }
 };

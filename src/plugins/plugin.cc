@@ -483,6 +483,7 @@ extern const PluginDef kUriBlocker;
 extern const PluginDef kRealIp;
 extern const PluginDef kBasicAuth;
 extern const PluginDef kJwtAuth;
+extern const PluginDef kHmacAuth;
 extern const PluginDef kConsumerRestriction;
 extern const PluginDef kHttpLogger;
 extern const PluginDef kFileLogger;
@@ -493,7 +494,7 @@ const std::vector<const PluginDef*>& all_plugins() {
   static const std::vector<const PluginDef*> defs = {
       &kRequestId, &kFaultInjection, &kMocking, &kCors, &kIpRestriction, &kKeyAuth,
       &kProxyRewrite, &kLimitCount, &kRedirect, &kResponseRewrite,
-      &kPrometheus, &kLimitReq, &kLimitConn, &kUriBlocker, &kRealIp, &kBasicAuth, &kJwtAuth,
+      &kPrometheus, &kLimitReq, &kLimitConn, &kUriBlocker, &kRealIp, &kBasicAuth, &kJwtAuth, &kHmacAuth,
       &kConsumerRestriction, &kHttpLogger, &kFileLogger, &kForwardAuth, &kProxyMirror};
   return defs;
 }

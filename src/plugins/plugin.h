@@ -244,6 +244,12 @@ class Plugin {
   // calls body_filter before sending.
   virtual size_t wants_body(const RequestCtx&) const { return 0; }
   virtual void body_filter(RequestCtx&, std::string& body) const {}
+  // Plugins that read the request body whole in rewrite (hmac-auth's
+  // validate_request_body) ask for it up to the number of bytes returned (0:
+  // not wanted); the proxy then reads it, without blocking the worker,
+  // before its chain's rewrite runs, and ctx.body holds it. A larger body
+  // is left to stream: ctx.body stays null.
+  virtual uint64_t wants_request_body(const RequestCtx&) const { return 0; }
   virtual void log(RequestCtx&) const {}
 };
 

@@ -129,6 +129,17 @@ std::string lower_host(std::string_view host_header) {
 
 enum class Phase { rewrite, access };
 
+// How much of the request body `chain`'s plugins want read whole before its
+// rewrite (Plugin::wants_request_body): the largest bound asked, 0 for none
+// or when it was read already. Plain, so that the common case enters no
+// coroutine.
+uint64_t body_wanted(const plugins::Chain& chain, const plugins::RequestCtx& ctx) {
+  uint64_t cap = 0;
+  if (!ctx.body)
+    for (const auto& e : chain.entries) cap = std::max(cap, e.plugin->wants_request_body(ctx));
+  return cap;
+}
+
 struct Exchange;  // forward
 
 class Connection {
@@ -306,7 +317,8 @@ awaitable<bool> Connection::read_head(bool first) {
 // synchronous, so when the snapshot has such a route every request's body is
 // read whole before routing, if it fits apisix.max_post_args_readable_size;
 // a larger body streams as usual and those variables are unset for it (in
-// APISIX: an error and nil). False: the client failed; close.
+// APISIX: an error and nil). Plugins that ask for the body (`cap`: theirs;
+// 0: the router's) come here too. False: the client failed; close.
 awaitable<bool> Connection::read_body_for_router(plugins::RequestCtx& ctx, uint64_t cap) {
   const NodeConfig& cfg = w_.cfg();
   if (cap == 0) cap = cfg.max_post_args_bytes;
@@ -707,7 +719,8 @@ awaitable<bool> Connection::handle() {
   }
 
   ctx.graphql_max_size = cfg.graphql_max_size;
-  if (snap->router_reads_body && !co_await read_body_for_router(ctx)) co_return false;
+  if (snap->router_reads_body && !co_await read_body_for_router(ctx, cfg.max_post_args_bytes)) co_return false;
+  if (uint64_t cap = body_wanted(snap->global, ctx); cap && !co_await read_body_for_router(ctx, cap)) co_return false;
 
   // Phases in APISIX order; `stop` means a plugin produced the response.
   const snapshot::CompiledRoute* route = nullptr;
@@ -735,7 +748,10 @@ awaitable<bool> Connection::handle() {
     ctx.respond(404, error_page(404), "text/html");
     stop = true;
   }
-  if (!stop && !route->chain.empty()) stop = co_await run_phase(route->chain, Phase::rewrite, ctx);
+  if (!stop && !route->chain.empty()) {
+    if (uint64_t cap = body_wanted(route->chain, ctx); cap && !co_await read_body_for_router(ctx, cap)) co_return false;
+    stop = co_await run_phase(route->chain, Phase::rewrite, ctx);
+  }
   chain_ = route ? &route->chain : nullptr;
   if (!stop && ctx.consumer && ctx.consumer->group_missing) {
     // APISIX (init.lua) exits with a bare 503 once it cannot fetch the
