@@ -486,13 +486,15 @@ extern const PluginDef kJwtAuth;
 extern const PluginDef kConsumerRestriction;
 extern const PluginDef kHttpLogger;
 extern const PluginDef kFileLogger;
+extern const PluginDef kTrafficSplit;
 
 const std::vector<const PluginDef*>& all_plugins() {
   static const std::vector<const PluginDef*> defs = {
       &kRequestId, &kFaultInjection, &kMocking, &kCors, &kIpRestriction, &kKeyAuth,
       &kProxyRewrite, &kLimitCount, &kRedirect, &kResponseRewrite,
       &kPrometheus, &kLimitReq, &kLimitConn, &kUriBlocker, &kRealIp, &kBasicAuth, &kJwtAuth,
-      &kConsumerRestriction, &kHttpLogger, &kFileLogger};
+      &kConsumerRestriction, &kHttpLogger, &kFileLogger,
+      &kTrafficSplit};
   return defs;
 }
 
