@@ -487,6 +487,7 @@ extern const PluginDef kConsumerRestriction;
 extern const PluginDef kHttpLogger;
 extern const PluginDef kFileLogger;
 extern const PluginDef kTrafficSplit;
+extern const PluginDef kApiBreaker;
 
 const std::vector<const PluginDef*>& all_plugins() {
   static const std::vector<const PluginDef*> defs = {
@@ -494,7 +495,7 @@ const std::vector<const PluginDef*>& all_plugins() {
       &kProxyRewrite, &kLimitCount, &kRedirect, &kResponseRewrite,
       &kPrometheus, &kLimitReq, &kLimitConn, &kUriBlocker, &kRealIp, &kBasicAuth, &kJwtAuth,
       &kConsumerRestriction, &kHttpLogger, &kFileLogger,
-      &kTrafficSplit};
+      &kTrafficSplit, &kApiBreaker};
   return defs;
 }
 

@@ -1250,6 +1250,12 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
     // No response: answer 502/503/504 as nginx/APISIX do.
     if (tried.empty()) fail_status = 502;
     ctx.upstream_status = fail_status;
+    // As nginx's $upstream_addr, the node tried last, though it never
+    // answered (access log, loggers, api-breaker's "the upstream failed").
+    if (!tried.empty() && up.endpoints[tried.back()]) {
+      ctx.balancer_ip = up.endpoints[tried.back()]->address().to_string();
+      ctx.balancer_port = up.endpoints[tried.back()]->port();
+    }
     ctx.respond(fail_status, error_page(fail_status), "text/html");
     if (!body_consumed_) {
       // We never read (all of) the request body: the connection cannot continue.
