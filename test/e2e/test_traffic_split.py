@@ -125,6 +125,21 @@ class TrafficSplitTest(GatewayTest):
         wait_until("the reference resolves once the upstream exists", lambda: self.server("/miss/x?go=1") == "B")
         self.assertEqual(self.server("/miss/x"), "C")
 
+    def test_referenced_upstream_cannot_be_deleted(self):
+        self.put("upstreams", "ts-del", {"nodes": {self.a.addr: 1}})
+        self.split_route("ts-d", "/d/*", [{"weighted_upstreams": [{"weight": 1}, {"upstream_id": "ts-del"}]}],
+                         upstream=self.c)
+        self.put("plugin_configs", "ts-pc", {"plugins": {"traffic-split": {"rules": [
+            {"weighted_upstreams": [{"upstream_id": "ts-del"}]}]}}})
+        self.assertEqual(self.gw.admin("DELETE", f"{ADMIN}/upstreams/ts-del"),
+                         (400, {"error_msg": "can not delete this upstream, plugin in route [ts-d] is still using it now"}))
+        self.assertEqual(self.gw.admin("DELETE", f"{ADMIN}/routes/ts-d")[0], 200)
+        self.assertEqual(self.gw.admin("DELETE", f"{ADMIN}/upstreams/ts-del"),
+                         (400, {"error_msg": "can not delete this upstream, plugin in plugin_config [ts-pc] is still "
+                                             "using it now"}))
+        self.assertEqual(self.gw.admin("DELETE", f"{ADMIN}/plugin_configs/ts-pc")[0], 200)
+        self.assertEqual(self.gw.admin("DELETE", f"{ADMIN}/upstreams/ts-del")[0], 200)
+
     def test_unhealthy_split_node_avoided(self):
         checks = {"active": {"http_path": "/health", "timeout": 1,
                              "healthy": {"interval": 1, "successes": 1},
