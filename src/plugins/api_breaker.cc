@@ -57,7 +57,8 @@ class ApiBreaker final : public Plugin {
     // APISIX: 2 ^ max(1, floor(count / failures)) seconds, at most
     // max_breaker_sec, compared in whole seconds (ngx.time()).
     const int64_t trips = std::max<int64_t>(1, unhealthy / failures);
-    const int64_t breaker_sec = trips >= 62 ? max_breaker_sec : std::min<int64_t>(int64_t{1} << trips, max_breaker_sec);
+    const int64_t breaker_sec =
+        trips >= 62 ? max_breaker_sec : std::min<int64_t>(int64_t{1} << trips, max_breaker_sec);
     if (lasttime + breaker_sec < now_ms / 1000) return Action::next;
     if (break_body) {
       ctx.respond(break_code, *break_body, "");
@@ -75,7 +76,9 @@ class ApiBreaker final : public Plugin {
     if (ctx.balancer_ip.empty() || ctx.upstream_status <= 0) return;
     const int64_t status = ctx.upstream_status;
     const int64_t now_ms = limit_now_ms();
-    auto in = [](const std::vector<int64_t>& v, int64_t s) { return std::find(v.begin(), v.end(), s) != v.end(); };
+    auto in = [](const std::vector<int64_t>& v, int64_t s) {
+      return std::find(v.begin(), v.end(), s) != v.end();
+    };
     if (in(unhealthy_statuses, status)) {
       bool trip = false;
       bool stored = dict->update(key(ctx, 'c'), now_ms, [&](SharedDict::Slot& s, bool) {
@@ -111,16 +114,21 @@ std::vector<int64_t> statuses(Checker& c, const char* key, int64_t lo, int64_t h
   for (size_t i = 0; i < a->size(); ++i) {
     const json::value& e = (*a)[i];
     std::string why;
-    if (!e.is_int64()) why = "wrong type: expected integer, got " + model::type_name(e);
-    else if (e.as_int64() < lo) why = fmt::format("expected {} to be at least {}", e.as_int64(), lo);
-    else if (e.as_int64() > hi) why = fmt::format("expected {} to be at most {}", e.as_int64(), hi);
+    if (!e.is_int64())
+      why = "wrong type: expected integer, got " + model::type_name(e);
+    else if (e.as_int64() < lo)
+      why = fmt::format("expected {} to be at least {}", e.as_int64(), lo);
+    else if (e.as_int64() > hi)
+      why = fmt::format("expected {} to be at most {}", e.as_int64(), hi);
     if (!why.empty()) {
-      c.fail(fmt::format("property \"{}\" validation failed: failed to validate item {}: {}", key, i + 1, why));
+      c.fail(fmt::format("property \"{}\" validation failed: failed to validate item {}: {}", key,
+                         i + 1, why));
       return {};
     }
     if (auto it = std::find(out.begin(), out.end(), e.as_int64()); it != out.end()) {
-      c.fail(fmt::format("property \"{}\" validation failed: expected unique items but items {} and {} are equal", key,
-                         it - out.begin() + 1, i + 1));
+      c.fail(fmt::format(
+          "property \"{}\" validation failed: expected unique items but items {} and {} are equal",
+          key, it - out.begin() + 1, i + 1));
       return {};
     }
     out.push_back(e.as_int64());
@@ -132,9 +140,10 @@ const FieldRules kHeader{.implemented = {"key", "value"}};
 const FieldRules kUnhealthy{.implemented = {"http_statuses", "failures"}};
 const FieldRules kHealthy{.implemented = {"http_statuses", "successes"}};
 const FieldRules kFields{
-    .implemented = {"break_response_code", "break_response_body", "break_response_headers", "max_breaker_sec",
-                    "unhealthy", "healthy"},
-    .nested = {{"break_response_headers", &kHeader}, {"unhealthy", &kUnhealthy}, {"healthy", &kHealthy}}};
+    .implemented = {"break_response_code", "break_response_body", "break_response_headers",
+                    "max_breaker_sec", "unhealthy", "healthy"},
+    .nested = {
+        {"break_response_headers", &kHeader}, {"unhealthy", &kUnhealthy}, {"healthy", &kHealthy}}};
 
 Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std::string& scope) {
   auto p = std::make_shared<ApiBreaker>();
@@ -150,12 +159,15 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
         Checker hc((*hs)[i].as_object(), "break_response_headers");
         auto k = hc.str("key", true, 1);
         auto v = hc.str("value", true, 1);
-        if (hc.failed()) why = hc.error();
-        else p->break_headers.emplace_back(*k, *v);
+        if (hc.failed())
+          why = hc.error();
+        else
+          p->break_headers.emplace_back(*k, *v);
       }
       if (!why.empty())
-        c.fail(fmt::format("property \"break_response_headers\" validation failed: failed to validate item {}: {}",
-                           i + 1, why));
+        c.fail(fmt::format(
+            "property \"break_response_headers\" validation failed: failed to validate item {}: {}",
+            i + 1, why));
     }
   }
   p->max_breaker_sec = c.integer("max_breaker_sec", false, 3).value_or(300);

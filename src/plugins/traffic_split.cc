@@ -16,10 +16,11 @@ namespace holdfast::plugins::traffic_split {
 namespace {
 
 struct Target {
-  std::string upstream_id;                       // a reference, or
-  std::shared_ptr<const model::Upstream> conf;   // an inline upstream, or neither: the route's own
+  std::string upstream_id;                      // a reference, or
+  std::shared_ptr<const model::Upstream> conf;  // an inline upstream, or neither: the route's own
   int64_t weight = 1;
-  std::shared_ptr<snapshot::CompiledUpstream> compiled;  // set by bind(); null: the route's (or missing)
+  std::shared_ptr<snapshot::CompiledUpstream>
+      compiled;  // set by bind(); null: the route's (or missing)
 };
 
 // lua-resty-balancer's roundrobin, which APISIX builds over a rule's
@@ -63,10 +64,11 @@ struct RoundRobin {
 
 struct Rule {
   bool has_match = false;
-  std::vector<std::shared_ptr<const router::Expr>> match;  // any one passing is enough; null: no vars (passes)
+  std::vector<std::shared_ptr<const router::Expr>>
+      match;  // any one passing is enough; null: no vars (passes)
   std::vector<Target> targets;
   RoundRobin rr;
-  std::string missing_id;  // an upstream_id that names no upstream (set by bind)
+  std::string missing_id;         // an upstream_id that names no upstream (set by bind)
   std::vector<json::value> vars;  // match[i].vars as written (null: none), until compiled
 };
 
@@ -90,9 +92,15 @@ class TrafficSplit final : public Plugin {
         // left it: true only when it is the first rule.
         pass = rule.match.empty() && i == 0;
         for (const auto& e : rule.match)
-          if (!e || e->eval(ctx)) { pass = true; break; }
+          if (!e || e->eval(ctx)) {
+            pass = true;
+            break;
+          }
       }
-      if (pass) { chosen = &rule; break; }
+      if (pass) {
+        chosen = &rule;
+        break;
+      }
     }
     if (!chosen) return Action::next;
     const Target& t = chosen->targets[chosen->rr.pick(ctx.worker)];
@@ -102,7 +110,8 @@ class TrafficSplit final : public Plugin {
 };
 
 std::string item_error(std::string_view key, size_t index, const std::string& why) {
-  return fmt::format("property \"{}\" validation failed: failed to validate item {}: {}", key, index + 1, why);
+  return fmt::format("property \"{}\" validation failed: failed to validate item {}: {}", key,
+                     index + 1, why);
 }
 
 // One weighted_upstreams entry, with APISIX's schema messages.
@@ -113,7 +122,9 @@ Result<Target> parse_target(const json::value& v) {
   Target t;
   if (const json::value* id = o.if_contains("upstream_id")) {
     auto parsed = model::parse_id(*id);
-    if (!parsed) return Error{"property \"upstream_id\" validation failed: object matches none of the required"};
+    if (!parsed)
+      return Error{
+          "property \"upstream_id\" validation failed: object matches none of the required"};
     t.upstream_id = *parsed;
   }
   if (const json::value* up = o.if_contains("upstream")) {
@@ -132,12 +143,15 @@ Result<Rule> parse_rule(const json::value& v) {
   const json::object& o = v.as_object();
   Rule rule;
   if (const json::value* m = o.if_contains("match")) {
-    if (!m->is_array()) return Error{"property \"match\" validation failed: wrong type: expected array, got " + model::type_name(*m)};
+    if (!m->is_array())
+      return Error{"property \"match\" validation failed: wrong type: expected array, got " +
+                   model::type_name(*m)};
     rule.has_match = true;
     const json::array& items = m->as_array();
     for (size_t j = 0; j < items.size(); ++j) {
       if (!items[j].is_object())
-        return Error{item_error("match", j, "wrong type: expected object, got " + model::type_name(items[j]))};
+        return Error{item_error("match", j,
+                                "wrong type: expected object, got " + model::type_name(items[j]))};
       const json::value* vars = items[j].as_object().if_contains("vars");
       if (!vars) {
         rule.match.push_back(nullptr);  // lua-resty-expr without a rule: passes
@@ -145,8 +159,10 @@ Result<Rule> parse_rule(const json::value& v) {
         continue;
       }
       if (!vars->is_array())
-        return Error{item_error("match", j, "property \"vars\" validation failed: wrong type: expected array, got " +
-                                                model::type_name(*vars))};
+        return Error{
+            item_error("match", j,
+                       "property \"vars\" validation failed: wrong type: expected array, got " +
+                           model::type_name(*vars))};
       // Compiled after the whole schema check (create), as APISIX does.
       rule.match.push_back(nullptr);
       rule.vars.push_back(*vars);
@@ -154,10 +170,18 @@ Result<Rule> parse_rule(const json::value& v) {
   }
   if (const json::value* w = o.if_contains("weighted_upstreams")) {
     if (!w->is_array())
-      return Error{"property \"weighted_upstreams\" validation failed: wrong type: expected array, got " + model::type_name(*w)};
+      return Error{
+          "property \"weighted_upstreams\" validation failed: wrong type: expected array, got " +
+          model::type_name(*w)};
     const json::array& items = w->as_array();
-    if (items.empty()) return Error{"property \"weighted_upstreams\" validation failed: expect array to have at least 1 items"};
-    if (items.size() > 20) return Error{"property \"weighted_upstreams\" validation failed: expect array to have at most 20 items"};
+    if (items.empty())
+      return Error{
+          "property \"weighted_upstreams\" validation failed: expect array to have at least 1 "
+          "items"};
+    if (items.size() > 20)
+      return Error{
+          "property \"weighted_upstreams\" validation failed: expect array to have at most 20 "
+          "items"};
     for (size_t j = 0; j < items.size(); ++j) {
       auto t = parse_target(items[j]);
       if (!t) return Error{item_error("weighted_upstreams", j, t.error())};
@@ -166,7 +190,10 @@ Result<Rule> parse_rule(const json::value& v) {
       bool merged = false;
       if (!t->conf)
         for (auto& prev : rule.targets)
-          if (!prev.conf && prev.upstream_id == t->upstream_id) { prev.weight = t->weight; merged = true; }
+          if (!prev.conf && prev.upstream_id == t->upstream_id) {
+            prev.weight = t->weight;
+            merged = true;
+          }
       if (!merged) rule.targets.push_back(std::move(*t));
     }
   } else {
@@ -241,6 +268,6 @@ void bind(const Chain& chain, int workers, const Resolve& resolve) {
 }  // namespace holdfast::plugins::traffic_split
 
 namespace holdfast::plugins {
-extern const PluginDef kTrafficSplit{"traffic-split", 966, false, &traffic_split::create, nullptr, nullptr,
-                                     &traffic_split::kFields};
+extern const PluginDef kTrafficSplit{
+    "traffic-split", 966, false, &traffic_split::create, nullptr, nullptr, &traffic_split::kFields};
 }  // namespace holdfast::plugins

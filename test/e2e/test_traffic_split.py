@@ -12,6 +12,7 @@ import unittest
 
 from harness import GatewayTest, wait_port
 from test_plugins import get
+from test_prometheus import parse, scrape, value
 
 ADMIN = "/apisix/admin"
 
@@ -149,6 +150,11 @@ class TrafficSplitTest(GatewayTest):
         wait_until("route served", lambda: self.server("/h/0") in ("A", "bad"))
         self.gw.wait_log(f"node {self.bad.addr} marked unhealthy", timeout=10)
         self.assertEqual({self.server(f"/h/{i}") for i in range(20)}, {"A"})
+        # Their state is exported as APISIX's checkers' is.
+        samples = parse(scrape(self.gw.prometheus_port)[2])
+        name = "/apisix/routes/ts-h/traffic-split/rules[1].weighted_upstreams[1]"
+        self.assertEqual(value(samples, "apisix_upstream_status", name=name, port=self.bad.port), 0)
+        self.assertEqual(value(samples, "apisix_upstream_status", name=name, port=self.a.port), 1)
 
     def test_split_upstream_pass_host(self):
         self.split_route("ts-p", "/p/*", [{"weighted_upstreams": [

@@ -62,8 +62,10 @@ TEST(TrafficSplit, WeightedRoundRobinOrderAndTargets) {
   const auto* b = s->upstreams.at("b").get();
   EXPECT_EQ(a->key, "routes/r/traffic-split/rules[1].weighted_upstreams[1]");
   // lua-resty-balancer's roundrobin from the first entry: A A B A B C, then again.
-  std::vector<const snapshot::CompiledUpstream*> want = {a, a, b, a, b, nullptr, a, a, b, a, b, nullptr};
-  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(run(s->routes[0], "/x").upstream_override, want[i]) << i;
+  std::vector<const snapshot::CompiledUpstream*> want = {a, a, b, a, b, nullptr,
+                                                         a, a, b, a, b, nullptr};
+  for (size_t i = 0; i < want.size(); ++i)
+    EXPECT_EQ(run(s->routes[0], "/x").upstream_override, want[i]) << i;
 }
 
 TEST(TrafficSplit, MatchRulesInOrderElseRouteUpstream) {
