@@ -245,7 +245,8 @@ Result<std::shared_ptr<const Plugin>> create(const json::object& conf, const std
 
 }  // namespace
 
-void bind(const Chain& chain, int workers, const Resolve& resolve) {
+bool bind(const Chain& chain, int workers, const Resolve& resolve) {
+  bool reads_body = false;
   for (const auto& e : chain.entries) {
     auto* ts = dynamic_cast<const TrafficSplit*>(e.plugin.get());
     if (!ts) continue;
@@ -261,8 +262,11 @@ void bind(const Chain& chain, int workers, const Resolve& resolve) {
         if (!t.compiled && rule.missing_id.empty()) rule.missing_id = t.upstream_id;
       }
       rule.rr.init(workers);
+      for (const auto& e : rule.match)
+        if (e && (e->reads("post_arg") || e->reads("graphql_"))) reads_body = true;
     }
   }
+  return reads_body;
 }
 
 }  // namespace holdfast::plugins::traffic_split

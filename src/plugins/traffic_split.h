@@ -28,6 +28,9 @@ using Resolve = std::function<std::shared_ptr<snapshot::CompiledUpstream>(const 
 // round-robin state for `workers`. Called by the snapshot compiler on the
 // chains it just built, before the snapshot is published: until then the
 // compiler is the only user of those instances.
-void bind(const Chain& chain, int workers, const Resolve& resolve);
+// True when some `vars` of theirs reads the request body (post_arg_*,
+// post_arg.*, graphql_*): the snapshot then has bodies read before routing,
+// as for route vars.
+bool bind(const Chain& chain, int workers, const Resolve& resolve);
 
 }  // namespace holdfast::plugins::traffic_split

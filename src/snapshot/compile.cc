@@ -299,7 +299,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
   // is compiled here, once, as a route's own. A reference to no upstream is
   // logged; APISIX answers 500 to the requests that reach its rule.
   auto bind_split = [&](const plugins::Chain& chain, const std::string& scope) {
-    plugins::traffic_split::bind(chain, opts.workers, [&](const plugins::traffic_split::UpstreamRef& ref) {
+    const bool reads_body = plugins::traffic_split::bind(chain, opts.workers, [&](const plugins::traffic_split::UpstreamRef& ref) {
       const std::string field = fmt::format("rules[{}].weighted_upstreams[{}]", ref.rule + 1, ref.index + 1);
       std::shared_ptr<CompiledUpstream> cu;
       if (!ref.upstream_id.empty()) {
@@ -312,6 +312,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       snap->split_upstreams.push_back(cu);
       return cu;
     });
+    if (reads_body) snap->router_reads_body = true;
   };
 
   // upstreams

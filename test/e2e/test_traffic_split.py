@@ -11,7 +11,7 @@ import time
 import unittest
 
 from harness import GatewayTest, wait_port
-from test_plugins import get
+from test_plugins import call, get
 from test_prometheus import parse, scrape, value
 
 ADMIN = "/apisix/admin"
@@ -101,6 +101,19 @@ class TrafficSplitTest(GatewayTest):
         self.assertEqual(self.server("/m/x?beta=1"), "C")
         # The first rule that passes wins.
         self.assertEqual(self.server("/m/x?beta=1&canary=yes", {"X-Beta": "on"}), "A")
+
+    def test_match_by_post_arg(self):
+        self.split_route("ts-post", "/post/*", [
+            {"match": [{"vars": [["post_arg_canary", "==", "1"]]}],
+             "weighted_upstreams": [{"upstream": {"nodes": {self.a.addr: 1}}}]}], upstream=self.c)
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+        def post(body):
+            r = call(self.gw, "POST", "/post/x", headers=form, body=body)
+            return r.headers.get("x-upstream") if r.status == 200 else f"status {r.status}"
+        wait_until("route served", lambda: post("canary=0") == "C")
+        self.assertEqual(post("a=b&canary=1"), "A")
+        self.assertEqual(post("canary=2"), "C")
 
     def test_upstream_id_follows_update_and_missing_id(self):
         self.put("upstreams", "ts-ref", {"nodes": {self.a.addr: 1}})
