@@ -193,6 +193,25 @@ class ApiBreakerTest(GatewayTest):
         self.assertEqual(self.client.get("/down/x")[0], 502)
         self.assertEqual(self.client.get("/down/x")[0], 599)
 
+    def test_state_shared_by_workers(self):
+        gw = self.gateway({"routes": [{"id": "ab-w", "uri": "/w/*", "plugins": {"api-breaker": {
+            "break_response_code": 599, "unhealthy": {"failures": 2}}},
+            "upstream": {"nodes": {self.up.addr: 1}}}]}, workers=2)
+        c = Client(gw.port)
+        self.addCleanup(c.close)
+        self.up.status = 500
+        before = self.up.hits
+        self.assertEqual(c.get("/w/x")[0], 500)
+        self.assertEqual(c.get("/w/x")[0], 500)
+        # New connections land on either worker: all of them see the open breaker.
+        for _ in range(20):
+            other = Client(gw.port)
+            try:
+                self.assertEqual(other.get("/w/x")[0], 599)
+            finally:
+                other.close()
+        self.assertEqual(self.up.hits, before + 2)
+
     def test_state_survives_unrelated_reload(self):
         self.breaker_route("ab-keep", "/keep/*", {"break_response_code": 503, "max_breaker_sec": 300})
         self.fail_until_open("/keep/x", 3)  # APISIX's defaults: [500], 3 failures
