@@ -280,6 +280,22 @@ std::optional<std::string> find_duplicate(const std::vector<config::KeyValue>& k
 }
 
 // The first resource in `kvs` whose `field` names `id`, as "<label> [<id>]".
+// APISIX's up_id_in_plugins: some traffic-split weighted upstream names `id`.
+bool split_refers(const json::object& v, const std::string& id) {
+  const json::value* plugins = v.if_contains("plugins");
+  const json::value* ts = plugins && plugins->is_object() ? plugins->as_object().if_contains("traffic-split") : nullptr;
+  const json::value* rules = ts && ts->is_object() ? ts->as_object().if_contains("rules") : nullptr;
+  if (!rules || !rules->is_array()) return false;
+  for (const auto& rule : rules->as_array()) {
+    const json::value* ups = rule.is_object() ? rule.as_object().if_contains("weighted_upstreams") : nullptr;
+    if (!ups || !ups->is_array()) continue;
+    for (const auto& u : ups->as_array())
+      if (u.is_object() && u.as_object().contains("upstream_id") && field_string(u.as_object(), "upstream_id") == id)
+        return true;
+  }
+  return false;
+}
+
 std::optional<std::string> find_referrer(const std::vector<config::KeyValue>& kvs, size_t dir_len,
                                          const ReferenceRule& rule, const std::string& id) {
   for (const auto& kv : kvs) {
@@ -289,7 +305,9 @@ std::optional<std::string> find_referrer(const std::vector<config::KeyValue>& kv
     boost::system::error_code ec;
     json::value v = parse_stored(kv.value, ec);
     if (ec || !v.is_object()) continue;
-    if (v.as_object().contains(rule.field) && field_string(v.as_object(), rule.field) == id)
+    if (rule.split_refs && split_refers(v.as_object(), id))
+      return fmt::format("{}, plugin in {} [{}] is still using it now", rule.message, rule.label, rid);
+    if (rule.field && v.as_object().contains(rule.field) && field_string(v.as_object(), rule.field) == id)
       return fmt::format("{}, {} [{}] is still using it now", rule.message, rule.label, rid);
   }
   return std::nullopt;

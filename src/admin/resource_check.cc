@@ -499,9 +499,13 @@ Result<std::vector<Reference>> check_resource(const ResourceDef& def, const json
 std::vector<ReferenceRule> delete_rules(const ResourceDef& def) {
   std::string_view n = def.name;
   if (n == "upstreams")
-    return {{"routes", "upstream_id", "route", "can not delete this upstream"},
-            {"services", "upstream_id", "service", "can not delete this upstream"},
-            {"stream_routes", "upstream_id", "stream_route", "can not delete this upstream"}};
+    return {{"routes", "upstream_id", "route", "can not delete this upstream", true},
+            {"services", "upstream_id", "service", "can not delete this upstream", true},
+            {"stream_routes", "upstream_id", "stream_route", "can not delete this upstream"},
+            {"plugin_configs", nullptr, "plugin_config", "can not delete this upstream", true},
+            {"consumers", nullptr, "consumer", "can not delete this upstream", true},
+            {"consumer_groups", nullptr, "consumer_group", "can not delete this upstream", true},
+            {"global_rules", nullptr, "global_rules", "can not delete this upstream", true}};
   if (n == "services")
     return {{"routes", "service_id", "route", "can not delete this service directly"},
             {"stream_routes", "service_id", "stream_route", "can not delete this service directly"}};

@@ -52,6 +52,9 @@ struct ReferenceRule {
   const char* field;      // the field holding the id ("upstream_id")
   const char* label;      // "route"
   const char* message;    // "can not delete this upstream" (+ ", route [1] is still using it now")
+  // traffic-split's weighted_upstreams[].upstream_id count too ("plugin in
+  // route [1]"); `field` may then be null (APISIX's only_check_plugin).
+  bool split_refs = false;
 };
 std::vector<ReferenceRule> delete_rules(const ResourceDef& def);
 

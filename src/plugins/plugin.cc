@@ -489,13 +489,15 @@ extern const PluginDef kHttpLogger;
 extern const PluginDef kFileLogger;
 extern const PluginDef kForwardAuth;
 extern const PluginDef kProxyMirror;
+extern const PluginDef kTrafficSplit;
+extern const PluginDef kApiBreaker;
 
 const std::vector<const PluginDef*>& all_plugins() {
   static const std::vector<const PluginDef*> defs = {
       &kRequestId, &kFaultInjection, &kMocking, &kCors, &kIpRestriction, &kKeyAuth,
       &kProxyRewrite, &kLimitCount, &kRedirect, &kResponseRewrite,
       &kPrometheus, &kLimitReq, &kLimitConn, &kUriBlocker, &kRealIp, &kBasicAuth, &kJwtAuth, &kHmacAuth,
-      &kConsumerRestriction, &kHttpLogger, &kFileLogger, &kForwardAuth, &kProxyMirror};
+      &kConsumerRestriction, &kHttpLogger, &kFileLogger, &kForwardAuth, &kProxyMirror, &kTrafficSplit, &kApiBreaker};
   return defs;
 }
 

@@ -27,6 +27,9 @@ namespace holdfast::model {
 struct Consumer;
 struct Route;
 }
+namespace holdfast::snapshot {
+struct CompiledUpstream;
+}
 
 namespace holdfast::plugins {
 
@@ -91,6 +94,9 @@ struct RequestCtx final : router::VarSource {
   const ConsumerIndex* consumers = nullptr;  // of the snapshot serving this request
   const MetadataTable* metadata = nullptr;   // plugin_metadata of that snapshot (null: none)
   const Consumer* consumer = nullptr;        // set by an auth plugin
+  // Where the request goes instead of the route's upstream (traffic-split);
+  // null: the route's. Owned by the snapshot this request holds.
+  snapshot::CompiledUpstream* upstream_override = nullptr;
   int worker = 0;
 
   // The plugin whose hook is running (set by the chain runner): every edit

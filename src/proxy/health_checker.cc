@@ -186,6 +186,7 @@ void HealthChecker::update(std::shared_ptr<const snapshot::Snapshot> snap) {
   for (const auto& [id, u] : snap->upstreams) ups.push_back(u);
   for (const auto& r : snap->routes)
     if (r.upstream && r.upstream->key.rfind("upstreams/", 0) != 0) ups.push_back(r.upstream);
+  for (const auto& u : snap->split_upstreams) ups.push_back(u);
   std::sort(ups.begin(), ups.end());
   ups.erase(std::unique(ups.begin(), ups.end()), ups.end());
   for (const auto& u : ups) {

@@ -777,7 +777,15 @@ awaitable<bool> Connection::handle() {
   }
   if (!stop && !snap->global.empty()) stop = co_await run_phase(snap->global, Phase::access, ctx);
   if (!stop && !chain_->empty()) stop = co_await run_phase(*chain_, Phase::access, ctx);
-  if (!stop && (!route->upstream || route->upstream_error)) {
+  if (!stop && ctx.upstream_override) {
+    // traffic-split's upstream, checked as a route's own is when compiled.
+    const snapshot::CompiledUpstream& up = *ctx.upstream_override;
+    const char* why = up.conf->nodes.empty() ? "no valid upstream node" : !up.tls_error.empty() ? "upstream TLS is not usable" : nullptr;
+    if (why) {
+      ctx.respond(up.conf->nodes.empty() ? 503 : 502, fmt::format("{{\"error_msg\":\"{}\"}}\n", why));
+      stop = true;
+    }
+  } else if (!stop && (!route->upstream || route->upstream_error)) {
     int status = route->upstream_error ? route->upstream_error : 503;
     ctx.respond(status, fmt::format("{{\"error_msg\":\"{}\"}}\n", log::json_escape(route->upstream_error_msg)));
     stop = true;
@@ -1067,6 +1075,15 @@ awaitable<bool> Connection::tunnel(UpstreamConn& up, double idle_timeout) {
   co_return false;
 }
 
+// The route's timeout, else its upstream's (APISIX's balancer): with
+// traffic-split, the upstream it chose.
+const model::Timeout& request_timeout(const plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route) {
+  static const model::Timeout kDefault{};
+  if (!ctx.upstream_override || route.conf->timeout) return route.timeout;
+  const auto& t = ctx.upstream_override->conf->timeout;
+  return t ? *t : kDefault;
+}
+
 std::string chash_key(const plugins::RequestCtx& ctx, const model::Upstream& u) {
   std::optional<std::string> k;
   if (u.hash_on == "vars") k = ctx.var(u.key);
@@ -1080,10 +1097,10 @@ std::string chash_key(const plugins::RequestCtx& ctx, const model::Upstream& u) 
 
 awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route) {
   const NodeConfig& cfg = w_.cfg();
-  snapshot::CompiledUpstream& up = *route.upstream;
+  snapshot::CompiledUpstream& up = ctx.upstream_override ? *ctx.upstream_override : *route.upstream;
   upstream::Balancer& bal = *up.balancer;
   const model::Upstream& uc = *up.conf;
-  const model::Timeout& to = route.timeout;
+  const model::Timeout& to = request_timeout(ctx, route);
   const bool idempotent = req_.method == "GET" || req_.method == "HEAD" || req_.method == "OPTIONS" ||
                           req_.method == "PUT" || req_.method == "DELETE" || req_.method == "TRACE";
   const bool websocket = route.websocket && req_.upgrade_websocket;
@@ -1359,6 +1376,12 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
     // No response: answer 502/503/504 as nginx/APISIX do.
     if (tried.empty()) fail_status = 502;
     ctx.upstream_status = fail_status;
+    // As nginx's $upstream_addr, the node tried last, though it never
+    // answered (access log, loggers, api-breaker's "the upstream failed").
+    if (!tried.empty() && up.endpoints[tried.back()]) {
+      ctx.balancer_ip = up.endpoints[tried.back()]->address().to_string();
+      ctx.balancer_port = up.endpoints[tried.back()]->port();
+    }
     ctx.respond(fail_status, error_page(fail_status), "text/html");
     if (!body_consumed_) {
       // We never read (all of) the request body: the connection cannot continue.

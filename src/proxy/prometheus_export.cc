@@ -39,6 +39,7 @@ void upstream_nodes(const snapshot::Snapshot& snap, plugins::prometheus::NodeSta
     if (u) add(*u);
   for (const auto& r : snap.routes)
     if (r.upstream) add(*r.upstream);
+  for (const auto& u : snap.split_upstreams) add(*u);  // traffic-split's inline upstreams
 }
 
 }  // namespace

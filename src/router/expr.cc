@@ -93,6 +93,9 @@ Result<std::unique_ptr<Expr::Node>> compile_condition(const json::array& a) {
     op = "==";
     rhs_index = 1;
   } else if (a.size() == 3) {
+    // A number is named as Lua's concatenation prints it (traffic-split.t).
+    if (a[1].is_int64())
+      return Error{"failed to validate the 'vars' expression: invalid operator '" + std::to_string(a[1].as_int64()) + "'"};
     if (!a[1].is_string()) return Error{"failed to validate the 'vars' expression: invalid operator"};
     op = std::string(a[1].as_string());
     rhs_index = 2;

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/secret_ref.h"
 #include "dns/resolver.h"
+#include "plugins/traffic_split.h"
 #include "tls/client_context.h"
 
 namespace holdfast::snapshot {
@@ -257,6 +258,8 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       prev_health[k] = {node_signature(*u), u->balancer->health_table()};
     for (const auto& r : opts.previous->routes)
       if (r.upstream) prev_health.emplace(r.upstream->key, std::make_pair(node_signature(*r.upstream), r.upstream->balancer->health_table()));
+    for (const auto& u : opts.previous->split_upstreams)
+      prev_health.emplace(u->key, std::make_pair(node_signature(*u), u->balancer->health_table()));
   }
   auto make_upstream = [&](const std::string& key, std::shared_ptr<const model::Upstream> conf) {
     auto cu = std::make_shared<CompiledUpstream>();
@@ -289,6 +292,27 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
     upstream_tls(*cu);
     if (!cu->tls_error.empty()) log::error("upstream {}: {}", key, cu->tls_error);
     return cu;
+  };
+
+  // traffic-split's weighted upstreams: a reference is the snapshot's
+  // upstream (it follows that upstream's updates and health); an inline one
+  // is compiled here, once, as a route's own. A reference to no upstream is
+  // logged; APISIX answers 500 to the requests that reach its rule.
+  auto bind_split = [&](const plugins::Chain& chain, const std::string& scope) {
+    const bool reads_body = plugins::traffic_split::bind(chain, opts.workers, [&](const plugins::traffic_split::UpstreamRef& ref) {
+      const std::string field = fmt::format("rules[{}].weighted_upstreams[{}]", ref.rule + 1, ref.index + 1);
+      std::shared_ptr<CompiledUpstream> cu;
+      if (!ref.upstream_id.empty()) {
+        if (auto it = snap->upstreams.find(ref.upstream_id); it != snap->upstreams.end()) cu = it->second;
+        else log::error("{}: plugin traffic-split: {}.upstream_id: failed to fetch upstream info by upstream id: {}",
+                        scope, field, ref.upstream_id);
+        return cu;
+      }
+      cu = make_upstream(fmt::format("{}/traffic-split/{}", scope, field), ref.conf);
+      snap->split_upstreams.push_back(cu);
+      return cu;
+    });
+    if (reads_body) snap->router_reads_body = true;
   };
 
   // upstreams
@@ -412,6 +436,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       cc->conf = *c;
       cc->chain = std::move(*chain);
       cc->group_missing = group_missing;
+      bind_split(cc->chain, "consumers/" + id);  // credentials share this chain
       snap->consumers.by_name[(*c)->username] = cc;
     }
   }
@@ -505,7 +530,10 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
       }
     }
     auto chain = plugins::compile_chain(merged, opts.enabled_plugins, "global_rules");
-    if (chain) snap->global = std::move(*chain);
+    if (chain) {
+      snap->global = std::move(*chain);
+      bind_split(snap->global, "global_rules");
+    }
   }
   if (!err.empty()) return Error{err};
 
@@ -562,6 +590,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
             break;
           }
       cr.chain = std::move(*chain);
+      bind_split(cr.chain, "routes/" + id);
 
       // Upstream: route upstream_id > route upstream > service (upstream_id > upstream).
       auto by_id = [&](const std::string& uid) -> bool {

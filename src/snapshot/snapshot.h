@@ -72,6 +72,9 @@ struct Snapshot {
   // body read before routing (Connection::read_body_for_router).
   bool router_reads_body = false;
   std::unordered_map<std::string, std::shared_ptr<CompiledUpstream>> upstreams;
+  // traffic-split's inline upstreams (its upstream_id references are in
+  // `upstreams`), for the health checker and for health kept across reloads.
+  std::vector<std::shared_ptr<CompiledUpstream>> split_upstreams;
   plugins::ConsumerIndex consumers;
   plugins::MetadataTable metadata;  // plugin_metadata, compiled; plugins read it per request
   // ssls, indexed by SNI for the TLS listener (never null once compiled).
