@@ -91,7 +91,10 @@ class ForwardAuth final : public Plugin {
 
   Action resume(RequestCtx& ctx, const SideResponse& res) const override {
     if (res.status == 0) {
-      if (allow_degradation) return Action::next;
+      // A request Holdfast refused to send (a variable of extra_headers
+      // carried a CR or LF: $arg_x with %0d) was the client's doing, not the
+      // service's failure: never a reason to let the request through.
+      if (allow_degradation && !res.refused) return Action::next;
       log::warn("failed to process forward auth, err: {} (route {})", log::json_escape(res.error),
                 ctx.route_id.empty() ? std::string_view("-") : ctx.route_id);
       ctx.respond(status_on_error, "", "");

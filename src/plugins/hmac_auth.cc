@@ -68,15 +68,22 @@ class HmacAuth final : public Plugin {
     return Action::respond;
   }
 
-  // Only a request that can pass the digest check has its body read.
+  // Only a request whose signature already holds, and that has a Digest
+  // to check, has its body read (up to max_req_body_size): as in APISIX,
+  // which reads it after the signature, a client without a valid key cannot
+  // make the node buffer a large body.
   uint64_t wants_request_body(const RequestCtx& ctx) const override {
-    if (!validate_request_body || !ctx.req) return 0;
-    return ctx.request_header("Digest") ? max_req_body_size : 0;
+    if (!validate_request_body || !ctx.req || !ctx.request_header("Digest")) return 0;
+    auto auth = ctx.request_header("Authorization");
+    if (!auth) return 0;
+    auto params = hmac::parse_signature(*auth);
+    std::string why;
+    return params && signed_by(ctx, *params, why) ? max_req_body_size : 0;
   }
 
-  // APISIX's validate(): the consumer, or why not (a log line; never a
-  // secret). `status` is set for a failure that is not a 401 (413).
-  const Consumer* validate(RequestCtx& ctx, const hmac::SignatureParams& p, std::string& why, int& status) const {
+  // APISIX's validate() up to the body: the consumer whose key signed the
+  // request, or why not (a log line; never a secret).
+  const Consumer* signed_by(const RequestCtx& ctx, const hmac::SignatureParams& p, std::string& why) const {
     if (!p.key_id || !p.signature) {
       why = "keyId or signature missing";
       return nullptr;
@@ -130,6 +137,14 @@ class HmacAuth final : public Plugin {
       why = "Invalid signature";
       return nullptr;
     }
+    return hit->consumer;
+  }
+
+  // APISIX's validate(): signed_by, then the body's digest. `status` is set
+  // for a failure that is not a 401 (413).
+  const Consumer* validate(RequestCtx& ctx, const hmac::SignatureParams& p, std::string& why, int& status) const {
+    const Consumer* consumer = signed_by(ctx, p, why);
+    if (!consumer) return nullptr;
     if (validate_request_body) {
       auto digest = ctx.request_header("Digest");
       if (!digest) {
@@ -155,7 +170,7 @@ class HmacAuth final : public Plugin {
         return nullptr;
       }
     }
-    return hit->consumer;
+    return consumer;
   }
 
   Action rewrite(RequestCtx& ctx) const override {

@@ -53,9 +53,11 @@ class ProxyMirror final : public Plugin {
     if (path && prefix) uri = *path + uri;
     else if (path) uri = *path + (query.empty() ? std::string() : "?" + http::escape_uri_control_chars(query));
     r->target = std::move(uri);
-    // The client's headers, with its Host ($upstream_host with the default
-    // pass_host); framing and hop-by-hop fields are the sender's.
-    for (const auto& h : ctx.req->headers) r->headers.emplace_back(std::string(h.name), std::string(h.value));
+    // The headers are the request's as the plugins leave it (the proxy
+    // fills them in when it sends the copy: a credential hide_credentials
+    // removes later must not reach the mirror), with the client's Host
+    // ($upstream_host with the default pass_host); framing and hop-by-hop
+    // fields are the sender's.
     r->host_header = std::string(ctx.req->host);
     r->client_body_max = kMirrorBodyMax;
     r->timeout = kMirrorTimeout;

@@ -47,6 +47,7 @@ struct SideResponse {
   int status = 0;               // 0: no response (see error)
   std::string error;            // why there is none: "timeout", "connection refused", ...
   bool timed_out = false;
+  bool refused = false;         // never sent: its head would have carried a control character
   HeaderList headers;
   std::string body;
   // The first value of `name` (case-insensitive); null when absent.

@@ -961,7 +961,7 @@ awaitable<RelayResult> relay(Stream& src, Timed& st, Buf& sb, BodyKind kind, uin
         break;
       case BodyKind::chunked: {
         payload.clear();
-        auto r = v.feed(avail, take, dechunk || (copy.to && copy.payload) ? &payload : nullptr);
+        auto r = v.feed(avail, take, dechunk || (copy.to && copy.payload && !res.tee_overflow) ? &payload : nullptr);
         if (r == ChunkedValidator::Result::error) { res.bad_framing = true; co_return res; }
         done = r == ChunkedValidator::Result::done;
         break;
@@ -1119,6 +1119,13 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
   mirror_.reset();
   std::string mirror_body;
   if (mirror) {
+    // The request's headers as the plugins left them, as nginx's mirror
+    // copies the edited request: what hide_credentials removed stays removed.
+    for (const auto& h : req_.headers)
+      if (!in_list(ctx.req_remove, h.name) && !in_pairs(ctx.req_set, h.name))
+        mirror->headers.emplace_back(std::string(h.name), std::string(h.value));
+    for (const auto* edits : {&ctx.req_set, &ctx.req_add})
+      for (const auto& e : *edits) mirror->headers.emplace_back(e.name, e.value);
     const bool chunked = req_.body == BodyKind::chunked;
     if (req_.body == BodyKind::length && req_.content_length > mirror->client_body_max) {
       count_mirror_body_too_large();

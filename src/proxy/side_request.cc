@@ -132,6 +132,7 @@ awaitable<SideResponse> side_exchange(Worker& w, const SideRequest& r) {
   hw.end();
   if (!hw.ok()) {
     res.error = "invalid characters found in the request head: " + hw.fault();
+    res.refused = true;
     co_return res;
   }
 
@@ -267,6 +268,7 @@ awaitable<SideResponse> side_exchange(Worker& w, const SideRequest& r) {
     }
     // Copy what the plugin reads before the buffer is reused for the body.
     res.status = resp.status;
+    const int resp_status = resp.status;
     for (const auto& h : resp.headers) res.headers.emplace_back(std::string(h.name), std::string(h.value));
     conn->buf.begin += resp.head_bytes;
     const http::BodyKind kind = resp.body;
@@ -276,9 +278,17 @@ awaitable<SideResponse> side_exchange(Worker& w, const SideRequest& r) {
     framing.content_length = resp.content_length;
     if (!co_await read_body(*conn, framing, deadline, r.max_response_body, res.body, res)) {
       w.unwatch(&conn->timed);
-      res.status = 0;
-      res.headers.clear();
       res.body.clear();
+      // A refusal (3xx and up) stays a refusal, with an empty body, however
+      // its body ends: read as "no answer" it would let allow_degradation
+      // pass the request the service denied.
+      if (resp_status < 300) {
+        res.status = 0;
+        res.headers.clear();
+      } else {
+        log::warn("side request to {}: answer {} kept without its body: {}", log::json_escape(authority(r)),
+                  resp_status, log::json_escape(res.error));
+      }
       co_return res;
     }
     if (r.keepalive && keep && kind != http::BodyKind::until_close && conn->buf.avail() == 0 && !w.draining()) {

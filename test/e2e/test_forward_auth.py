@@ -103,8 +103,9 @@ class Hostile(LoopbackServer):
         conn.recv(65536)
         if self.mode == "garbage":
             conn.sendall(b"\x00\x01NOT HTTP AT ALL\r\n\r\n" * 10)
-        elif self.mode == "huge":
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n")
+        elif self.mode in ("huge", "huge-deny"):
+            status = b"401 Unauthorized" if self.mode == "huge-deny" else b"200 OK"
+            conn.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Length: 8388608\r\n\r\n")
             chunk = b"x" * 65536
             for _ in range(128):
                 conn.sendall(chunk)
@@ -220,6 +221,25 @@ class ForwardAuthTest(unittest.TestCase):
         # A value that would inject a header is refused: no answer, 403.
         r = self.gw.get("/fa5?tenant=a%0d%0aX-Admin:%201")
         self.assertEqual(r.status, 403)
+        # Even with allow_degradation: the client cannot choose "no answer"
+        # and pass without the auth service.
+        self.route("fa5d", {"uri": self.auth.url(), "extra_headers": {"X-Tenant": "$arg_tenant"},
+                            "request_headers": ["Authorization"], "allow_degradation": True})
+        self.wait_route("/fa5d?tenant=ok", 200)
+        self.assertEqual(self.gw.get("/fa5d?tenant=ok", headers={"Authorization": "deny"}).status, 401)
+        r = self.gw.get("/fa5d?tenant=a%0d%0aX-Admin:%201", headers={"Authorization": "deny"})
+        self.assertEqual(r.status, 403)
+
+    def test_large_deny_stays_a_deny(self):
+        # A refusal whose body is over the 1 MiB bound is still a refusal
+        # (its body dropped), not "no answer" that allow_degradation passes.
+        h = Hostile("huge-deny")
+        self.addCleanup(h.stop)
+        self.route("fa14", {"uri": f"http://127.0.0.1:{h.port}/auth", "allow_degradation": True},
+                   uri="/hostile/fa14")
+        self.route("fa14ok", {"uri": self.auth.url()}, uri="/hostile/fa14ok")
+        self.wait_route("/hostile/fa14ok", 200)
+        self.assertEqual(self.gw.get("/hostile/fa14").status, 401)
 
     def test_timeout_status_on_error_and_degradation(self):
         self.route("fa6", {"uri": self.auth.url(), "request_headers": ["Authorization"], "timeout": 300})

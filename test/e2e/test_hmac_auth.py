@@ -196,6 +196,19 @@ class HmacAuthTest(PluginTestCase):
         self.assertIn(b" 413 ", out.split(b"\r\n")[0], out)
         self.assertIn(f"request size {size} is greater than the maximum size 67108864 allowed".encode(), out)
 
+    def test_unsigned_request_never_makes_the_node_buffer_its_body(self):
+        # APISIX reads the body only once the signature holds: a client
+        # without a key is answered 401 from the head alone, while its
+        # (large, unsent) body is still pending.
+        self.route({"validate_request_body": True}, methods=["POST"])
+        for h in ({**signed(method="POST", secret="not-the-key", body=b""), "Content-Length": str(32 << 20)},
+                  {"Digest": "SHA-256=x", "Date": "x", "Content-Length": str(32 << 20)}):
+            head = "POST /h HTTP/1.1\r\nHost: x\r\n" + "".join(f"{k}: {v}\r\n" for k, v in h.items()) + "\r\n"
+            with socket.create_connection(("127.0.0.1", self.gw.port), timeout=5) as s:
+                s.sendall(head.encode() + b"z" * 1000)
+                status = s.recv(65536).split(b"\r\n")[0]  # a timeout here: the node waited for the body
+            self.assertIn(b" 401 ", status)
+
     def test_body_digest_in_a_global_rule(self):
         # Global rules run before routing: the body is read before them.
         self.admin("PUT", "/routes/plain", {"uri": "/p", "methods": ["POST"], "upstream": {"nodes": {self.up.addr: 1}}})

@@ -102,9 +102,11 @@ class ProxyMirrorTest(unittest.TestCase):
         self.mirror = Mirror()
         self.addCleanup(self.mirror.stop)
 
-    def gateway(self, routes):
-        res = {"routes": [{"id": rid, "uri": f"/{rid}*", "plugins": {"proxy-mirror": conf},
+    def gateway(self, routes, extra_plugins=None, consumers=None):
+        res = {"routes": [{"id": rid, "uri": f"/{rid}*", "plugins": {"proxy-mirror": conf, **(extra_plugins or {})},
                            "upstream": {"nodes": {self.up.addr: 1}}} for rid, conf in routes.items()]}
+        if consumers:
+            res["consumers"] = consumers
         gw = Gateway(res, config={"apisix": {"status": {"ip": "127.0.0.1", "port": free_port()}}})
         self.addCleanup(gw.stop)
         return gw
@@ -129,6 +131,21 @@ class ProxyMirrorTest(unittest.TestCase):
         self.assertEqual(seen["headers"].get("content-type"), "application/json")
         self.assertEqual(seen["headers"].get("host"), f"127.0.0.1:{gw.port}")  # the client's Host
         self.assertEqual(seen["body"], body)
+
+    def test_mirror_gets_headers_as_plugins_left_them(self):
+        # key-auth's hide_credentials removes the key: the mirror (another
+        # host) must not get it either; proxy-rewrite's header reaches it.
+        gw = self.gateway({"m2": {"host": self.mirror.host}},
+                          {"key-auth": {"hide_credentials": True},
+                           "proxy-rewrite": {"headers": {"set": {"X-Set": "by-rewrite"}}}},
+                          [{"username": "jack", "plugins": {"key-auth": {"key": "mirror-secret-key"}}}])
+        r = gw.get("/m2/x", headers={"apikey": "mirror-secret-key", "X-Keep": "1"})
+        self.assertEqual(r.status, 200)
+        seen = self.mirror.wait(lambda s: len(s) >= 1)[0]
+        self.assertNotIn("apikey", seen["headers"])
+        self.assertEqual(seen["headers"].get("x-set"), "by-rewrite")
+        self.assertEqual(seen["headers"].get("x-keep"), "1")
+        self.assertEqual(seen["headers"].get("x-consumer-username"), "jack")
 
     def test_path_replace_and_prefix(self):
         gw = self.gateway({"rep": {"host": self.mirror.host, "path": "/shadow"},
