@@ -4,6 +4,7 @@ real holdfast binary, and an HTTP client over real sockets.
 Every process started here is stopped by the test that started it, by pid.
 """
 import http.client
+import http.server
 import json
 import os
 import random
@@ -518,6 +519,83 @@ def loopback_listener(backlog=64):
     sock.bind(("127.0.0.1", 0))
     sock.listen(backlog)
     return sock, sock.getsockname()[1]
+
+
+class RecordingServer:
+    """A real HTTP/1.1 server on a loopback port (a log collector, a mirror,
+    an auth service): every request is recorded in `seen` (method, path,
+    peer, headers lowercased, header_names as sent, body sized or chunked)
+    before `answer` (overridden by each kind of server) replies. `release`
+    is set by stop(), for answers that hold a request."""
+
+    def __init__(self):
+        self.seen = []
+        self.cond = threading.Condition()
+        self.release = threading.Event()
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def read_body(self):
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    out = b""
+                    while True:
+                        n = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                        if n == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            return out
+                        out += self.rfile.read(n)
+                        self.rfile.readline()
+                n = int(self.headers.get("Content-Length", "0") or 0)
+                return self.rfile.read(n) if n else b""
+
+            def handle_any(self):
+                record = {"method": self.command, "path": self.path, "peer": self.client_address,
+                          "headers": {k.lower(): v for k, v in self.headers.items()},
+                          "header_names": list(self.headers.keys()), "body": self.read_body()}
+                with outer.cond:
+                    outer.seen.append(record)
+                    outer.cond.notify_all()
+                outer.answer(self, record)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, handler, record):
+        self.reply(handler, 200)
+
+    @staticmethod
+    def reply(handler, status, body=b"", headers=()):
+        handler.send_response(status)
+        for k, v in headers:
+            handler.send_header(k, v)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def wait(self, pred, timeout=10):
+        """Waits until pred(seen) holds; returns a copy of what was seen."""
+        with self.cond:
+            ok = self.cond.wait_for(lambda: pred(self.seen), timeout)
+            assert ok, f"{type(self).__name__} saw {[(s['method'], s['path']) for s in self.seen]}"
+            return list(self.seen)
+
+    def last(self):
+        with self.cond:
+            return self.seen[-1]
+
+    def stop(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class LoopbackServer:

@@ -14,79 +14,35 @@ pass with allow_degradation. Holdfast bounds the auth answer's body at
 1 MiB (beyond: no answer).
 """
 import http.client
-import http.server
 import json
 import threading
-import time
 import unittest
 
-from harness import Etcd, Gateway, LoopbackServer, Upstream, deep_merge, free_port, wait_status
+from harness import Etcd, Gateway, LoopbackServer, RecordingServer, Upstream, free_port, wait_status
 
 ADMIN = "/apisix/admin"
 
 
-class AuthService:
+class AuthService(RecordingServer):
     """A real auth service. By the request's Authorization header:
     "allow" -> 200 with X-User-ID; "deny" -> 401 with Location, X-Reason and
     a body; "hang" -> never answers in time; anything else -> 200. Every
     request it gets is recorded (method, path, headers, body)."""
 
-    def __init__(self):
-        self.seen = []
-        self.cond = threading.Condition()
-        self.release = threading.Event()
-        outer = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def handle_any(self):
-                n = int(self.headers.get("Content-Length", "0") or 0)
-                body = self.rfile.read(n) if n else b""
-                with outer.cond:
-                    outer.seen.append({"method": self.command, "path": self.path, "peer": self.client_address,
-                                       "headers": {k.lower(): v for k, v in self.headers.items()},
-                                       "header_names": list(self.headers.keys()), "body": body})
-                    outer.cond.notify_all()
-                auth = self.headers.get("Authorization", "")
-                if auth == "hang":
-                    outer.release.wait(30)
-                    return
-                if auth == "deny" or (self.command == "POST" and b"deny" in body):
-                    out = b"go away"
-                    self.send_response(401)
-                    self.send_header("Location", "http://example.com/login")
-                    self.send_header("X-Reason", "bad token")
-                    self.send_header("Content-Length", str(len(out)))
-                    self.end_headers()
-                    self.wfile.write(out)
-                    return
-                self.send_response(200)
-                if auth == "allow" or self.command == "POST":
-                    self.send_header("X-User-ID", "user-42")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_GET = do_POST = handle_any
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, handler, record):
+        auth = handler.headers.get("Authorization", "")
+        if auth == "hang":
+            self.release.wait(30)
+            return
+        if auth == "deny" or (handler.command == "POST" and b"deny" in record["body"]):
+            self.reply(handler, 401, b"go away",
+                       [("Location", "http://example.com/login"), ("X-Reason", "bad token")])
+            return
+        allow = auth == "allow" or handler.command == "POST"
+        self.reply(handler, 200, headers=[("X-User-ID", "user-42")] if allow else [])
 
     def url(self, path="/auth"):
         return f"http://127.0.0.1:{self.port}{path}"
-
-    def last(self):
-        with self.cond:
-            return self.seen[-1]
-
-    def stop(self):
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Hostile(LoopbackServer):

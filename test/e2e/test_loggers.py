@@ -15,10 +15,8 @@ apisix/utils/log-util.lua, batch-processor.lua):
 Deliberate difference: credential headers and the apikey argument are
 redacted in entries.
 """
-import http.server
 import json
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -26,63 +24,38 @@ import time
 import unittest
 import urllib.request
 
-from harness import Gateway, Upstream, free_port
+from harness import Gateway, LoopbackServer, RecordingServer, Upstream, free_port
 
 
-class Collector:
+class Collector(RecordingServer):
     """A real HTTP log collector. `fail` answers 500 to that many POSTs first;
     `hang` never answers."""
 
     def __init__(self, fail=0, hang=False):
-        self.posts = []
         self.fail = fail
         self.hang = hang
-        self.cond = threading.Condition()
-        self.release = threading.Event()
-        outer = self
+        super().__init__()
 
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def answer(self, handler, record):
+        with self.cond:
+            failing = self.fail > 0
+            if failing:
+                self.fail -= 1
+        if self.hang:
+            self.release.wait(30)
+            return
+        self.reply(handler, 500 if failing else 200, b"ok")
 
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with outer.cond:
-                    outer.posts.append({"headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
-                    failing = outer.fail > 0
-                    if failing:
-                        outer.fail -= 1
-                    outer.cond.notify_all()
-                if outer.hang:
-                    outer.release.wait(30)
-                    return
-                code = 500 if failing else 200
-                self.send_response(code)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-        self.port = free_port()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), H)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    @property
+    def posts(self):
+        return self.seen
 
     @property
     def uri(self):
         return f"http://127.0.0.1:{self.port}/logs?src=holdfast"
 
     def wait_posts(self, n, timeout=15):
-        with self.cond:
-            ok = self.cond.wait_for(lambda: len(self.posts) >= n, timeout)
-            assert ok, f"{len(self.posts)} posts, expected {n}"
-            return list(self.posts)
-
-    def stop(self):
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        return self.wait(lambda seen: len(seen) >= n, timeout)
 
 
 def entries(post):
@@ -278,6 +251,39 @@ class HttpLoggerTest(unittest.TestCase):
         self.assertEqual(logged["/gzip"]["body"], "compressed hello from u1")
         self.assertEqual(got["/gzip"].headers.get("content-encoding"), "gzip")  # the client's copy untouched
         self.assertNotIn("body", logged["/anything/quiet?log=no"])
+
+    def test_response_body_from_an_origin_that_breaks_off(self):
+        """The origin promises 100,000 bytes (sized, then chunked) and closes
+        after 30,000: the client's response is cut, the entry holds what
+        came (never more), the node stays up and serves the next request."""
+        class Breaking(LoopbackServer):
+            def serve(self, conn, index):
+                conn.recv(65536)
+                if index % 2 == 0:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"a" * 30000)
+                else:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                                 b"7530\r\n" + b"b" * 30000 + b"\r\n")
+        origin = Breaking()
+        self.addCleanup(origin.stop)
+        c = self.collector()
+        res = {"routes": [{"id": "r1", "uri": "/*", "upstream": {"nodes": {origin.addr: 1}},
+                           "plugins": {"http-logger": {"uri": c.uri, "batch_max_size": 1,
+                                                       "include_resp_body": True}}},
+                          {"id": "ok", "uri": "/fine", "upstream": {"nodes": {self.up.addr: 1}}}]}
+        gw = Gateway(res)
+        self.addCleanup(gw.stop)
+        for path, byte in (("/sized", "a"), ("/chunked", "b")):
+            with self.subTest(path=path):
+                try:
+                    gw.get(path)  # cut short: the client library may raise
+                except Exception:
+                    pass
+                body = entries(c.wait_posts(1 if byte == "a" else 2)[-1])[0]["response"].get("body", "")
+                self.assertLessEqual(len(body), 30000)
+                self.assertEqual(body, byte * len(body))
+        self.assertEqual(gw.get("/fine").status, 200)
+        self.assertIsNone(gw.proc.poll())
 
     def test_schema(self):
         for conf, word in (({}, "uri"), ({"uri": "ftp://x"}, "uri"), ({"uri": "http://127.0.0.1:1", "batch_max_size": 0}, "batch_max_size"),

@@ -13,86 +13,36 @@ is counted in holdfast_proxy_mirror_dropped_total{reason="body_too_large"}.
 """
 import hashlib
 import http.client
-import http.server
 import os
 import re
-import threading
 import unittest
 import urllib.request
 
-from harness import Gateway, Upstream, free_port
+from harness import Gateway, RecordingServer, Upstream, free_port
 
 
-class Mirror:
+class Mirror(RecordingServer):
     """A real mirror server recording every request (method, path, headers,
     body). With `hold`, it records the request and then never answers
     (until stopped)."""
 
     def __init__(self, hold=False):
-        self.seen = []
         self.hold = hold
-        self.cond = threading.Condition()
-        self.release = threading.Event()
-        outer = self
+        super().__init__()
 
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def body(self):
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    out = b""
-                    while True:
-                        n = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                        if n == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass
-                            return out
-                        out += self.rfile.read(n)
-                        self.rfile.readline()
-                n = int(self.headers.get("Content-Length", "0") or 0)
-                return self.rfile.read(n) if n else b""
-
-            def handle_any(self):
-                b = self.body()
-                with outer.cond:
-                    outer.seen.append({"method": self.command, "path": self.path, "body": b,
-                                       "headers": {k.lower(): v for k, v in self.headers.items()}})
-                    outer.cond.notify_all()
-                if outer.hold:
-                    outer.release.wait(60)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", "6")
-                self.end_headers()
-                self.wfile.write(b"mirror")
-
-            do_GET = do_POST = do_PUT = do_DELETE = handle_any
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def answer(self, handler, record):
+        if self.hold:
+            self.release.wait(60)
+            return
+        self.reply(handler, 200, b"mirror")
 
     @property
     def host(self):
         return f"http://127.0.0.1:{self.port}"
 
-    def wait(self, pred, timeout=10):
-        with self.cond:
-            ok = self.cond.wait_for(lambda: pred(self.seen), timeout)
-            assert ok, f"mirror saw {[(s['method'], s['path']) for s in self.seen]}"
-            return list(self.seen)
-
     def paths(self):
         with self.cond:
             return [s["path"] for s in self.seen]
-
-    def stop(self):
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class ProxyMirrorTest(unittest.TestCase):
