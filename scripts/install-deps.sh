@@ -6,10 +6,10 @@ PKGS=(
   g++ cmake ninja-build ccache pkg-config make
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libre2-dev libpcre2-dev libyaml-cpp-dev libfmt-dev liburing-dev libjemalloc-dev
-  zlib1g-dev libbrotli-dev
+  zlib1g-dev libbrotli-dev libnghttp2-dev
   libgtest-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
-  python3 python3-botocore python3-boto3 python3-yaml python3-seccomp python3-cryptography curl ca-certificates procps
+  python3 python3-botocore python3-boto3 python3-yaml python3-seccomp python3-cryptography python3-h2 python3-grpcio nghttp2-client curl ca-certificates procps
   etcd-server etcd-client
   nginx-light haproxy wrk
   prometheus
