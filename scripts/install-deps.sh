@@ -13,6 +13,7 @@ PKGS=(
   etcd-server etcd-client
   nginx-light haproxy wrk
   prometheus
+  radosgw ceph-mon ceph-osd
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -198,9 +198,28 @@ asio::awaitable<cloud::StoreResult<std::string>> S3Client::put(const std::string
   http::Headers extra;
   extra.emplace_back("content-type", content_type);
   if (cond.kind == cloud::WriteCondition::Kind::create_only) extra.emplace_back("if-none-match", "*");
-  if (cond.kind == cloud::WriteCondition::Kind::replace_version) extra.emplace_back("if-match", cond.version);
+  const bool replace = cond.kind == cloud::WriteCondition::Kind::replace_version;
+  const bool quoted = cond.version.size() >= 2 && cond.version.front() == '"' && cond.version.back() == '"';
+  auto unquoted = [&] { return cond.version.substr(1, cond.version.size() - 2); };
+  if (replace) extra.emplace_back("if-match", quoted && unquoted_if_match_ ? unquoted() : cond.version);
   const bool conditional = cond.kind != cloud::WriteCondition::Kind::none;
   auto r = co_await send("PUT", bucket, key, body, extra, conditional);
+  if (!r.ok() && r.error.kind == cloud::StoreErrorKind::precondition_failed && replace && quoted &&
+      !unquoted_if_match_) {
+    // Ceph radosgw before 17 compares If-Match on a PUT with the ETag
+    // without its quotes, so the RFC 9110 form (which AWS takes) always
+    // fails there. When the object still has the version named, the refusal
+    // was that, not a concurrent writer: say it once and send the bare form
+    // from then on (still conditional, so a real race still fails).
+    auto now = co_await get(bucket, key);
+    if (now.ok() && now.value->version == cond.version) {
+      unquoted_if_match_ = true;
+      log::info("S3 endpoint {} refuses a quoted ETag in If-Match on PUT (as Ceph radosgw before 17 does); "
+                "sending it unquoted", opts_.endpoint.empty() ? "(AWS)" : opts_.endpoint);
+      extra.back().second = unquoted();
+      r = co_await send("PUT", bucket, key, body, extra, conditional);
+    }
+  }
   if (!r.ok()) {
     out.error = std::move(r.error);
     co_return out;

@@ -55,6 +55,7 @@ class S3Client final : public cloud::ObjectStore {
   S3Options opts_;
   std::shared_ptr<CredentialsProvider> creds_;
   std::map<std::string, std::unique_ptr<http::HttpClient>> clients_;
+  bool unquoted_if_match_ = false;  // this endpoint wants If-Match without quotes (see put)
 };
 
 }  // namespace holdfast::aws
