@@ -425,14 +425,17 @@ Status parse_azure_blob(const json::object& ao, AzureBlobConfig& a, std::vector<
     if (!clean) return Error{"deployment.fallback_cp.azure_blob.sas_token: not a URL query string (a character outside "
                              "the query's set)"};
   }
-  if (a.account_key.empty() && a.sas_token.empty())
-    return Error{"deployment.fallback_cp.azure_blob: account_key or sas_token is required; Azure Workload Identity "
-                 "and managed identity (IMDS) are not supported yet"};
+  // Neither: Entra ID tokens from Azure Workload Identity or managed
+  // identity (cloud/azure/identity.h), found at run time.
+  const bool bearer = a.account_key.empty() && a.sas_token.empty();
   if (!a.account_key.empty() && !a.sas_token.empty())
     warnings.push_back("deployment.fallback_cp.azure_blob.sas_token is ignored: account_key is set and comes first");
   if (a.endpoint.empty()) a.endpoint = "https://" + a.account_name + ".blob.core.windows.net";
   if (a.endpoint.rfind("http://", 0) != 0 && a.endpoint.rfind("https://", 0) != 0)
     return Error{"deployment.fallback_cp.azure_blob.endpoint: must be an http:// or https:// URL"};
+  if (bearer && a.endpoint.rfind("http://", 0) == 0)
+    warnings.push_back("deployment.fallback_cp.azure_blob.endpoint is http://: Entra ID bearer tokens (workload or "
+                       "managed identity) would cross the network in the clear, and Azure refuses them there");
   while (a.endpoint.back() == '/') a.endpoint.pop_back();
   return {};
 }

@@ -21,7 +21,7 @@ import tempfile
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
-from http.client import HTTPConnection
+from http.client import HTTPConnection, HTTPSConnection
 
 from harness import free_port, wait_port
 
@@ -95,7 +95,11 @@ def _string_to_sign(method, path, query, headers):
 
 
 class Azurite:
-    def __init__(self, debug_log=None):
+    def __init__(self, debug_log=None, tls=None):
+        """tls: (cert_file, key_file, ssl_context) to serve HTTPS with Azurite's
+        basic OAuth on (bearer tokens are then accepted; Azurite checks their
+        issuer, audience and lifetime, not their signature)."""
+        self.tls = tls
         self.port = None
         self.proc = None
         self.dir = tempfile.mkdtemp(prefix="holdfast-azurite-")
@@ -103,7 +107,7 @@ class Azurite:
 
     @property
     def endpoint(self):
-        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/{ACCOUNT}"
 
     def start(self):
         ensure_azurite()
@@ -112,6 +116,8 @@ class Azurite:
                 "--extentMemoryLimit", "256", "--disableTelemetry", "--silent"]
         if self.debug_log:
             args += ["--debug", self.debug_log]
+        if self.tls:
+            args += ["--cert", self.tls[0], "--key", self.tls[1], "--oauth", "basic"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("AZURITE_")}  # the default account only
         self.log_path = os.path.join(self.dir, "azurite.log")
         self._log = open(self.log_path, "wb")
@@ -149,7 +155,8 @@ class Azurite:
         sig = hmac.new(key, _string_to_sign(method, path, query, h).encode(), hashlib.sha256).digest()
         h["Authorization"] = f"SharedKey {ACCOUNT}:{base64.b64encode(sig).decode()}"
         target = path + ("?" + urllib.parse.urlencode(query) if query else "")
-        c = HTTPConnection("127.0.0.1", self.port, timeout=10)
+        c = (HTTPSConnection("127.0.0.1", self.port, timeout=10, context=self.tls[2]) if self.tls
+             else HTTPConnection("127.0.0.1", self.port, timeout=10))
         try:
             c.request(method, target, body=body, headers=h)
             r = c.getresponse()

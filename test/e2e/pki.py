@@ -29,7 +29,7 @@ class Pki:
 
     def leaf(self, name, names, alg="ec", client=False):
         """Returns (cert_pem, key_pem) for a certificate naming `names`
-        (DNS names), signed by the CA, valid for two days."""
+        (DNS names, or "IP:a.b.c.d"), signed by the CA, valid for two days."""
         key = os.path.join(self.dir, name + ".key")
         csr = os.path.join(self.dir, name + ".csr")
         crt = os.path.join(self.dir, name + ".crt")
@@ -37,7 +37,7 @@ class Pki:
         _run("req", *_newkey(alg), "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + (names[0] if names else name))
         with open(ext, "w") as f:
             if names:
-                f.write("subjectAltName=" + ",".join("DNS:" + n for n in names) + "\n")
+                f.write("subjectAltName=" + ",".join(n if n.startswith("IP:") else "DNS:" + n for n in names) + "\n")
             f.write("extendedKeyUsage=" + ("clientAuth" if client else "serverAuth") + "\n")
         self._serial += 1
         args = ["x509", "-req", "-in", csr, "-CA", self.ca_crt, "-CAkey", self.ca_key, "-set_serial", str(self._serial),

@@ -229,9 +229,6 @@ TEST(NodeConfig, FallbackAzureBlobValidation) {
        "data, config_container: cfg}}}", "azure_blob.account_key: not a base64"},
       {"deployment: {fallback_cp: {azure_blob: {account_name: acct, sas_token: \"sig=a b\", resource_container: data, "
        "config_container: cfg}}}", "azure_blob.sas_token"},
-      // No key and no token: the credential sources that are not there yet are named.
-      {"deployment: {fallback_cp: {azure_blob: {account_name: acct, resource_container: data, config_container: cfg}}}",
-       "Workload Identity and managed identity (IMDS) are not supported yet"},
       {"deployment: {fallback_cp: {azure_blob: {account_name: acct, account_key: a2V5, resource_container: data, "
        "config_container: cfg, endpoint: \"ftp://x\"}}}", "azure_blob.endpoint"},
       {"deployment: {fallback_cp: {aws_s3: {resource_bucket: r, config_bucket: c}, azure_blob: {account_name: acct, "
@@ -243,6 +240,26 @@ TEST(NodeConfig, FallbackAzureBlobValidation) {
     EXPECT_NE(r.error().find(k.msg), std::string::npos) << r.error();
     EXPECT_EQ(r.error().find("not base64!"), std::string::npos) << "the key is never echoed: " << r.error();
   }
+}
+
+// No key and no SAS token: Entra ID bearer tokens (workload or managed
+// identity), found at run time; over http:// that gets a warning.
+TEST(NodeConfig, FallbackAzureBlobBearer) {
+  auto r = parse_node_config(
+      "deployment: {fallback_cp: {azure_blob: {account_name: acct, resource_container: data, config_container: cfg}}}",
+      ".");
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_TRUE(r->fallback.azure.account_key.empty());
+  EXPECT_EQ(r->fallback.azure.endpoint, "https://acct.blob.core.windows.net");
+  for (const auto& w : r->warnings) EXPECT_EQ(w.find("in the clear"), std::string::npos) << w;
+  auto h = parse_node_config(
+      "deployment: {fallback_cp: {azure_blob: {account_name: acct, resource_container: data, config_container: cfg, "
+      "endpoint: \"http://127.0.0.1:1/acct\"}}}",
+      ".");
+  ASSERT_TRUE(h.ok()) << h.error();
+  bool warned = false;
+  for (const auto& w : h->warnings) warned |= w.find("in the clear") != std::string::npos;
+  EXPECT_TRUE(warned);
 }
 
 TEST(NodeConfig, LuaSharedDictSizes) {

@@ -36,7 +36,7 @@ std::string first_line(std::string_view s) {
   return out;
 }
 
-StoreError failure_from(const http::ClientResponse& r, const std::string& what) {
+StoreError failure_from(const http::ClientResponse& r, const std::string& what, const char* credential) {
   StoreError f;
   // x-ms-error-code is the documented source; a HEAD-less error body says the same.
   f.code = first_line(r.header("x-ms-error-code"));
@@ -50,7 +50,7 @@ StoreError failure_from(const http::ClientResponse& r, const std::string& what) 
     const std::string detail = aws::xml_text(r.body, "AuthenticationErrorDetail");
     const bool skew = detail.find("Request date header") != std::string::npos ||
                       detail.find("x-ms-date") != std::string::npos;
-    f.message = fmt::format("{}: HTTP {} {} — the account key or SAS token was refused{}", what, r.status, f.code,
+    f.message = fmt::format("{}: HTTP {} {} — {} was refused{}", what, r.status, f.code, credential,
                             skew ? " (the request time is outside the service's window: check this host's clock)" : "");
   } else if (f.code == "ContainerNotFound") {
     f.message = fmt::format("{}: ContainerNotFound — the container does not exist (Holdfast never creates it)", what);
@@ -106,6 +106,12 @@ BlobClient::BlobClient(asio::any_io_executor ex, BlobOptions opts) : ex_(std::mo
     base_ok_ = !base_.host.empty();
   }
   if (base_ok_) client_ = std::make_unique<http::HttpClient>(ex_, base_);
+  if (opts_.key.empty() && opts_.sas_token.empty()) tokens_ = std::make_unique<TokenProvider>(ex_);
+}
+
+cloud::CredentialStats BlobClient::credential_stats() const {
+  if (!tokens_) return {};
+  return {tokens_->refreshes(), tokens_->refresh_failures()};
 }
 
 BlobClient::~BlobClient() = default;
@@ -128,8 +134,18 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> BlobClient::send(const
   // With a SAS token the token is the authorization: appended as it is.
   const std::string target = opts_.key.empty() && !opts_.sas_token.empty() ? path + "?" + opts_.sas_token : path;
   std::mt19937 rng{std::random_device{}()};
+  bool refreshed = false;
   for (int attempt = 1; attempt <= opts_.max_attempts; ++attempt) {
     http::Headers headers = request_headers(method, opts_.account, opts_.key, path, body, extra);
+    if (tokens_) {
+      auto token = co_await tokens_->get(refreshed && attempt == 1);
+      if (!token) {
+        // The provider logged why, once.
+        out.error = StoreError{StoreErrorKind::no_credentials, "NoCredentials", fmt::format("{}: {}", what, token.error())};
+        co_return out;
+      }
+      headers.emplace_back("authorization", "Bearer " + *token);
+    }
     auto r = co_await client_->request(method, target, std::move(headers), body, opts_.timeout);
     if (!r) {
       // The HTTP client ends a message about a missed deadline with "timed out".
@@ -140,7 +156,13 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> BlobClient::send(const
       out.value = std::move(*r);
       co_return out;
     } else {
-      out.error = failure_from(*r, what);
+      out.error = failure_from(*r, what, tokens_ ? "the Entra ID bearer token" : "the account key or SAS token");
+      if (tokens_ && out.error.kind == StoreErrorKind::credentials && !refreshed) {
+        // An expired or revoked token: a new one at once, and one more try.
+        refreshed = true;
+        attempt = 0;
+        continue;
+      }
       if (!retryable(r->status, out.error.code)) co_return out;
     }
     if (attempt == opts_.max_attempts) break;

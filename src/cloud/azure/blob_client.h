@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "cloud/azure/identity.h"
 #include "cloud/object_store.h"
 #include "http/client.h"
 
@@ -23,6 +24,7 @@ struct BlobOptions {
   std::string account;
   std::string key;         // decoded account key (Shared Key); empty = use sas_token
   std::string sas_token;   // query string without '?'
+                           // neither: Entra ID bearer tokens (identity.h)
   std::string endpoint;    // https://<account>.blob.core.windows.net, or an emulator's URL with the account path
   int max_attempts = 4;
   double timeout = 15;     // seconds per attempt
@@ -39,6 +41,7 @@ class BlobClient final : public cloud::ObjectStore {
                                                               const std::string& body, const std::string& content_type,
                                                               cloud::WriteCondition cond) override;
   std::string url(const std::string& container, const std::string& blob) const override;
+  cloud::CredentialStats credential_stats() const override;
 
  private:
   boost::asio::awaitable<cloud::StoreResult<http::ClientResponse>> send(const std::string& method,
@@ -50,6 +53,7 @@ class BlobClient final : public cloud::ObjectStore {
   http::Url base_;
   bool base_ok_ = false;
   std::unique_ptr<http::HttpClient> client_;
+  std::unique_ptr<TokenProvider> tokens_;  // without a key or SAS token
 };
 
 // The store-independent kind of an Azure answer (exposed for the unit test).
