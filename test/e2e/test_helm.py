@@ -58,6 +58,16 @@ SEEDS = {
     "keys-backup": BACKUP + S3 + KEYS,
     "keys-traffic": S3 + KEYS + TRAFFIC,
 }
+AZ_ACCOUNT, AZ_CLIENT = "hfbackup", "5b2c7f0e-0000-4000-8000-00000000a2b1"
+AZ_KEY = "aGVsbS10ZXN0LWF6dXJlLWFjY291bnQta2V5LTAxMjM0NTY3ODk="
+AZ_SAS = "sv=2021-08-06&ss=b&srt=co&sp=rl&se=2030-01-01T00:00:00Z&sig=helmtestsig%2Babc%3D"
+AZURE = [f"deployment.fallback_cp.azure_blob.account_name={AZ_ACCOUNT}",
+         f"deployment.fallback_cp.azure_blob.resource_container={DATA}",
+         f"deployment.fallback_cp.azure_blob.config_container={CONF}"]
+AZ_WORKLOAD = ["serviceAccount.name=holdfast-workload",
+               f"serviceAccount.annotations.azure\\.workload\\.identity/client-id={AZ_CLIENT}"]
+AZ_WORKLOAD_LABELS = ["serviceAccount.labels.azure\\.workload\\.identity/use=true",
+                      "podLabels.azure\\.workload\\.identity/use=true"]
 ADMIN_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 CONTROL_PLANE = ["deployment.role=control_plane", f"deployment.admin.admin_key[0].key={ADMIN_KEY}",
                  "deployment.admin.allow_admin[0]=10.0.0.0/8", "etcd.host[0]=http://etcd.holdfast:2379"]
@@ -250,7 +260,8 @@ class HelmTest(unittest.TestCase):
         if fb:
             self.assertEqual(os.path.dirname(fb["cache_file"]), mounts["data"]["mountPath"])
             self.assertEqual(fb["gateway_group_id"], "default")
-            self.assertEqual(fb["aws_s3"], {"region": REGION, "resource_bucket": DATA, "config_bucket": CONF})
+            if "aws_s3" in fb:
+                self.assertEqual(fb["aws_s3"], {"region": REGION, "resource_bucket": DATA, "config_bucket": CONF})
         # Secrets never reach the ConfigMap (or any object but the Secret).
         for k, v in self.secret_values(objs).items():
             for (kind, name), o in ((k2, o2) for k2, o2 in objs.items() if k2 != "_text"):
@@ -372,6 +383,58 @@ class HelmTest(unittest.TestCase):
         self.assertEqual(vol[0]["secret"]["secretName"], "etcd-client")
         self.assert_common(objs, "secrets+tls")  # the binary does not open the TLS files at -t
 
+    # --- Azure Blob ------------------------------------------------------
+
+    def test_azure_account_key_backup_node(self):
+        objs = self.render(BACKUP + AZURE + [f"deployment.fallback_cp.azure_blob.account_key={AZ_KEY}"])
+        self.assert_backup(objs)
+        self.assertEqual(self.secret_values(objs), {"HOLDFAST_AZURE_ACCOUNT_KEY": AZ_KEY})
+        az = self.config(objs)["deployment"]["fallback_cp"]["azure_blob"]
+        self.assertEqual(az, {"account_name": AZ_ACCOUNT, "resource_container": DATA, "config_container": CONF,
+                              "account_key": "${{HOLDFAST_AZURE_ACCOUNT_KEY}}"})
+        self.assertNotIn("aws_s3", self.config(objs)["deployment"]["fallback_cp"])
+        self.assertNotIn(AZ_KEY, self.one(objs, "ConfigMap")["data"]["config.yaml"])
+        self.assertIn("Azure account key or SAS token was passed", self.render_notes(
+            BACKUP + AZURE + [f"deployment.fallback_cp.azure_blob.account_key={AZ_KEY}"]))
+        self.assert_common(objs, "azure-key-backup")
+
+    def test_azure_sas_token_traffic_node(self):
+        objs = self.render(AZURE + TRAFFIC + [f"deployment.fallback_cp.azure_blob.sas_token={AZ_SAS}",
+                                              "deployment.fallback_cp.azure_blob.endpoint=https://blob.example.net/acct"])
+        self.assert_traffic(objs)
+        self.assertEqual(self.secret_values(objs), {"HOLDFAST_AZURE_SAS_TOKEN": AZ_SAS})
+        az = self.config(objs)["deployment"]["fallback_cp"]["azure_blob"]
+        self.assertEqual(az["sas_token"], "${{HOLDFAST_AZURE_SAS_TOKEN}}")
+        self.assertEqual(az["endpoint"], "https://blob.example.net/acct")
+        self.assert_common(objs, "azure-sas-traffic")
+
+    def test_azure_workload_identity_traffic_node(self):
+        objs = self.render(AZURE + TRAFFIC + AZ_WORKLOAD, set_strings=AZ_WORKLOAD_LABELS)
+        self.assert_traffic(objs)
+        sa = self.one(objs, "ServiceAccount")
+        self.assertEqual(sa["metadata"]["name"], "holdfast-workload")
+        self.assertEqual(sa["metadata"]["annotations"], {"azure.workload.identity/client-id": AZ_CLIENT})
+        self.assertEqual(sa["metadata"]["labels"]["azure.workload.identity/use"], "true")
+        pod = self.one(objs, "Deployment")["spec"]["template"]
+        self.assertEqual(pod["metadata"]["labels"]["azure.workload.identity/use"], "true")
+        self.assertEqual(pod["spec"]["serviceAccountName"], "holdfast-workload")
+        # No key, no token: the webhook's AZURE_* variables are the credential.
+        self.assertEqual(self.kinds(objs, "Secret"), [])
+        self.assertEqual(self.config(objs)["deployment"]["fallback_cp"]["azure_blob"],
+                         {"account_name": AZ_ACCOUNT, "resource_container": DATA, "config_container": CONF})
+        self.assert_common(objs, "azure-workload-identity")
+
+    def test_azure_values_must_be_complete(self):
+        self.assert_render_fails(["deployment.fallback_cp.azure_blob.account_name=hfbackup"],
+                                 "account_name, resource_container and config_container are all required")
+        self.assert_render_fails([f"deployment.fallback_cp.azure_blob.resource_container={DATA}",
+                                  f"deployment.fallback_cp.azure_blob.config_container={CONF}"],
+                                 "are all required")
+        self.assert_render_fails(AZURE[1:] + ["deployment.fallback_cp.azure_blob.account_name=Bad_Name"],
+                                 "account_name")
+        self.assert_render_fails(AZURE + ["deployment.fallback_cp.azure_blob.endpoint=ftp://x"], "endpoint")
+        self.assert_render_fails(AZURE + ["deployment.fallback_cp.azure_blob.container=x"], "azure_blob")
+
     def test_existing_aws_secret(self):
         objs = self.render(S3 + ["awsCredentials.existingSecret=my-aws-keys"])
         env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in self.container(objs)["env"]}
@@ -429,7 +492,7 @@ class HelmTest(unittest.TestCase):
         # Not fed to `holdfast -t`: -t looks for apisix.json beside config.yaml even
         # though S3 is the source at run time (reported as a binary bug).
         self.assert_render_fails(["deployment.role_data_plane.config_provider=json"],
-                                 "config_provider=json reads the S3 snapshot")
+                                 "config_provider=json reads the fallback snapshot")
 
     # --- rolling on upgrade ----------------------------------------------
 
@@ -500,23 +563,22 @@ class HelmTest(unittest.TestCase):
         fb = schema["properties"]["deployment"]["properties"]["fallback_cp"]
         d = tempfile.mkdtemp(prefix="holdfast-helm-keys-")
         try:
-            def known(section_yaml):
+            def known(section_yaml, fails=True):
                 path = os.path.join(d, "config.yaml")
                 with open(path, "w") as f:
                     f.write(section_yaml)
                 p = subprocess.run([BIN, "-t", "-c", path], capture_output=True, text=True, timeout=30)
-                self.assertNotEqual(p.returncode, 0)
-                listed = p.stderr.split("(known: ", 1)[1].split(")", 1)[0]
+                if fails:
+                    self.assertNotEqual(p.returncode, 0)
+                listed = p.stderr.split("known: ", 1)[1].split(")", 1)[0]
                 return {k.strip() for k in listed.split(",")}
-            # The chart does not render azure_blob yet (#14 item 5): its schema
-            # refuses the key, so a --set of it fails instead of being dropped.
-            not_in_chart = {"azure_blob"}
-            self.assertEqual(known("deployment:\n  fallback_cp:\n    zz: 1\n") - not_in_chart, set(fb["properties"]))
-            p = self.template(["deployment.fallback_cp.azure_blob.account_name=acct"])
-            self.assertNotEqual(p.returncode, 0)
-            self.assertIn("azure_blob", p.stderr)
+            self.assertEqual(known("deployment:\n  fallback_cp:\n    zz: 1\n"), set(fb["properties"]))
             self.assertEqual(known("deployment:\n  fallback_cp:\n    aws_s3:\n      zz: 1\n"),
                              set(fb["properties"]["aws_s3"]["properties"]))
+            # Unknown azure_blob keys only warn (as API7's), naming the known ones.
+            self.assertEqual(known("deployment:\n  fallback_cp:\n    azure_blob:\n      zz: 1\n      account_name: acct\n"
+                                   "      resource_container: data\n      config_container: cfg\n", fails=False),
+                             set(fb["properties"]["azure_blob"]["properties"]))
         finally:
             shutil.rmtree(d, ignore_errors=True)
 

@@ -44,10 +44,21 @@ app.kubernetes.io/component: {{ include "holdfast.component" . }}
 {{- define "holdfast.dataDir" -}}/var/lib/holdfast{{- end }}
 {{- define "holdfast.etcdTlsDir" -}}/etc/holdfast-etcd-tls{{- end }}
 
-{{/* "true" when fallback_cp is rendered: both buckets are set. */}}
-{{- define "holdfast.fallbackEnabled" -}}
+{{/* "true" when aws_s3 is rendered: both buckets are set. */}}
+{{- define "holdfast.s3Enabled" -}}
 {{- $s3 := .Values.deployment.fallback_cp.aws_s3 -}}
 {{- if and $s3.resource_bucket $s3.config_bucket }}true{{ end -}}
+{{- end }}
+
+{{/* "true" when azure_blob is rendered: the account and both containers are set. */}}
+{{- define "holdfast.azureEnabled" -}}
+{{- $az := .Values.deployment.fallback_cp.azure_blob -}}
+{{- if and $az.account_name $az.resource_container $az.config_container }}true{{ end -}}
+{{- end }}
+
+{{/* "true" when fallback_cp is rendered: at least one store is complete. */}}
+{{- define "holdfast.fallbackEnabled" -}}
+{{- if or (include "holdfast.s3Enabled" .) (include "holdfast.azureEnabled" .) }}true{{ end -}}
 {{- end }}
 
 {{/* "true" for a backup node (fallback_cp.mode: write). */}}
@@ -88,11 +99,15 @@ Checks that JSON schema cannot express with a readable message. Rendered
 {{- if and $s3.config_bucket (not $s3.resource_bucket) }}
 {{- fail "deployment.fallback_cp.aws_s3.resource_bucket: required when config_bucket is set (the S3 fallback needs both buckets)" }}
 {{- end }}
+{{- $az := $fb.azure_blob }}
+{{- if and (or $az.account_name $az.resource_container $az.config_container $az.account_key $az.sas_token $az.endpoint) (not (include "holdfast.azureEnabled" .)) }}
+{{- fail "deployment.fallback_cp.azure_blob: account_name, resource_container and config_container are all required once any azure_blob value is set" }}
+{{- end }}
 {{- if and (eq $fb.mode "write") (not (include "holdfast.fallbackEnabled" .)) }}
-{{- fail "deployment.fallback_cp.mode=write (backup node) needs deployment.fallback_cp.aws_s3.resource_bucket and config_bucket" }}
+{{- fail "deployment.fallback_cp.mode=write (backup node) needs deployment.fallback_cp.aws_s3.resource_bucket and config_bucket, or deployment.fallback_cp.azure_blob.account_name, resource_container and config_container" }}
 {{- end }}
 {{- if and (eq .Values.deployment.role "data_plane") (eq .Values.deployment.role_data_plane.config_provider "json") (not (include "holdfast.fallbackEnabled" .)) }}
-{{- fail "deployment.role_data_plane.config_provider=json reads the S3 snapshot: set deployment.fallback_cp.aws_s3.resource_bucket and config_bucket" }}
+{{- fail "deployment.role_data_plane.config_provider=json reads the fallback snapshot: set deployment.fallback_cp.aws_s3.resource_bucket and config_bucket, or deployment.fallback_cp.azure_blob" }}
 {{- end }}
 {{- if and (eq .Values.deployment.role "control_plane") (include "holdfast.fallbackEnabled" .) (ne $fb.mode "write") }}
 {{- fail "deployment.fallback_cp on a control_plane release must be mode=write (a control plane only exports; it never reads the snapshot)" }}
@@ -114,7 +129,7 @@ Checks that JSON schema cannot express with a readable message. Rendered
 {{- end }}
 {{- /* Secret values reach config.yaml as ${{VAR}}; holdfast turns a result that looks like
    an integer or true/false into that type, which then fails its string check. */}}
-{{- $subst := dict "etcd.password" .Values.etcd.password "deployment.fallback_cp.signing_key" $fb.signing_key }}
+{{- $subst := dict "etcd.password" .Values.etcd.password "deployment.fallback_cp.signing_key" $fb.signing_key "deployment.fallback_cp.azure_blob.sas_token" $fb.azure_blob.sas_token }}
 {{- range $i, $k := .Values.deployment.admin.admin_key }}{{ $_ := set $subst (printf "deployment.admin.admin_key[%d].key" $i) ($k.key | default "" | toString) }}{{ end }}
 {{- range $i, $k := .Values.apisix.data_encryption.keyring }}{{ $_ := set $subst (printf "apisix.data_encryption.keyring[%d]" $i) ($k | toString) }}{{ end }}
 {{- range $path, $val := $subst }}
@@ -151,6 +166,12 @@ the AWS keys are read by the credential chain from the environment.
 {{- if $fb.aws_s3.access_key }}
 {{- $_ := set $d "AWS_ACCESS_KEY_ID" $fb.aws_s3.access_key }}
 {{- $_ := set $d "AWS_SECRET_ACCESS_KEY" $fb.aws_s3.secret_key }}
+{{- end }}
+{{- if and (include "holdfast.azureEnabled" .) $fb.azure_blob.account_key }}
+{{- $_ := set $d "HOLDFAST_AZURE_ACCOUNT_KEY" $fb.azure_blob.account_key }}
+{{- end }}
+{{- if and (include "holdfast.azureEnabled" .) $fb.azure_blob.sas_token }}
+{{- $_ := set $d "HOLDFAST_AZURE_SAS_TOKEN" $fb.azure_blob.sas_token }}
 {{- end }}
 {{- if and (include "holdfast.fallbackEnabled" .) $fb.signing_key }}
 {{- $_ := set $d "HOLDFAST_FALLBACK_SIGNING_KEY" $fb.signing_key }}
@@ -215,12 +236,24 @@ the AWS keys are read by the credential chain from the environment.
 {{- $_ := set $dep "admin" $admin }}
 {{- end }}
 {{- if include "holdfast.fallbackEnabled" . }}
+{{- $f := dict "interval" (int $fb.interval) "gateway_group_id" $fb.gateway_group_id "cache_file" $fb.cache_file }}
+{{- if include "holdfast.s3Enabled" . }}
 {{- $s3in := $fb.aws_s3 }}
 {{- /* access_key and secret_key never appear here: they reach the pod as AWS_* variables from the Secret. */}}
 {{- $s3 := dict "resource_bucket" $s3in.resource_bucket "config_bucket" $s3in.config_bucket }}
 {{- if $s3in.region }}{{ $_ := set $s3 "region" $s3in.region }}{{ end }}
 {{- if $s3in.endpoint }}{{ $_ := set $s3 "endpoint" $s3in.endpoint }}{{ end }}
-{{- $f := dict "interval" (int $fb.interval) "gateway_group_id" $fb.gateway_group_id "cache_file" $fb.cache_file "aws_s3" $s3 }}
+{{- $_ := set $f "aws_s3" $s3 }}
+{{- end }}
+{{- if include "holdfast.azureEnabled" . }}
+{{- $azin := $fb.azure_blob }}
+{{- /* A key or SAS token reaches config.yaml only as ${{VAR}}, from the Secret. */}}
+{{- $az := dict "account_name" $azin.account_name "resource_container" $azin.resource_container "config_container" $azin.config_container }}
+{{- if $azin.account_key }}{{ $_ := set $az "account_key" "${{HOLDFAST_AZURE_ACCOUNT_KEY}}" }}{{ end }}
+{{- if $azin.sas_token }}{{ $_ := set $az "sas_token" "${{HOLDFAST_AZURE_SAS_TOKEN}}" }}{{ end }}
+{{- if $azin.endpoint }}{{ $_ := set $az "endpoint" $azin.endpoint }}{{ end }}
+{{- $_ := set $f "azure_blob" $az }}
+{{- end }}
 {{- if $fb.mode }}{{ $_ := set $f "mode" $fb.mode }}{{ end }}
 {{- if $fb.proxy }}{{ $_ := set $f "proxy" true }}{{ end }}
 {{- if $fb.signing_key }}{{ $_ := set $f "signing_key" "${{HOLDFAST_FALLBACK_SIGNING_KEY}}" }}{{ end }}
