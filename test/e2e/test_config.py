@@ -361,6 +361,8 @@ apisix:
   delete_uri_tail_slash: ${{{{HF_E2E_TAIL}}}}
 nginx_config:
   worker_processes: ${{{{HF_E2E_WORKERS_UNSET:=1}}}}
+plugin_attr:  # not the default 9091: another process may hold it
+  prometheus: {{export_addr: {{ip: 127.0.0.1, port: {free_port()}}}}}
 deployment:
   role: data_plane
   role_data_plane:
@@ -386,6 +388,8 @@ apisix:
   node_listen:
     - ip: 127.0.0.1
       port: ${{{{HF_E2E_PORT_UNSET:={port}}}}}
+plugin_attr:  # not the default 9091: another process may hold it
+  prometheus: {{export_addr: {{ip: 127.0.0.1, port: {free_port()}}}}}
 deployment:
   role: data_plane
   role_data_plane:
