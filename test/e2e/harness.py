@@ -771,6 +771,17 @@ class GatewayTest(unittest.TestCase):
 
     def tearDown(self):
         reports = []
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        if result and any(t is self for t, _ in list(result.errors) + list(result.failures)):
+            # A failed test shows what its gateways logged (their folders go
+            # away below): a failure seen once in CI must be diagnosable.
+            for p in self._procs:
+                if isinstance(p, Gateway):
+                    try:
+                        tail = "\n".join(p.logs().splitlines()[-40:])
+                    except Exception:
+                        continue
+                    sys.stderr.write(f"\n--- last lines of the gateway log ({p.dir}) ---\n{tail}\n")
         for p in reversed(self._procs):
             try:
                 p.stop()
