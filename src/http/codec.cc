@@ -359,7 +359,8 @@ bool decode_chunked(std::string_view raw, std::string& out) {
   return v.feed(raw, used, &out) == ChunkedValidator::Result::done;
 }
 
-ChunkedValidator::Result ChunkedValidator::feed(std::string_view data, size_t& used, std::string* payload) {
+ChunkedValidator::Result ChunkedValidator::feed(std::string_view data, size_t& used, std::string* payload,
+                                                std::string* trailers) {
   size_t i = 0;
   const size_t n = data.size();
   auto fail = [&] { used = i; return Result::error; };
@@ -418,15 +419,22 @@ ChunkedValidator::Result ChunkedValidator::feed(std::string_view data, size_t& u
       case State::trailer_start:
         if (c == '\r') { state_ = State::final_lf; ++i; }
         else if (c == '\n' || c == ' ' || c == '\t') return fail();
-        else { state_ = State::trailer_line; line_len_ = 0; ++i; }
+        else {
+          if (trailers) trailers->push_back(c);
+          state_ = State::trailer_line; line_len_ = 0; ++i;
+        }
         break;
       case State::trailer_line:
         if (c == '\r') { state_ = State::trailer_lf; ++i; }
         else if (c == '\n' || ++line_len_ > 8192) return fail();
-        else ++i;
+        else {
+          if (trailers) trailers->push_back(c);
+          ++i;
+        }
         break;
       case State::trailer_lf:
         if (c != '\n') return fail();
+        if (trailers) trailers->push_back('\n');
         state_ = State::trailer_start; ++i;
         break;
       case State::final_lf:

@@ -77,8 +77,10 @@ class ChunkedValidator {
   enum class Result : uint8_t { need_more, done, error };
   // Consumes bytes from `data`; sets `used` to the number of bytes that are
   // part of this message (all of them unless the message ended inside).
-  // With `payload`, the decoded chunk data is appended there too.
-  Result feed(std::string_view data, size_t& used, std::string* payload = nullptr);
+  // With `payload`, the decoded chunk data is appended there too; with
+  // `trailers`, each trailer field line, ended by '\n' (an HTTP/2 upstream
+  // sends them as a trailing HEADERS frame).
+  Result feed(std::string_view data, size_t& used, std::string* payload = nullptr, std::string* trailers = nullptr);
   uint64_t payload_bytes() const { return payload_; }
   void reset() { *this = ChunkedValidator{}; }
 

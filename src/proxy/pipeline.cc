@@ -14,11 +14,13 @@
 
 #include "core/log.h"
 #include "http/codec.h"
+#include "http/grpc.h"
 #include "http/head_writer.h"
 #include "http/uri.h"
 #include "proxy/access_log.h"
 #include "proxy/real_ip.h"
 #include "proxy/side_request.h"
+#include "proxy/upstream_h2.h"
 #include "proxy/worker.h"
 #include "router/ipmatch.h"
 #include "snapshot/snapshot.h"
@@ -142,6 +144,19 @@ uint64_t body_wanted(const plugins::Chain& chain, const plugins::RequestCtx& ctx
 
 struct Exchange;  // forward
 
+// A request body streaming to an HTTP/2 upstream (grpc) while the response
+// streams back: the relay runs beside the response (bidirectional gRPC
+// calls need both at once) and handle() waits for it before the next
+// request. Its own deadlines, so that the two directions do not share one.
+struct Duplex {
+  explicit Duplex(asio::io_context& io) : done(io, std::chrono::steady_clock::time_point::max()) {}
+  std::shared_ptr<Stream> up;
+  Timed src, dst;
+  asio::steady_timer done;
+  bool finished = false;
+  bool ok = false;
+};
+
 class Connection {
  public:
   Connection(Worker& w, Stream& stream, const ConnInfo& info) : w_(w), s_(stream), info_(info) {
@@ -175,6 +190,8 @@ class Connection {
                             const model::UpstreamNode& node, bool websocket);
   awaitable<bool> tunnel(UpstreamConn& up, double idle_timeout);
   awaitable<void> linger();
+  awaitable<void> duplex_body(Duplex* d, double send_timeout);
+  awaitable<bool> end_duplex();
 
   Worker& w_;
   Stream& s_;
@@ -199,6 +216,7 @@ class Connection {
   // A detached side request (proxy-mirror) a plugin asked for: sent with
   // the request's body once the request goes upstream, never waited for.
   std::shared_ptr<plugins::SideRequest> mirror_;
+  std::unique_ptr<Duplex> duplex_;  // a request body still streaming to an HTTP/2 upstream
 
   const plugins::Chain* global_chain() const { return snap_ ? &snap_->global : nullptr; }
 
@@ -378,10 +396,32 @@ awaitable<bool> Connection::send_simple(int status, std::string_view body, bool 
                                         const plugins::HeaderEdits& extra, std::string_view ctype) {
   std::string out;
   HeadWriter hw(out, "holdfast");
-  hw.status_line(status, reason_phrase(status));
-  hw.header("Server", "holdfast");
-  if (!ctype.empty() && !in_pairs(extra, "content-type")) hw.header("Content-Type", ctype);
-  for (const auto& e : extra) hw.header(e.name, e.value, e.plugin);
+  // A gRPC client reads a status, not an HTTP error: an error Holdfast
+  // generates for a gRPC request goes out as a Trailers-Only response (200,
+  // grpc-status, grpc-message), as Envoy answers; APISIX sends the HTTP
+  // status. The message is the error_msg of a JSON body, else the reason.
+  const bool grpc = status >= 400 && req_.head_bytes && is_grpc_content_type(req_.header("content-type"));
+  if (grpc) {
+    std::string_view msg = reason_phrase(status);
+    constexpr std::string_view kMsg = "{\"error_msg\":\"";
+    if (body.starts_with(kMsg)) {
+      auto end = body.find('"', kMsg.size());
+      if (end != std::string_view::npos) msg = body.substr(kMsg.size(), end - kMsg.size());
+    }
+    hw.status_line(200, "OK");
+    hw.header("Server", "holdfast");
+    hw.header("Content-Type", "application/grpc");
+    hw.header("grpc-status", std::to_string(grpc_status_for_http(status, !req_.header("grpc-timeout").empty())));
+    hw.header("grpc-message", grpc_message_encode(msg));
+    for (const auto& e : extra)
+      if (!iequals(e.name, "content-type") && !iequals(e.name, "content-length")) hw.header(e.name, e.value, e.plugin);
+    body = {};
+  } else {
+    hw.status_line(status, reason_phrase(status));
+    hw.header("Server", "holdfast");
+    if (!ctype.empty() && !in_pairs(extra, "content-type")) hw.header("Content-Type", ctype);
+    for (const auto& e : extra) hw.header(e.name, e.value, e.plugin);
+  }
   hw.header("Content-Length", std::to_string(body.size()));
   if (!keep) hw.header("Connection", "close");
   hw.end();
@@ -793,6 +833,7 @@ awaitable<bool> Connection::handle() {
   bool keep;
   if (stop) keep = co_await send_plugin_response(ctx, route);
   else keep = co_await proxy(ctx, *route);
+  if (duplex_) keep = co_await end_duplex() && keep;
   // Step over this request; a streamed body already advanced the buffer.
   if (keep && !streamed_) in_.begin += req_.head_bytes + buffered_body_bytes();
   co_return keep;
@@ -1075,6 +1116,34 @@ awaitable<bool> Connection::tunnel(UpstreamConn& up, double idle_timeout) {
   co_return false;
 }
 
+// The request body of a call to an HTTP/2 upstream, relayed while the
+// response streams back. A client that fails or sends bad framing resets
+// the upstream stream, which ends the response side too.
+awaitable<void> Connection::duplex_body(Duplex* d, double send_timeout) {
+  const NodeConfig& cfg = w_.cfg();
+  RelayResult rr = co_await relay(s_, d->src, in_, req_.body, req_.content_length, *d->up, d->dst, {},
+                                  cfg.client_body_timeout, send_timeout, cfg.limits.max_body_bytes);
+  d->ok = rr.ok;
+  if (!rr.ok) d->up->close();
+}
+
+// After the response: a request body still streaming is abandoned (its
+// stream reset, the client connection closed: its body was not read to the
+// end).
+awaitable<bool> Connection::end_duplex() {
+  Duplex& d = *duplex_;
+  if (!d.finished) {
+    d.up->close();
+    s_.cancel();
+    while (!d.finished) co_await d.done.async_wait(tok);
+  }
+  const bool ok = d.ok;
+  w_.unwatch(&d.src);
+  w_.unwatch(&d.dst);
+  duplex_.reset();
+  co_return ok;
+}
+
 // The route's timeout, else its upstream's (APISIX's balancer): with
 // traffic-split, the upstream it chose.
 const model::Timeout& request_timeout(const plugins::RequestCtx& ctx, const snapshot::CompiledRoute& route) {
@@ -1104,6 +1173,8 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
   const bool idempotent = req_.method == "GET" || req_.method == "HEAD" || req_.method == "OPTIONS" ||
                           req_.method == "PUT" || req_.method == "DELETE" || req_.method == "TRACE";
   const bool websocket = route.websocket && req_.upgrade_websocket;
+  // HTTP/2 to the upstream (upstream_h2.h); never a WebSocket.
+  const bool grpc_up = (uc.scheme == "grpc" || uc.scheme == "grpcs") && !websocket;
   const size_t body_in_buf = in_.avail() - req_.head_bytes;
   bool body_buffered = req_.body == BodyKind::none ||
                        (req_.body == BodyKind::length && body_in_buf >= req_.content_length);
@@ -1117,6 +1188,8 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
   // streams is teed into a bounded buffer and sent when it has passed.
   std::shared_ptr<plugins::SideRequest> mirror = std::move(mirror_);
   mirror_.reset();
+  // A body streaming to an HTTP/2 upstream is not teed (not done).
+  if (grpc_up && !body_buffered) mirror.reset();
   std::string mirror_body;
   if (mirror) {
     // The request's headers as the plugins left them, as nginx's mirror
@@ -1209,9 +1282,41 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
     // write was refused before a byte was accepted.
     bool sent_continue = continue_sent_;
     for (int fresh = 0; fresh < 2; ++fresh) {
-      conn = fresh == 0 ? w_.take_pooled(pool_key) : nullptr;
+      conn = fresh == 0 && !grpc_up ? w_.take_pooled(pool_key) : nullptr;
       bool reused = conn != nullptr;
-      if (!conn) {
+      if (grpc_up) {
+        if (!up.endpoints[node_idx]) {
+          log::warn("upstream {}: node {} has no address yet (not resolved)", up.key, node.host);
+          break;
+        }
+        H2Target t;
+        t.key = pool_key;
+        t.endpoint = *up.endpoints[node_idx];
+        t.tls = up.tls.get();
+        t.sni = sni;
+        t.host = node.host;
+        t.connect_timeout = to.connect;
+        t.send_timeout = to.send;
+        t.max_streams = uc.keepalive_requests;
+        t.idle_ms = ms(uc.keepalive_idle);
+        t.upstream = up.key;
+        t.node = node.host;
+        t.port = node.port;
+        // Fresh connection on the retry below: the pooled one was refused.
+        H2Pool::Opened opened = co_await w_.h2_pool().open(t, ms(to.read));
+        if (!opened.stream) {
+          fail_status = opened.fail_status;
+          passive(node_idx, !opened.timed_out, opened.timed_out, 0);
+          break;
+        }
+        conn = std::make_unique<UpstreamConn>(w_.io());
+        conn->buf.data.resize(kBufSize);
+        conn->h2 = std::move(opened.stream);
+        conn->stream = conn->h2.get();
+        conn->timed.stream = conn->stream;
+        w_.watch(&conn->timed);
+        reused = opened.reused;
+      } else if (!conn) {
         conn = std::make_unique<UpstreamConn>(w_.io());
         conn->buf.data.resize(kBufSize);
         conn->timed.stream = conn->stream;
@@ -1278,6 +1383,23 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
         size_t written = 0;
         ok = co_await write_all(*conn->stream, conn->timed, bufs, to.send, io_timeout, &written);
         refused = !ok && !io_timeout && written == 0;
+      } else if (conn->h2) {
+        // The head goes now; the body streams beside the response.
+        sent_body = true;
+        ok = co_await write_all(*conn->stream, conn->timed, asio::buffer(head), to.send, io_timeout);
+        if (ok) {
+          duplex_ = std::make_unique<Duplex>(w_.io());
+          Duplex* d = duplex_.get();
+          d->up = conn->h2;
+          d->src.stream = &s_;
+          d->dst.stream = d->up.get();
+          w_.watch(&d->src);
+          w_.watch(&d->dst);
+          asio::co_spawn(w_.io(), duplex_body(d, to.send), [d](std::exception_ptr) {
+            d->finished = true;
+            d->done.cancel();
+          });
+        }
       } else {
         if (req_.expect_continue && req_.minor == 1 && !sent_continue) {
           static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -1522,7 +1644,7 @@ got_response : {
     const std::string& key = up.tls ? tls_key : up.node_keys[node_idx];
     // Read after the response, when a TLS 1.3 session ticket has arrived.
     if (conn->tls) w_.keep_tls_session(key, SSL_get1_session(conn->tls->native()));
-    if (upstream_reusable && conn->requests < uc.keepalive_requests && !w_.draining()) {
+    if (upstream_reusable && !conn->h2 && conn->requests < uc.keepalive_requests && !w_.draining()) {
       conn->idle_since = now_ms();
       w_.give_back(key, std::move(conn), uc.keepalive_size);
     } else {

@@ -65,6 +65,9 @@ struct UpstreamConn {
   boost::asio::ip::tcp::socket& socket();
   transport::TcpStream tcp;
   std::unique_ptr<transport::TlsStream> tls;
+  // scheme grpc/grpcs: the call's HTTP/2 stream (proxy/upstream_h2.h),
+  // shared with the request body's relay while both directions stream.
+  std::shared_ptr<transport::Stream> h2;
   transport::Stream* stream;
   transport::Buf buf;
   transport::Timed timed;

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "proxy/access_log.h"
 #include "proxy/pipeline.h"
+#include "proxy/upstream_h2.h"
 #include "tls/server_context.h"
 #include "transport/io.h"
 #include "transport/tls_stream.h"
@@ -380,6 +381,11 @@ void Worker::keep_tls_session(const std::string& key, SSL_SESSION* s) {
   // by starting over rather than growing with every name a client sends.
   if (tls_sessions_.size() >= 1024 && !tls_sessions_.count(key)) tls_sessions_.clear();
   tls_sessions_[key] = std::move(owned);
+}
+
+H2Pool& Worker::h2_pool() {
+  if (!h2_pool_) h2_pool_ = std::make_unique<H2Pool>(*this);
+  return *h2_pool_;
 }
 
 void Worker::give_back(const std::string& key, std::unique_ptr<UpstreamConn> c, int pool_size) {

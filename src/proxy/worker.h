@@ -31,6 +31,7 @@ namespace holdfast::proxy {
 
 using transport::Timed;  // a stream with a deadline, swept by the worker
 struct UpstreamConn;   // a pooled upstream connection
+class H2Pool;          // HTTP/2 upstream connections (proxy/upstream_h2.h)
 class AccessLog;
 
 class Worker {
@@ -76,6 +77,8 @@ class Worker {
   // keeping one (takes the reference SSL_get1_session gave).
   SSL_SESSION* tls_session(const std::string& key) const;
   void keep_tls_session(const std::string& key, SSL_SESSION* s);
+  // The HTTP/2 (grpc, grpcs) upstream connections of this worker.
+  H2Pool& h2_pool();
   AccessLog* access_log() { return access_log_.get(); }
   // A client connection ended: lets a worker held at its connection cap
   // accept again.
@@ -117,6 +120,7 @@ class Worker {
   std::unordered_map<std::string, std::vector<std::unique_ptr<UpstreamConn>>> pool_;
   std::unordered_map<std::string, std::shared_ptr<SSL_SESSION>> tls_sessions_;  // by pool key
   std::shared_ptr<AccessLog> access_log_;
+  std::unique_ptr<H2Pool> h2_pool_;
   std::unique_ptr<boost::asio::steady_timer> capacity_;  // woken when a connection closes
   int64_t cap_logged_ms_ = -1'000'000, fd_logged_ms_ = -1'000'000;
 };

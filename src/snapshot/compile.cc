@@ -208,7 +208,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(const json::value& docv, cons
   };
   auto upstream_tls = [&](CompiledUpstream& cu) {
     const model::Upstream& u = *cu.conf;
-    const bool https = u.scheme == "https";
+    const bool https = u.scheme == "https" || u.scheme == "grpcs";  // grpcs: TLS with ALPN h2 (proxy/upstream_h2.cc)
     const bool check_https = u.checks && u.checks->active && u.checks->type == "https";
     if (!https && !check_https) return;
     tls::ClientOptions co;

@@ -1,0 +1,390 @@
+"""gRPC upstreams (`scheme: grpc` and `grpcs`) against the real binary: a
+python3-grpcio origin (grpc_origin.py, its own process) behind Holdfast.
+Until the client side speaks HTTP/2, calls go to Holdfast over HTTP/1.1 as a
+raw socket client: a chunked request of gRPC-framed messages (5-byte
+prefix), a chunked response whose trailers carry grpc-status. Also: many
+calls share one upstream connection, a GOAWAY moves new calls to a new
+connection, a down upstream and a passed grpc-timeout come back as gRPC
+statuses."""
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import GatewayTest, free_port, wait_port
+from pki import Pki
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# grpcio is Debian's (python3-grpcio): the system interpreter.
+PY = "/usr/bin/python3"
+
+
+class GrpcOrigin:
+    def __init__(self, port=None, cert=None, key=None):
+        self.port = port or free_port()
+        args = [PY, os.path.join(HERE, "grpc_origin.py"), str(self.port)] + ([cert, key] if cert else [])
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.proc.stdout.readline()
+        wait_port(self.port, proc=self.proc)
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self, timeout=10):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+
+
+def frame(msg):
+    return b"\0" + struct.pack(">I", len(msg)) + msg
+
+
+def chunk(data):
+    return b"%x\r\n" % len(data) + data + b"\r\n"
+
+
+class H1Call:
+    """One gRPC call over HTTP/1.1 on its own connection, read incrementally."""
+
+    def __init__(self, port, path, headers=(), timeout=10):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+        hdrs = "".join(f"{k}: {v}\r\n" for k, v in headers)
+        self.head = (f"POST {path} HTTP/1.1\r\nHost: grpc.test\r\nContent-Type: application/grpc\r\n"
+                     f"TE: trailers\r\n{hdrs}Transfer-Encoding: chunked\r\n\r\n").encode()
+        self.status = None
+        self.headers = {}
+        self.trailers = {}
+        self.chunked = False
+        self.left = 0        # Content-Length body left
+        self.payload = b""   # response payload read, not yet split into messages
+        self.done = False
+
+    def close(self):
+        self.sock.close()
+
+    def send_head(self, extra=b""):
+        self.sock.sendall(self.head + extra)
+
+    def send_message(self, msg):
+        self.sock.sendall(chunk(frame(msg)))
+
+    def end(self, trailers=b""):
+        self.sock.sendall(b"0\r\n" + trailers + b"\r\n")
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("connection closed")
+        self.buf += data
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode("latin-1")
+
+    def read_head(self):
+        while self.status is None:
+            line = self._line()
+            parts = line.split(" ", 2)
+            status = int(parts[1])
+            fields = {}
+            while True:
+                l = self._line()
+                if not l:
+                    break
+                k, v = l.split(":", 1)
+                fields[k.strip().lower()] = v.strip()
+            if 100 <= status < 200:
+                continue
+            self.status, self.headers = status, fields
+            self.chunked = "chunked" in fields.get("transfer-encoding", "")
+            self.left = int(fields.get("content-length", "0")) if not self.chunked else 0
+            if not self.chunked and self.left == 0:
+                self.done = True
+        return self.status
+
+    def _read_chunk(self):
+        size = int(self._line().split(";")[0], 16)
+        if size == 0:
+            while True:
+                l = self._line()
+                if not l:
+                    break
+                k, v = l.split(":", 1)
+                self.trailers[k.strip().lower()] = v.strip()
+            self.done = True
+            return
+        while len(self.buf) < size + 2:
+            self._fill()
+        self.payload += self.buf[:size]
+        self.buf = self.buf[size + 2:]
+
+    def read_message(self):
+        """The next response message, or None at the end of the response."""
+        self.read_head()
+        while len(self.payload) < 5 or len(self.payload) < 5 + struct.unpack(">I", self.payload[1:5])[0]:
+            if self.done:
+                return None
+            if self.chunked:
+                self._read_chunk()
+            else:
+                while not self.buf:
+                    self._fill()
+                take = self.buf[:self.left]
+                self.payload += take
+                self.buf = self.buf[len(take):]
+                self.left -= len(take)
+                self.done = self.left == 0
+        n = struct.unpack(">I", self.payload[1:5])[0]
+        msg, self.payload = self.payload[5:5 + n], self.payload[5 + n:]
+        return msg
+
+    def finish(self):
+        """Reads the rest; returns (messages, grpc-status, grpc-message)."""
+        msgs = []
+        while True:
+            m = self.read_message()
+            if m is None:
+                break
+            msgs.append(m)
+        # Trailers-Only: the status is in the head.
+        fields = self.trailers if "grpc-status" in self.trailers else self.headers
+        return msgs, fields.get("grpc-status"), fields.get("grpc-message")
+
+
+def call(port, path, messages, headers=()):
+    c = H1Call(port, path, headers)
+    try:
+        c.send_head(b"".join(chunk(frame(m)) for m in messages) + b"0\r\n\r\n")
+        status = c.read_head()
+        msgs, st, msg = c.finish()
+        return status, c.headers, msgs, st, msg
+    finally:
+        c.close()
+
+
+class GrpcTest(GatewayTest):
+    def origin(self, **kw):
+        o = GrpcOrigin(**kw)
+        self._procs.append(o)
+        return o
+
+    def grpc_gateway(self, addr, scheme="grpc", upstream_extra=None, route_extra=None, config=None):
+        u = {"scheme": scheme, "type": "roundrobin", "nodes": {addr: 1}}
+        u.update(upstream_extra or {})
+        r = {"id": "g", "uri": "/test.Echo/*", "upstream": u}
+        r.update(route_extra or {})
+        return self.gateway({"routes": [r]}, config=config)
+
+    def test_unary(self):
+        o = self.origin()
+        gw = self.grpc_gateway(o.addr)
+        status, headers, msgs, st, _ = call(gw.port, "/test.Echo/Unary", [b"hello"])
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.get("content-type"), "application/grpc")
+        self.assertEqual(msgs, [b"echo:hello"])
+        self.assertEqual(st, "0")
+
+    def test_server_streaming(self):
+        o = self.origin()
+        gw = self.grpc_gateway(o.addr)
+        _, _, msgs, st, _ = call(gw.port, "/test.Echo/ServerStream", [b"5"])
+        self.assertEqual(msgs, [b"msg-%d" % i for i in range(5)])
+        self.assertEqual(st, "0")
+
+    def test_client_streaming_as_it_is_sent(self):
+        o = self.origin()
+        gw = self.grpc_gateway(o.addr)
+        c = H1Call(gw.port, "/test.Echo/ClientStream")
+        try:
+            c.send_head()
+            for m in (b"a", b"bb", b"ccc"):
+                c.send_message(m)
+                time.sleep(0.05)  # separate reads on the way, not a synchronisation
+            c.end()
+            self.assertEqual(c.read_head(), 200)
+            msgs, st, _ = c.finish()
+            self.assertEqual(msgs, [b"a,bb,ccc"])
+            self.assertEqual(st, "0")
+        finally:
+            c.close()
+
+    def test_bidi_streams_both_ways_while_open(self):
+        o = self.origin()
+        gw = self.grpc_gateway(o.addr)
+        c = H1Call(gw.port, "/test.Echo/Bidi")
+        try:
+            c.send_head()
+            # Each answer arrives before the next request is sent: nothing
+            # waits for a whole body.
+            for m in (b"one", b"two", b"three"):
+                c.send_message(m)
+                self.assertEqual(c.read_message(), b"re:" + m)
+            c.end()
+            msgs, st, _ = c.finish()
+            self.assertEqual(msgs, [])
+            self.assertEqual(st, "0")
+        finally:
+            c.close()
+
+    def test_non_ok_status_with_message(self):
+        o = self.origin()
+        gw = self.grpc_gateway(o.addr)
+        status, _, msgs, st, msg = call(gw.port, "/test.Echo/Fail", [b"thing"])
+        self.assertEqual(status, 200)
+        self.assertEqual(msgs, [])
+        self.assertEqual(st, "5")
+        self.assertEqual(msg, "no such thing: thing")
+
+    def test_metadata_reaches_the_upstream(self):
+        o = self.origin()
+        gw = self.grpc_gateway(o.addr)
+        _, _, msgs, st, _ = call(gw.port, "/test.Echo/Headers", [b""], headers=[("x-meta", "v1")])
+        self.assertEqual(st, "0")
+        lines = msgs[0].decode().split("\n")
+        self.assertIn("x-meta=v1", lines)
+        # Connection-specific fields never reach an HTTP/2 upstream.
+        self.assertFalse([l for l in lines if l.startswith(("transfer-encoding=", "connection="))], lines)
+
+    def test_many_calls_share_one_connection(self):
+        o = self.origin()
+        gw = self.grpc_gateway(o.addr)
+        peers, errors = [], []
+
+        def one():
+            try:
+                _, _, msgs, st, _ = call(gw.port, "/test.Echo/Peer", [b""])
+                peers.append((msgs[0] if msgs else None, st))
+            except Exception as e:  # reported below
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=one) for _ in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(len(peers), 40)
+        self.assertTrue(all(st == "0" for _, st in peers), peers)
+        # The origin saw every call come from one connection (one peer port).
+        self.assertEqual(len({p for p, _ in peers}), 1, peers)
+
+    def test_goaway_moves_new_calls_to_a_new_connection(self):
+        o = self.origin()
+        port = o.port
+        gw = self.grpc_gateway(o.addr)
+        _, _, first, st, _ = call(gw.port, "/test.Echo/Peer", [b""])
+        self.assertEqual(st, "0")
+        self.assertEqual(call(gw.port, "/test.Echo/Peer", [b""])[2], first)  # pooled
+        o.stop()  # graceful: GOAWAY, then the connection closes
+        self._procs.remove(o)
+        o2 = self.origin(port=port)
+        _, _, second, st, _ = call(gw.port, "/test.Echo/Peer", [b""])
+        self.assertEqual(st, "0")
+        self.assertNotEqual(second, first)
+        self.assertEqual(call(gw.port, "/test.Echo/Unary", [b"x"])[2], [b"echo:x"])
+
+    def test_upstream_down_is_unavailable(self):
+        port = free_port()  # nobody listens
+        gw = self.grpc_gateway(f"127.0.0.1:{port}")
+        status, headers, msgs, st, msg = call(gw.port, "/test.Echo/Unary", [b"x"])
+        self.assertEqual(status, 200)
+        self.assertEqual(headers.get("content-type"), "application/grpc")
+        self.assertEqual(st, "14")
+        self.assertEqual(msg, "Bad Gateway")
+
+    def test_generated_errors_are_grpc_statuses(self):
+        o = self.origin()
+        gw = self.gateway({"routes": [
+            {"id": "g", "uri": "/test.Echo/*", "upstream": {"scheme": "grpc", "nodes": {o.addr: 1}}},
+            {"id": "k", "uri": "/locked.Svc/*", "plugins": {"key-auth": {}},
+             "upstream": {"scheme": "grpc", "nodes": {o.addr: 1}}}]})
+        status, _, _, st, msg = call(gw.port, "/no.Such/Method", [b"x"])
+        self.assertEqual((status, st, msg), (200, "12", "404 Route Not Found"))
+        status, _, _, st, _ = call(gw.port, "/locked.Svc/M", [b"x"])
+        self.assertEqual((status, st), (200, "16"))
+        # A plain HTTP request keeps its HTTP status.
+        r = gw.request("POST", "/no.Such/Method", body=b"x")
+        self.assertEqual(r.status, 404)
+
+    def test_grpc_timeout_gives_deadline_exceeded(self):
+        o = self.origin()
+        gw = self.grpc_gateway(o.addr)
+        start = time.monotonic()
+        status, _, msgs, st, msg = call(gw.port, "/test.Echo/Slow", [b"3"], headers=[("grpc-timeout", "300m")])
+        self.assertEqual(status, 200)
+        self.assertEqual(msgs, [])
+        self.assertEqual(st, "4")
+        self.assertLess(time.monotonic() - start, 2.5)  # not the origin's 3 s
+        # Within its deadline the call succeeds.
+        _, _, msgs, st, _ = call(gw.port, "/test.Echo/Slow", [b"0.05"], headers=[("grpc-timeout", "5S")])
+        self.assertEqual((msgs, st), ([b"late"], "0"))
+
+    def test_route_read_timeout_bounds_grpc_timeout(self):
+        o = self.origin()
+        gw = self.grpc_gateway(o.addr, route_extra={"timeout": {"connect": 1, "send": 1, "read": 0.3}})
+        status, _, _, st, _ = call(gw.port, "/test.Echo/Slow", [b"3"], headers=[("grpc-timeout", "20S")])
+        self.assertEqual((status, st), (200, "4"))
+
+
+class GrpcsTest(GatewayTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="holdfast-pki-")
+        cls.pki = Pki(cls.dir)
+        cert, key = cls.pki.leaf("origin", ["grpc.test", "localhost"])
+        cls.cert, cls.key = f"{cls.dir}/origin.pem", f"{cls.dir}/origin.key.pem"
+        for path, pem in ((cls.cert, cert), (cls.key, key)):
+            with open(path, "w") as f:
+                f.write(pem)
+        cls.other_dir = tempfile.mkdtemp(prefix="holdfast-pki-other-")
+        cls.other = Pki(cls.other_dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, True)
+        shutil.rmtree(cls.other_dir, True)
+
+    def setup(self, ca):
+        o = GrpcOrigin(cert=self.cert, key=self.key)
+        self._procs.append(o)
+        gw = self.gateway({"routes": [{"id": "g", "uri": "/test.Echo/*", "upstream": {
+            "scheme": "grpcs", "nodes": {o.addr: 1}, "pass_host": "rewrite", "upstream_host": "grpc.test",
+            "tls": {"verify": True}}}]},
+            config={"apisix": {"ssl": {"ssl_trusted_certificate": ca}}})
+        return o, gw
+
+    def test_grpcs_verified(self):
+        _, gw = self.setup(self.pki.ca_crt)
+        status, _, msgs, st, _ = call(gw.port, "/test.Echo/Unary", [b"tls"])
+        self.assertEqual((status, msgs, st), (200, [b"echo:tls"], "0"))
+        _, _, msgs, st, _ = call(gw.port, "/test.Echo/ServerStream", [b"3"])
+        self.assertEqual((msgs, st), ([b"msg-0", b"msg-1", b"msg-2"], "0"))
+        _, _, _, st, msg = call(gw.port, "/test.Echo/Fail", [b"t"])
+        self.assertEqual((st, msg), ("5", "no such thing: t"))
+
+    def test_grpcs_unknown_ca_is_unavailable(self):
+        _, gw = self.setup(self.other.ca_crt)
+        status, _, msgs, st, _ = call(gw.port, "/test.Echo/Unary", [b"tls"])
+        self.assertEqual((status, msgs, st), (200, [], "14"))
+        gw.wait_log("certificate verify failed")
+
+
+if __name__ == "__main__":
+    unittest.main()
