@@ -100,7 +100,7 @@ class H2Session : public std::enable_shared_from_this<H2Session> {
   bool usable() const {
     if (state_ == State::closed || goaway_ || timed_.fired || opened_ >= max_streams_) return false;
     uint32_t cap = ng_ ? nghttp2_session_get_remote_settings(ng_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
-                       : kInitialPeerStreams;
+                       : assumed_cap_;
     if (ng_ && nghttp2_session_get_next_stream_id(ng_) > (1u << 30)) return false;
     return calls_.size() + reserved_ < cap;
   }
@@ -124,6 +124,9 @@ class H2Session : public std::enable_shared_from_this<H2Session> {
   bool timed_out_ = false;
   bool goaway_ = false;
   int reserved_ = 0;  // calls waiting for the connection to be ready
+  // The peer's stream cap until its SETTINGS arrive: what the node's last
+  // connection announced, else kInitialPeerStreams.
+  uint32_t assumed_cap_ = kInitialPeerStreams;
   int opened_ = 0;
   int max_streams_;
   int64_t idle_ms_;
@@ -237,7 +240,7 @@ bool H2Session::start_session() {
   }
   // Window updates follow what the pipeline has read, not what arrived.
   nghttp2_option_set_no_auto_window_update(opt, 1);
-  nghttp2_option_set_peer_max_concurrent_streams(opt, kInitialPeerStreams);
+  nghttp2_option_set_peer_max_concurrent_streams(opt, assumed_cap_);
   int rv = nghttp2_session_client_new2(&ng_, cbs, this, opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
@@ -364,6 +367,11 @@ int H2Session::on_header(nghttp2_session* s, const nghttp2_frame* f, const uint8
 int H2Session::on_frame_recv(nghttp2_session* s, const nghttp2_frame* f, void* user) {
   auto* self = static_cast<H2Session*>(user);
   switch (f->hd.type) {
+    case NGHTTP2_SETTINGS:
+      if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && self->pool_)
+        self->pool_->peer_caps_[self->key_] =
+            nghttp2_session_get_remote_settings(s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+      return 0;
     case NGHTTP2_GOAWAY:
       // No new streams here; open ones finish (those above last_stream_id
       // nghttp2 closes as refused).
@@ -639,8 +647,9 @@ awaitable<H2Pool::Opened> H2Pool::open(const H2Target& t, int64_t max_call_ms) {
       }
   if (!s) {
     s = std::make_shared<H2Session>(w_, *this, t.key, std::max(1, t.max_streams), std::max<int64_t>(1, t.idle_ms));
+    if (auto it = peer_caps_.find(t.key); it != peer_caps_.end())
+      s->assumed_cap_ = std::clamp<uint32_t>(it->second, 1, kInitialPeerStreams);
     sessions_[t.key].push_back(s);
-    ++connects_;
     ++s->reserved_;
     co_await s->connect(t);
     --s->reserved_;

@@ -116,15 +116,15 @@ class H2Pool {
     bool reused = false;    // on a connection that served calls before
   };
   boost::asio::awaitable<Opened> open(const H2Target& t, int64_t max_call_ms);
-  // Connections to `key` this worker has opened since it started (tests, logs).
-  uint64_t connects() const { return connects_; }
 
  private:
   friend class H2Session;
   void remove(const std::string& key, const H2Session* s);
   Worker& w_;
   std::unordered_map<std::string, std::vector<std::shared_ptr<H2Session>>> sessions_;
-  uint64_t connects_ = 0;
+  // The stream cap each node's connection last announced (its next
+  // connection assumes it until its own SETTINGS arrive).
+  std::unordered_map<std::string, uint32_t> peer_caps_;
 };
 
 }  // namespace holdfast::proxy

@@ -3,6 +3,7 @@ generic handlers on raw bytes: no generated code). Prints "ready" once
 serving; SIGTERM stops it gracefully (GOAWAY, open calls finish).
 
 usage: grpc_origin.py PORT [CERT KEY]
+(env GRPC_MAX_STREAMS: the SETTINGS_MAX_CONCURRENT_STREAMS it announces)
 
 Methods of /test.Echo/:
   Unary         b"echo:" + the request
@@ -11,9 +12,11 @@ Methods of /test.Echo/:
   Bidi          b"re:" + each request, as it arrives
   Fail          grpc-status 5 (NOT_FOUND), message "no such thing: <request>"
   Slow          sleeps <request> seconds, then answers b"late"
-  Peer          the client's address and port (one per connection)
+  Peer          the client's address and port (one per connection), after
+                sleeping <request> seconds if given
   Headers       the request's metadata as "k=v" lines
 """
+import os
 import signal
 import sys
 import threading
@@ -51,6 +54,8 @@ def slow(req, ctx):
 
 
 def peer(req, ctx):
+    if req:
+        time.sleep(float(req))
     return ctx.peer().encode()
 
 
@@ -70,8 +75,10 @@ def main():
         "Peer": grpc.unary_unary_rpc_method_handler(peer),
         "Headers": grpc.unary_unary_rpc_method_handler(headers),
     }
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64),
-                         options=[("grpc.so_reuseport", 0)])
+    options = [("grpc.so_reuseport", 0)]
+    if os.environ.get("GRPC_MAX_STREAMS"):
+        options.append(("grpc.max_concurrent_streams", int(os.environ["GRPC_MAX_STREAMS"])))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64), options=options)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", handlers),))
     if len(sys.argv) > 3:
         with open(sys.argv[2], "rb") as c, open(sys.argv[3], "rb") as k:

@@ -27,10 +27,11 @@ PY = "/usr/bin/python3"
 
 
 class GrpcOrigin:
-    def __init__(self, port=None, cert=None, key=None):
+    def __init__(self, port=None, cert=None, key=None, max_streams=None):
         self.port = port or free_port()
         args = [PY, os.path.join(HERE, "grpc_origin.py"), str(self.port)] + ([cert, key] if cert else [])
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        env = dict(os.environ, **({"GRPC_MAX_STREAMS": str(max_streams)} if max_streams else {}))
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         self.proc.stdout.readline()
         wait_port(self.port, proc=self.proc)
 
@@ -243,6 +244,29 @@ class GrpcTest(GatewayTest):
         finally:
             c.close()
 
+    def test_large_messages_both_ways(self):
+        # Several windows' worth each way: flow control must give the window
+        # back as the client reads, and hold the request while the origin's
+        # window is full, without losing a byte.
+        o = self.origin()
+        gw = self.grpc_gateway(o.addr)
+        big = bytes(range(256)) * 4096 * 3  # 3 MiB
+        _, _, msgs, st, _ = call(gw.port, "/test.Echo/Unary", [big])
+        self.assertEqual(st, "0")
+        self.assertEqual(len(msgs), 1)
+        self.assertTrue(msgs[0] == b"echo:" + big)
+        c = H1Call(gw.port, "/test.Echo/ClientStream")
+        try:
+            c.send_head()
+            for i in range(8):
+                c.send_message(big[: 512 * 1024])
+            c.end()
+            msgs, st, _ = c.finish()
+            self.assertEqual(st, "0")
+            self.assertEqual(len(msgs[0]), 8 * 512 * 1024 + 7)
+        finally:
+            c.close()
+
     def test_non_ok_status_with_message(self):
         o = self.origin()
         gw = self.grpc_gateway(o.addr)
@@ -284,6 +308,29 @@ class GrpcTest(GatewayTest):
         self.assertTrue(all(st == "0" for _, st in peers), peers)
         # The origin saw every call come from one connection (one peer port).
         self.assertEqual(len({p for p, _ in peers}), 1, peers)
+
+    def test_peer_stream_cap_opens_another_connection(self):
+        o = self.origin(max_streams=2)
+        gw = self.grpc_gateway(o.addr)
+        call(gw.port, "/test.Echo/Peer", [b""])  # the connection, with the peer's SETTINGS
+        peers, errors = [], []
+
+        def one():
+            try:
+                _, _, msgs, st, _ = call(gw.port, "/test.Echo/Peer", [b"1.5"])
+                peers.append((msgs[0] if msgs else None, st))
+            except Exception as e:  # reported below
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=one) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertTrue(all(st == "0" for _, st in peers), peers)
+        # Two streams per connection: six calls at once need three.
+        self.assertEqual(len({p for p, _ in peers}), 3, peers)
 
     def test_goaway_moves_new_calls_to_a_new_connection(self):
         o = self.origin()
@@ -341,6 +388,76 @@ class GrpcTest(GatewayTest):
         gw = self.grpc_gateway(o.addr, route_extra={"timeout": {"connect": 1, "send": 1, "read": 0.3}})
         status, _, _, st, _ = call(gw.port, "/test.Echo/Slow", [b"3"], headers=[("grpc-timeout", "20S")])
         self.assertEqual((status, st), (200, "4"))
+
+
+class GrpcClientTest(GatewayTest):
+    """A grpcio client through Holdfast (downstream h2c with prior knowledge,
+    issue #13 item 4) to a grpcio origin: every call kind end to end."""
+
+    def setUp(self):
+        super().setUp()
+        import grpc  # Debian's python3-grpcio (the system interpreter)
+        self.grpc = grpc
+        self.o = GrpcOrigin()
+        self._procs.append(self.o)
+        self.gw = self.gateway({"routes": [
+            {"id": "g", "uri": "/test.Echo/*", "upstream": {"scheme": "grpc", "nodes": {self.o.addr: 1}}},
+            {"id": "k", "uri": "/locked.Svc/*", "plugins": {"key-auth": {}},
+             "upstream": {"scheme": "grpc", "nodes": {self.o.addr: 1}}}]})
+        self.ch = grpc.insecure_channel(f"127.0.0.1:{self.gw.port}")
+        self.addCleanup(self.ch.close)
+
+    def test_unary(self):
+        self.assertEqual(self.ch.unary_unary("/test.Echo/Unary")(b"hi", timeout=10), b"echo:hi")
+
+    def test_server_streaming(self):
+        got = list(self.ch.unary_stream("/test.Echo/ServerStream")(b"4", timeout=10))
+        self.assertEqual(got, [b"msg-0", b"msg-1", b"msg-2", b"msg-3"])
+
+    def test_client_streaming(self):
+        got = self.ch.stream_unary("/test.Echo/ClientStream")(iter([b"a", b"b", b"c"]), timeout=10)
+        self.assertEqual(got, b"a,b,c")
+
+    def test_bidi_streaming_interleaved(self):
+        import queue
+        q = queue.Queue()
+
+        def requests():
+            while True:
+                m = q.get()
+                if m is None:
+                    return
+                yield m
+
+        q.put(b"one")
+        it = self.ch.stream_stream("/test.Echo/Bidi")(requests(), timeout=10)
+        # Each answer comes back before the next request exists.
+        self.assertEqual(next(it), b"re:one")
+        q.put(b"two")
+        self.assertEqual(next(it), b"re:two")
+        q.put(None)
+        self.assertEqual(list(it), [])
+
+    def test_non_ok_status_with_message(self):
+        with self.assertRaises(self.grpc.RpcError) as e:
+            self.ch.unary_unary("/test.Echo/Fail")(b"x", timeout=10)
+        self.assertEqual(e.exception.code(), self.grpc.StatusCode.NOT_FOUND)
+        self.assertEqual(e.exception.details(), "no such thing: x")
+
+    def test_generated_errors(self):
+        with self.assertRaises(self.grpc.RpcError) as e:
+            self.ch.unary_unary("/no.Such/Method")(b"x", timeout=10)
+        self.assertEqual(e.exception.code(), self.grpc.StatusCode.UNIMPLEMENTED)
+        with self.assertRaises(self.grpc.RpcError) as e:
+            self.ch.unary_unary("/locked.Svc/M")(b"x", timeout=10)
+        self.assertEqual(e.exception.code(), self.grpc.StatusCode.UNAUTHENTICATED)
+
+    def test_deadline(self):
+        with self.assertRaises(self.grpc.RpcError) as e:
+            self.ch.unary_unary("/test.Echo/Slow")(b"3", timeout=0.3)
+        self.assertEqual(e.exception.code(), self.grpc.StatusCode.DEADLINE_EXCEEDED)
+        # The connection (and Holdfast's upstream stream, reset) serve on.
+        self.assertEqual(self.ch.unary_unary("/test.Echo/Unary")(b"after", timeout=10), b"echo:after")
 
 
 class GrpcsTest(GatewayTest):
