@@ -6,6 +6,7 @@ prefix), a chunked response whose trailers carry grpc-status. Also: many
 calls share one upstream connection, a GOAWAY moves new calls to a new
 connection, a down upstream and a passed grpc-timeout come back as gRPC
 statuses."""
+import glob
 import os
 import shutil
 import signal
@@ -390,6 +391,14 @@ class GrpcTest(GatewayTest):
         self.assertEqual((status, st), (200, "4"))
 
 
+# Downstream HTTP/2 (issue #13 item 1) comes in its own change; until its
+# sources are in the tree a grpcio client cannot reach Holdfast. Decided by
+# the sources, not by probing the binary, so that a broken h2 listener fails
+# these tests instead of skipping them.
+DOWNSTREAM_H2 = bool(glob.glob(os.path.join(HERE, "..", "..", "src", "transport", "h2_*")))
+
+
+@unittest.skipUnless(DOWNSTREAM_H2, "downstream HTTP/2 is not in this tree yet")
 class GrpcClientTest(GatewayTest):
     """A grpcio client through Holdfast (downstream h2c with prior knowledge,
     issue #13 item 4) to a grpcio origin: every call kind end to end."""
