@@ -1302,8 +1302,12 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
         t.upstream = up.key;
         t.node = node.host;
         t.port = node.port;
-        // Fresh connection on the retry below: the pooled one was refused.
-        H2Pool::Opened opened = co_await w_.h2_pool().open(t, ms(to.read));
+        // The client's grpc-timeout (as it sent it: a plugin removing the
+        // field upstream does not lift it), bounded by the read timeout.
+        int64_t call_ms = -1;
+        if (auto gt = req_.header("grpc-timeout"); !gt.empty())
+          if (auto v = parse_grpc_timeout(gt)) call_ms = std::min(*v, ms(to.read));
+        H2Pool::Opened opened = co_await w_.h2_pool().open(t, call_ms);
         if (!opened.stream) {
           fail_status = opened.fail_status;
           passive(node_idx, !opened.timed_out, opened.timed_out, 0);

@@ -425,10 +425,10 @@ ssize_t H2Session::read_data(nghttp2_session* s, int32_t id, uint8_t* buf, size_
 
 // --- H2ClientStream ---------------------------------------------------------
 
-H2ClientStream::H2ClientStream(std::shared_ptr<H2Session> s, int64_t max_call_ms)
+H2ClientStream::H2ClientStream(std::shared_ptr<H2Session> s, int64_t call_ms)
     : session_(std::move(s)),
       req_(session_->key_.starts_with("https|") ? "https" : "http"),
-      max_call_ms_(max_call_ms),
+      call_ms_(call_ms),
       rwait_(session_->w_.io().get_executor()),
       wwait_(session_->w_.io().get_executor()) {
   session_->attach(this);
@@ -470,8 +470,7 @@ bool H2ClientStream::submit() {
   prd.read_callback = H2Session::read_data;
   id_ = nghttp2_submit_request(ng, nullptr, nva.data(), nva.size(), req_.has_body() ? &prd : nullptr, this);
   if (id_ < 0) return false;
-  if (auto t = req_.header("grpc-timeout"); !t.empty())
-    if (auto v = http::parse_grpc_timeout(t)) deadline_ = now_ms() + std::min(*v, max_call_ms_);
+  if (call_ms_ >= 0) deadline_ = now_ms() + call_ms_;
   session_->kick();
   return true;
 }
@@ -636,7 +635,7 @@ void H2Pool::remove(const std::string& key, const H2Session* s) {
   if (v.empty()) sessions_.erase(it);
 }
 
-awaitable<H2Pool::Opened> H2Pool::open(const H2Target& t, int64_t max_call_ms) {
+awaitable<H2Pool::Opened> H2Pool::open(const H2Target& t, int64_t call_ms) {
   Opened r;
   std::shared_ptr<H2Session> s;
   if (auto it = sessions_.find(t.key); it != sessions_.end())
@@ -664,7 +663,7 @@ awaitable<H2Pool::Opened> H2Pool::open(const H2Target& t, int64_t max_call_ms) {
     r.timed_out = s->timed_out_;
     co_return r;
   }
-  r.stream = std::make_shared<H2ClientStream>(s, max_call_ms);
+  r.stream = std::make_shared<H2ClientStream>(s, call_ms);
   co_return r;
 }
 

@@ -46,8 +46,9 @@ class H2Waiter {
 
 class H2ClientStream final : public transport::Stream {
  public:
-  // `max_call_ms`: the route's read timeout, the bound on a grpc-timeout.
-  H2ClientStream(std::shared_ptr<H2Session> s, int64_t max_call_ms);
+  // `call_ms`: the call's deadline from when its request goes out (the
+  // client's grpc-timeout, bounded by the route's read timeout); -1: none.
+  H2ClientStream(std::shared_ptr<H2Session> s, int64_t call_ms);
   ~H2ClientStream() override;
   H2ClientStream(const H2ClientStream&) = delete;
   H2ClientStream& operator=(const H2ClientStream&) = delete;
@@ -83,8 +84,8 @@ class H2ClientStream final : public transport::Stream {
   bool stream_gone_ = false;   // nghttp2 no longer knows the stream (closed, reset, session ended)
   bool failed_ = false;        // ended before a complete response
   bool closed_by_us_ = false;
-  int64_t max_call_ms_;
-  int64_t deadline_ = 0;       // grpc-timeout, bounded by max_call_ms_
+  int64_t call_ms_;
+  int64_t deadline_ = 0;       // from call_ms_ once the request went out
   H2Waiter rwait_, wwait_;
 };
 
@@ -115,7 +116,8 @@ class H2Pool {
     bool timed_out = false;
     bool reused = false;    // on a connection that served calls before
   };
-  boost::asio::awaitable<Opened> open(const H2Target& t, int64_t max_call_ms);
+  // `call_ms`: as H2ClientStream's.
+  boost::asio::awaitable<Opened> open(const H2Target& t, int64_t call_ms);
 
  private:
   friend class H2Session;
