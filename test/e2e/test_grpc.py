@@ -333,6 +333,19 @@ class GrpcTest(GatewayTest):
         # Two streams per connection: six calls at once need three.
         self.assertEqual(len({p for p, _ in peers}), 3, peers)
 
+    def test_idle_connection_closes_after_keepalive_timeout(self):
+        o = self.origin()
+        gw = self.grpc_gateway(o.addr, upstream_extra={"keepalive_pool": {"idle_timeout": 0.3, "requests": 3}})
+        first = call(gw.port, "/test.Echo/Peer", [b""])[2]
+        self.assertEqual(call(gw.port, "/test.Echo/Peer", [b""])[2], first)  # within the idle timeout
+        time.sleep(1.0)  # the idle timeout passing is the behaviour under test
+        second = call(gw.port, "/test.Echo/Peer", [b""])[2]
+        self.assertNotEqual(second, first)
+        # keepalive_pool.requests: three calls per connection.
+        self.assertEqual(call(gw.port, "/test.Echo/Peer", [b""])[2], second)
+        self.assertEqual(call(gw.port, "/test.Echo/Peer", [b""])[2], second)
+        self.assertNotEqual(call(gw.port, "/test.Echo/Peer", [b""])[2], second)
+
     def test_goaway_moves_new_calls_to_a_new_connection(self):
         o = self.origin()
         port = o.port
