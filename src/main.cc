@@ -239,7 +239,9 @@ int main(int argc, char** argv) {
   std::unique_ptr<tls::ServerContext> tls_server;
   std::shared_ptr<asio::ssl::context> tls_ctx;
   if (proxy && cfg.ssl.enable && !cfg.ssl.listen.empty()) {
-    auto sc = tls::ServerContext::create(cfg.ssl);
+    tls::ServerContext::Options opts;
+    opts.http2 = cfg.http2.enable;
+    auto sc = tls::ServerContext::create(cfg.ssl, std::move(opts));
     if (!sc) {
       log::error("apisix.ssl: {}", sc.error());
       return 1;

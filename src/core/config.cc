@@ -70,7 +70,9 @@ const std::set<std::string>& known_keys() {
       "xrpc*", "holdfast", "holdfast.client_header_timeout", "holdfast.client_body_timeout",
       "holdfast.send_timeout", "holdfast.keepalive_timeout", "holdfast.shutdown_timeout",
       "holdfast.max_header_size", "holdfast.max_uri_size", "holdfast.max_body_size", "holdfast.log_format",
-      "holdfast.access_log"};
+      "holdfast.access_log", "holdfast.http2", "holdfast.http2.max_concurrent_streams",
+      "holdfast.http2.max_requests", "holdfast.http2.max_header_list_size", "holdfast.http2.hpack_table_size",
+      "holdfast.http2.control_frame_rate"};
   return k;
 }
 
@@ -117,7 +119,6 @@ bool is_empty(const json::value& v) {
 bool is_http(const json::value& v) { return v.is_string() && v.as_string() == "http"; }
 
 constexpr Unsupported kUnsupported[] = {
-    {"apisix.enable_http2", "HTTP/2 is not implemented yet; clients speak HTTP/1.1", is_false},
     {"apisix.proxy_mode", "only HTTP proxying (\"http\") is implemented", is_http},
     {"apisix.enable_ipv6", "listeners are only those node_listen and apisix.ssl.listen name", is_false},
     {"apisix.show_upstream_status_in_response_header", "the X-APISIX-Upstream-Status header is not sent", is_false},
@@ -906,8 +907,11 @@ Status parse_ssl(const json::value& r, SslConfig& s, std::vector<std::string>& w
           if (!kv.value().is_bool()) return Error{k + ".enable_http3: expected a boolean"};
           if (kv.value().as_bool()) warnings.push_back(k + ".enable_http3: HTTP/3 is not supported (ignored)");
         } else if (key == "enable_http2") {
-          // APISIX refuses to start with it too (apisix/cli/ops.lua).
-          return Error{k + ".enable_http2: port-level enable_http2 was removed in APISIX 3.9; use apisix.enable_http2"};
+          // APISIX 3.9 removed it; older files still carry it, so it is
+          // accepted and named (HTTP/2 is per node: apisix.enable_http2).
+          if (!kv.value().is_bool()) return Error{k + ".enable_http2: expected a boolean"};
+          warnings.push_back(k + ".enable_http2 is deprecated (removed in APISIX 3.9) and ignored: "
+                                 "HTTP/2 follows apisix.enable_http2");
         } else {
           warnings.push_back(fmt::format("unknown key {}.{} (ignored)", k, shown));
         }
@@ -996,6 +1000,29 @@ Result<NodeConfig> parse_node_config(std::string_view text, const std::string& c
     else
       return Error{"apisix.router.http: must be one of radixtree_host_uri, radixtree_uri, "
                    "radixtree_uri_with_parameter; got " + *s};
+  }
+  if (auto v = at(r, {"apisix", "enable_http2"})) {
+    if (!v->is_bool()) return Error{"apisix.enable_http2: expected a boolean"};
+    c.http2.enable = v->as_bool();
+  }
+  {
+    struct H2Key {
+      const char* name;
+      uint32_t& dst;
+      int64_t min, max;
+    };
+    for (H2Key k : {H2Key{"max_concurrent_streams", c.http2.max_concurrent_streams, 1, 65536},
+                    H2Key{"max_requests", c.http2.max_requests, 1, 1LL << 31},
+                    H2Key{"max_header_list_size", c.http2.max_header_list_size, 1024, 1 << 20},
+                    H2Key{"hpack_table_size", c.http2.hpack_table_size, 0, 1 << 16},
+                    H2Key{"control_frame_rate", c.http2.control_frame_rate, 10, 1 << 20}}) {
+      if (auto v = at(r, {"holdfast", "http2", k.name})) {
+        if (!v->is_int64() || v->as_int64() < k.min || v->as_int64() > k.max)
+          return Error{fmt::format("holdfast.http2.{}: expected an integer {}-{}, got {}", k.name, k.min, k.max,
+                                   json::serialize(*v))};
+        k.dst = static_cast<uint32_t>(v->as_int64());
+      }
+    }
   }
   if (auto v = at(r, {"apisix", "delete_uri_tail_slash"})) {
     if (!v->is_bool()) return Error{"apisix.delete_uri_tail_slash: expected a boolean"};

@@ -116,6 +116,21 @@ struct ClientAddrConfig {
   std::optional<router::IpMatcher> trusted_addresses;                // apisix.trusted_addresses; unset = none
 };
 
+// Downstream HTTP/2 (apisix.enable_http2 and holdfast.http2.*). The
+// defaults are no weaker than nginx's (http2_max_concurrent_streams,
+// keepalive_requests, large_client_header_buffers).
+struct Http2Config {
+  bool enable = true;                       // ALPN h2 on TLS listeners, h2c prior knowledge on plain ones
+  uint32_t max_concurrent_streams = 128;    // SETTINGS_MAX_CONCURRENT_STREAMS
+  uint32_t max_requests = 1000;             // streams per connection, then GOAWAY (keepalive_requests)
+  uint32_t max_header_list_size = 32768;    // decoded request fields (name + value + 32 each); 431 above
+  uint32_t hpack_table_size = 4096;         // SETTINGS_HEADER_TABLE_SIZE (our decoder's table)
+  // Frames that carry no request (PING, SETTINGS, WINDOW_UPDATE, PRIORITY,
+  // empty DATA) a connection may send per second, beyond a burst of 10x;
+  // DATA we send earns more. Above: GOAWAY ENHANCE_YOUR_CALM.
+  uint32_t control_frame_rate = 1000;
+};
+
 enum class RouterKind { radixtree_host_uri, radixtree_uri, radixtree_uri_with_parameter };
 
 struct NodeConfig {
@@ -161,6 +176,7 @@ struct NodeConfig {
 
   ClientAddrConfig client_addr;
   SslConfig ssl;
+  Http2Config http2;
   // Where the redirect plugin's http_to_https sends: plugin_attr.redirect.https_port,
   // else the first apisix.ssl.listen port when TLS is enabled, else 0 (no
   // port in the Location). 443 is left out of the Location.

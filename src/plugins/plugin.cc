@@ -349,6 +349,7 @@ std::optional<std::string> RequestCtx::var(std::string_view name) const {
   }
   if (!req) return std::nullopt;
   if (name == "request_method") return std::string(req->method);
+  if (name == "server_protocol") return std::string(http2 ? "HTTP/2.0" : req->minor == 0 ? "HTTP/1.0" : "HTTP/1.1");
   if (name == "request_uri") return std::string(req->target);
   if (name == "query_string" || name == "args") {
     if (query().empty()) return std::nullopt;

@@ -83,6 +83,7 @@ struct RequestCtx final : router::VarSource {
   bool xff_dropped = false;
   uint16_t server_port = 0;
   std::string scheme = "http";
+  bool http2 = false;  // the request came on an HTTP/2 stream ($server_protocol)
   const router::TlsVars* tls = nullptr;  // null on plain HTTP (the $ssl_* variables are then unset)
   uint16_t https_port = 0;      // where redirect's http_to_https sends (0: leave the port out)
   std::string host;             // lowercase, without port

@@ -165,6 +165,11 @@ class Connection {
   }
 
   awaitable<void> run();
+  void preload(std::string_view bytes) {
+    if (bytes.size() > in_.data.size()) in_.data.resize(bytes.size());
+    std::memcpy(in_.data.data(), bytes.data(), bytes.size());
+    in_.end = bytes.size();
+  }
 
  private:
   awaitable<bool> read_head(bool first);
@@ -243,10 +248,19 @@ awaitable<void> Connection::run() {
       w_.requests_total_.fetch_add(1, std::memory_order_relaxed);
       bool keep = co_await handle();
       w_.active_requests_--;
-      if (!keep || w_.draining()) break;
+      if (!keep || w_.draining() || info_.http2) break;
     }
   } catch (const std::exception& e) {
     log::error("connection from {}:{} failed: {}", info_.remote_ip, info_.remote_port, e.what());
+  }
+  if (info_.http2) {
+    // One request per HTTP/2 stream; no lingering close (the session resets
+    // a stream whose body was not read), and the session counts the
+    // connection.
+    co_await s_.shutdown_send();
+    w_.unwatch(&timed_);
+    s_.close();
+    co_return;
   }
   if (linger_) {
     co_await linger();
@@ -305,7 +319,7 @@ awaitable<bool> Connection::read_head(bool first) {
         co_return false;
       }
     }
-    if (w_.draining() && in_.avail() == 0) co_return false;
+    if (w_.draining() && in_.avail() == 0 && !info_.http2) co_return false;
     in_.compact();
     if (in_.end == in_.data.size()) {
       if (in_.data.size() >= cfg.limits.max_head_bytes + kBufSize) {
@@ -590,8 +604,8 @@ void Connection::run_log(plugins::RequestCtx& ctx, const snapshot::CompiledRoute
   AccessLog* al = w_.access_log();
   if (al && al->enabled()) {
     auto dur = std::chrono::duration<double>(std::chrono::steady_clock::now() - ctx.start).count();
-    al->append(fmt::format("{} - - \"{} {} HTTP/1.{}\" {} {} {:.3f} \"{}\" route={}", ctx.remote_addr, req_.method,
-                           req_.target, req_.minor, status, bytes, dur, req_.header("user-agent"),
+    al->append(fmt::format("{} - - \"{} {} {}\" {} {} {:.3f} \"{}\" route={}", ctx.remote_addr, req_.method,
+                           req_.target, info_.http2 ? "HTTP/2.0" : req_.minor == 0 ? "HTTP/1.0" : "HTTP/1.1", status, bytes, dur, req_.header("user-agent"),
                            route ? route->id : "-"));
   }
 }
@@ -702,6 +716,7 @@ awaitable<bool> Connection::handle() {
   ctx.remote_port = info_.remote_port;
   ctx.server_port = info_.local_port;
   ctx.scheme = info_.scheme;
+  ctx.http2 = info_.http2;
   ctx.tls = info_.tls ? &info_.tls->vars : nullptr;
   ctx.https_port = cfg.redirect_https_port;
   body_consumed_ = req_.body == BodyKind::none;
@@ -1736,8 +1751,9 @@ ConnInfo tcp_conn_info(tcp::socket& sock) {
   return info;
 }
 
-awaitable<void> serve(Worker& w, Stream& stream, const ConnInfo& info) {
+awaitable<void> serve(Worker& w, Stream& stream, const ConnInfo& info, std::string_view already) {
   Connection c(w, stream, info);
+  c.preload(already);
   co_await c.run();
 }
 

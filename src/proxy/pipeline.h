@@ -48,6 +48,10 @@ struct ConnInfo {
   const char* scheme = "http";
   std::string server_name;     // TLS: the SNI the certificate was chosen by (or fallback_sni)
   std::shared_ptr<const TlsConnInfo> tls;  // null on plain TCP
+  // An HTTP/2 stream (transport/h2_server.h): it carries exactly one
+  // request, $server_protocol is HTTP/2.0, and the TCP connection beneath
+  // is counted (open_conns_) by its session, not per stream.
+  bool http2 = false;
 };
 
 // Fills ConnInfo from a connected TCP socket.
@@ -76,8 +80,10 @@ struct UpstreamConn {
   int64_t idle_timeout_ms = 60000;
 };
 
-// Serves requests from `stream` until either side ends the connection.
-// The caller owns the stream and closes it afterwards.
-boost::asio::awaitable<void> serve(Worker& w, transport::Stream& stream, const ConnInfo& info);
+// Serves requests from `stream` until either side ends the connection (an
+// HTTP/2 stream: its one request). `already` holds bytes read from the
+// stream before (h2c preface sniffing). The caller owns the stream.
+boost::asio::awaitable<void> serve(Worker& w, transport::Stream& stream, const ConnInfo& info,
+                                   std::string_view already = {});
 
 }  // namespace holdfast::proxy

@@ -17,6 +17,7 @@
 #include "proxy/pipeline.h"
 #include "proxy/upstream_h2.h"
 #include "tls/server_context.h"
+#include "transport/h2_server.h"
 #include "transport/io.h"
 #include "transport/tls_stream.h"
 
@@ -268,13 +269,78 @@ asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc, bool tls) {
   }
 }
 
+namespace {
+// An HTTP/2 connection (h2c prior knowledge or ALPN h2): one session, each
+// stream running the pipeline with `info` marked http2. The connection is
+// counted out here, once.
+asio::awaitable<void> serve_http2(Worker& w, transport::Stream& stream, const ConnInfo& conn_info,
+                                  std::string_view already) {
+  ConnInfo info = conn_info;
+  info.http2 = true;
+  const NodeConfig& cfg = w.cfg();
+  transport::H2Options opts;
+  opts.http2 = cfg.http2;
+  opts.keepalive_timeout = cfg.keepalive_timeout;
+  opts.header_timeout = cfg.client_header_timeout;
+  opts.send_timeout = cfg.send_timeout;
+  opts.max_head_bytes = cfg.limits.max_head_bytes;
+  transport::H2Hooks hooks;
+  hooks.serve = [&w, &info](transport::H2Stream& s) { return serve(w, s, info); };
+  hooks.watch = [&w](Timed* t) { w.watch(t); };
+  hooks.unwatch = [&w](Timed* t) { w.unwatch(t); };
+  hooks.draining = [&w] { return w.draining(); };
+  try {
+    co_await transport::serve_h2(w.io(), stream, already, opts, hooks);
+  } catch (const std::exception& e) {
+    log::error("HTTP/2 connection from {}:{} failed: {}", info.remote_ip, info.remote_port, e.what());
+  }
+  stream.close();
+  w.open_conns_--;
+  w.connection_closed();
+}
+}  // namespace
+
 // A plain-TCP client connection: the pipeline runs on the socket itself.
+// With HTTP/2 on, the first bytes decide (as nginx >= 1.25): the HTTP/2
+// connection preface means h2c with prior knowledge, anything else is
+// HTTP/1.1 and goes to the pipeline with the bytes already read.
 asio::awaitable<void> Worker::serve_plain(tcp::socket sock) {
   boost::system::error_code ec;
   sock.set_option(tcp::no_delay(true), ec);
   const ConnInfo info = tcp_conn_info(sock);
   transport::TcpStream stream(std::move(sock));
-  co_await serve(*this, stream, info);
+  if (!cfg_.http2.enable) {
+    co_await serve(*this, stream, info);
+    co_return;
+  }
+  transport::Buf first;
+  first.data.resize(4096);
+  Timed t;
+  t.stream = &stream;
+  t.idle = true;  // a drain does not wait for a connection that said nothing
+  watch(&t);
+  const int64_t deadline = now_ms() + transport::ms(cfg_.client_header_timeout);
+  bool ok = true;
+  while (first.avail() < transport::kH2Preface.size() &&
+         transport::kH2Preface.starts_with(std::string_view(first.data.data(), first.avail()))) {
+    bool timed_out = false;
+    size_t n = co_await transport::read_some_until(stream, t, first, deadline, ec, timed_out);
+    if (ec || n == 0) {
+      ok = false;
+      break;
+    }
+  }
+  unwatch(&t);
+  const std::string_view got(first.data.data(), first.avail());
+  if (!ok) {
+    stream.close();
+    open_conns_--;
+    connection_closed();
+  } else if (got.starts_with(transport::kH2Preface)) {
+    co_await serve_http2(*this, stream, info, got);
+  } else {
+    co_await serve(*this, stream, info, got);
+  }
 }
 
 namespace {
@@ -339,7 +405,11 @@ asio::awaitable<void> Worker::serve_tls(tcp::socket sock) {
       t->session_sni_mismatch = tls::resumed_from_other_sni(stream.native());
       info.tls = std::move(t);
     }
-    co_await serve(*this, stream, info);  // closes the stream and counts the connection out
+    const unsigned char* alpn = nullptr;
+    unsigned alpn_len = 0;
+    SSL_get0_alpn_selected(stream.native(), &alpn, &alpn_len);
+    if (alpn_len == 2 && alpn[0] == 'h' && alpn[1] == '2') co_await serve_http2(*this, stream, info, {});
+    else co_await serve(*this, stream, info);  // closes the stream and counts the connection out
     co_return;
   }
   stream.close();

@@ -263,6 +263,26 @@ std::string ServerContext::prometheus() const {
 
 ServerContext::~ServerContext() = default;
 
+namespace {
+// ALPN: the server's preference, h2 then http/1.1 (only http/1.1 when
+// HTTP/2 is off). A client that offers neither gets no ALPN and speaks
+// HTTP/1.1, as with nginx.
+constexpr unsigned char kAlpnH2[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+constexpr unsigned char kAlpnH1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+
+int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned inlen,
+                void* arg) {
+  const bool h2 = arg != nullptr;
+  const unsigned char* ours = h2 ? kAlpnH2 : kAlpnH1;
+  const unsigned ours_len = h2 ? sizeof kAlpnH2 : sizeof kAlpnH1;
+  unsigned char* sel = nullptr;
+  if (SSL_select_next_proto(&sel, outlen, ours, ours_len, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_NOACK;
+  *out = sel;
+  return SSL_TLSEXT_ERR_OK;
+}
+}  // namespace
+
 Result<std::unique_ptr<ServerContext>> ServerContext::create(const SslConfig& cfg, Options opts) {
   std::unique_ptr<ServerContext> sc(new ServerContext());
   sc->policy_.protocols = protocol_mask(cfg.protocols);
@@ -304,6 +324,7 @@ Result<std::unique_ptr<ServerContext>> ServerContext::create(const SslConfig& cf
   SSL_CTX_set_timeout(ctx, 600);
   SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, &sc->policy_);
   SSL_CTX_set_tlsext_servername_callback(ctx, accept_server_name);
+  SSL_CTX_set_alpn_select_cb(ctx, select_alpn, opts.http2 ? reinterpret_cast<void*>(1) : nullptr);
   if (SSL_CTX_set_ex_data(ctx, ctx_index(), sc.get()) != 1) return Error{"tls: " + openssl_error("out of memory")};
   return sc;
 }

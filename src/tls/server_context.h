@@ -45,6 +45,7 @@ const char* failure_name(HandshakeFailure f);
 struct ServerContextOptions {
   std::unique_ptr<TicketKeys> tickets;  // null: hourly rotation on the steady clock
   long session_cache_size = 20480;      // sessions
+  bool http2 = false;                   // ALPN offers h2 before http/1.1 (apisix.enable_http2)
 };
 
 class ServerContext {

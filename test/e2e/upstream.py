@@ -152,6 +152,9 @@ def main():
     port, name = int(sys.argv[1]), sys.argv[2]
     mode = sys.argv[3] if len(sys.argv) > 3 else ""
     # UPSTREAM_HOST: another loopback address (two origins on one port)
+    # A listen backlog for many concurrent requests (HTTP/2 streams each take
+    # an upstream connection); socketserver's default is 5.
+    ThreadingHTTPServer.request_queue_size = 256
     srv = ThreadingHTTPServer((os.environ.get("UPSTREAM_HOST", "127.0.0.1"), port), Handler)
     srv.daemon_threads = True
     srv.name = name

@@ -460,7 +460,7 @@ TEST(NodeConfig, SslErrorsNameTheKey) {
       {"apisix: {ssl: {listen: 9443}}", "apisix.ssl.listen"},
       {"apisix: {ssl: {listen: [{port: 0}]}}", "apisix.ssl.listen[0].port"},
       {"apisix: {ssl: {listen: [{ip: localhost, port: 1}]}}", "apisix.ssl.listen[0].ip"},
-      {"apisix: {ssl: {listen: [{port: 1, enable_http2: true}]}}", "apisix.ssl.listen[0].enable_http2"},
+      {"apisix: {ssl: {listen: [{port: 1, enable_http2: 1}]}}", "apisix.ssl.listen[0].enable_http2"},
       {"apisix: {ssl: {ssl_protocols: TLSv1.4}}", "apisix.ssl.ssl_protocols: unknown protocol"},
       {"apisix: {ssl: {ssl_protocols: SSLv3}}", "apisix.ssl.ssl_protocols: no supported protocol"},
       {"apisix: {ssl: {ssl_protocols: [TLSv1.2]}}", "apisix.ssl.ssl_protocols"},
@@ -473,5 +473,35 @@ TEST(NodeConfig, SslErrorsNameTheKey) {
     auto r = parse_node_config(c.yaml, ".");
     ASSERT_FALSE(r.ok()) << c.yaml;
     EXPECT_NE(r.error().find(c.key), std::string::npos) << r.error();
+  }
+}
+
+TEST(NodeConfig, Http2) {
+  auto d = parse_node_config("", ".");
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(d->http2.enable);  // APISIX 3.9+'s default
+  EXPECT_EQ(d->http2.max_concurrent_streams, 128u);
+  EXPECT_EQ(d->http2.max_requests, 1000u);
+  auto c = parse_node_config(
+      "apisix: {enable_http2: false, ssl: {listen: [{port: 9443, enable_http2: true}]}}\n"
+      "holdfast: {http2: {max_concurrent_streams: 4, max_requests: 7, max_header_list_size: 4096,"
+      " hpack_table_size: 0, control_frame_rate: 50}}",
+      ".");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_FALSE(c->http2.enable);
+  EXPECT_EQ(c->http2.max_concurrent_streams, 4u);
+  EXPECT_EQ(c->http2.max_requests, 7u);
+  EXPECT_EQ(c->http2.max_header_list_size, 4096u);
+  EXPECT_EQ(c->http2.hpack_table_size, 0u);
+  EXPECT_EQ(c->http2.control_frame_rate, 50u);
+  // The per-listener key (removed in APISIX 3.9) is accepted and named.
+  bool named = false;
+  for (const auto& w : c->warnings)
+    if (w.find("apisix.ssl.listen[0].enable_http2 is deprecated") != std::string::npos) named = true;
+  EXPECT_TRUE(named);
+  for (const char* bad : {"holdfast: {http2: {max_concurrent_streams: 0}}", "holdfast: {http2: {max_requests: x}}",
+                          "holdfast: {http2: {max_header_list_size: 10}}", "apisix: {enable_http2: 1}"}) {
+    auto r = parse_node_config(bad, ".");
+    EXPECT_FALSE(r) << bad;
   }
 }

@@ -1,0 +1,673 @@
+"""Downstream HTTP/2 against the real binary (#13): h2c with prior knowledge
+and ALPN h2 on the same ports as HTTP/1.1, each stream through the same
+pipeline (routing, plugins, access log), flow control both ways, the strict
+h2 -> h1 downgrade, the limits, and the defences against abusive clients
+(python3-h2 speaking raw frames). Clients: curl, h2load, python3-h2."""
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.request
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from hyperframe.frame import (ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame,
+                              SettingsFrame, WindowUpdateFrame)
+import hpack
+
+from harness import GatewayTest
+from pki import Pki
+
+
+def route(uri, nodes, **kw):
+    r = {"id": kw.pop("id", "r1"), "uri": uri, "upstream": {"nodes": nodes}}
+    r.update(kw)
+    return r
+
+
+class H2Client:
+    """A python3-h2 client on one connection (h2c, or h2 over TLS)."""
+
+    def __init__(self, port, tls=None, sni="a.test", validate=True, window=None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if tls:
+            tls.set_alpn_protocols(["h2"])
+            self.sock = tls.wrap_socket(self.sock, server_hostname=sni)
+            assert self.sock.selected_alpn_protocol() == "h2"
+        cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8", validate_outbound_headers=validate,
+                                        normalize_outbound_headers=validate, validate_inbound_headers=False)
+        self.conn = h2.connection.H2Connection(cfg)
+        self.closed = False
+        self.conn.initiate_connection()
+        if window is not None:
+            self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+        self.flush()
+        self.streams = {}
+        self.goaway = None
+        self.closed = False
+        self.auto_ack = True
+
+    def flush(self):
+        data = self.conn.data_to_send()
+        if data and not self.closed:
+            try:
+                self.sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.closed = True
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def _st(self, sid):
+        return self.streams.setdefault(sid, {"status": None, "headers": [], "data": bytearray(), "trailers": None,
+                                             "ended": False, "reset": None})
+
+    def start(self, method="GET", path="/", authority="a.test", headers=(), end=True, scheme="http"):
+        sid = self.conn.get_next_available_stream_id()
+        hdrs = [(":method", method), (":path", path), (":scheme", scheme), (":authority", authority)] + list(headers)
+        self.conn.send_headers(sid, hdrs, end_stream=end)
+        self._st(sid)
+        self.flush()
+        return sid
+
+    def send_body(self, sid, data, end=True, timeout=20):
+        view = memoryview(data)
+        deadline = time.time() + timeout
+        while view:
+            room = min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size, len(view))
+            if room <= 0:
+                self.pump(lambda: self.conn.local_flow_control_window(sid) > 0 or self.streams[sid]["reset"] is not None,
+                          timeout=deadline - time.time())
+                if self.streams[sid]["reset"] is not None:
+                    return
+                continue
+            self.conn.send_data(sid, bytes(view[:room]))
+            view = view[room:]
+            self.flush()
+        if end:
+            self.conn.end_stream(sid)
+            self.flush()
+
+    def pump(self, done, timeout=10):
+        deadline = time.time() + timeout
+        while not done():
+            if self.closed:
+                raise AssertionError("connection closed")
+            left = deadline - time.time()
+            if left <= 0:
+                raise TimeoutError("h2 client: condition not reached")
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            if not data:
+                self.closed = True
+                if done():
+                    return
+                raise AssertionError("connection closed")
+            for ev in self.conn.receive_data(data):
+                self.on_event(ev)
+            self.flush()
+
+    def on_event(self, ev):
+        if isinstance(ev, h2.events.ResponseReceived):
+            st = self._st(ev.stream_id)
+            st["headers"] = ev.headers
+            st["status"] = int(dict(ev.headers)[":status"])
+        elif isinstance(ev, h2.events.DataReceived):
+            st = self._st(ev.stream_id)
+            st["data"] += ev.data
+            if self.auto_ack:
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        elif isinstance(ev, h2.events.TrailersReceived):
+            self._st(ev.stream_id)["trailers"] = ev.headers
+        elif isinstance(ev, h2.events.StreamEnded):
+            self._st(ev.stream_id)["ended"] = True
+        elif isinstance(ev, h2.events.StreamReset):
+            self._st(ev.stream_id)["reset"] = ev.error_code
+        elif isinstance(ev, h2.events.ConnectionTerminated):
+            self.goaway = ev
+
+    def wait(self, sid, timeout=10):
+        self.pump(lambda: self.streams[sid]["ended"] or self.streams[sid]["reset"] is not None, timeout)
+        return self.streams[sid]
+
+    def get(self, path, **kw):
+        return self.wait(self.start("GET", path, **kw))
+
+    def wait_closed(self, timeout=10):
+        try:
+            self.pump(lambda: self.closed, timeout)
+        except AssertionError:
+            pass
+        return self.closed
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class RawConn:
+    """HTTP/2 frames by hand (hyperframe + hpack), for what a library refuses to send."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize())
+        self.encoder = hpack.Encoder()
+        self.decoder = hpack.Decoder()
+        self.buf = b""
+
+    def send(self, frame):
+        self.sock.sendall(frame.serialize())
+
+    def headers(self, sid, method, path, end=True):
+        f = HeadersFrame(sid)
+        f.data = self.encoder.encode([(":method", method), (":path", path), (":scheme", "http"), (":authority", "a")])
+        f.flags.add("END_HEADERS")
+        if end:
+            f.flags.add("END_STREAM")
+        self.send(f)
+
+    def _read(self, n):
+        while len(self.buf) < n:
+            d = self.sock.recv(65536)
+            if not d:
+                raise AssertionError("connection closed")
+            self.buf += d
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_frame(self):
+        f, length = Frame.parse_frame_header(memoryview(self._read(9)))
+        f.parse_body(memoryview(self._read(length)))
+        return f
+
+    def wait_eof(self, timeout=10):
+        self.sock.settimeout(timeout)
+        try:
+            while self.sock.recv(65536):
+                pass
+            return True
+        except OSError:
+            return False
+
+    def read_until(self, pred, limit=10000):
+        for _ in range(limit):
+            f = self.read_frame()
+            if pred(f):
+                return f
+        raise AssertionError("frame not seen")
+
+    def close(self):
+        self.sock.close()
+
+
+class Http2Test(GatewayTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="holdfast-h2-")
+        cls.pki = Pki(cls.dir)
+        cls.cert = cls.pki.leaf("a", ["a.test"], "ec")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, True)
+
+    def setUp(self):
+        super().setUp()
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            c.close()
+        super().tearDown()
+
+    def client(self, port, **kw):
+        c = H2Client(port, **kw)
+        self.clients.append(c)
+        return c
+
+    def tls_ctx(self):
+        return ssl.create_default_context(cafile=self.pki.ca_crt)
+
+    def gw(self, routes=None, config=None, **res):
+        up = getattr(self, "up", None) or self.upstream("alpha")
+        self.up = up
+        resources = {"routes": routes or [route("/*", {up.addr: 1})],
+                     "ssls": [{"id": "a", "snis": ["a.test"], "cert": self.cert[0], "key": self.cert[1]}]}
+        resources.update(res)
+        return self.gateway(resources, config=config)
+
+    def curl(self, *args, timeout=30):
+        out = subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=timeout)
+        return out
+
+    # --- item 1: the protocol on both listeners -------------------------------------------------------
+
+    def test_h2c_prior_knowledge_and_http11_on_the_same_port(self):
+        gw = self.gw()
+        out = self.curl("--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                        f"http://127.0.0.1:{gw.port}/hello")
+        self.assertEqual(out.stdout.decode(), "2 200", out.stderr)
+        out = self.curl("--http2-prior-knowledge", f"http://127.0.0.1:{gw.port}/hello?x=1", "-H", "X-A: b")
+        body = json.loads(out.stdout)
+        self.assertEqual(body["server"], "alpha")
+        self.assertEqual(body["path"], "/hello?x=1")
+        self.assertEqual(body["headers"]["x-a"], "b")
+        self.assertEqual(body["headers"]["host"], f"127.0.0.1:{gw.port}")
+        # HTTP/1.1 on the same port, keep-alive included.
+        out = self.curl("--http1.1", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_version} %{http_code}\n",
+                        f"http://127.0.0.1:{gw.port}/a", f"http://127.0.0.1:{gw.port}/b")
+        self.assertEqual(out.stdout.decode(), "1.1 200\n1.1 200\n", out.stderr)
+        r = gw.get("/plain")
+        self.assertEqual(r.status, 200)
+        # A request line that starts like the preface is still HTTP/1.1.
+        self.assertTrue(gw.raw(b"PRI / HTTP/1.1\r\nHost: a\r\n\r\n").startswith(b"HTTP/1.1 501"))  # proxied as HTTP/1.1
+
+    def test_alpn_h2_over_tls(self):
+        gw = self.gw()
+        base = ["--cacert", self.pki.ca_crt, "--resolve", f"a.test:{gw.tls_port}:127.0.0.1",
+                "-w", "%{http_version} %{http_code}", "-o", "/dev/null"]
+        out = self.curl("--http2", *base, f"https://a.test:{gw.tls_port}/hello")
+        self.assertEqual(out.stdout.decode(), "2 200", out.stderr)
+        out = self.curl("--http1.1", *base, f"https://a.test:{gw.tls_port}/hello")
+        self.assertEqual(out.stdout.decode(), "1.1 200", out.stderr)
+        # The scheme seen upstream is https.
+        c = self.client(gw.tls_port, tls=self.tls_ctx())
+        st = c.get("/x", scheme="https")
+        self.assertEqual(st["status"], 200)
+        self.assertEqual(json.loads(st["data"])["headers"]["x-forwarded-proto"], "https")
+
+    def test_enable_http2_false_speaks_http11_only(self):
+        gw = self.gw(config={"apisix": {"enable_http2": False}})
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        got = b""
+        try:
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                got += d
+        except socket.timeout:
+            pass
+        s.close()
+        self.assertTrue(got.startswith(b"HTTP/1.1 400"), got[:100])
+        ctx = self.tls_ctx()
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", gw.tls_port), timeout=5), server_hostname="a.test") as t:
+            self.assertEqual(t.selected_alpn_protocol(), "http/1.1")
+        out = self.curl("--http2", "--cacert", self.pki.ca_crt, "--resolve", f"a.test:{gw.tls_port}:127.0.0.1",
+                        "-w", "%{http_version}", "-o", "/dev/null", f"https://a.test:{gw.tls_port}/")
+        self.assertEqual(out.stdout.decode(), "1.1")
+
+    def test_alpn_with_http2_on_offers_h2_first(self):
+        gw = self.gw()
+        ctx = self.tls_ctx()
+        ctx.set_alpn_protocols(["http/1.1", "h2"])  # the server's preference decides
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", gw.tls_port), timeout=5), server_hostname="a.test") as t:
+            self.assertEqual(t.selected_alpn_protocol(), "h2")
+
+    def test_plugin_access_log_and_server_protocol(self):
+        self.up = self.upstream("alpha")
+        log = os.path.join(tempfile.mkdtemp(prefix="holdfast-h2log-"), "access.log")
+        self.addCleanup(shutil.rmtree, os.path.dirname(log), True)
+        routes = [route("/auth", {self.up.addr: 1}, id="auth", plugins={"key-auth": {}}),
+                  route("/proto", {self.up.addr: 1}, id="h2only", vars=[["server_protocol", "==", "HTTP/2.0"]])]
+        gw = self.gw(routes, config={"holdfast": {"access_log": log}},
+                     consumers=[{"username": "jack", "plugins": {"key-auth": {"key": "k1"}}}])
+        c = self.client(gw.port)
+        self.assertEqual(c.get("/auth")["status"], 401)
+        st = c.get("/auth", headers=[("apikey", "k1")])
+        self.assertEqual(st["status"], 200)
+        self.assertEqual(json.loads(st["data"])["server"], "alpha")
+        # $server_protocol is HTTP/2.0 on a stream, HTTP/1.1 otherwise.
+        self.assertEqual(c.get("/proto")["status"], 200)
+        self.assertEqual(gw.get("/proto").status, 404)
+        deadline = time.time() + 5
+        text = ""
+        while time.time() < deadline and text.count("HTTP/2.0") < 3:
+            text = open(log).read() if os.path.exists(log) else ""
+            time.sleep(0.05)
+        self.assertIn('"GET /auth HTTP/2.0" 401', text)
+        self.assertIn('"GET /auth HTTP/2.0" 200', text)
+        self.assertIn('"GET /proto HTTP/1.1" 404', text)
+
+    # --- item 4: concurrency, bodies, flow control ----------------------------------------------------
+
+    def test_100_concurrent_streams_on_one_connection(self):
+        gw = self.gw()
+        out = subprocess.run(["h2load", "-c", "1", "-m", "100", "-n", "1000", f"http://127.0.0.1:{gw.port}/load"],
+                             capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.assertIn("requests: 1000 total, 1000 started, 1000 done, 1000 succeeded, 0 failed", out.stdout)
+        self.assertIn("status codes: 1000 2xx", out.stdout)
+
+    def test_streams_count_their_connection_once(self):
+        gw = self.gw()
+        c = self.client(gw.port)
+        sids = [c.start("GET", "/delay/1500") for _ in range(5)]
+        self.wait_writing(gw, 1)  # five requests, one connection
+        self.assertEqual(self.connections(gw)["active"], 1)
+        for sid in sids:
+            self.assertEqual(c.wait(sid)["status"], 200)
+        c.close()
+        deadline = time.time() + 10
+        while self.connections(gw)["active"] != 0:
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.02)
+
+    def test_1mib_upload_and_download_with_checksums(self):
+        gw = self.gw()
+        data = os.urandom(1 << 20)
+        path = os.path.join(self.dir, "up.bin")
+        with open(path, "wb") as f:
+            f.write(data)
+        # Upload with a Content-Length (curl), then without one (chunked upstream).
+        out = self.curl("--http2-prior-knowledge", "--data-binary", "@" + path, f"http://127.0.0.1:{gw.port}/up")
+        body = json.loads(out.stdout)
+        self.assertEqual(body["body_size"], 1 << 20)
+        self.assertEqual(body["body_sha256"], hashlib.sha256(data).hexdigest())
+        self.assertEqual(body["headers"]["content-length"], str(1 << 20))
+        c = self.client(gw.port)
+        sid = c.start("POST", "/up2", end=False)
+        c.send_body(sid, data)
+        st = c.wait(sid, timeout=30)
+        body = json.loads(st["data"])
+        self.assertEqual(body["body_sha256"], hashlib.sha256(data).hexdigest())
+        self.assertEqual(body["headers"].get("transfer-encoding"), "chunked")
+        # Download, Content-Length and chunked from the origin.
+        expect = b"".join(b"%08d\n" % i for i in range((1 << 20) // 9 + 1))[: 1 << 20]
+        for q in ("pattern=1", "pattern=1&chunked=1"):
+            out = self.curl("--http2-prior-knowledge", f"http://127.0.0.1:{gw.port}/bytes/{1 << 20}?{q}")
+            self.assertEqual(hashlib.sha256(out.stdout).hexdigest(), hashlib.sha256(expect).hexdigest(), q)
+
+    def test_slow_reader_keeps_memory_bounded(self):
+        gw = self.gw()
+        base = gw.rss_kb()
+        # A client that reads nothing: its windows (64 KiB) fill, and Holdfast
+        # must stop reading the origin instead of buffering 256 MiB.
+        c = self.client(gw.port)
+        c.auto_ack = False
+        sid = c.start("GET", f"/bytes/{256 << 20}")
+        c.pump(lambda: len(c.streams[sid]["data"]) >= 65535, timeout=10)
+        peak = base
+        end = time.time() + 3
+        while time.time() < end:
+            peak = max(peak, gw.rss_kb())
+            time.sleep(0.1)
+        self.assertLess(peak - base, 40 * 1024, f"RSS grew from {base} to {peak} KiB")
+        # The node still serves others.
+        self.assertEqual(self.client(gw.port).get("/ok")["status"], 200)
+
+    # --- the strict downgrade --------------------------------------------------------------------------
+
+    def test_host_differing_from_authority_is_400(self):
+        gw = self.gw()
+        c = self.client(gw.port, validate=False)
+        self.assertEqual(c.get("/x", authority="a.test", headers=[("host", "b.test")])["status"], 400)
+        st = c.get("/x", authority="a.test", headers=[("host", "a.test")])
+        self.assertEqual(st["status"], 200)
+        self.assertEqual(json.loads(st["data"])["headers"]["host"], "a.test")
+
+    def test_connection_specific_headers_are_refused(self):
+        gw = self.gw()
+        for name, value in (("connection", "keep-alive"), ("transfer-encoding", "chunked"), ("upgrade", "websocket"),
+                            ("keep-alive", "5"), ("proxy-connection", "x"), ("te", "gzip")):
+            c = self.client(gw.port, validate=False)
+            st = c.get("/x", headers=[(name, value)])
+            self.assertTrue(st["reset"] is not None or st["status"] == 400, (name, st))
+            self.assertNotEqual(st["status"], 200, name)
+        # te: trailers is the one allowed value.
+        self.assertEqual(self.client(gw.port).get("/x", headers=[("te", "trailers")])["status"], 200)
+
+    def test_cookies_joined_and_content_length_checked(self):
+        gw = self.gw()
+        c = self.client(gw.port)
+        st = c.get("/c", headers=[("cookie", "a=1"), ("cookie", "b=2")])
+        self.assertEqual(json.loads(st["data"])["headers"]["cookie"], "a=1; b=2")
+        # Content-Length 10 with 3 bytes of DATA: a stream error, nothing answered 200.
+        c = self.client(gw.port, validate=False)
+        sid = c.start("POST", "/cl", headers=[("content-length", "10")], end=False)
+        c.conn.send_data(sid, b"abc", end_stream=True)
+        c.flush()
+        st = c.wait(sid)
+        self.assertIsNotNone(st["reset"])
+
+    def test_control_characters_and_connect_refused(self):
+        gw = self.gw()
+        c = self.client(gw.port, validate=False)
+        st = c.get("/x", headers=[("x-a", "a\x01b")])
+        self.assertTrue(st["reset"] is not None or st["status"] == 400, st)
+        c = self.client(gw.port, validate=False)
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "CONNECT"), (":authority", "a.test:443")], end_stream=False)
+        c._st(sid)
+        c.flush()
+        st = c.wait(sid)
+        self.assertEqual(st["status"], 405)
+
+    # --- limits --------------------------------------------------------------------------------------
+
+    def test_max_concurrent_streams_is_enforced(self):
+        gw = self.gw(config={"holdfast": {"http2": {"max_concurrent_streams": 4}}})
+        r = RawConn(gw.port)
+        self.clients.append(r)
+        settings = r.read_until(lambda f: isinstance(f, SettingsFrame) and "ACK" not in f.flags)
+        self.assertEqual(settings.settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS], 4)
+        # Our SETTINGS not acknowledged yet: the extra stream is refused alone.
+        for sid in (1, 3, 5, 7):  # four streams held open (bodies not ended)
+            r.headers(sid, "POST", "/hold", end=False)
+        r.headers(9, "GET", "/fifth", end=True)  # one too many, sent anyway
+        rst = r.read_until(lambda f: isinstance(f, RstStreamFrame) and f.stream_id == 9)
+        self.assertIn(rst.error_code, (1, 7))  # PROTOCOL_ERROR or REFUSED_STREAM
+        for sid in (1, 3, 5, 7):
+            r.send(DataFrame(sid, data=b"x", flags=["END_STREAM"]))
+        statuses = {}
+        while len(statuses) < 4:
+            f = r.read_until(lambda f: isinstance(f, HeadersFrame))
+            statuses[f.stream_id] = dict(r.decoder.decode(f.data))[":status"]
+        self.assertEqual(statuses, {1: "200", 3: "200", 5: "200", 7: "200"})
+        # Once the client has acknowledged the limit, exceeding it is a
+        # connection error.
+        r = RawConn(gw.port)
+        self.clients.append(r)
+        r.read_until(lambda f: isinstance(f, SettingsFrame) and "ACK" not in f.flags)
+        r.send(SettingsFrame(0, flags=["ACK"]))
+        for sid in (1, 3, 5, 7, 9):
+            r.headers(sid, "POST", "/hold", end=False)
+        goaway = r.read_until(lambda f: isinstance(f, GoAwayFrame))
+        self.assertEqual(goaway.error_code, 1)  # PROTOCOL_ERROR
+
+    def test_requests_per_connection_then_goaway(self):
+        gw = self.gw(config={"holdfast": {"http2": {"max_requests": 3}}})
+        r = RawConn(gw.port)
+        self.clients.append(r)
+        for sid in (1, 3, 5):
+            r.headers(sid, "GET", "/r")
+        # GOAWAY names the third stream as the last; all three are answered
+        # (python3-h2 stops at a GOAWAY, so frames are read raw).
+        statuses, goaway, ended = {}, None, set()
+        while len(ended) < 3 or goaway is None:
+            f = r.read_frame()
+            if isinstance(f, HeadersFrame):
+                statuses[f.stream_id] = dict(r.decoder.decode(f.data))[":status"]
+            if isinstance(f, GoAwayFrame):
+                goaway = f
+            if isinstance(f, (HeadersFrame, DataFrame)) and "END_STREAM" in f.flags:
+                ended.add(f.stream_id)
+        self.assertEqual(statuses, {1: "200", 3: "200", 5: "200"})
+        self.assertEqual((goaway.error_code, goaway.last_stream_id), (0, 5))
+        self.assertTrue(r.wait_eof())
+
+    def test_idle_connection_gets_goaway(self):
+        gw = self.gw(config={"nginx_config": {"http": {"keepalive_timeout": "1s"}}})
+        c = self.client(gw.port)
+        self.assertEqual(c.get("/i")["status"], 200)
+        self.assertTrue(c.wait_closed(10))
+        self.assertIsNotNone(c.goaway)
+        self.assertEqual(c.goaway.error_code, 0)
+
+    def test_oversized_header_list_gets_431(self):
+        gw = self.gw(config={"holdfast": {"http2": {"max_header_list_size": 4096}}})
+        c = self.client(gw.port, validate=False)
+        st = c.get("/big", headers=[(f"x-h{i}", "v" * 100) for i in range(60)])
+        self.assertEqual(st["status"], 431)
+        self.assertEqual(c.get("/small")["status"], 200)
+
+    def connections(self, gw):
+        """apisix_nginx_http_current_connections by state."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{gw.prometheus_port}/apisix/prometheus/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return {m.group(1): int(m.group(2)) for m in
+                re.finditer(r'^apisix_nginx_http_current_connections\{state="(\w+)"\} (\d+)$', text, re.M)}
+
+    def wait_writing(self, gw, n):
+        deadline = time.time() + 10
+        while self.connections(gw).get("writing") != n:
+            self.assertLess(time.time(), deadline, self.connections(gw))
+            time.sleep(0.02)
+
+    def test_drain_finishes_open_streams_after_goaway(self):
+        gw = self.gw()
+        r = RawConn(gw.port)
+        self.clients.append(r)
+        r.headers(1, "GET", "/delay/800")
+        self.wait_writing(gw, 1)  # the stream is in the pipeline
+        gw.proc.send_signal(15)
+        goaway, status, ended = None, None, False
+        while not (goaway and ended):
+            f = r.read_frame()
+            if isinstance(f, GoAwayFrame):
+                goaway = f
+            if isinstance(f, HeadersFrame):
+                status = dict(r.decoder.decode(f.data))[":status"]
+            if isinstance(f, (HeadersFrame, DataFrame)) and "END_STREAM" in f.flags:
+                ended = True
+        self.assertEqual(status, "200")
+        self.assertEqual((goaway.error_code, goaway.last_stream_id), (0, 1))
+        self.assertTrue(r.wait_eof())
+        self.assertEqual(gw.proc.wait(15), 0)
+
+    # --- item 3: defences ------------------------------------------------------------------------------
+
+    def assert_alive(self, gw, base_rss, what):
+        c = self.client(gw.port)
+        self.assertEqual(c.get("/alive")["status"], 200, what)
+        grown = gw.rss_kb() - base_rss
+        self.assertLess(grown, 64 * 1024, f"{what}: RSS grew by {grown} KiB")
+
+    def flood(self, gw, frames, repeat, chunk=200):
+        """Sends `frames` (bytes) `repeat` times; returns the client (goaway set if the node sent one)."""
+        c = self.client(gw.port)
+        try:
+            for i in range(0, repeat, chunk):
+                c.send_raw(frames * min(chunk, repeat - i))
+        except (BrokenPipeError, ConnectionResetError):
+            c.closed = True
+        c.wait_closed(10)
+        return c
+
+    def test_rapid_reset_gets_goaway(self):
+        self.up = self.upstream("alpha")
+        # The reset streams get 404s, not the origin; max_requests does not end it first.
+        gw = self.gw([route("/alive", {self.up.addr: 1})], config={"holdfast": {"http2": {"max_requests": 100000}}})
+        base = gw.rss_kb()
+        c = self.client(gw.port)
+        try:
+            for i in range(3000):
+                sid = c.conn.get_next_available_stream_id()
+                c.conn.send_headers(sid, [(":method", "GET"), (":path", "/nothing"), (":scheme", "http"),
+                                          (":authority", "a")], end_stream=True)
+                c.conn.reset_stream(sid)
+                if i % 50 == 0:
+                    c.flush()
+            c.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            c.closed = True
+        self.assertTrue(c.wait_closed(10))
+        self.assertIsNotNone(c.goaway)
+        self.assertNotEqual(c.goaway.error_code, 0)
+        self.assert_alive(gw, base, "rapid reset")
+
+    def test_continuation_flood_is_refused(self):
+        gw = self.gw()
+        base = gw.rss_kb()
+        c = self.client(gw.port)
+        enc = hpack.Encoder()
+        f = HeadersFrame(1)
+        f.data = enc.encode([(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "a")])
+        frames = f.serialize()
+        for i in range(2000):
+            cf = ContinuationFrame(1)
+            cf.data = enc.encode([(f"x-{i}", "v" * 1000)])
+            frames += cf.serialize()
+        try:
+            c.send_raw(frames)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        c.closed = False
+        self.assertTrue(c.wait_closed(10))
+        self.assert_alive(gw, base, "CONTINUATION flood")
+
+    def test_ping_flood_gets_enhance_your_calm(self):
+        gw = self.gw()
+        base = gw.rss_kb()
+        c = self.flood(gw, PingFrame(0, opaque_data=b"12345678").serialize(), 100000)
+        self.assertTrue(c.closed)
+        self.assertIsNotNone(c.goaway)
+        self.assertEqual(c.goaway.error_code, 11)  # ENHANCE_YOUR_CALM
+        self.assert_alive(gw, base, "PING flood")
+
+    def test_settings_flood_is_refused(self):
+        gw = self.gw()
+        base = gw.rss_kb()
+        s = SettingsFrame(0, settings={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100})
+        c = self.flood(gw, s.serialize(), 100000)
+        self.assertTrue(c.closed)
+        self.assertIsNotNone(c.goaway)
+        self.assertNotEqual(c.goaway.error_code, 0)
+        self.assert_alive(gw, base, "SETTINGS flood")
+
+    def test_window_update_flood_gets_enhance_your_calm(self):
+        gw = self.gw()
+        base = gw.rss_kb()
+        c = self.flood(gw, WindowUpdateFrame(0, window_increment=1).serialize(), 100000)
+        self.assertTrue(c.closed)
+        self.assertIsNotNone(c.goaway)
+        self.assertNotEqual(c.goaway.error_code, 0)
+        self.assert_alive(gw, base, "WINDOW_UPDATE flood")
+
+    def test_empty_data_flood_gets_enhance_your_calm(self):
+        gw = self.gw()
+        base = gw.rss_kb()
+        c = self.client(gw.port)
+        sid = c.start("POST", "/hold", end=False)
+        f = DataFrame(sid)
+        f.data = b""
+        try:
+            for _ in range(50):
+                c.send_raw(f.serialize() * 2000)
+        except (BrokenPipeError, ConnectionResetError):
+            c.closed = True
+        self.assertTrue(c.wait_closed(10))
+        self.assertIsNotNone(c.goaway)
+        self.assertEqual(c.goaway.error_code, 11)
+        self.assert_alive(gw, base, "empty DATA flood")
+
+
+if __name__ == "__main__":
+    unittest.main()
