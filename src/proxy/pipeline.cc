@@ -160,12 +160,16 @@ struct Duplex {
 class Connection {
  public:
   Connection(Worker& w, Stream& stream, const ConnInfo& info) : w_(w), s_(stream), info_(info) {
-    in_.data.resize(kBufSize);
+    // An HTTP/2 stream's head is synthesised and small, and its body is
+    // flow-controlled in 16 KiB frames: a smaller buffer per stream (it
+    // grows when a head needs it).
+    in_.data.resize(info.http2 ? kBufSize / 4 : kBufSize);
     timed_.stream = &s_;
   }
 
   awaitable<void> run();
   void preload(std::string_view bytes) {
+    if (bytes.empty()) return;
     if (bytes.size() > in_.data.size()) in_.data.resize(bytes.size());
     std::memcpy(in_.data.data(), bytes.data(), bytes.size());
     in_.end = bytes.size();
