@@ -603,6 +603,34 @@ class Http2Test(GatewayTest):
         self.assertNotEqual(c.goaway.error_code, 0)
         self.assert_alive(gw, base, "rapid reset")
 
+    def test_reset_streams_still_count_until_their_pipeline_ends(self):
+        # Open-and-reset (CVE-2023-44487) must not pile up requests upstream:
+        # a reset stream's pipeline (waiting for the origin) still counts
+        # against max_concurrent_streams, so the next stream is refused.
+        gw = self.gw(config={"holdfast": {"http2": {"max_concurrent_streams": 4}}})
+        r = RawConn(gw.port)
+        self.clients.append(r)
+        for sid in (1, 3, 5, 7):
+            r.headers(sid, "GET", "/delay/3000")
+            r.send(RstStreamFrame(sid, error_code=8))  # CANCEL
+        self.wait_writing(gw, 1)
+        r.headers(9, "GET", "/ok")
+        rst = r.read_until(lambda f: isinstance(f, RstStreamFrame) and f.stream_id == 9)
+        self.assertEqual(rst.error_code, 7)  # REFUSED_STREAM
+        # Once the origin has answered them, the same connection is served again.
+        deadline, sid = time.time() + 15, 11
+        while True:
+            r.headers(sid, "GET", "/ok")
+            f = r.read_until(lambda f: isinstance(f, (RstStreamFrame, HeadersFrame)) and f.stream_id == sid)
+            if isinstance(f, HeadersFrame):
+                self.assertEqual(dict(r.decoder.decode(f.data))[":status"], "200")
+                break
+            self.assertEqual(f.error_code, 7)
+            self.assertLess(time.time(), deadline)
+            sid += 2
+            time.sleep(0.2)
+        self.assertGreater(sid, 11)  # it was refused while the pipelines ran
+
     def test_continuation_flood_is_refused(self):
         gw = self.gw()
         base = gw.rss_kb()
