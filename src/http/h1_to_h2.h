@@ -35,7 +35,6 @@ class H1ToH2 {
   // (a close-delimited body is complete at this point).
   bool finish(Sink& sink);
   bool done() const { return state_ == State::done; }
-  bool head_sent() const { return state_ != State::head; }
 
  private:
   enum class State : uint8_t { head, length, chunk_size, chunk_ext, chunk_size_lf, chunk_data, chunk_data_cr,

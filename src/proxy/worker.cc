@@ -283,7 +283,6 @@ asio::awaitable<void> serve_http2(Worker& w, transport::Stream& stream, const Co
   opts.keepalive_timeout = cfg.keepalive_timeout;
   opts.header_timeout = cfg.client_header_timeout;
   opts.send_timeout = cfg.send_timeout;
-  opts.max_head_bytes = cfg.limits.max_head_bytes;
   transport::H2Hooks hooks;
   hooks.serve = [&w, &info](transport::H2Stream& s) { return serve(w, s, info); };
   hooks.watch = [&w](Timed* t) { w.watch(t); };

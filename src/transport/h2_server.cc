@@ -102,7 +102,6 @@ class H2Session {
   bool writer_waiting_ = false, main_waiting_ = false, writer_running_ = false;
   bool dead_ = false;          // no more I/O on the connection
   bool stop_reading_ = false;  // a fatal error or a flood: flush what is queued, then end
-  bool goaway_sent_ = false;
   bool finished_ = false;      // the writer said everything; lingering close
   static constexpr int64_t kLingerMs = 2000;
   int running_ = 0;            // pipeline coroutines
@@ -220,7 +219,6 @@ void H2Session::update_deadline() {
 
 void H2Session::goaway() {
   if (dead_) return;
-  goaway_sent_ = true;
   nghttp2_submit_goaway(ng_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(ng_), NGHTTP2_NO_ERROR,
                         nullptr, 0);
   signal_write();
@@ -280,7 +278,6 @@ int H2Session::on_begin_headers(nghttp2_session* ng, const nghttp2_frame* f, voi
     // As nginx's keepalive_requests: the last stream is served, then the
     // connection ends gracefully.
     nghttp2_submit_goaway(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR, nullptr, 0);
-    self->goaway_sent_ = true;
   }
   return 0;
 }
@@ -470,7 +467,6 @@ int H2Session::on_frame_recv(nghttp2_session*, const nghttp2_frame* f, void* ud)
 }
 
 int H2Session::on_data_chunk(nghttp2_session* ng, uint8_t, int32_t id, const uint8_t* data, size_t len, void* ud) {
-  auto* self = static_cast<H2Session*>(ud);
   auto* st = static_cast<H2Stream*>(nghttp2_session_get_stream_user_data(ng, id));
   if (!st || st->app_closed_ || !st->running_) {
     // Nobody reads it: give the connection window back at once.
@@ -479,7 +475,6 @@ int H2Session::on_data_chunk(nghttp2_session* ng, uint8_t, int32_t id, const uin
   }
   st->body_.append(reinterpret_cast<const char*>(data), len);
   st->wake_reader();
-  (void)self;
   return 0;
 }
 

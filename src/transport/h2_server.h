@@ -107,7 +107,6 @@ struct H2Options {
   double keepalive_timeout = 60;      // idle connection (no stream open)
   double header_timeout = 60;         // a header block in progress, on an idle connection
   double send_timeout = 10;           // one write to the client
-  size_t max_head_bytes = 32 * 1024;  // the synthesised head is parsed by the pipeline with this bound
 };
 
 // Serves one HTTP/2 connection on `conn` until it ends, and returns once
