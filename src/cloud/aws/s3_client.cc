@@ -96,6 +96,9 @@ StoreError failure_from(const http::ClientResponse& r, const std::string& method
     f.message = fmt::format("{}: SignatureDoesNotMatch — the secret key does not match the access key", what);
   } else if (f.code == "InvalidAccessKeyId") {
     f.message = fmt::format("{}: InvalidAccessKeyId — unknown access key", what);
+  } else if (f.code == "RequestTimeTooSkewed") {
+    f.message = fmt::format("{}: RequestTimeTooSkewed — the request time is too far from the store's clock (more "
+                            "than 15 minutes): check this host's clock", what);
   } else if (f.code == "ExpiredToken") {
     f.message = fmt::format("{}: ExpiredToken — temporary credentials expired", what);
   } else {

@@ -36,30 +36,6 @@ std::string first_line(std::string_view s) {
   return out;
 }
 
-StoreError failure_from(const http::ClientResponse& r, const std::string& what, const char* credential) {
-  StoreError f;
-  // x-ms-error-code is the documented source; a HEAD-less error body says the same.
-  f.code = first_line(r.header("x-ms-error-code"));
-  if (f.code.empty()) f.code = first_line(aws::xml_text(r.body, "Code"));
-  if (f.code.empty()) f.code = fmt::format("HTTP{}", r.status);
-  f.kind = blob_error_kind(r.status, f.code);
-  const std::string msg = first_line(aws::xml_text(r.body, "Message"));
-  if (f.kind == StoreErrorKind::credentials) {
-    // The error detail may quote the string to sign and the signature: only
-    // the clock-skew case is worth naming, and without the text.
-    const std::string detail = aws::xml_text(r.body, "AuthenticationErrorDetail");
-    const bool skew = detail.find("Request date header") != std::string::npos ||
-                      detail.find("x-ms-date") != std::string::npos;
-    f.message = fmt::format("{}: HTTP {} {} — {} was refused{}", what, r.status, f.code, credential,
-                            skew ? " (the request time is outside the service's window: check this host's clock)" : "");
-  } else if (f.code == "ContainerNotFound") {
-    f.message = fmt::format("{}: ContainerNotFound — the container does not exist (Holdfast never creates it)", what);
-  } else {
-    f.message = fmt::format("{}: HTTP {} {}{}", what, r.status, f.code, msg.empty() ? "" : ": " + msg);
-  }
-  return f;
-}
-
 // Built outside the coroutine bodies (GCC 12).
 http::Headers request_headers(const std::string& method, const std::string& account, const std::string& key,
                               const std::string& encoded_path, const std::string& body, const http::Headers& extra) {
@@ -97,6 +73,30 @@ StoreErrorKind blob_error_kind(int status, const std::string& code) {
     return StoreErrorKind::access_denied;
   if (retryable(status, code)) return StoreErrorKind::transient;
   return StoreErrorKind::other;
+}
+
+StoreError blob_error(const http::ClientResponse& r, const std::string& what, const char* credential) {
+  StoreError f;
+  // x-ms-error-code is the documented source; a HEAD-less error body says the same.
+  f.code = first_line(r.header("x-ms-error-code"));
+  if (f.code.empty()) f.code = first_line(aws::xml_text(r.body, "Code"));
+  if (f.code.empty()) f.code = fmt::format("HTTP{}", r.status);
+  f.kind = blob_error_kind(r.status, f.code);
+  const std::string msg = first_line(aws::xml_text(r.body, "Message"));
+  if (f.kind == StoreErrorKind::credentials) {
+    // The error detail may quote the string to sign and the signature: only
+    // the clock-skew case is worth naming, and without the text.
+    const std::string detail = aws::xml_text(r.body, "AuthenticationErrorDetail");
+    const bool skew = detail.find("Request date header") != std::string::npos ||
+                      detail.find("x-ms-date") != std::string::npos;
+    f.message = fmt::format("{}: HTTP {} {} — {} was refused{}", what, r.status, f.code, credential,
+                            skew ? " (the request time is outside the service's window: check this host's clock)" : "");
+  } else if (f.code == "ContainerNotFound") {
+    f.message = fmt::format("{}: ContainerNotFound — the container does not exist (Holdfast never creates it)", what);
+  } else {
+    f.message = fmt::format("{}: HTTP {} {}{}", what, r.status, f.code, msg.empty() ? "" : ": " + msg);
+  }
+  return f;
 }
 
 BlobClient::BlobClient(asio::any_io_executor ex, BlobOptions opts) : ex_(std::move(ex)), opts_(std::move(opts)) {
@@ -156,7 +156,7 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> BlobClient::send(const
       out.value = std::move(*r);
       co_return out;
     } else {
-      out.error = failure_from(*r, what, tokens_ ? "the Entra ID bearer token" : "the account key or SAS token");
+      out.error = blob_error(*r, what, tokens_ ? "the Entra ID bearer token" : "the account key or SAS token");
       if (tokens_ && out.error.kind == StoreErrorKind::credentials && !refreshed) {
         // An expired or revoked token: a new one at once, and one more try.
         refreshed = true;
