@@ -2,19 +2,16 @@
 
 #include <fmt/format.h>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <random>
 #include <string_view>
 
 #include "cloud/aws/sigv4.h"
 #include "cloud/aws/xml.h"
 #include "cloud/azure/shared_key.h"
+#include "cloud/http_store.h"
 
 namespace holdfast::azure {
 namespace asio = boost::asio;
-constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 using cloud::StoreError;
 using cloud::StoreErrorKind;
 
@@ -148,10 +145,7 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> BlobClient::send(const
     }
     auto r = co_await client_->request(method, target, std::move(headers), body, opts_.timeout);
     if (!r) {
-      // The HTTP client ends a message about a missed deadline with "timed out".
-      const bool timed_out = std::string_view(r.error()).ends_with("timed out");
-      out.error = StoreError{timed_out ? StoreErrorKind::timeout : StoreErrorKind::transient, "NetworkError",
-                             fmt::format("{}: {}", what, r.error())};
+      out.error = cloud::network_error(what, r.error());
     } else if (r->status < 300) {
       out.value = std::move(*r);
       co_return out;
@@ -166,47 +160,25 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> BlobClient::send(const
       if (!retryable(r->status, out.error.code)) co_return out;
     }
     if (attempt == opts_.max_attempts) break;
-    // exponential backoff with full jitter: 100 ms, 200 ms, 400 ms ...
-    int64_t cap = 100LL << (attempt - 1);
-    asio::steady_timer timer(ex_);
-    timer.expires_after(std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(cap / 2, cap)(rng)));
-    co_await timer.async_wait(tok);
+    co_await cloud::backoff(ex_, attempt, rng);
   }
   co_return out;
 }
 
 asio::awaitable<cloud::StoreResult<cloud::StoredObject>> BlobClient::get(const std::string& container,
                                                                          const std::string& blob) {
-  cloud::StoreResult<cloud::StoredObject> out;
-  auto r = co_await send("GET", container, blob, "", {});
-  if (!r.ok()) {
-    out.error = std::move(r.error);
-    co_return out;
-  }
-  cloud::StoredObject o;
-  o.body = std::move(r.value->body);
-  o.version = r.value->header("etag");
-  out.value = std::move(o);
-  co_return out;
+  co_return cloud::stored_object(co_await send("GET", container, blob, "", {}));
 }
 
 asio::awaitable<cloud::StoreResult<std::string>> BlobClient::put(const std::string& container, const std::string& blob,
                                                                  const std::string& body,
                                                                  const std::string& content_type,
                                                                  cloud::WriteCondition cond) {
-  cloud::StoreResult<std::string> out;
   http::Headers extra;
   extra.emplace_back("content-type", content_type);
   extra.emplace_back("x-ms-blob-type", "BlockBlob");
-  if (cond.kind == cloud::WriteCondition::Kind::create_only) extra.emplace_back("if-none-match", "*");
-  if (cond.kind == cloud::WriteCondition::Kind::replace_version) extra.emplace_back("if-match", cond.version);
-  auto r = co_await send("PUT", container, blob, body, std::move(extra));
-  if (!r.ok()) {
-    out.error = std::move(r.error);
-    co_return out;
-  }
-  out.value = r.value->header("etag");
-  co_return out;
+  cloud::add_condition(extra, cond);
+  co_return cloud::new_version(co_await send("PUT", container, blob, body, std::move(extra)));
 }
 
 }  // namespace holdfast::azure
