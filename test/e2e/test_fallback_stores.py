@@ -301,6 +301,23 @@ class StoreFaultsTest(StoresBase):
         print(f"\nfirst 200: Azure Blob alone {healthy_alone * 1000:.0f} ms; with S3 hanging "
               f"{with_hanging * 1000:.0f} ms (target: <= alone + 100 ms)")
 
+    def test_hanging_store_never_holds_up_the_backup_of_the_other(self):
+        hang = HangingServer()
+        self._procs.append(hang)
+        etcd = self.etcd()
+        etcd.put("/apisix/routes/1", {"uri": "/open", "plugins": {"mocking": {"response_example": "x"}}})
+        stores = [("aws_s3", self.s3(endpoint=hang.endpoint)), ("azure_blob", self.azure())]
+        cfg = {"deployment": {"fallback_cp": self.fallback(stores, "write"),
+                              "etcd": {"startup_timeout": 1, "resync_delay": 0.5}}}
+        backup = self.etcd_gateway(etcd, config=cfg, start=False)
+        backup.start(wait=False)
+        # S3's first request waits for its 15 s timeout (4 attempts); Azure's rounds go on meanwhile.
+        wait_for(lambda: metrics(backup).get('holdfast_backup_exports_total{store="azure_blob"}', 0) >= 3,
+                 what="three Azure rounds while S3 hangs")
+        self.assertGreaterEqual(hang.accepted, 1)
+        self.assertEqual(metrics(backup).get('holdfast_backup_exports_total{store="aws_s3"}'), 0)
+        self.assertEqual(json.loads(self.az.get(DATA, MANIFEST))["revision"], etcd.revision())
+
     def test_tampered_in_one_store_valid_in_the_other(self):
         self.publish_s3(mocked("/from-s3", "good"), 10, signing_key="sign-me")
         # A higher revision in Azure, its resource object changed after signing.
@@ -345,8 +362,12 @@ class StoreFaultsTest(StoresBase):
         wait_for(lambda: metrics(backup).get('holdfast_backup_exports_total{store="aws_s3"}', 0) >= 3, timeout=15,
                  what="S3 rounds while Azure refuses the key")
         self.assertEqual(backup.logs().count("AuthorizationFailure"), 1)
-        self.assertGreaterEqual(
-            metrics(backup).get('holdfast_fallback_failures_total{store="azure_blob",reason="AuthorizationFailure"}', 0), 1)
+        # Azure's refused rounds back off (1, 2, 4 s ...) in their own loop; S3 keeps its 1 s rounds.
+        refused = 'holdfast_fallback_failures_total{store="azure_blob",reason="AuthorizationFailure"}'
+        # Azure's rounds at 0, 1, 3, 7 s; S3's every second: about 8 by the fourth refusal.
+        wait_for(lambda: metrics(backup).get(refused, 0) >= 4, timeout=20, what="four refused Azure rounds")
+        m = metrics(backup)
+        self.assertGreaterEqual(m['holdfast_backup_exports_total{store="aws_s3"}'], m[refused] + 2)
         self.assertIsNone(self.az.get(DATA, MANIFEST))
         self.assertIsNone(backup.proc.poll())
 
