@@ -23,8 +23,10 @@ StoreResult<StoredObject> stored_object(StoreResult<http::ClientResponse> r) {
 
 StoreResult<std::string> new_version(StoreResult<http::ClientResponse> r) {
   StoreResult<std::string> out;
-  if (!r.ok()) out.error = std::move(r.error);
-  else out.value = r.value->header("etag");
+  if (!r.ok())
+    out.error = std::move(r.error);
+  else
+    out.value = r.value->header("etag");
   return out;
 }
 
@@ -43,7 +45,8 @@ StoreError network_error(const std::string& what, const std::string& client_erro
 asio::awaitable<void> backoff(asio::any_io_executor ex, int attempt, std::mt19937& rng) {
   const int64_t cap = 100LL << (attempt - 1);
   asio::steady_timer timer(ex);
-  timer.expires_after(std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(cap / 2, cap)(rng)));
+  timer.expires_after(
+      std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(cap / 2, cap)(rng)));
   co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
 }
 

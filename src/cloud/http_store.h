@@ -5,7 +5,6 @@
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-
 #include <random>
 #include <string>
 
@@ -24,6 +23,7 @@ void add_condition(http::Headers& h, const WriteCondition& cond);
 StoreError network_error(const std::string& what, const std::string& client_error);
 // The wait after a failed attempt (1, 2, ...): exponential back-off with
 // jitter, 50-100 ms, 100-200 ms, 200-400 ms ...
-boost::asio::awaitable<void> backoff(boost::asio::any_io_executor ex, int attempt, std::mt19937& rng);
+boost::asio::awaitable<void> backoff(boost::asio::any_io_executor ex, int attempt,
+                                     std::mt19937& rng);
 
 }  // namespace holdfast::cloud
