@@ -272,7 +272,8 @@ TEST(NodeConfig, FallbackAzureBlobValidation) {
        "config_container: cfg, endpoint: \"ftp://x\"}}}", "azure_blob.endpoint"},
       // With several stores, each is checked as it would be alone.
       {"deployment: {fallback_cp: {aws_s3: {resource_bucket: r, config_bucket: c}, azure_blob: {account_name: acct, "
-       "resource_container: data, config_container: cfg}}}", "azure_blob: account_key or sas_token is required"},
+       "account_key: a2V5, resource_container: data, config_container: cfg, endpoint: \"ftp://x\"}}}",
+       "azure_blob.endpoint"},
       {"deployment: {fallback_cp: {azure_blob: {account_name: acct, account_key: a2V5, resource_container: data, "
        "config_container: cfg}, aws_s3: {resource_bucket: r}}}", "aws_s3.config_bucket: required"},
       {"deployment: {fallback_cp: {azure_blob: {account_name: acct, account_key: a2V5, resource_container: data, "
