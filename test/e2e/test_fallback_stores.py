@@ -13,7 +13,7 @@ import threading
 import time
 import unittest
 
-from azurite import ACCOUNT, ACCOUNT_KEY, Azurite, ensure_azurite
+from azurite import ACCOUNT, ACCOUNT_KEY, Azurite, ensure_azurite, wait_for
 from harness import GatewayTest, free_port
 from s3peer import S3Peer
 
@@ -22,16 +22,6 @@ DATA, CONF = "fallback-cp-data", "fallback-cp-config"  # the bucket and the cont
 MANIFEST = "holdfast/default/manifest.json"
 INVALID_ETCD = ["https://INVALID_DOMAIN.invalid:7943"]
 WRONG_AZURE_KEY = "ZGVmaW5pdGVseS10aGUtd3JvbmctYWNjb3VudC1rZXk="
-
-
-def wait_for(pred, timeout=10.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def metrics(gw):
@@ -298,6 +288,10 @@ class StoreFaultsTest(StoresBase):
         with_hanging = time.monotonic() - t0
         self.assertGreaterEqual(hang.accepted, 1, "the hanging store was asked")
         self.assertEqual(status(both)["source"], "azure_blob")
+        # A store still waiting for its first answer is not reported as working.
+        self.assertFalse(status(both)["stores"]["aws_s3"]["ok"])
+        self.assertEqual(metrics(both)['holdfast_fallback_store_ok{store="aws_s3"}'], 0)
+        self.assertEqual(metrics(both)['holdfast_fallback_store_ok{store="azure_blob"}'], 1)
         print(f"\nfirst 200: Azure Blob alone {healthy_alone * 1000:.0f} ms; with S3 hanging "
               f"{with_hanging * 1000:.0f} ms (target: <= alone + 100 ms)")
 

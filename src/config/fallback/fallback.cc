@@ -140,7 +140,10 @@ void BackupExporter::stop() {
 
 asio::awaitable<void> BackupExporter::loop() {
   while (!stopped_) {
-    if (have_doc_) co_await export_once();
+    if (have_doc_) {
+      co_await export_once();
+      ++metrics_.rounds;
+    }
     if (stopped_) break;
     const double wait = retry_delay(cfg_.fallback.interval, refused_rounds_);
     timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(wait * 1000)));
@@ -215,6 +218,7 @@ SnapshotReader::SnapshotReader(asio::io_context& io, const NodeConfig& cfg, Stor
 asio::awaitable<void> SnapshotReader::poll_once() {
   const auto t0 = std::chrono::steady_clock::now();
   auto fetched = co_await fetch_snapshot(store_, cfg_.fallback.gateway_group_id, cfg_.fallback.signing_key);
+  ++metrics_.rounds;
   refused_rounds_ = fetched.refused ? refused_rounds_ + 1 : 0;
   if (!fetched.ok()) {
     metrics_.fail(fetched.reason);

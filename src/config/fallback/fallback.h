@@ -32,7 +32,9 @@ struct StoreMetrics {
   double last_import_seconds = 0;
   uint64_t last_import_bytes = 0;
   int64_t store_revision = 0;         // of the last valid snapshot read from it (0: none yet)
+  uint64_t rounds = 0;                // backup rounds or polls finished
   std::string last_error;             // of the last round; empty when it worked
+  bool ok() const { return rounds > 0 && last_error.empty(); }  // its last round worked
   std::map<std::string, uint64_t> failures;  // reason -> count
   void fail(const std::string& reason) { ++failures[reason]; }
 };

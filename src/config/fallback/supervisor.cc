@@ -208,8 +208,8 @@ std::string Supervisor::prometheus(const std::string& source, int64_t snapshot_a
   if (!stores.empty()) {
     per_store("holdfast_fallback_store_revision", "Revision of the last valid snapshot read from or written to the store",
               "gauge", [](const StoreMetrics& m) { return m.store_revision; });
-    per_store("holdfast_fallback_store_ok", "1 when the store's last round worked", "gauge",
-              [](const StoreMetrics& m) { return m.last_error.empty() ? 1 : 0; });
+    per_store("holdfast_fallback_store_ok", "1 when the store's last round worked (0 before the first)", "gauge",
+              [](const StoreMetrics& m) { return m.ok() ? 1 : 0; });
   }
   if (!exporters_.empty()) {
     per_store("holdfast_backup_last_export_timestamp_seconds", "Last successful export (write mode)", "gauge",
@@ -256,7 +256,7 @@ json::object Supervisor::stores_status() const {
     json::object o;
     o["source"] = st.source;
     o["revision"] = m.store_revision;
-    o["ok"] = m.last_error.empty();
+    o["ok"] = m.ok();
     if (!m.last_error.empty()) o["error"] = m.last_error;
     return o;
   };
