@@ -142,9 +142,20 @@ int64_t unix_ms() {
       .count();
 }
 
+// How the start-up line names the fallback stores: "S3", "S3 and Azure Blob".
+std::string fallback_store_names(const FallbackConfig& f) {
+  std::string out;
+  for (size_t i = 0; i < f.stores.size(); ++i) {
+    out += i == 0 ? "" : i + 1 == f.stores.size() ? " and " : ", ";
+    out += f.stores[i] == "azure_blob" ? "Azure Blob" : "S3";
+  }
+  return out;
+}
+
 // GET /status and /status/ready: what configuration is loaded, from where.
 http::ControlResponse status_response(const http::ControlRequest& req, const NodeConfig& cfg,
-                                      const config::Manager& mgr, const config::EtcdSource* etcd) {
+                                      const config::Manager& mgr, const config::fallback::Supervisor* supervisor) {
+  const config::EtcdSource* etcd = supervisor ? supervisor->etcd() : nullptr;
   http::ControlResponse r;
   auto snap = mgr.current();
   bool serves_traffic = cfg.role != "control_plane";
@@ -161,6 +172,7 @@ http::ControlResponse status_response(const http::ControlRequest& req, const Nod
     o["skipped_resources"] = snap->skipped;
   }
   if (etcd) o["etcd"] = etcd->reachable() ? "reachable" : "unreachable";
+  if (supervisor && cfg.fallback.enabled) o["stores"] = supervisor->stores_status();
   if (req.path == "/status") {
     o["status"] = "ok";
   } else if (req.path == "/status/ready") {
@@ -358,7 +370,7 @@ int main(int argc, char** argv) {
           m.body = holdfast_metrics();
           co_return m;
         }
-        co_return status_response(r, cfg, manager, etcd_source);
+        co_return status_response(r, cfg, manager, supervisor.get());
       });
       status_server->listen(cfg.status_listen);
       status_server->start();
@@ -379,10 +391,9 @@ int main(int argc, char** argv) {
   }
   log::info("holdfast {} started: role {}, config provider {}, {} worker(s){}", HOLDFAST_VERSION, cfg.role,
             cfg.config_provider, workers.size(),
-            !cfg.fallback.enabled                 ? ""
-            : cfg.fallback.write                  ? ", backup node (fallback_cp.mode: write)"
-            : cfg.fallback.store == "azure_blob"  ? ", Azure Blob fallback on"
-                                                  : ", S3 fallback on");
+            !cfg.fallback.enabled ? ""
+            : cfg.fallback.write  ? ", backup node (fallback_cp.mode: write) to " + fallback_store_names(cfg.fallback)
+                                  : ", fallback on " + fallback_store_names(cfg.fallback));
 
   // Housekeeping on the control thread: the access log is written here
   // (never from a worker) and retired snapshots are handed to the reaper.

@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -38,7 +39,17 @@ void usage() {
       "  pull [-o FILE]     download it as a standalone apisix.json (fields decrypted), stdout by default\n"
       "  push -i FILE [--revision N]\n"
       "                     upload a standalone apisix.json as a new snapshot (revision N, default\n"
-      "                     the bucket's revision + 1; never lower than the bucket's)\n");
+      "                     the bucket's revision + 1; never lower than the bucket's)\n"
+      "\n"
+      "  --store NAME       the store to act on: aws_s3 or azure_blob (its key under fallback_cp);\n"
+      "                     required when several are configured\n");
+}
+
+// Ids, reasons and arguments reach a terminal: no control characters.
+std::string shown(std::string t) {
+  for (char& c : t)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '_';
+  return t;
 }
 
 int64_t now_unix() {
@@ -46,7 +57,7 @@ int64_t now_unix() {
 }
 
 struct Args {
-  std::string command, config = "conf/config.yaml", out, in;
+  std::string command, config = "conf/config.yaml", out, in, store;
   int64_t revision = 0;
 };
 
@@ -70,12 +81,6 @@ asio::awaitable<int> print_ssls(Store& store, const NodeConfig& cfg) {
   log::set_level(log::Level::error);
   auto table = tls::CertTable::build(arr, opts);
   const int64_t now = now_unix();
-  // Ids and reasons reach a terminal: no control characters.
-  auto shown = [](std::string t) {
-    for (char& c : t)
-      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '_';
-    return t;
-  };
   std::printf("ssls:            %zu\n", arr ? arr->size() : 0);
   for (const auto& o : table->objects()) {
     std::string snis;
@@ -96,7 +101,7 @@ asio::awaitable<int> print_ssls(Store& store, const NodeConfig& cfg) {
 
 asio::awaitable<int> run(const Args& a, const NodeConfig& cfg, asio::io_context& io) {
   const auto& f = cfg.fallback;
-  Store store = make_store(io, f);
+  Store store = make_store(io, f, a.store);
   if (a.command == "inspect") {
     auto r = co_await store.client->get(store.resource_bucket, manifest_key(f.gateway_group_id));
     if (!r.ok()) {
@@ -235,6 +240,7 @@ int snapshot_main(int argc, char** argv) {
     else if ((s == "-o" || s == "--out") && i + 1 < argc) a.out = argv[++i];
     else if ((s == "-i" || s == "--in") && i + 1 < argc) a.in = argv[++i];
     else if (s == "--revision" && i + 1 < argc) a.revision = std::atoll(argv[++i]);
+    else if (s == "--store" && i + 1 < argc) a.store = argv[++i];
     else if (a.command.empty()) a.command = s;
     else { usage(); return 2; }
   }
@@ -248,6 +254,20 @@ int snapshot_main(int argc, char** argv) {
   if (!cfg->fallback.enabled) {
     std::fprintf(stderr, "holdfast: %s has no deployment.fallback_cp section\n", a.config.c_str());
     return 1;
+  }
+  const auto& stores = cfg->fallback.stores;
+  std::string names;
+  for (const auto& n : stores) names += (names.empty() ? "" : ", ") + n;
+  if (a.store.empty() && stores.size() > 1) {
+    std::fprintf(stderr, "holdfast: %s configures several stores (%s): choose one with --store NAME\n", a.config.c_str(),
+                 names.c_str());
+    return 2;
+  }
+  if (a.store.empty()) a.store = stores.front();
+  if (std::find(stores.begin(), stores.end(), a.store) == stores.end()) {
+    std::fprintf(stderr, "holdfast: --store %s is not configured in %s (configured: %s)\n", shown(a.store).c_str(),
+                 a.config.c_str(), names.c_str());
+    return 2;
   }
   asio::io_context io;
   int rc = 1;

@@ -441,6 +441,48 @@ Status parse_azure_blob(const json::object& ao, AzureBlobConfig& a, std::vector<
   return {};
 }
 
+// Keys and secrets may be made only of digits (and arrive as numbers from
+// ${{ENV}} substitution): take their text.
+Status fallback_text(const json::object& obj, const char* key, std::string& dst, const std::string& path) {
+  if (auto it = obj.find(key); it != obj.end() && !it->value().is_null()) {
+    const auto& v = it->value();
+    if (v.is_string()) dst = std::string(v.as_string());
+    else if (v.is_int64() || v.is_uint64() || v.is_bool()) dst = json::serialize(v);
+    else return Error{path + ": expected a string"};
+  }
+  return {};
+}
+
+// deployment.fallback_cp.aws_s3.
+Status parse_aws_s3(const json::object& so, FallbackConfig& f) {
+  static const std::set<std::string> s3keys = {"region", "access_key", "secret_key", "resource_bucket",
+                                               "config_bucket", "endpoint"};
+  for (const auto& kv : so)
+    if (!s3keys.count(std::string(kv.key())))
+      return Error{fmt::format("deployment.fallback_cp.aws_s3.{}: unknown key (known: region, access_key, secret_key, "
+                               "resource_bucket, config_bucket, endpoint)", std::string(kv.key()))};
+  for (auto st : {fallback_text(so, "region", f.region, "deployment.fallback_cp.aws_s3.region"),
+                  fallback_text(so, "access_key", f.access_key, "deployment.fallback_cp.aws_s3.access_key"),
+                  fallback_text(so, "secret_key", f.secret_key, "deployment.fallback_cp.aws_s3.secret_key"),
+                  fallback_text(so, "resource_bucket", f.resource_bucket, "deployment.fallback_cp.aws_s3.resource_bucket"),
+                  fallback_text(so, "config_bucket", f.config_bucket, "deployment.fallback_cp.aws_s3.config_bucket"),
+                  fallback_text(so, "endpoint", f.endpoint, "deployment.fallback_cp.aws_s3.endpoint")})
+    if (!st) return st;
+  if (f.resource_bucket.empty()) return Error{"deployment.fallback_cp.aws_s3.resource_bucket: required"};
+  if (f.config_bucket.empty()) return Error{"deployment.fallback_cp.aws_s3.config_bucket: required"};
+  if (f.access_key.empty() != f.secret_key.empty())
+    return Error{f.access_key.empty() ? "deployment.fallback_cp.aws_s3.access_key: required when secret_key is set"
+                                      : "deployment.fallback_cp.aws_s3.secret_key: required when access_key is set"};
+  if (f.region.empty()) {
+    const char* env_region = std::getenv("AWS_REGION");
+    if (!env_region || !*env_region) env_region = std::getenv("AWS_DEFAULT_REGION");
+    f.region = env_region && *env_region ? env_region : "us-east-1";
+  }
+  if (!f.endpoint.empty() && f.endpoint.rfind("http://", 0) != 0 && f.endpoint.rfind("https://", 0) != 0)
+    return Error{"deployment.fallback_cp.aws_s3.endpoint: must be an http:// or https:// URL"};
+  return {};
+}
+
 Status parse_fallback(const json::value& r, FallbackConfig& f, const std::string& conf_dir,
                       std::vector<std::string>& warnings) {
   const json::value* v = at(r, {"deployment", "fallback_cp"});
@@ -451,8 +493,6 @@ Status parse_fallback(const json::value& r, FallbackConfig& f, const std::string
   const auto& o = v->as_object();
   static const std::set<std::string> keys = {"interval", "mode", "aws_s3", "azure_blob", "gateway_group_id",
                                              "signing_key", "cache_file", "proxy"};
-  static const std::set<std::string> s3keys = {"region", "access_key", "secret_key", "resource_bucket",
-                                               "config_bucket", "endpoint"};
   for (const auto& kv : o)
     if (!keys.count(std::string(kv.key())))
       return Error{fmt::format("deployment.fallback_cp.{}: unknown key (known: interval, mode, aws_s3, azure_blob, "
@@ -470,20 +510,9 @@ Status parse_fallback(const json::value& r, FallbackConfig& f, const std::string
                    json::serialize(it->value())};
     f.write = it->value().as_string() == "write";
   }
-  // Keys and secrets may be made only of digits (and arrive as numbers from
-  // ${{ENV}} substitution): take their text.
-  auto str = [](const json::object& obj, const char* key, std::string& dst, const std::string& path) -> Status {
-    if (auto it = obj.find(key); it != obj.end() && !it->value().is_null()) {
-      const auto& v = it->value();
-      if (v.is_string()) dst = std::string(v.as_string());
-      else if (v.is_int64() || v.is_uint64() || v.is_bool()) dst = json::serialize(v);
-      else return Error{path + ": expected a string"};
-    }
-    return {};
-  };
-  for (auto st : {str(o, "gateway_group_id", f.gateway_group_id, "deployment.fallback_cp.gateway_group_id"),
-                  str(o, "signing_key", f.signing_key, "deployment.fallback_cp.signing_key"),
-                  str(o, "cache_file", f.cache_file, "deployment.fallback_cp.cache_file")})
+  for (auto st : {fallback_text(o, "gateway_group_id", f.gateway_group_id, "deployment.fallback_cp.gateway_group_id"),
+                  fallback_text(o, "signing_key", f.signing_key, "deployment.fallback_cp.signing_key"),
+                  fallback_text(o, "cache_file", f.cache_file, "deployment.fallback_cp.cache_file")})
     if (!st) return st;
   if (auto it = o.find("proxy"); it != o.end()) {
     if (!it->value().is_bool()) return Error{"deployment.fallback_cp.proxy: expected a boolean"};
@@ -491,43 +520,22 @@ Status parse_fallback(const json::value& r, FallbackConfig& f, const std::string
   }
   if (f.gateway_group_id.empty() || f.gateway_group_id.find('/') != std::string::npos)
     return Error{"deployment.fallback_cp.gateway_group_id: must be non-empty and contain no '/'"};
-  auto s3 = o.find("aws_s3");
-  auto az = o.find("azure_blob");
-  const bool has_s3 = s3 != o.end() && !s3->value().is_null(), has_az = az != o.end() && !az->value().is_null();
-  if (has_s3 && has_az)
-    return Error{"deployment.fallback_cp: aws_s3 and azure_blob are both set; several stores at once are not "
-                 "supported yet: keep one"};
-  if (has_az) {
-    if (!az->value().is_object()) return Error{"deployment.fallback_cp.azure_blob: expected a mapping"};
-    f.store = "azure_blob";
-    return parse_azure_blob(az->value().as_object(), f.azure, warnings);
-  }
-  if (s3 == o.end() || !s3->value().is_object())
-    return Error{"deployment.fallback_cp.aws_s3: required (a mapping), or azure_blob"};
-  const auto& so = s3->value().as_object();
-  for (const auto& kv : so)
-    if (!s3keys.count(std::string(kv.key())))
-      return Error{fmt::format("deployment.fallback_cp.aws_s3.{}: unknown key (known: region, access_key, secret_key, "
-                               "resource_bucket, config_bucket, endpoint)", std::string(kv.key()))};
-  for (auto st : {str(so, "region", f.region, "deployment.fallback_cp.aws_s3.region"),
-                  str(so, "access_key", f.access_key, "deployment.fallback_cp.aws_s3.access_key"),
-                  str(so, "secret_key", f.secret_key, "deployment.fallback_cp.aws_s3.secret_key"),
-                  str(so, "resource_bucket", f.resource_bucket, "deployment.fallback_cp.aws_s3.resource_bucket"),
-                  str(so, "config_bucket", f.config_bucket, "deployment.fallback_cp.aws_s3.config_bucket"),
-                  str(so, "endpoint", f.endpoint, "deployment.fallback_cp.aws_s3.endpoint")})
+  // Every store set is used; their order in the document breaks ties between
+  // equal revisions on traffic nodes.
+  for (const auto& kv : o) {
+    const std::string key(kv.key());
+    if ((key != "aws_s3" && key != "azure_blob") || kv.value().is_null()) continue;
+    if (!kv.value().is_object()) return Error{"deployment.fallback_cp." + key + ": expected a mapping"};
+    f.stores.push_back(key);
+    auto st = key == "aws_s3" ? parse_aws_s3(kv.value().as_object(), f) : parse_azure_blob(kv.value().as_object(), f.azure, warnings);
     if (!st) return st;
-  if (f.resource_bucket.empty()) return Error{"deployment.fallback_cp.aws_s3.resource_bucket: required"};
-  if (f.config_bucket.empty()) return Error{"deployment.fallback_cp.aws_s3.config_bucket: required"};
-  if (f.access_key.empty() != f.secret_key.empty())
-    return Error{f.access_key.empty() ? "deployment.fallback_cp.aws_s3.access_key: required when secret_key is set"
-                                      : "deployment.fallback_cp.aws_s3.secret_key: required when access_key is set"};
-  if (f.region.empty()) {
-    const char* env_region = std::getenv("AWS_REGION");
-    if (!env_region || !*env_region) env_region = std::getenv("AWS_DEFAULT_REGION");
-    f.region = env_region && *env_region ? env_region : "us-east-1";
   }
-  if (!f.endpoint.empty() && f.endpoint.rfind("http://", 0) != 0 && f.endpoint.rfind("https://", 0) != 0)
-    return Error{"deployment.fallback_cp.aws_s3.endpoint: must be an http:// or https:// URL"};
+  if (f.stores.empty()) return Error{"deployment.fallback_cp.aws_s3: required (a mapping), or azure_blob"};
+  if (f.stores.size() > 1 && f.signing_key.empty())
+    warnings.push_back(fmt::format(
+        "deployment.fallback_cp: {} stores without signing_key: traffic nodes take the highest revision from any of "
+        "them, so anyone who can write one store can override the others; set signing_key",
+        f.stores.size()));
   return {};
 }
 

@@ -43,7 +43,7 @@ struct AdminConfig {
   std::vector<std::string> allow{"127.0.0.0/24"};  // CIDRs
 };
 
-// deployment.fallback_cp.azure_blob: the store when it is Azure Blob.
+// deployment.fallback_cp.azure_blob.
 struct AzureBlobConfig {
   std::string account_name;
   std::string account_key;   // base64 Shared Key; wins over sas_token
@@ -52,10 +52,11 @@ struct AzureBlobConfig {
   std::string endpoint;      // the blob service URL with any account path; default https://<account>.blob.core.windows.net
 };
 
-// deployment.fallback_cp: the S3 or Azure Blob backup (write mode) and fallback (read).
+// deployment.fallback_cp: the backup (write mode) and fallback (read) in one
+// or several stores (S3, Azure Blob).
 struct FallbackConfig {
   bool enabled = false;
-  std::string store = "aws_s3";  // the configured store's key: aws_s3 | azure_blob
+  std::vector<std::string> stores;  // the configured stores' keys in config order (ties go to the first): aws_s3, azure_blob
   AzureBlobConfig azure;
   double interval = 60;          // seconds between backup rounds / S3 polls
   bool write = false;            // mode: write = backup node

@@ -200,12 +200,12 @@ class FallbackTest(FallbackBase):
                 return traffic.request_status_raw("/metrics")
             except OSError:  # the status port is not open yet
                 return ""
-        wait_for(lambda: 'holdfast_fallback_failures_total{reason="s3"}' in reasons(), what="missing manifest counted")
+        wait_for(lambda: 'holdfast_fallback_failures_total{store="aws_s3",reason="s3"}' in reasons(), what="missing manifest counted")
         self.assertNotIn('reason="format"', reasons())
         self.publish({"routes": {"id": "1", "uri": "/not-a-list"}}, 5)
-        wait_for(lambda: 'holdfast_fallback_failures_total{reason="format"}' in reasons(), what="bad shape counted")
+        wait_for(lambda: 'holdfast_fallback_failures_total{store="aws_s3",reason="format"}' in reasons(), what="bad shape counted")
         self.publish({"routes": [{"id": "1", "uri": "/from-s3"}]}, 6, tamper="body")
-        wait_for(lambda: 'holdfast_fallback_failures_total{reason="digest"}' in reasons(), what="bad digest counted")
+        wait_for(lambda: 'holdfast_fallback_failures_total{store="aws_s3",reason="digest"}' in reasons(), what="bad digest counted")
 
     def test_export_skips_unchanged_content_but_heartbeats(self):
         self.cp_routes()

@@ -97,10 +97,11 @@ class AzureFallbackTest(AzureFallbackBase):
         # The next rounds find the content unchanged: only the manifest's
         # heartbeat is rewritten, with If-Match on the ETag just read, which
         # Azurite accepts.
-        wait_for(lambda: (metric(backup, "holdfast_backup_uploads_skipped_total") or 0) >= 2,
+        wait_for(lambda: (metric(backup, 'holdfast_backup_uploads_skipped_total{store="azure_blob"}') or 0) >= 2,
                  what="two heartbeat-only rounds")
         scrape = metrics(backup)  # one scrape: a round may end between two
-        self.assertEqual(scrape["holdfast_backup_exports_total"], scrape["holdfast_backup_uploads_skipped_total"] + 1)
+        self.assertEqual(scrape['holdfast_backup_exports_total{store="azure_blob"}'],
+                         scrape['holdfast_backup_uploads_skipped_total{store="azure_blob"}'] + 1)
         self.assertNotIn("backup export failed", backup.logs())
         later = self.manifest()
         self.assertGreater(later["heartbeat_at"], m["heartbeat_at"])  # rounds 1 s apart rewrote it
@@ -117,7 +118,7 @@ class AzureFallbackTest(AzureFallbackBase):
         self.assertEqual(st["source"], "azure_blob")
         self.assertEqual(int(st["revision"]), m["revision"])
         self.assertIn('holdfast_config_source{source="azure_blob"} 1', traffic.request_status_raw("/metrics"))
-        self.assertIn("Azure Blob fallback on", traffic.logs())
+        self.assertIn("fallback on Azure Blob", traffic.logs())
         for gw in (backup, traffic):
             self.assertNotIn(ACCOUNT_KEY, gw.logs())
 
@@ -152,7 +153,7 @@ class AzureFallbackTest(AzureFallbackBase):
         backup.start(wait=False)
         # Azurite answers a wrong key with AuthorizationFailure (Azure with AuthenticationFailed).
         backup.wait_log("AuthorizationFailure", timeout=10)
-        failures = 'holdfast_fallback_failures_total{reason="AuthorizationFailure"}'
+        failures = 'holdfast_fallback_failures_total{store="azure_blob",reason="AuthorizationFailure"}'
         wait_for(lambda: (metric(backup, failures) or 0) >= 3, timeout=20, what="three failed rounds (backing off: 1, 2 s)")
         logs = backup.logs()
         self.assertEqual(logs.count("AuthorizationFailure"), 1, "one clear line, not one per retry")
@@ -164,7 +165,7 @@ class AzureFallbackTest(AzureFallbackBase):
         # A traffic node with the wrong key: one line, keeps trying, serves nothing.
         traffic = self.traffic_node(account_key=wrong)
         traffic.wait_log("fallback snapshot not loaded from Azure Blob", timeout=10)
-        wait_for(lambda: (metric(traffic, 'holdfast_fallback_failures_total{reason="azure_blob"}') or 0) >= 3,
+        wait_for(lambda: (metric(traffic, 'holdfast_fallback_failures_total{store="azure_blob",reason="azure_blob"}') or 0) >= 3,
                  timeout=20, what="three failed polls")
         self.assertEqual(traffic.logs().count("AuthorizationFailure"), 1)
         self.assertEqual(traffic.get("/open").status, 503)  # no configuration loaded

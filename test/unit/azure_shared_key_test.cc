@@ -134,3 +134,34 @@ TEST(AzureBlobErrors, CodesToKinds) {
   EXPECT_EQ(blob_error_kind(500, "InternalError"), StoreErrorKind::transient);
   EXPECT_EQ(blob_error_kind(400, "InvalidHeaderValue"), StoreErrorKind::other);
 }
+
+// Azure's answer to a skewed clock (Azurite never checks x-ms-date, so this
+// is the only test of it): AuthenticationFailed whose detail names the date.
+// A credentials error with a clock hint, one line, and none of the detail's
+// text (which for a bad signature quotes the string to sign).
+TEST(AzureBlobErrors, ClockSkewAndWrongKeyAreCredentialErrors) {
+  holdfast::http::ClientResponse skew;
+  skew.status = 403;
+  skew.headers = {{"x-ms-error-code", "AuthenticationFailed"}};
+  skew.body =
+      "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthenticationFailed</Code><Message>Server failed to "
+      "authenticate the request. Make sure the value of Authorization header is formed correctly including the "
+      "signature.\nRequestId:3f1c\nTime:2026-12-02T11:00:00.0000000Z</Message><AuthenticationErrorDetail>Request date "
+      "header too old: 'Wed, 02 Dec 2026 10:00:00 GMT'</AuthenticationErrorDetail></Error>";
+  auto e = blob_error(skew, "Azure Blob GET http://x/c/b", "the account key or SAS token");
+  EXPECT_EQ(e.kind, StoreErrorKind::credentials);
+  EXPECT_EQ(e.code, "AuthenticationFailed");
+  EXPECT_NE(e.message.find("check this host's clock"), std::string::npos) << e.message;
+  EXPECT_EQ(e.message.find("10:00:00"), std::string::npos) << e.message;
+  EXPECT_EQ(e.message.find('\n'), std::string::npos);
+
+  holdfast::http::ClientResponse wrong = skew;  // a wrong key: same code, another detail, no clock hint
+  wrong.body = "<Error><Code>AuthenticationFailed</Code><AuthenticationErrorDetail>The MAC signature found in the HTTP "
+               "request 'abc=' is not the same as any computed signature. Server used following string to sign: "
+               "'GET\n...'</AuthenticationErrorDetail></Error>";
+  e = blob_error(wrong, "Azure Blob GET http://x/c/b", "the account key or SAS token");
+  EXPECT_EQ(e.kind, StoreErrorKind::credentials);
+  EXPECT_NE(e.message.find("the account key or SAS token was refused"), std::string::npos);
+  EXPECT_EQ(e.message.find("clock"), std::string::npos) << e.message;
+  EXPECT_EQ(e.message.find("abc="), std::string::npos) << e.message;
+}

@@ -177,7 +177,7 @@ deployment:
 )", ".");
   ASSERT_TRUE(c.ok()) << c.error();
   EXPECT_TRUE(c->fallback.enabled);
-  EXPECT_EQ(c->fallback.store, "azure_blob");
+  EXPECT_EQ(c->fallback.stores, std::vector<std::string>{"azure_blob"});
   EXPECT_EQ(c->fallback.azure.account_name, "holdfastacct");
   EXPECT_EQ(c->fallback.azure.account_key, "RWJ5OHZkTTAyeE5PY3FGbA==");
   EXPECT_EQ(c->fallback.azure.resource_container, "fallback-cp-data");
@@ -215,6 +215,45 @@ deployment:
   EXPECT_TRUE(ignored);
 }
 
+// Several stores at once: all of them, in the order the document lists them
+// (ties between equal revisions go to the first), and a warning without a
+// signing key, since any one writable store could then override the others.
+TEST(NodeConfig, FallbackSeveralStores) {
+  auto c = parse_node_config(R"(
+deployment:
+  fallback_cp:
+    azure_blob:
+      account_name: holdfastacct
+      account_key: a2V5
+      resource_container: fallback-cp-data
+      config_container: fallback-cp-config
+    aws_s3:
+      resource_bucket: r
+      config_bucket: c
+)", ".");
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c->fallback.stores, (std::vector<std::string>{"azure_blob", "aws_s3"}));
+  EXPECT_EQ(c->fallback.resource_bucket, "r");
+  EXPECT_EQ(c->fallback.azure.resource_container, "fallback-cp-data");
+  auto warned = [](const NodeConfig& n) {
+    for (const auto& w : n.warnings)
+      if (w.find("2 stores without signing_key") != std::string::npos) return true;
+    return false;
+  };
+  EXPECT_TRUE(warned(*c));
+
+  auto s = parse_node_config(
+      "deployment: {fallback_cp: {signing_key: k, aws_s3: {resource_bucket: r, config_bucket: c}, azure_blob: "
+      "{account_name: acct, account_key: a2V5, resource_container: data, config_container: cfg}}}", ".");
+  ASSERT_TRUE(s.ok()) << s.error();
+  EXPECT_EQ(s->fallback.stores, (std::vector<std::string>{"aws_s3", "azure_blob"}));
+  EXPECT_FALSE(warned(*s));
+  auto one = parse_node_config("deployment: {fallback_cp: {aws_s3: {resource_bucket: r, config_bucket: c}}}", ".");
+  ASSERT_TRUE(one.ok()) << one.error();
+  EXPECT_EQ(one->fallback.stores, std::vector<std::string>{"aws_s3"});
+  EXPECT_FALSE(warned(*one));
+}
+
 TEST(NodeConfig, FallbackAzureBlobValidation) {
   struct Case { const char* yaml; const char* msg; } cases[] = {
       {"deployment: {fallback_cp: {azure_blob: {account_key: a2V5, resource_container: data, config_container: cfg}}}",
@@ -231,8 +270,14 @@ TEST(NodeConfig, FallbackAzureBlobValidation) {
        "config_container: cfg}}}", "azure_blob.sas_token"},
       {"deployment: {fallback_cp: {azure_blob: {account_name: acct, account_key: a2V5, resource_container: data, "
        "config_container: cfg, endpoint: \"ftp://x\"}}}", "azure_blob.endpoint"},
+      // With several stores, each is checked as it would be alone.
       {"deployment: {fallback_cp: {aws_s3: {resource_bucket: r, config_bucket: c}, azure_blob: {account_name: acct, "
-       "account_key: a2V5, resource_container: data, config_container: cfg}}}", "several stores at once are not supported"},
+       "account_key: a2V5, resource_container: data, config_container: cfg, endpoint: \"ftp://x\"}}}",
+       "azure_blob.endpoint"},
+      {"deployment: {fallback_cp: {azure_blob: {account_name: acct, account_key: a2V5, resource_container: data, "
+       "config_container: cfg}, aws_s3: {resource_bucket: r}}}", "aws_s3.config_bucket: required"},
+      {"deployment: {fallback_cp: {azure_blob: {account_name: acct, account_key: a2V5, resource_container: data, "
+       "config_container: cfg}, aws_s3: [r]}}", "fallback_cp.aws_s3: expected a mapping"},
   };
   for (const auto& k : cases) {
     auto r = parse_node_config(k.yaml, ".");

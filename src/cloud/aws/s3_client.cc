@@ -2,18 +2,14 @@
 
 #include <fmt/format.h>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <random>
-#include <string_view>
 
 #include "cloud/aws/xml.h"
+#include "cloud/http_store.h"
 #include "core/log.h"
 
 namespace holdfast::aws {
 namespace asio = boost::asio;
-constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 
 S3Client::S3Client(asio::any_io_executor ex, S3Options opts, std::shared_ptr<CredentialsProvider> creds)
     : ex_(std::move(ex)), opts_(std::move(opts)), creds_(std::move(creds)) {}
@@ -96,6 +92,9 @@ StoreError failure_from(const http::ClientResponse& r, const std::string& method
     f.message = fmt::format("{}: SignatureDoesNotMatch — the secret key does not match the access key", what);
   } else if (f.code == "InvalidAccessKeyId") {
     f.message = fmt::format("{}: InvalidAccessKeyId — unknown access key", what);
+  } else if (f.code == "RequestTimeTooSkewed") {
+    f.message = fmt::format("{}: RequestTimeTooSkewed — the request time is too far from the store's clock (more "
+                            "than 15 minutes): check this host's clock", what);
   } else if (f.code == "ExpiredToken") {
     f.message = fmt::format("{}: ExpiredToken — temporary credentials expired", what);
   } else {
@@ -149,10 +148,7 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> S3Client::send(const s
     http::HttpClient& c = client_for(t.url);
     auto r = co_await c.request(method, s.canonical_uri, signed_headers(s, t.url.authority(), extra), body, opts_.timeout);
     if (!r) {
-      // The HTTP client ends a message about a missed deadline with "timed out".
-      const bool timed_out = std::string_view(r.error()).ends_with("timed out");
-      out.error = StoreError{timed_out ? StoreErrorKind::timeout : StoreErrorKind::transient, "NetworkError",
-                             fmt::format("S3 {} s3://{}/{}: {}", method, bucket, key, r.error())};
+      out.error = cloud::network_error(fmt::format("S3 {} s3://{}/{}", method, bucket, key), r.error());
     } else if (r->status < 300 || r->status == 304) {
       out.value = std::move(*r);
       co_return out;
@@ -168,33 +164,18 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> S3Client::send(const s
       if (!retryable(r->status, out.error.code)) co_return out;
     }
     if (attempt == opts_.max_attempts) break;
-    // exponential backoff with full jitter: 100 ms, 200 ms, 400 ms ...
-    int64_t cap = 100LL << (attempt - 1);
-    asio::steady_timer timer(ex_);
-    timer.expires_after(std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(cap / 2, cap)(rng)));
-    co_await timer.async_wait(tok);
+    co_await cloud::backoff(ex_, attempt, rng);
   }
   co_return out;
 }
 
 asio::awaitable<cloud::StoreResult<cloud::StoredObject>> S3Client::get(const std::string& bucket, const std::string& key) {
-  cloud::StoreResult<cloud::StoredObject> out;
-  auto r = co_await send("GET", bucket, key, "", {}, false);
-  if (!r.ok()) {
-    out.error = std::move(r.error);
-    co_return out;
-  }
-  cloud::StoredObject o;
-  o.body = std::move(r.value->body);
-  o.version = r.value->header("etag");
-  out.value = std::move(o);
-  co_return out;
+  co_return cloud::stored_object(co_await send("GET", bucket, key, "", {}, false));
 }
 
 asio::awaitable<cloud::StoreResult<std::string>> S3Client::put(const std::string& bucket, const std::string& key,
                                                                const std::string& body, const std::string& content_type,
                                                                cloud::WriteCondition cond) {
-  cloud::StoreResult<std::string> out;
   http::Headers extra;
   extra.emplace_back("content-type", content_type);
   if (cond.kind == cloud::WriteCondition::Kind::create_only) extra.emplace_back("if-none-match", "*");
@@ -220,12 +201,7 @@ asio::awaitable<cloud::StoreResult<std::string>> S3Client::put(const std::string
       r = co_await send("PUT", bucket, key, body, extra, conditional);
     }
   }
-  if (!r.ok()) {
-    out.error = std::move(r.error);
-    co_return out;
-  }
-  out.value = r.value->header("etag");
-  co_return out;
+  co_return cloud::new_version(std::move(r));
 }
 
 }  // namespace holdfast::aws

@@ -2,19 +2,16 @@
 
 #include <fmt/format.h>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <random>
 #include <string_view>
 
 #include "cloud/aws/sigv4.h"
 #include "cloud/aws/xml.h"
 #include "cloud/azure/shared_key.h"
+#include "cloud/http_store.h"
 
 namespace holdfast::azure {
 namespace asio = boost::asio;
-constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 using cloud::StoreError;
 using cloud::StoreErrorKind;
 
@@ -34,30 +31,6 @@ std::string first_line(std::string_view s) {
     if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) out += c;
   }
   return out;
-}
-
-StoreError failure_from(const http::ClientResponse& r, const std::string& what, const char* credential) {
-  StoreError f;
-  // x-ms-error-code is the documented source; a HEAD-less error body says the same.
-  f.code = first_line(r.header("x-ms-error-code"));
-  if (f.code.empty()) f.code = first_line(aws::xml_text(r.body, "Code"));
-  if (f.code.empty()) f.code = fmt::format("HTTP{}", r.status);
-  f.kind = blob_error_kind(r.status, f.code);
-  const std::string msg = first_line(aws::xml_text(r.body, "Message"));
-  if (f.kind == StoreErrorKind::credentials) {
-    // The error detail may quote the string to sign and the signature: only
-    // the clock-skew case is worth naming, and without the text.
-    const std::string detail = aws::xml_text(r.body, "AuthenticationErrorDetail");
-    const bool skew = detail.find("Request date header") != std::string::npos ||
-                      detail.find("x-ms-date") != std::string::npos;
-    f.message = fmt::format("{}: HTTP {} {} — {} was refused{}", what, r.status, f.code, credential,
-                            skew ? " (the request time is outside the service's window: check this host's clock)" : "");
-  } else if (f.code == "ContainerNotFound") {
-    f.message = fmt::format("{}: ContainerNotFound — the container does not exist (Holdfast never creates it)", what);
-  } else {
-    f.message = fmt::format("{}: HTTP {} {}{}", what, r.status, f.code, msg.empty() ? "" : ": " + msg);
-  }
-  return f;
 }
 
 // Built outside the coroutine bodies (GCC 12).
@@ -97,6 +70,30 @@ StoreErrorKind blob_error_kind(int status, const std::string& code) {
     return StoreErrorKind::access_denied;
   if (retryable(status, code)) return StoreErrorKind::transient;
   return StoreErrorKind::other;
+}
+
+StoreError blob_error(const http::ClientResponse& r, const std::string& what, const char* credential) {
+  StoreError f;
+  // x-ms-error-code is the documented source; a HEAD-less error body says the same.
+  f.code = first_line(r.header("x-ms-error-code"));
+  if (f.code.empty()) f.code = first_line(aws::xml_text(r.body, "Code"));
+  if (f.code.empty()) f.code = fmt::format("HTTP{}", r.status);
+  f.kind = blob_error_kind(r.status, f.code);
+  const std::string msg = first_line(aws::xml_text(r.body, "Message"));
+  if (f.kind == StoreErrorKind::credentials) {
+    // The error detail may quote the string to sign and the signature: only
+    // the clock-skew case is worth naming, and without the text.
+    const std::string detail = aws::xml_text(r.body, "AuthenticationErrorDetail");
+    const bool skew = detail.find("Request date header") != std::string::npos ||
+                      detail.find("x-ms-date") != std::string::npos;
+    f.message = fmt::format("{}: HTTP {} {} — {} was refused{}", what, r.status, f.code, credential,
+                            skew ? " (the request time is outside the service's window: check this host's clock)" : "");
+  } else if (f.code == "ContainerNotFound") {
+    f.message = fmt::format("{}: ContainerNotFound — the container does not exist (Holdfast never creates it)", what);
+  } else {
+    f.message = fmt::format("{}: HTTP {} {}{}", what, r.status, f.code, msg.empty() ? "" : ": " + msg);
+  }
+  return f;
 }
 
 BlobClient::BlobClient(asio::any_io_executor ex, BlobOptions opts) : ex_(std::move(ex)), opts_(std::move(opts)) {
@@ -148,15 +145,12 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> BlobClient::send(const
     }
     auto r = co_await client_->request(method, target, std::move(headers), body, opts_.timeout);
     if (!r) {
-      // The HTTP client ends a message about a missed deadline with "timed out".
-      const bool timed_out = std::string_view(r.error()).ends_with("timed out");
-      out.error = StoreError{timed_out ? StoreErrorKind::timeout : StoreErrorKind::transient, "NetworkError",
-                             fmt::format("{}: {}", what, r.error())};
+      out.error = cloud::network_error(what, r.error());
     } else if (r->status < 300) {
       out.value = std::move(*r);
       co_return out;
     } else {
-      out.error = failure_from(*r, what, tokens_ ? "the Entra ID bearer token" : "the account key or SAS token");
+      out.error = blob_error(*r, what, tokens_ ? "the Entra ID bearer token" : "the account key or SAS token");
       if (tokens_ && out.error.kind == StoreErrorKind::credentials && !refreshed) {
         // An expired or revoked token: a new one at once, and one more try.
         refreshed = true;
@@ -166,47 +160,25 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> BlobClient::send(const
       if (!retryable(r->status, out.error.code)) co_return out;
     }
     if (attempt == opts_.max_attempts) break;
-    // exponential backoff with full jitter: 100 ms, 200 ms, 400 ms ...
-    int64_t cap = 100LL << (attempt - 1);
-    asio::steady_timer timer(ex_);
-    timer.expires_after(std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(cap / 2, cap)(rng)));
-    co_await timer.async_wait(tok);
+    co_await cloud::backoff(ex_, attempt, rng);
   }
   co_return out;
 }
 
 asio::awaitable<cloud::StoreResult<cloud::StoredObject>> BlobClient::get(const std::string& container,
                                                                          const std::string& blob) {
-  cloud::StoreResult<cloud::StoredObject> out;
-  auto r = co_await send("GET", container, blob, "", {});
-  if (!r.ok()) {
-    out.error = std::move(r.error);
-    co_return out;
-  }
-  cloud::StoredObject o;
-  o.body = std::move(r.value->body);
-  o.version = r.value->header("etag");
-  out.value = std::move(o);
-  co_return out;
+  co_return cloud::stored_object(co_await send("GET", container, blob, "", {}));
 }
 
 asio::awaitable<cloud::StoreResult<std::string>> BlobClient::put(const std::string& container, const std::string& blob,
                                                                  const std::string& body,
                                                                  const std::string& content_type,
                                                                  cloud::WriteCondition cond) {
-  cloud::StoreResult<std::string> out;
   http::Headers extra;
   extra.emplace_back("content-type", content_type);
   extra.emplace_back("x-ms-blob-type", "BlockBlob");
-  if (cond.kind == cloud::WriteCondition::Kind::create_only) extra.emplace_back("if-none-match", "*");
-  if (cond.kind == cloud::WriteCondition::Kind::replace_version) extra.emplace_back("if-match", cond.version);
-  auto r = co_await send("PUT", container, blob, body, std::move(extra));
-  if (!r.ok()) {
-    out.error = std::move(r.error);
-    co_return out;
-  }
-  out.value = r.value->header("etag");
-  co_return out;
+  cloud::add_condition(extra, cond);
+  co_return cloud::new_version(co_await send("PUT", container, blob, body, std::move(extra)));
 }
 
 }  // namespace holdfast::azure

@@ -56,7 +56,10 @@ class BlobClient final : public cloud::ObjectStore {
   std::unique_ptr<TokenProvider> tokens_;  // without a key or SAS token
 };
 
-// The store-independent kind of an Azure answer (exposed for the unit test).
+// The store-independent kind of an Azure answer, and the error with its one
+// line that names `what` (exposed for the unit test).
 cloud::StoreErrorKind blob_error_kind(int status, const std::string& code);
+// `credential` names what was refused: "the account key or SAS token".
+cloud::StoreError blob_error(const http::ClientResponse& r, const std::string& what, const char* credential);
 
 }  // namespace holdfast::azure

@@ -112,11 +112,10 @@ double retry_delay(double interval, int refused_rounds) {
 
 // --- backup exporter -------------------------------------------------------
 
-BackupExporter::BackupExporter(asio::io_context& io, const NodeConfig& cfg, Metrics& metrics)
+BackupExporter::BackupExporter(asio::io_context& io, const NodeConfig& cfg, Store store)
     : io_(io),
       cfg_(cfg),
-      metrics_(metrics),
-      store_(make_store(io, cfg.fallback)),
+      store_(std::move(store)),
       writer_(store_, cfg.fallback.gateway_group_id, cfg.fallback.signing_key, WriteMode::backup),
       timer_(io) {}
 
@@ -129,8 +128,8 @@ void BackupExporter::update(json::object stored_doc, int64_t revision) {
 }
 
 void BackupExporter::start() {
-  asio::co_spawn(io_, loop(), [](std::exception_ptr e) {
-    if (e) try { std::rethrow_exception(e); } catch (const std::exception& ex) { log::error("backup exporter stopped: {}", ex.what()); }
+  asio::co_spawn(io_, loop(), [label = store_.label](std::exception_ptr e) {
+    if (e) try { std::rethrow_exception(e); } catch (const std::exception& ex) { log::error("backup exporter ({}) stopped: {}", label, ex.what()); }
   });
 }
 
@@ -141,7 +140,10 @@ void BackupExporter::stop() {
 
 asio::awaitable<void> BackupExporter::loop() {
   while (!stopped_) {
-    if (have_doc_) co_await export_once();
+    if (have_doc_) {
+      co_await export_once();
+      ++metrics_.rounds;
+    }
     if (stopped_) break;
     const double wait = retry_delay(cfg_.fallback.interval, refused_rounds_);
     timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(wait * 1000)));
@@ -157,13 +159,13 @@ asio::awaitable<void> BackupExporter::export_once() {
   auto fail = [&](const std::string& reason, const std::string& msg, bool quiet = false) {
     metrics_.fail(reason);
     // `quiet`: the credential provider already logged a credentials failure once.
-    if (msg != last_error_ && !quiet) log::error("backup export failed: {}", msg);
-    last_error_ = msg;
+    if (msg != metrics_.last_error && !quiet) log::error("backup export failed: {}", msg);
+    metrics_.last_error = msg;
   };
   json::object resources = resource_object(doc_);
   if (resource_count(resources) == 0) {
     // An empty export would wipe every traffic node's fallback: refuse it.
-    fail("empty", "the configuration is empty; not exporting an empty snapshot");
+    fail("empty", store_.label + ": the configuration is empty; not exporting an empty snapshot");
     co_return;
   }
   SnapshotContent content;
@@ -176,12 +178,14 @@ asio::awaitable<void> BackupExporter::export_once() {
   if (out.skipped_objects) ++metrics_.uploads_skipped;
   switch (out.kind) {
     case Kind::newer_in_store:
-      fail("newer_revision_in_bucket", fmt::format("the bucket holds revision {} which is newer than ours ({}); not overwriting",
-                                                   out.store_revision, revision_));
+      fail("newer_revision_in_bucket",
+           fmt::format("{}: the bucket holds revision {} which is newer than ours ({}); not overwriting", store_.label,
+                       out.store_revision, revision_));
       co_return;
     case Kind::concurrent_write:
       // Another backup node wrote in between: look again next round.
-      fail("concurrent_write", "the manifest changed while exporting (another backup node?); retrying next round");
+      fail("concurrent_write", store_.label + ": the manifest changed while exporting (another backup node?); "
+                               "retrying next round");
       co_return;
     case Kind::store_error:
       if (out.error.kind == cloud::StoreErrorKind::credentials) refused_rounds_ = refused_before + 1;
@@ -193,49 +197,56 @@ asio::awaitable<void> BackupExporter::export_once() {
       break;
   }
   const bool unchanged = out.kind == Kind::heartbeat;
-  if (!last_error_.empty()) log::info("backup export works again");
-  last_error_.clear();
+  if (!metrics_.last_error.empty()) log::info("backup export to {} works again", store_.label);
+  metrics_.last_error.clear();
   metrics_.exports++;
   metrics_.last_export_unix = now_unix();
   metrics_.last_export_revision = out.manifest.revision;
+  metrics_.store_revision = out.manifest.revision;
   metrics_.last_export_seconds = seconds_since(t0);
   metrics_.last_export_bytes = out.bytes;
-  if (unchanged) log::debug("backup heartbeat: revision {} unchanged", out.manifest.revision);
+  if (unchanged) log::debug("backup heartbeat to {}: revision {} unchanged", store_.label, out.manifest.revision);
   else log::info("backup exported revision {} ({} resources, {} bytes) to {}", out.manifest.revision, resource_count(resources),
                  out.bytes, store_.client->url(store_.resource_bucket, manifest_key(f.gateway_group_id)));
 }
 
 // --- snapshot reader ---------------------------------------------------------
 
-SnapshotReader::SnapshotReader(asio::io_context& io, const NodeConfig& cfg, Metrics& metrics, Apply apply)
-    : io_(io), cfg_(cfg), metrics_(metrics), apply_(std::move(apply)), store_(make_store(io, cfg.fallback)) {}
+SnapshotReader::SnapshotReader(asio::io_context& io, const NodeConfig& cfg, Store store, int rank, OfferFn offer)
+    : io_(io), cfg_(cfg), offer_(std::move(offer)), store_(std::move(store)), rank_(rank), timer_(io) {}
 
-asio::awaitable<int64_t> SnapshotReader::poll_once(int64_t min_revision) {
+asio::awaitable<void> SnapshotReader::poll_once() {
   const auto t0 = std::chrono::steady_clock::now();
   auto fetched = co_await fetch_snapshot(store_, cfg_.fallback.gateway_group_id, cfg_.fallback.signing_key);
+  ++metrics_.rounds;
   refused_rounds_ = fetched.refused ? refused_rounds_ + 1 : 0;
   if (!fetched.ok()) {
     metrics_.fail(fetched.reason);
     // The credential provider already logged a credentials failure once.
-    if (fetched.error != last_error_ && !fetched.quiet)
+    if (fetched.error != metrics_.last_error && !fetched.quiet)
       log::error("fallback snapshot not loaded from {}: {}", store_.label, fetched.error);
-    last_error_ = fetched.error;
-    co_return 0;
+    metrics_.last_error = fetched.error;
+    co_return;
+  }
+  if (!metrics_.last_error.empty()) log::info("fallback snapshot from {} readable again", store_.label);
+  metrics_.last_error.clear();
+  const Loaded& loaded = *fetched.snapshot;
+  metrics_.store_revision = loaded.manifest.revision;
+  std::string id = fmt::format("{}:{}", loaded.manifest.revision, loaded.manifest.resource.sha256);
+  if (id == last_rejected_) co_return;  // already refused this exact snapshot
+  switch (offer_(loaded, *this)) {
+    case Offer::not_newer:
+      co_return;
+    case Offer::rejected:
+      last_rejected_ = id;
+      metrics_.fail("schema");
+      co_return;
+    case Offer::applied:
+      break;
   }
   metrics_.last_import_bytes = fetched.bytes;
-  last_error_.clear();
-  const Loaded& loaded = *fetched.snapshot;
-  if (loaded.manifest.revision <= min_revision) co_return 0;
-  std::string id = fmt::format("{}:{}", loaded.manifest.revision, loaded.manifest.resource.sha256);
-  if (id == last_rejected_) co_return 0;  // already refused this exact snapshot
-  if (!apply_(loaded, store_.source)) {
-    last_rejected_ = id;
-    metrics_.fail("schema");
-    co_return 0;
-  }
   metrics_.last_import_unix = now_unix();
   metrics_.last_import_seconds = seconds_since(t0);
-  co_return loaded.manifest.revision;
 }
 
 }  // namespace holdfast::config::fallback

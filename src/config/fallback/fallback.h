@@ -1,6 +1,6 @@
 // The fallback control plane (issue 4): the backup exporter (write mode)
-// and the snapshot reader (traffic nodes), plus the local last-known-good
-// cache. All on the control thread. The snapshot rules themselves live in
+// and the snapshot reader (traffic nodes), one of each per store, plus the
+// local last-known-good cache. All on the control thread. The snapshot rules themselves live in
 // snapshot_store.h; here are the rounds, the logs and the metrics.
 #pragma once
 #include <boost/asio/awaitable.hpp>
@@ -20,17 +20,28 @@
 
 namespace holdfast::config::fallback {
 
-// Counters for /metrics (Prometheus text) and the status endpoint.
-struct Metrics {
+// Counters of one store for /metrics and /status: a backup node's exports
+// to it, or a traffic node's reads from it.
+struct StoreMetrics {
   int64_t last_export_unix = 0;
   int64_t last_export_revision = 0;
   double last_export_seconds = 0;
   uint64_t last_export_bytes = 0;
   uint64_t exports = 0, uploads_skipped = 0;
-  int64_t last_import_unix = 0;
+  int64_t last_import_unix = 0;       // applied from this store
   double last_import_seconds = 0;
   uint64_t last_import_bytes = 0;
-  int64_t snapshot_revision = 0;       // of the snapshot in use (s3/cache)
+  int64_t store_revision = 0;         // of the last valid snapshot read from it (0: none yet)
+  uint64_t rounds = 0;                // backup rounds or polls finished
+  std::string last_error;             // of the last round; empty when it worked
+  bool ok() const { return rounds > 0 && last_error.empty(); }  // its last round worked
+  std::map<std::string, uint64_t> failures;  // reason -> count
+  void fail(const std::string& reason) { ++failures[reason]; }
+};
+
+// What is not one store's: the snapshot in use, and the cache's failures.
+struct Metrics {
+  int64_t snapshot_revision = 0;       // of the snapshot in use (a store or the cache)
   int64_t snapshot_created_at = 0;
   std::map<std::string, uint64_t> failures;  // reason -> count
   void fail(const std::string& reason) { ++failures[reason]; }
@@ -54,14 +65,17 @@ Result<CacheEntry> read_cache(const std::string& path);
 // 5 minutes (and never below one interval); any other outcome resets it.
 double retry_delay(double interval, int refused_rounds);
 
+// Exports to one store, in its own loop with its own back-off, so that a
+// store that fails or hangs never delays the others.
 class BackupExporter {
  public:
-  BackupExporter(boost::asio::io_context& io, const NodeConfig& cfg, Metrics& metrics);
+  BackupExporter(boost::asio::io_context& io, const NodeConfig& cfg, Store store);
   // The stored (still encrypted) document and revision after each etcd apply.
   void update(boost::json::object stored_doc, int64_t revision);
   void start();   // first export right after the first update, then every interval
   void stop();
   const Store& store() const { return store_; }
+  const StoreMetrics& metrics() const { return metrics_; }
   int refused_rounds() const { return refused_rounds_; }
 
  private:
@@ -69,39 +83,44 @@ class BackupExporter {
   boost::asio::awaitable<void> export_once();
   boost::asio::io_context& io_;
   const NodeConfig& cfg_;
-  Metrics& metrics_;
+  StoreMetrics metrics_;
   Store store_;
   SnapshotWriter writer_;
   boost::json::object doc_;
   int64_t revision_ = 0;
   bool have_doc_ = false;
   bool stopped_ = false;
-  std::string last_error_;
   int refused_rounds_ = 0;  // consecutive rounds whose credentials the store refused
   boost::asio::steady_timer timer_;
 };
 
-// Fetches, verifies and hands over snapshots from the store.
+// Fetches and verifies snapshots from one store, and offers each valid one
+// to the supervisor, which decides whether it is newer than what it serves.
 class SnapshotReader {
  public:
-  using Apply = std::function<bool(const Loaded& snap, const std::string& source)>;
-  SnapshotReader(boost::asio::io_context& io, const NodeConfig& cfg, Metrics& metrics, Apply apply);
-  // One round: read the manifest; when it names a revision newer than
-  // `min_revision`, fetch, verify and apply. Returns the applied revision (0 if none).
-  boost::asio::awaitable<int64_t> poll_once(int64_t min_revision);
-  Store& store() { return store_; }
+  enum class Offer { applied, not_newer, rejected };
+  using OfferFn = std::function<Offer(const Loaded& snap, const SnapshotReader& from)>;
+  SnapshotReader(boost::asio::io_context& io, const NodeConfig& cfg, Store store, int rank, OfferFn offer);
+  // One round: fetch and verify the store's snapshot, then offer it.
+  boost::asio::awaitable<void> poll_once();
   const Store& store() const { return store_; }
+  const StoreMetrics& metrics() const { return metrics_; }
+  int rank() const { return rank_; }  // the store's place in the config: ties go to the lower
   int refused_rounds() const { return refused_rounds_; }
+  // The supervisor's poll loop for this store.
+  boost::asio::steady_timer& timer() { return timer_; }
+  bool polling = false;
 
  private:
   boost::asio::io_context& io_;
   const NodeConfig& cfg_;
-  Metrics& metrics_;
-  Apply apply_;
+  StoreMetrics metrics_;
+  OfferFn offer_;
   Store store_;
-  std::string last_error_;
+  int rank_;
   std::string last_rejected_;
   int refused_rounds_ = 0;
+  boost::asio::steady_timer timer_;
 };
 
 std::string hostname();

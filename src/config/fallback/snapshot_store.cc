@@ -24,8 +24,8 @@ int64_t now_unix() {
 constexpr const char* kJson = "application/json";
 }  // namespace
 
-Store make_store(asio::io_context& io, const FallbackConfig& f) {
-  if (f.store == "azure_blob") {
+Store make_store(asio::io_context& io, const FallbackConfig& f, const std::string& name) {
+  if (name == "azure_blob") {
     azure::BlobOptions bo;
     bo.account = f.azure.account_name;
     // Config parsing checked the key's base64; the SAS token only counts without a key.

@@ -21,13 +21,14 @@ namespace holdfast::config::fallback {
 
 // One configured store and where the snapshot lives in it.
 struct Store {
-  std::string name;    // its key under fallback_cp: aws_s3
-  std::string source;  // what /status calls a snapshot it served, and the failure reason of its errors: s3
+  std::string name;    // its key under fallback_cp: aws_s3, azure_blob; the store label in metrics and /status
+  std::string source;  // what /status calls a snapshot it served, and the failure reason of its errors: s3, azure_blob
   std::string label;   // how log lines name it: S3
   std::string resource_bucket, config_bucket;
   std::shared_ptr<cloud::ObjectStore> client;
 };
-Store make_store(boost::asio::io_context& io, const FallbackConfig& f);
+// `name`: one of f.stores.
+Store make_store(boost::asio::io_context& io, const FallbackConfig& f, const std::string& name);
 
 // The store's manifest as a writer finds it.
 struct CurrentManifest {

@@ -26,7 +26,7 @@ int64_t now_unix() {
 }  // namespace
 
 Supervisor::Supervisor(asio::io_context& io, const NodeConfig& cfg, Manager& mgr)
-    : io_(io), cfg_(cfg), mgr_(mgr), startup_timer_(io), poll_timer_(io) {
+    : io_(io), cfg_(cfg), mgr_(mgr), startup_timer_(io) {
   const auto& f = cfg.fallback;
   s3_primary_ = f.enabled && !f.write && (cfg.config_provider == "json" || cfg.config_provider == "yaml");
   if (!s3_primary_) {
@@ -37,26 +37,25 @@ Supervisor::Supervisor(asio::io_context& io, const NodeConfig& cfg, Manager& mgr
       return ok ? Status{} : Status{Error{"rejected"}};
     });
     etcd_->on_reachability = [this](bool reachable) {
-      if (reachable || !reader_) return;
+      if (reachable || readers_.empty()) return;
       // etcd is known to be down (not just slow): fall back now — the local
-      // cache first, then S3 — instead of waiting for the start-up deadline.
+      // cache first, then the stores — instead of waiting for the start-up deadline.
       if (!mgr_.current()) apply_cache();
       start_polling();
     };
   }
-  if (f.enabled && f.write) exporter_ = std::make_unique<BackupExporter>(io, cfg, metrics_);
-  if (f.enabled && !f.write)
-    reader_ = std::make_unique<SnapshotReader>(io, cfg, metrics_, [this](const Loaded& snap, const std::string& source) {
-      // The snapshot's own keyring decrypts what the CP encrypted; ours is a fallback.
-      std::vector<std::string> ring = snap.keyring;
-      for (const auto& k : cfg_.keyring) ring.push_back(k);
-      bool ok = apply_stored(snap.resources, ring, source, snap.manifest.revision, true);
-      if (ok) {
-        metrics_.snapshot_revision = snap.manifest.revision;
-        metrics_.snapshot_created_at = snap.manifest.created_at;
-      }
-      return ok;
-    });
+  if (!f.enabled) return;
+  int rank = 0;
+  for (const auto& name : f.stores) {
+    if (f.write) {
+      exporters_.push_back(std::make_unique<BackupExporter>(io, cfg, make_store(io, f, name)));
+    } else {
+      readers_.push_back(std::make_unique<SnapshotReader>(
+          io, cfg, make_store(io, f, name), rank,
+          [this](const Loaded& snap, const SnapshotReader& from) { return offer(snap, from); }));
+    }
+    ++rank;
+  }
 }
 
 Supervisor::~Supervisor() = default;
@@ -66,7 +65,7 @@ bool Supervisor::apply_stored(json::object stored, const std::vector<std::string
   // Decrypted values are never logged. The stored (encrypted) form is what
   // the cache and the backup keep; without them, decrypt in place (no copy of
   // a possibly large document).
-  const bool keep_stored = reader_ || exporter_;
+  const bool keep_stored = !readers_.empty() || !exporters_.empty();
   try {
     json::value plain = keep_stored ? json::value(stored) : json::value(std::move(stored));
     data_encryption::decrypt_document(plain.as_object(), keyring);
@@ -77,6 +76,7 @@ bool Supervisor::apply_stored(json::object stored, const std::vector<std::string
     return false;
   }
   applied_revision_ = revision;
+  applied_rank_ = -1;
   if (keep_stored) {
     // Last-known-good on disk, written after every applied configuration.
     CacheEntry e{stored, keyring, revision, now_unix(), source};
@@ -84,7 +84,8 @@ bool Supervisor::apply_stored(json::object stored, const std::vector<std::string
       metrics_.fail("cache_write");
       log::warn("fallback cache not written: {}", w.error());
     }
-    if (exporter_ && source == "etcd") exporter_->update(std::move(stored), revision);
+    if (source == "etcd")
+      for (auto& e : exporters_) e->update(stored, revision);
   }
   return true;
 }
@@ -95,7 +96,7 @@ bool Supervisor::apply_cache() {
     log::warn("fallback: {}", e.error());
     return false;
   }
-  if (e->revision <= applied_revision_) return false;
+  if (e->revision <= applied_revision_) return false;  // what the cache holds was applied already
   if (!apply_stored(e->resources, e->keyring, "cache", e->revision, true)) {
     metrics_.fail("cache_invalid");
     return false;
@@ -106,10 +107,31 @@ bool Supervisor::apply_cache() {
   return true;
 }
 
+// A valid snapshot from one store, as soon as it arrives: applied when its
+// revision is above the one in use, or equal to it but from a store listed
+// before the one that served it (ties go to the first store). Never down.
+SnapshotReader::Offer Supervisor::offer(const Loaded& snap, const SnapshotReader& from) {
+  using Offer = SnapshotReader::Offer;
+  const int64_t rev = snap.manifest.revision;
+  if (stopped_ || etcd_back()) return Offer::not_newer;
+  const bool tie_won = rev == applied_revision_ && applied_rank_ >= 0 && from.rank() < applied_rank_;
+  if (rev < applied_revision_ || (rev == applied_revision_ && !tie_won)) return Offer::not_newer;
+  // The snapshot's own keyring decrypts what the CP encrypted; ours is a fallback.
+  std::vector<std::string> ring = snap.keyring;
+  for (const auto& k : cfg_.keyring) ring.push_back(k);
+  if (!apply_stored(snap.resources, ring, from.store().source, rev, true)) return Offer::rejected;
+  applied_rank_ = from.rank();
+  metrics_.snapshot_revision = rev;
+  metrics_.snapshot_created_at = snap.manifest.created_at;
+  return Offer::applied;
+}
+
+bool Supervisor::etcd_back() const { return !s3_primary_ && etcd_ && etcd_->reachable() && etcd_->loaded(); }
+
 void Supervisor::start() {
   if (etcd_) etcd_->start();
-  if (exporter_) exporter_->start();
-  if (!reader_) return;
+  for (auto& e : exporters_) e->start();
+  if (readers_.empty()) return;
   if (s3_primary_) {
     apply_cache();
     start_polling();
@@ -128,66 +150,122 @@ void Supervisor::start() {
 void Supervisor::stop() {
   stopped_ = true;
   startup_timer_.cancel();
-  poll_timer_.cancel();
+  for (auto& r : readers_) r->timer().cancel();
   if (etcd_) etcd_->stop();
-  if (exporter_) exporter_->stop();
+  for (auto& e : exporters_) e->stop();
 }
 
+// Every store at once, each in its own loop: a store that hangs or fails
+// holds up only its own loop. A loop still waiting on its store from an
+// earlier fallback keeps going and is not started twice.
 void Supervisor::start_polling() {
-  if (polling_ || stopped_) return;
-  polling_ = true;
-  asio::co_spawn(io_, poll_loop(), log_failure);
+  if (stopped_) return;
+  for (auto& r : readers_) {
+    if (r->polling) continue;
+    r->polling = true;
+    asio::co_spawn(io_, poll_loop(*r), log_failure);
+  }
 }
 
-asio::awaitable<void> Supervisor::poll_loop() {
+asio::awaitable<void> Supervisor::poll_loop(SnapshotReader& reader) {
   while (!stopped_) {
     // Back on etcd: it drives the configuration again.
-    if (!s3_primary_ && etcd_ && etcd_->reachable() && etcd_->loaded()) break;
-    co_await reader_->poll_once(applied_revision_);
-    const double wait = retry_delay(cfg_.fallback.interval, reader_->refused_rounds());
-    poll_timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(wait * 1000)));
-    co_await poll_timer_.async_wait(tok);
+    if (etcd_back()) break;
+    co_await reader.poll_once();
+    if (stopped_) break;
+    const double wait = retry_delay(cfg_.fallback.interval, reader.refused_rounds());
+    reader.timer().expires_after(std::chrono::milliseconds(static_cast<int64_t>(wait * 1000)));
+    co_await reader.timer().async_wait(tok);
   }
-  polling_ = false;
+  reader.polling = false;
 }
 
 std::string Supervisor::prometheus(const std::string& source, int64_t snapshot_age_seconds) const {
   std::string out;
-  auto gauge = [&](const char* name, const char* help, auto value, const std::string& labels = "") {
-    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{}{} {}\n", name, help, name, name, labels, value);
+  auto gauge = [&](const char* name, const char* help, auto value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n{} {}\n", name, help, name, name, value);
   };
-  // The configured store's source name: s3 or azure_blob.
-  const std::string store_source = cfg_.fallback.store == "azure_blob" ? "azure_blob" : "s3";
-  for (const std::string& s : {std::string("etcd"), store_source, std::string("cache"), std::string("file")})
+  // The stores' metrics: one series per store, labelled with its key.
+  std::vector<std::pair<const Store*, const StoreMetrics*>> stores;
+  for (const auto& e : exporters_) stores.emplace_back(&e->store(), &e->metrics());
+  for (const auto& r : readers_) stores.emplace_back(&r->store(), &r->metrics());
+  auto per_store = [&](const char* name, const char* help, const char* type, auto field) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    for (const auto& [st, m] : stores) out += fmt::format("{}{{store=\"{}\"}} {}\n", name, st->name, field(*m));
+  };
+  out += "# HELP holdfast_config_source Where the configuration in use came from\n# TYPE holdfast_config_source gauge\n";
+  std::vector<std::string> sources{"etcd"};
+  for (const auto& [st, m] : stores) sources.push_back(st->source);
+  sources.insert(sources.end(), {"cache", "file"});
+  for (const std::string& s : sources)
     out += fmt::format("holdfast_config_source{{source=\"{}\"}} {}\n", s, source == s ? 1 : 0);
   gauge("holdfast_config_revision", "Revision of the configuration in use", applied_revision_);
   gauge("holdfast_config_age_seconds", "Seconds since the configuration in use was applied", snapshot_age_seconds);
-  gauge("holdfast_fallback_snapshot_revision", "Revision of the last snapshot loaded from the store or the cache",
+  gauge("holdfast_fallback_snapshot_revision", "Revision of the last snapshot loaded from a store or the cache",
         metrics_.snapshot_revision);
   gauge("holdfast_fallback_snapshot_created_timestamp_seconds", "When the loaded snapshot was exported",
         metrics_.snapshot_created_at);
-  gauge("holdfast_backup_last_export_timestamp_seconds", "Last successful export (write mode)", metrics_.last_export_unix);
-  gauge("holdfast_backup_last_export_revision", "Revision of the last successful export", metrics_.last_export_revision);
-  gauge("holdfast_backup_export_duration_seconds", "Duration of the last export", metrics_.last_export_seconds);
-  gauge("holdfast_backup_export_bytes", "Bytes uploaded by the last export", metrics_.last_export_bytes);
-  gauge("holdfast_backup_exports_total", "Successful exports", metrics_.exports);
-  gauge("holdfast_backup_uploads_skipped_total", "Exports that only refreshed the heartbeat", metrics_.uploads_skipped);
-  gauge("holdfast_fallback_import_duration_seconds", "Duration of the last snapshot import", metrics_.last_import_seconds);
-  gauge("holdfast_fallback_import_bytes", "Bytes read by the last snapshot import", metrics_.last_import_bytes);
-  out += "# HELP holdfast_fallback_failures_total Failures by reason\n# TYPE holdfast_fallback_failures_total counter\n";
+  if (!stores.empty()) {
+    per_store("holdfast_fallback_store_revision", "Revision of the last valid snapshot read from or written to the store",
+              "gauge", [](const StoreMetrics& m) { return m.store_revision; });
+    per_store("holdfast_fallback_store_ok", "1 when the store's last round worked (0 before the first)", "gauge",
+              [](const StoreMetrics& m) { return m.ok() ? 1 : 0; });
+  }
+  if (!exporters_.empty()) {
+    per_store("holdfast_backup_last_export_timestamp_seconds", "Last successful export (write mode)", "gauge",
+              [](const StoreMetrics& m) { return m.last_export_unix; });
+    per_store("holdfast_backup_last_export_revision", "Revision of the last successful export", "gauge",
+              [](const StoreMetrics& m) { return m.last_export_revision; });
+    per_store("holdfast_backup_export_duration_seconds", "Duration of the last export", "gauge",
+              [](const StoreMetrics& m) { return m.last_export_seconds; });
+    per_store("holdfast_backup_export_bytes", "Bytes uploaded by the last export", "gauge",
+              [](const StoreMetrics& m) { return m.last_export_bytes; });
+    per_store("holdfast_backup_exports_total", "Successful exports", "counter",
+              [](const StoreMetrics& m) { return m.exports; });
+    per_store("holdfast_backup_uploads_skipped_total", "Exports that only refreshed the heartbeat", "counter",
+              [](const StoreMetrics& m) { return m.uploads_skipped; });
+  }
+  if (!readers_.empty()) {
+    per_store("holdfast_fallback_import_duration_seconds", "Duration of the last snapshot import from the store",
+              "gauge", [](const StoreMetrics& m) { return m.last_import_seconds; });
+    per_store("holdfast_fallback_import_bytes", "Bytes read by the last snapshot import from the store", "gauge",
+              [](const StoreMetrics& m) { return m.last_import_bytes; });
+  }
+  out += "# HELP holdfast_fallback_failures_total Failures by store and reason\n# TYPE holdfast_fallback_failures_total counter\n";
   for (const auto& [reason, n] : metrics_.failures)
     out += fmt::format("holdfast_fallback_failures_total{{reason=\"{}\"}} {}\n", reason, n);
+  for (const auto& [st, m] : stores)
+    for (const auto& [reason, n] : m->failures)
+      out += fmt::format("holdfast_fallback_failures_total{{store=\"{}\",reason=\"{}\"}} {}\n", st->name, reason, n);
   if (etcd_) gauge("holdfast_etcd_reachable", "1 when etcd answers", etcd_->reachable() ? 1 : 0);
   uint64_t cred_failures = 0, cred_refreshes = 0;
-  const Store* stores[] = {exporter_ ? &exporter_->store() : nullptr, reader_ ? &reader_->store() : nullptr};
-  for (const Store* s : stores) {
-    if (!s || s->name != "aws_s3") continue;
-    auto st = s->client->credential_stats();
-    cred_failures += st.failures;
-    cred_refreshes += st.refreshes;
+  for (const auto& [st, m] : stores) {
+    if (st->name != "aws_s3") continue;
+    auto cs = st->client->credential_stats();
+    cred_failures += cs.failures;
+    cred_refreshes += cs.refreshes;
   }
   gauge("holdfast_aws_credential_refresh_failures_total", "Failed attempts to obtain AWS credentials", cred_failures);
   gauge("holdfast_aws_credential_refreshes_total", "AWS credentials obtained or refreshed", cred_refreshes);
+  return out;
+}
+
+json::object Supervisor::stores_status() const {
+  json::object out;
+  auto entry = [](const Store& st, const StoreMetrics& m) {
+    json::object o;
+    o["source"] = st.source;
+    o["revision"] = m.store_revision;
+    o["ok"] = m.ok();
+    if (!m.last_error.empty()) o["error"] = m.last_error;
+    return o;
+  };
+  for (const auto& e : exporters_) {
+    json::object o = entry(e->store(), e->metrics());
+    o["last_export_unix"] = e->metrics().last_export_unix;
+    out[e->store().name] = std::move(o);
+  }
+  for (const auto& r : readers_) out[r->store().name] = entry(r->store(), r->metrics());
   return out;
 }
 
