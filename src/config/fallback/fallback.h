@@ -9,6 +9,7 @@
 #include <boost/json/object.hpp>
 
 #include <atomic>
+#include <cctype>
 #include <functional>
 #include <map>
 #include <memory>
@@ -22,6 +23,20 @@ namespace holdfast::config::fallback {
 
 // Counters of one store for /metrics and /status: a backup node's exports
 // to it, or a traffic node's reads from it.
+// A failure reason as a metric label. Some reasons are a store's own error
+// code (S3's <Code>, Azure's x-ms-error-code), i.e. text from the network:
+// only [A-Za-z0-9_.-] stays (a quote or newline would forge /metrics lines),
+// at most 64 characters, and past 32 distinct reasons the rest count as
+// "other", so a hostile store cannot grow the series without bound.
+inline void count_failure(std::map<std::string, uint64_t>& failures, const std::string& reason) {
+  std::string r;
+  for (char c : reason.substr(0, 64))
+    r += (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-') ? c : '_';
+  if (r.empty()) r = "other";
+  if (!failures.count(r) && failures.size() >= 32) r = "other";
+  ++failures[r];
+}
+
 struct StoreMetrics {
   int64_t last_export_unix = 0;
   int64_t last_export_revision = 0;
@@ -36,7 +51,7 @@ struct StoreMetrics {
   std::string last_error;             // of the last round; empty when it worked
   bool ok() const { return rounds > 0 && last_error.empty(); }  // its last round worked
   std::map<std::string, uint64_t> failures;  // reason -> count
-  void fail(const std::string& reason) { ++failures[reason]; }
+  void fail(const std::string& reason) { count_failure(failures, reason); }
 };
 
 // What is not one store's: the snapshot in use, and the cache's failures.
@@ -44,7 +59,7 @@ struct Metrics {
   int64_t snapshot_revision = 0;       // of the snapshot in use (a store or the cache)
   int64_t snapshot_created_at = 0;
   std::map<std::string, uint64_t> failures;  // reason -> count
-  void fail(const std::string& reason) { ++failures[reason]; }
+  void fail(const std::string& reason) { count_failure(failures, reason); }
 };
 
 // A snapshot in the local cache file (written atomically after every

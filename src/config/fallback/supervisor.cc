@@ -163,7 +163,12 @@ void Supervisor::start_polling() {
   for (auto& r : readers_) {
     if (r->polling) continue;
     r->polling = true;
-    asio::co_spawn(io_, poll_loop(*r), log_failure);
+    // However the loop ends (an exception included), the store can be
+    // polled again at the next fallback.
+    asio::co_spawn(io_, poll_loop(*r), [r = r.get()](std::exception_ptr e) {
+      r->polling = false;
+      log_failure(e);
+    });
   }
 }
 
@@ -177,7 +182,6 @@ asio::awaitable<void> Supervisor::poll_loop(SnapshotReader& reader) {
     reader.timer().expires_after(std::chrono::milliseconds(static_cast<int64_t>(wait * 1000)));
     co_await reader.timer().async_wait(tok);
   }
-  reader.polling = false;
 }
 
 std::string Supervisor::prometheus(const std::string& source, int64_t snapshot_age_seconds) const {
