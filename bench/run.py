@@ -39,6 +39,15 @@ Scenarios (all by default; pick with --scenario NAME, repeatable):
              (10,000) distinct tokens; compared with Holdfast's own 1-route
              figure in the same rounds (saturated req/s), then each paced
              beside the 1-route instance (CPU per request)
+  h2         HTTP/2 over TLS (ALPN h2, the tls scenario's certificate),
+             Holdfast beside nginx (`http2`), both proxying to the same origin
+             over HTTP/1.1 keep-alive: h2load -c 10 -m 10 (10 connections, 10
+             streams each) for DURATION; req/s and server CPU us per request
+  grpc       gRPC unary calls (h2c, h2load -c 10 -m 10 POSTing one 5-byte
+             framed message with content-type application/grpc) through
+             Holdfast (upstream scheme grpc) beside nginx (grpc_pass, upstream
+             keepalive) to the C++ origin bench/grpc_origin.cc (nghttp2, echo
+             + grpc-status 0); CPU us per request is the main figure
   ab-paced   the same four processes, but each build is measured at the same
              time as its baseline, both under the same fixed offered load
              (wrk pauses PACE_MS, default 10, between requests on each of
@@ -435,6 +444,111 @@ def run_handshakes(targets, seconds):
             for name, rs in results.items()}
 
 
+def h2load(target, url, seconds, extra=()):
+    """h2load on LOADGEN_CPU for `seconds` (after a 1 s warm-up): req/s,
+    server CPU us per request, failures."""
+    pids = target.pids
+    cmd = ["taskset", "-c", LOADGEN_CPU, "h2load", "-c", "10", "-m", "10", "-t", "1", "--warm-up-time", "1",
+           "-D", str(seconds), *extra, url]
+    t0 = proc_ticks(pids)
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    t1 = proc_ticks(pids)
+    m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    f = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", out)
+    if not m or not f:
+        raise RuntimeError("h2load output not understood:\n" + out)
+    done, ok = int(m.group(2)), int(m.group(3))
+    # h2load counts 2xx as success; any 4xx/5xx is a failure here too.
+    codes = re.search(r"status codes: (\d+) 2xx", out)
+    ok = min(ok, int(codes.group(1))) if codes else ok
+    return {"requests": done, "rps": float(f.group(3)), "failed": done - ok,
+            "cpu_us_per_req": (t1 - t0) / CLK_TCK * 1e6 / max(done, 1)}
+
+
+def run_h2load(name, targets, seconds, extra=()):
+    """targets: (target, url) pairs, measured in rotating order each round."""
+    print(f"\n## {name}: h2load -c 10 -m 10, {ROUNDS} rounds x {seconds}s", flush=True)
+    results = {t.name: [] for t, _ in targets}
+    order = list(targets)
+    for rnd in range(ROUNDS):
+        for t, url in order:
+            r = h2load(t, url, seconds, extra)
+            results[t.name].append(r)
+            print(f"  round {rnd + 1} {t.name:14s} rps={r['rps']:9.0f} cpu/req={r['cpu_us_per_req']:.1f}us "
+                  f"failed={r['failed']}", flush=True)
+            time.sleep(1)
+        order = order[1:] + order[:1]
+    summary = {n: {"rps": statistics.median([r["rps"] for r in rs]),
+                   "cpu_us_per_req": statistics.median([r["cpu_us_per_req"] for r in rs]),
+                   "failed": sum(r["failed"] for r in rs)} for n, rs in results.items()}
+    print(f"\n### {name} (medians; ratios against nginx)")
+    print("| target | req/s | CPU us/req | failed | req/s ratio | CPU ratio |")
+    print("|---|---|---|---|---|---|")
+    base = summary["nginx"]
+    for n, x in summary.items():
+        print(f"| {n} | {x['rps']:.0f} | {x['cpu_us_per_req']:.1f} | {x['failed']} | {x['rps'] / base['rps']:.2f} | "
+              f"{x['cpu_us_per_req'] / base['cpu_us_per_req']:.2f} |")
+    sys.stdout.flush()
+    return summary
+
+
+def start_nginx_h2(work, origin, pki):
+    """nginx terminating TLS with HTTP/2 (ALPN h2), proxying as start_nginx does."""
+    d = os.path.join(work, "nginx-h2")
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    port = free_port()
+    conf = f"""
+worker_processes 1; daemon on; pid {d}/nginx.pid; error_log {d}/error.log warn; worker_rlimit_nofile 65536;
+events {{ worker_connections 32768; }}
+http {{
+  access_log off; tcp_nodelay on; keepalive_timeout 65s; keepalive_requests 1000000;
+  http2_max_concurrent_streams 128;
+  {nginx_temp_paths(d)}
+  upstream origin {{ server 127.0.0.1:{origin.port}; keepalive 64; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{port} ssl http2 backlog=4096;
+    ssl_certificate {pki["cert"]}; ssl_certificate_key {pki["key"]};
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m; ssl_session_tickets off;
+    location / {{
+      proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host $host; proxy_max_temp_file_size 0;
+    }}
+  }}
+}}"""
+    return run_nginx("nginx", d, port, conf)
+
+
+def start_grpc_origin(work):
+    binary = os.path.join(os.path.dirname(HOLDFAST), "grpc_origin")
+    if not os.path.exists(binary):
+        sys.exit(f"{binary} not built: make build")
+    port = free_port()
+    p = subprocess.Popen(["taskset", "-c", SUT_CPU, binary, str(port)])
+    wait_port(port)
+    return Proc("grpc-origin", port, p.pid)
+
+
+def start_nginx_grpc(work, origin):
+    """nginx accepting h2c and passing every call to the gRPC origin (grpc_pass, pooled)."""
+    d = os.path.join(work, "nginx-grpc")
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    port = free_port()
+    conf = f"""
+worker_processes 1; daemon on; pid {d}/nginx.pid; error_log {d}/error.log warn; worker_rlimit_nofile 65536;
+events {{ worker_connections 32768; }}
+http {{
+  access_log off; tcp_nodelay on; keepalive_timeout 65s; keepalive_requests 1000000;
+  http2_max_concurrent_streams 128;
+  {nginx_temp_paths(d)}
+  upstream origin {{ server 127.0.0.1:{origin.port}; keepalive 64; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{port} http2 backlog=4096;
+    location / {{ grpc_pass grpc://origin; }}
+  }}
+}}"""
+    return run_nginx("nginx", d, port, conf)
+
+
 def wrk_cmd(url, conns, duration, script):
     return ["taskset", "-c", LOADGEN_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}", "--timeout", "5s",
             "-s", script, url]
@@ -562,14 +676,15 @@ def main():
     global ROUNDS, DURATION, ORIGIN
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenario", action="append", choices=["1route", "10k", "100kb", "1000conn", "backends", "tls", "ab",
-                                                       "ab-paced", "prometheus", "jwt"])
+                                                       "ab-paced", "prometheus", "jwt", "h2", "grpc"])
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--duration")
     args = ap.parse_args()
     ROUNDS = args.rounds or ROUNDS
     DURATION = args.duration or DURATION
-    scenarios = args.scenario or ["1route", "10k", "prometheus", "jwt", "100kb", "1000conn", "backends", "tls"]
-    for tool in ("nginx", "haproxy", "wrk", "taskset"):
+    scenarios = args.scenario or ["1route", "10k", "prometheus", "jwt", "100kb", "1000conn", "backends", "tls", "h2",
+                                  "grpc"]
+    for tool in ("nginx", "haproxy", "wrk", "taskset", "h2load"):
         if not shutil.which(tool):
             sys.exit(f"{tool} not found: run scripts/install-deps.sh")
     work = tempfile.mkdtemp(prefix="holdfast-bench-")
@@ -687,6 +802,37 @@ def main():
                       f"{h['cpu_us_per_hs'] / hs['nginx']['cpu_us_per_hs']:.2f} |")
             out["tls"] = {"keepalive": s, "handshakes": hs}
             for p in (hft, ngx_tls):
+                p.stop()
+                procs.remove(p)
+        if "h2" in scenarios:
+            pki = make_pki(work)
+            ngx_h2 = start_nginx_h2(work, origin, pki)
+            procs.append(ngx_h2)
+            hf_h2 = start_holdfast(work, origin, "holdfast-h2", pki=pki)
+            procs.append(hf_h2)
+            secs = int(DURATION.rstrip("s"))
+            out["h2"] = run_h2load("HTTP/2 over TLS, GET /", [(ngx_h2, f"https://127.0.0.1:{ngx_h2.port}/"),
+                                                             (hf_h2, f"https://127.0.0.1:{hf_h2.tls_port}/")], secs)
+            for p in (hf_h2, ngx_h2):
+                p.stop()
+                procs.remove(p)
+        if "grpc" in scenarios:
+            gorigin = start_grpc_origin(work)
+            procs.append(gorigin)
+            ngx_g = start_nginx_grpc(work, gorigin)
+            procs.append(ngx_g)
+            hf_g = start_holdfast(work, origin, "holdfast-grpc", resources={"routes": [
+                {"id": "1", "uri": "/*", "upstream": {"scheme": "grpc", "nodes": {f"127.0.0.1:{gorigin.port}": 1}}}]})
+            procs.append(hf_g)
+            msg = os.path.join(work, "grpc_message.bin")
+            with open(msg, "wb") as f:
+                f.write(b"\x00\x00\x00\x00\x05hello")
+            secs = int(DURATION.rstrip("s"))
+            extra = ("-d", msg, "-H", "content-type: application/grpc", "-H", "te: trailers")
+            out["grpc"] = run_h2load("gRPC unary (h2c)", [(ngx_g, f"http://127.0.0.1:{ngx_g.port}/bench.Echo/Call"),
+                                                         (hf_g, f"http://127.0.0.1:{hf_g.port}/bench.Echo/Call")],
+                                     secs, extra)
+            for p in (hf_g, ngx_g, gorigin):
                 p.stop()
                 procs.remove(p)
         if "ab" in scenarios or "ab-paced" in scenarios:
