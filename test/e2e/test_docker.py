@@ -301,6 +301,16 @@ class ComposeTest(unittest.TestCase):
             for bucket in (s3["resource_bucket"], s3["config_bucket"]):
                 self.assertIn(f"s3/{bucket}", mc, f"{name}: bucket {bucket} is not created")
             self.assertNotIn("access_key", s3, "keys come from the environment")
+            az = fb.get("azure_blob")
+            if name in ("backup", "traffic-s3-only"):
+                # Both stores: the backup node writes both, the etcd-less node reads both.
+                self.assertIsNotNone(az, name)
+                self.assertIn(re.match(r"https?://([^:/]+)", az["endpoint"]).group(1), self.services)
+                made = " ".join(self.services["azure-containers"]["command"])
+                self.assertIn("for c in " + " ".join((az["resource_container"], az["config_container"])), made)
+                self.assertEqual(az["account_key"], "${{AZURE_STORAGE_KEY}}", "the key comes from the environment")
+                self.assertEqual(fb["signing_key"], "${{HOLDFAST_FALLBACK_SIGNING_KEY}}", "two stores: signed")
+                self.assertIn("azure-containers", svc["depends_on"], name)
             self.assertEqual(fb["cache_file"], chart["deployment"]["fallback_cp"]["cache_file"])
             cache_dir = os.path.dirname(fb["cache_file"])
             self.assertTrue(any(v.split(":")[1] == cache_dir for v in svc["volumes"]), f"{name}: cache not on a volume")
