@@ -424,6 +424,18 @@ class HelmTest(unittest.TestCase):
                          {"account_name": AZ_ACCOUNT, "resource_container": DATA, "config_container": CONF})
         self.assert_common(objs, "azure-workload-identity")
 
+    def test_s3_and_azure_together(self):
+        # Both stores set = both used (no list key, so --set lines keep working).
+        sets = S3 + AZURE + TRAFFIC + ["deployment.fallback_cp.signing_key=sign-with-a-letter",
+                                       f"deployment.fallback_cp.azure_blob.account_key={AZ_KEY}"]
+        objs = self.render(sets)
+        fb = self.config(objs)["deployment"]["fallback_cp"]
+        self.assertEqual(set(fb) & {"aws_s3", "azure_blob"}, {"aws_s3", "azure_blob"})
+        self.assertEqual(fb["signing_key"], "${{HOLDFAST_FALLBACK_SIGNING_KEY}}")
+        self.assertIn("s3://fallback-cp-data and azure_blob hfbackup/fallback-cp-data", self.render_notes(sets))
+        self.assert_traffic(objs)
+        self.assert_common(objs, "s3-and-azure")
+
     def test_azure_values_must_be_complete(self):
         self.assert_render_fails(["deployment.fallback_cp.azure_blob.account_name=hfbackup"],
                                  "account_name, resource_container and config_container are all required")
