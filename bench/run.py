@@ -352,7 +352,7 @@ def jwt_setups(work, count):
     return out
 
 
-def start_holdfast(work, origin, name="holdfast", resources=None, env=None, binary=None, pki=None):
+def start_holdfast(work, origin, name="holdfast", resources=None, env=None, binary=None, pki=None, extra=None):
     """Plain HTTP only unless pki (make_pki) is given: then also the TLS
     listener, serving pki's certificate for every SNI; the returned Proc gets
     `tls_port`."""
@@ -367,6 +367,7 @@ def start_holdfast(work, origin, name="holdfast", resources=None, env=None, bina
            "plugin_attr": {"prometheus": {"export_addr": {"ip": "127.0.0.1", "port": free_port()}}},
            "nginx_config": {"worker_processes": 1, "error_log_level": "warn"},
            "deployment": {"role": "data_plane", "role_data_plane": {"config_provider": "json"}}}
+    cfg.update(extra or {})
     with open(os.path.join(d, "config.yaml"), "w") as f:
         json.dump(cfg, f)
     if resources is None:
@@ -808,7 +809,10 @@ def main():
             pki = make_pki(work)
             ngx_h2 = start_nginx_h2(work, origin, pki)
             procs.append(ngx_h2)
-            hf_h2 = start_holdfast(work, origin, "holdfast-h2", pki=pki)
+            # Requests per connection as high as nginx's keepalive_requests here
+            # (h2load does not reconnect after a GOAWAY).
+            h2_cfg = {"holdfast": {"http2": {"max_requests": 1000000}}}
+            hf_h2 = start_holdfast(work, origin, "holdfast-h2", pki=pki, extra=h2_cfg)
             procs.append(hf_h2)
             secs = int(DURATION.rstrip("s"))
             out["h2"] = run_h2load("HTTP/2 over TLS, GET /", [(ngx_h2, f"https://127.0.0.1:{ngx_h2.port}/"),
@@ -821,8 +825,10 @@ def main():
             procs.append(gorigin)
             ngx_g = start_nginx_grpc(work, gorigin)
             procs.append(ngx_g)
-            hf_g = start_holdfast(work, origin, "holdfast-grpc", resources={"routes": [
-                {"id": "1", "uri": "/*", "upstream": {"scheme": "grpc", "nodes": {f"127.0.0.1:{gorigin.port}": 1}}}]})
+            hf_g = start_holdfast(work, origin, "holdfast-grpc", extra={"holdfast": {"http2": {"max_requests": 1000000}}},
+                                  resources={"routes": [{"id": "1", "uri": "/*", "upstream": {
+                                      "scheme": "grpc", "nodes": {f"127.0.0.1:{gorigin.port}": 1},
+                                      "keepalive_pool": {"requests": 1000000, "size": 320, "idle_timeout": 60}}}]})
             procs.append(hf_g)
             msg = os.path.join(work, "grpc_message.bin")
             with open(msg, "wb") as f:
