@@ -260,6 +260,34 @@ if __name__ == "__main__":
     unittest.main()
 
 
+class GrpcFromFallbackTest(FallbackBase):
+    def test_grpc_route_restored_from_s3(self):
+        # Issue #13 item 4: a gRPC route the backup node exported is served by
+        # a traffic node that never reached etcd, to a grpcio client over h2c.
+        import grpc  # Debian's python3-grpcio
+        from test_grpc import GrpcOrigin
+        o = GrpcOrigin()
+        self._procs.append(o)
+        self.etcd_.put("/apisix/routes/g", {"uri": "/test.Echo/*", "upstream": {"scheme": "grpc",
+                                                                               "nodes": {o.addr: 1}}})
+        backup = self.backup_node()
+        backup.start(wait=False)
+        wait_for(self.manifest, what="manifest with the gRPC route")
+        traffic = self.etcd_gateway(["https://INVALID_DOMAIN.invalid:7943"], config=fallback_cfg(self.peer))
+        ch = grpc.insecure_channel(f"127.0.0.1:{traffic.port}")
+        self.addCleanup(ch.close)
+
+        def unary():
+            try:
+                return ch.unary_unary("/test.Echo/Unary")(b"from-s3", timeout=5)
+            except grpc.RpcError:
+                return None
+        self.assertEqual(wait_for(unary, what="the gRPC call served from the S3 snapshot"), b"echo:from-s3")
+        self.assertEqual(traffic.status()[1]["source"], "s3")
+        got = list(ch.unary_stream("/test.Echo/ServerStream")(b"3", timeout=10))
+        self.assertEqual(got, [b"msg-0", b"msg-1", b"msg-2"])
+
+
 class IrsaTest(FallbackBase):
     """Web identity (IRSA): the token file is exchanged at STS for temporary
     credentials, re-read on every refresh (Kubernetes rotates it)."""
