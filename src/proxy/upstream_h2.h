@@ -83,6 +83,7 @@ class H2ClientStream final : public transport::Stream {
   size_t unconsumed_ = 0;  // DATA bytes received, not yet given to flow control
   bool stream_gone_ = false;   // nghttp2 no longer knows the stream (closed, reset, session ended)
   bool failed_ = false;        // ended before a complete response
+  size_t header_bytes_ = 0;    // decoded response header and trailer fields so far (bounded)
   bool closed_by_us_ = false;
   int64_t call_ms_;
   int64_t deadline_ = 0;       // from call_ms_ once the request went out

@@ -101,6 +101,7 @@ class H2Session {
   asio::steady_timer writer_wake_, main_wake_;
   bool writer_waiting_ = false, main_waiting_ = false, writer_running_ = false;
   bool dead_ = false;          // no more I/O on the connection
+  bool deadline_goaway_ = false;  // a deadline sent GOAWAY: the next one ends the connection
   bool stop_reading_ = false;  // a fatal error or a flood: flush what is queued, then end
   bool finished_ = false;      // the writer said everything; lingering close
   static constexpr int64_t kLingerMs = 2000;
@@ -207,10 +208,12 @@ H2Session::~H2Session() {
 void H2Session::update_deadline() {
   if (running_ == 0) {
     if (ctl_.deadline == 0) {
-      ctl_.deadline = now_ms() + ms(requests_ == 0 ? opts_.header_timeout : opts_.keepalive_timeout);
+      ctl_.deadline = now_ms() + ms(deadline_goaway_ ? opts_.send_timeout
+                                    : requests_ == 0 ? opts_.header_timeout
+                                                     : opts_.keepalive_timeout);
       ctl_.fired = false;
     }
-    ctl_.reusable = requests_ > 0;
+    ctl_.reusable = requests_ > 0 && !deadline_goaway_;
   } else {
     ctl_.deadline = 0;
     ctl_.reusable = false;
@@ -226,8 +229,23 @@ void H2Session::goaway() {
 
 // Idle or header deadline, a drain, or a full worker shedding idle
 // connections: GOAWAY; the streams already open finish, then the
-// connection ends.
-void H2Session::on_deadline() { goaway(); }
+// connection ends. GOAWAY alone is not enough: a client that left a header
+// block unfinished, or never opens its flow-control window, keeps a stream
+// open without any pipeline running, and nghttp2 then waits for it for
+// ever. So the deadline is armed again, send_timeout later, and the second
+// expiry closes the connection whatever its streams are doing.
+void H2Session::on_deadline() {
+  if (deadline_goaway_) {
+    hard_close();
+    return;
+  }
+  deadline_goaway_ = true;
+  goaway();
+  ctl_.idle = false;  // a drain or a shed already had its GOAWAY; only the deadline is left
+  ctl_.reusable = false;
+  ctl_.fired = false;
+  ctl_.deadline = running_ == 0 ? now_ms() + ms(opts_.send_timeout) : 0;
+}
 
 void H2Session::hard_close() {
   if (dead_) return;

@@ -370,6 +370,64 @@ class GrpcTest(GatewayTest):
         self.assertEqual(st, "14")
         self.assertEqual(msg, "Bad Gateway")
 
+    def test_origin_header_bomb_is_refused_with_bounded_memory(self):
+        # HPACK lets an origin repeat a 4 KiB table entry with one byte per
+        # field: 20,000 of them are ~40 KiB on the wire and 80 MB decoded.
+        # nghttp2 does not enforce the advertised header list size, so
+        # Holdfast counts it and resets the stream.
+        import h2.config
+        import h2.connection
+        import h2.events
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        self.addCleanup(srv.close)
+
+        def serve():
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+            conn.initiate_connection()
+            c.sendall(conn.data_to_send())
+            try:
+                while True:
+                    data = c.recv(65536)
+                    if not data:
+                        return
+                    for ev in conn.receive_data(data):
+                        if isinstance(ev, h2.events.RequestReceived):
+                            big = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+                            big += [(b"x-a", b"a" * 4000)] * 20000
+                            conn.send_headers(ev.stream_id, big)
+                    c.sendall(conn.data_to_send())
+            except Exception:
+                pass
+            finally:
+                c.close()
+        threading.Thread(target=serve, daemon=True).start()
+        gw = self.grpc_gateway(f"127.0.0.1:{srv.getsockname()[1]}")
+        base = gw.rss_kb()
+        peak = [base]
+        done = threading.Event()
+
+        def sample():  # the decoded list is freed after the call: watch the peak
+            while not done.is_set():
+                peak[0] = max(peak[0], gw.rss_kb())
+                time.sleep(0.002)
+        t = threading.Thread(target=sample)
+        t.start()
+        try:
+            status, headers, msgs, st, msg = call(gw.port, "/test.Echo/Unary", [b"x"])
+            time.sleep(0.2)
+        finally:
+            done.set()
+            t.join()
+        self.assertEqual((status, st), (200, "14"), "the call fails as UNAVAILABLE (502)")
+        self.assertLess(peak[0] - base, 32 * 1024, "the decoded header list was not bounded")
+        self.assertIsNone(gw.proc.poll())
+
     def test_generated_errors_are_grpc_statuses(self):
         o = self.origin()
         gw = self.gateway({"routes": [

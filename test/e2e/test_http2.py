@@ -521,6 +521,35 @@ class Http2Test(GatewayTest):
         self.assertIsNotNone(c.goaway)
         self.assertEqual(c.goaway.error_code, 0)
 
+    # A stream left open with no pipeline running must not keep the
+    # connection for ever: the deadline sends GOAWAY, and send_timeout later
+    # the connection ends whatever its streams are doing.
+    TIMEOUTS = {"nginx_config": {"http": {"client_header_timeout": "1s", "keepalive_timeout": "1s",
+                                          "send_timeout": "1s"}}}
+
+    def test_unfinished_header_block_does_not_hold_the_connection(self):
+        gw = self.gw(config=self.TIMEOUTS)
+        r = RawConn(gw.port)
+        f = HeadersFrame(1)
+        f.data = r.encoder.encode([(":method", "GET"), (":path", "/x"), (":scheme", "http"), (":authority", "a")])
+        f.flags.add("END_STREAM")  # and no END_HEADERS: a CONTINUATION would follow, and never does
+        r.send(f)
+        t0 = time.time()
+        self.assertTrue(r.wait_eof(timeout=15), "the connection stayed open")
+        self.assertLess(time.time() - t0, 10)
+        self.assertIsNone(gw.proc.poll())
+
+    def test_window_never_opened_does_not_hold_the_connection(self):
+        gw = self.gw(config=self.TIMEOUTS)
+        r = RawConn(gw.port)
+        r.send(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 0}))
+        for sid in (1, 3, 5):
+            r.headers(sid, "GET", f"/w{sid}")  # answers the client never lets through
+        t0 = time.time()
+        self.assertTrue(r.wait_eof(timeout=15), "the connection stayed open")
+        self.assertLess(time.time() - t0, 10)
+        self.assertEqual(self.client(gw.port).get("/ok")["status"], 200)
+
     def test_oversized_header_list_gets_431(self):
         gw = self.gw(config={"holdfast": {"http2": {"max_header_list_size": 4096}}})
         c = self.client(gw.port, validate=False)
