@@ -21,19 +21,10 @@ import botocore.config
 
 import radosgw
 from harness import GatewayTest
+from test_fallback import wait_for
 
 AK, SK = "AKIARGWHOLDFAST00001", "rgw/holdfast/secret+key/0123456789abcd"
 REGION = "us-east-1"
-
-
-def wait_for(pred, timeout=15.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def b64url(b):
