@@ -13,7 +13,7 @@ TEST(FallbackMetrics, StoreErrorCodesAreSafeBoundedLabels) {
   count_failure(f, "a\"} 1\nholdfast_fake 1");
   count_failure(f, "");
   EXPECT_EQ(f["AccessDenied"], 2u);
-  EXPECT_EQ(f.count("a__1_holdfast_fake_1"), 1u);
+  EXPECT_EQ(f.count("a___1_holdfast_fake_1"), 1u);
   EXPECT_EQ(f["other"], 1u);
   for (const auto& [k, n] : f)
     for (char c : k) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-') << k;
