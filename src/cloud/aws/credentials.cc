@@ -3,13 +3,10 @@
 #include <fmt/format.h>
 
 #include <boost/json.hpp>
-#include <chrono>
-#include <cstdlib>
 #include <ctime>
-#include <fstream>
-#include <sstream>
 
 #include "cloud/aws/xml.h"
+#include "cloud/credential_source.h"
 #include "core/log.h"
 #include "http/client.h"
 
@@ -19,24 +16,9 @@ namespace json = boost::json;
 
 namespace {
 
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? std::string(v) : std::string();
-}
-
-int64_t now_unix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-Result<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error{"cannot read " + path};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
-}
+using cloud::env;
+using cloud::now_unix;
+using cloud::read_token_file;
 
 std::string form_encode(std::string_view s) { return uri_encode(s, false); }
 
@@ -149,7 +131,7 @@ asio::awaitable<Result<Credentials>> CredentialsProvider::resolve() {
 // IRSA: exchange the projected service-account token (re-read every time:
 // Kubernetes rotates it) for temporary credentials at the regional STS.
 asio::awaitable<Result<Credentials>> CredentialsProvider::web_identity() {
-  auto token = read_file(env("AWS_WEB_IDENTITY_TOKEN_FILE"));
+  auto token = read_token_file(env("AWS_WEB_IDENTITY_TOKEN_FILE"));
   if (!token) co_return Error{"web identity: " + token.error()};
   std::string endpoint = env("AWS_ENDPOINT_URL_STS");
   if (endpoint.empty()) {
@@ -185,7 +167,7 @@ asio::awaitable<Result<Credentials>> CredentialsProvider::web_identity() {
 static Result<std::string> container_authorization() {
   std::string token_file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
   if (!token_file.empty()) {
-    auto t = read_file(token_file);
+    auto t = read_token_file(token_file);
     if (!t) return Error{"pod identity: " + t.error()};
     return *t;
   }

@@ -4,12 +4,9 @@
 
 #include <boost/json.hpp>
 #include <cctype>
-#include <chrono>
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "cloud/aws/sigv4.h"
+#include "cloud/credential_source.h"
 #include "core/log.h"
 #include "http/client.h"
 
@@ -19,24 +16,15 @@ namespace json = boost::json;
 
 namespace {
 
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? std::string(v) : std::string();
-}
+using cloud::env;
+using cloud::now_unix;
 
-int64_t now_unix() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-Result<std::string> read_token_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error{"cannot read AZURE_FEDERATED_TOKEN_FILE " + path};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  if (s.empty()) return Error{"AZURE_FEDERATED_TOKEN_FILE " + path + " is empty"};
-  return s;
+// The federated token (AZURE_FEDERATED_TOKEN_FILE); an empty file is an error.
+Result<std::string> federated_token(const std::string& path) {
+  auto t = cloud::read_token_file(path);
+  if (!t) return Error{"AZURE_FEDERATED_TOKEN_FILE: " + t.error()};
+  if (t->empty()) return Error{"AZURE_FEDERATED_TOKEN_FILE " + path + " is empty"};
+  return t;
 }
 
 // The error an identity endpoint names, without control characters and
@@ -166,7 +154,7 @@ asio::awaitable<Result<AccessToken>> TokenProvider::workload_identity() {
   for (char c : tenant)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.')
       co_return Error{"workload identity: AZURE_TENANT_ID is not a tenant id or domain"};
-  auto assertion = read_token_file(env("AZURE_FEDERATED_TOKEN_FILE"));
+  auto assertion = federated_token(env("AZURE_FEDERATED_TOKEN_FILE"));
   if (!assertion) co_return Error{"workload identity: " + assertion.error()};
   std::string authority = env("AZURE_AUTHORITY_HOST");
   if (authority.empty()) authority = "https://login.microsoftonline.com/";
