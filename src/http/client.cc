@@ -380,10 +380,23 @@ asio::awaitable<Result<ClientResponse>> HttpClient::request(std::string method, 
           for (const auto& h : head.headers) resp.headers.emplace_back(std::string(h.name), std::string(h.value));
           c->buf.begin += head.head_bytes;
           reader.start(head);
+          if (head.body == BodyKind::length && head.content_length > max_body_bytes_) {
+            c->disarm();
+            co_return Error{fmt::format("{} {}: response body of {} bytes is over the limit of {}", method,
+                                        base_.authority(), head.content_length, max_body_bytes_)};
+          }
+        } else if (c->buf.avail() > kDefaultMaxHeadBytes) {
+          c->disarm();
+          co_return Error{fmt::format("{} {}: response head over {} bytes", method, base_.authority(), kDefaultMaxHeadBytes)};
         }
       }
       if (got_head) {
         auto step = reader.consume(c->buf, resp.body);
+        if (resp.body.size() > max_body_bytes_) {
+          c->disarm();
+          co_return Error{fmt::format("{} {}: response body over the limit of {} bytes", method, base_.authority(),
+                                      max_body_bytes_)};
+        }
         if (step == BodyReader::Step::error) {
           c->disarm();
           co_return Error{fmt::format("{} {}: invalid chunked response", method, base_.authority())};
@@ -430,6 +443,10 @@ asio::awaitable<Result<int>> HttpClient::stream(std::string method, std::string 
       ParseError perr;
       auto pst = parse_response(std::string_view(c->buf.data.data() + c->buf.begin, c->buf.avail()), method, head, perr);
       if (pst == ParseStatus::error) { c->disarm(); co_return Error{std::string("invalid response: ") + perr.reason}; }
+      if (pst == ParseStatus::incomplete && c->buf.avail() > kDefaultMaxHeadBytes) {
+        c->disarm();
+        co_return Error{fmt::format("response head over {} bytes", kDefaultMaxHeadBytes)};
+      }
       if (pst == ParseStatus::complete) {
         got_head = true;
         c->buf.begin += head.head_bytes;

@@ -64,6 +64,14 @@ class HttpClient {
                                              std::string body, double connect_timeout, double idle_timeout,
                                              std::function<bool(std::string_view)> on_data);
 
+  // Bounds what one response may make this client hold: a store, token
+  // endpoint or log server that sends an endless head or body gets an error
+  // instead of our memory. The body bound covers request()'s collected body;
+  // stream() hands the body on, so its consumer bounds what it keeps.
+  static constexpr size_t kDefaultMaxHeadBytes = 64 * 1024;
+  static constexpr size_t kDefaultMaxBodyBytes = (64u << 20) + (64u << 10);  // a 64 MiB document and its envelope
+  void set_max_response_body(size_t bytes) { max_body_bytes_ = bytes; }
+
   // Aborts whatever is in flight (e.g. a watch) and drops the connection.
   void cancel();
   // Closes the kept-alive connection, if any: the next request dials anew.
@@ -90,6 +98,7 @@ class HttpClient {
   std::unique_ptr<Conn> idle_;        // kept-alive connection for request()
   std::vector<Conn*> active_;         // for cancel()
   std::unique_ptr<TlsCtx> tls_ctx_;   // created on first use
+  size_t max_body_bytes_ = kDefaultMaxBodyBytes;
 };
 
 }  // namespace holdfast::http

@@ -284,6 +284,12 @@ asio::awaitable<Status> EtcdClient::watch(std::string prefix, int64_t start_revi
     auto r = co_await c.stream("POST", "/v3/watch", json_headers(token_), watch_body(prefix, start_revision), opts_.timeout,
                                idle_timeout, [&](std::string_view data) {
       pending.append(data);
+      // One message without its newline may not grow without end: the bound
+      // is the largest body this client takes in one piece.
+      if (pending.size() > http::HttpClient::kDefaultMaxBodyBytes && pending.find('\n') == std::string::npos) {
+        parse_error = fmt::format("watch message over {} bytes", http::HttpClient::kDefaultMaxBodyBytes);
+        return false;
+      }
       size_t nl;
       while ((nl = pending.find('\n')) != std::string::npos) {
         std::string line = pending.substr(0, nl);
