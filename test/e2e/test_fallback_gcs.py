@@ -246,7 +246,8 @@ class GcsTokenTest(GcsBase):
         self.assertGreaterEqual(self.peer.counters()["gcs"]["token_refused"]["signature does not verify"], 1)
 
     def test_metadata_server(self):
-        self.peer.metadata_server(token_lifetime=3600)
+        # Tokens of 4 s: renewed at half their lifetime, before they expire.
+        self.peer.metadata_server(token_lifetime=4)
         host = f"127.0.0.1:{self.peer.port}"
         env = {"GCE_METADATA_HOST": host, "GOOGLE_APPLICATION_CREDENTIALS": ""}
         self.cp_routes()
@@ -257,6 +258,8 @@ class GcsTokenTest(GcsBase):
         self.assertIn("GCS credentials from metadata-server", traffic.logs())
         gcs = self.peer.counters()["gcs"]
         self.assertGreaterEqual(gcs["tokens_issued"]["metadata"], 2)
+        wait_for(lambda: self.peer.counters()["gcs"]["tokens_issued"]["metadata"] >= 5, timeout=15,
+                 what="tokens renewed before they expire")
         # The peer refuses a token request without Metadata-Flavor: Google; none came.
         self.assertNotIn("no Metadata-Flavor: Google header", gcs.get("token_refused", {}))
         self.assertEqual(self.peer.counters()["gcs"].get("bearer_refused", 0), 0)
