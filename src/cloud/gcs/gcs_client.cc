@@ -26,10 +26,17 @@ std::string clean(std::string_view s) {
   return out;
 }
 
-// Built outside the coroutine bodies (GCC 12).
+http::Headers bearer_headers(const http::Headers& extra, const std::string& token) {
+  http::Headers h = extra;
+  h.emplace_back("authorization", "Bearer " + token);
+  return h;
+}
+
+}  // namespace
+
 http::Headers hmac_headers(const std::string& method, const http::Url& base, const std::string& path,
-                           const std::string& body, const http::Headers& extra, const GcsOptions& o,
-                           std::string& target) {
+                           const std::string& body, const http::Headers& extra, const std::string& access_id,
+                           const std::string& secret, const std::string& amz_date, std::string& target) {
   aws::SignInput in;
   in.method = method;
   in.path = path;
@@ -39,23 +46,15 @@ http::Headers hmac_headers(const std::string& method, const http::Url& base, con
   aws::SignOptions so;
   so.region = kHmacRegion;
   so.service = kHmacService;
-  so.amz_date = aws::amz_date_now();
+  so.amz_date = amz_date;
   so.normalize_path = false;  // object names are taken literally
   so.add_content_sha256 = true;
-  aws::Signed s = aws::sign(in, aws::Credentials{o.hmac_access_id, o.hmac_secret, "", 0, "config"}, so);
+  aws::Signed s = aws::sign(in, aws::Credentials{access_id, secret, "", 0, "config"}, so);
   target = s.canonical_uri;
   http::Headers h = extra;
   for (const auto& kv : s.headers) h.push_back(kv);
   return h;
 }
-
-http::Headers bearer_headers(const http::Headers& extra, const std::string& token) {
-  http::Headers h = extra;
-  h.emplace_back("authorization", "Bearer " + token);
-  return h;
-}
-
-}  // namespace
 
 StoreErrorKind gcs_error_kind(int status, const std::string& code) {
   if (code == "NoSuchBucket") return StoreErrorKind::bucket_not_found;
@@ -143,7 +142,8 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> GcsClient::send(const 
       target = aws::uri_encode(path, true);
       headers = bearer_headers(extra, token);
     } else {
-      headers = hmac_headers(method, base_, path, body, extra, opts_, target);
+      headers = hmac_headers(method, base_, path, body, extra, opts_.hmac_access_id, opts_.hmac_secret,
+                             aws::amz_date_now(), target);
     }
   };
   const bool bearer = tokens_ != nullptr;

@@ -68,6 +68,12 @@ class GcsClient final : public cloud::ObjectStore {
 // carried an OAuth2 token rather than an HMAC signature.
 cloud::StoreErrorKind gcs_error_kind(int status, const std::string& code);
 cloud::StoreError gcs_error(const http::ClientResponse& r, const std::string& what, bool bearer);
+// The headers of a request signed with an HMAC key (`extra` plus x-amz-date,
+// x-amz-content-sha256 and Authorization), and in `target` the encoded path
+// to send. `amz_date`: YYYYMMDDTHHMMSSZ.
+http::Headers hmac_headers(const std::string& method, const http::Url& base, const std::string& path,
+                           const std::string& body, const http::Headers& extra, const std::string& access_id,
+                           const std::string& secret, const std::string& amz_date, std::string& target);
 // x-goog-if-generation-match for a write condition ("" for none).
 std::string generation_match(const cloud::WriteCondition& cond);
 
