@@ -147,7 +147,7 @@ std::string fallback_store_names(const FallbackConfig& f) {
   std::string out;
   for (size_t i = 0; i < f.stores.size(); ++i) {
     out += i == 0 ? "" : i + 1 == f.stores.size() ? " and " : ", ";
-    out += f.stores[i] == "azure_blob" ? "Azure Blob" : "S3";
+    out += f.stores[i] == "azure_blob" ? "Azure Blob" : f.stores[i] == "gcs" ? "GCS" : "S3";
   }
   return out;
 }

@@ -41,7 +41,7 @@ void usage() {
       "                     upload a standalone apisix.json as a new snapshot (revision N, default\n"
       "                     the bucket's revision + 1; never lower than the bucket's)\n"
       "\n"
-      "  --store NAME       the store to act on: aws_s3 or azure_blob (its key under fallback_cp);\n"
+      "  --store NAME       the store to act on: aws_s3, azure_blob or gcs (its key under fallback_cp);\n"
       "                     required when several are configured\n");
 }
 

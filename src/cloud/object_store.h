@@ -1,6 +1,7 @@
 // A generic object store, as much as the fallback needs and no more: read
-// an object with its version, write one under a precondition. S3 implements
-// it today (cloud/aws/s3_client.h); Azure Blob and GCS are meant to. Nothing
+// an object with its version, write one under a precondition. S3
+// (cloud/aws/s3_client.h), Azure Blob (cloud/azure/blob_client.h) and GCS
+// (cloud/gcs/gcs_client.h) implement it. Nothing
 // here knows about snapshots, and callers know nothing of the wire protocol:
 // they act on the error kind, and log the message.
 #pragma once

@@ -441,6 +441,75 @@ Status parse_azure_blob(const json::object& ao, AzureBlobConfig& a, std::vector<
   return {};
 }
 
+// A bucket name as GCS accepts it: 3-63 of a-z, 0-9, '-', '_' and '.'
+// (up to 222 with dots, each part at most 63), starting and ending with a
+// letter or digit.
+bool gcs_bucket_name(const std::string& n) {
+  const bool dotted = n.find('.') != std::string::npos;
+  if (n.size() < 3 || n.size() > (dotted ? 222u : 63u)) return false;
+  if (!std::isalnum(static_cast<unsigned char>(n.front())) || !std::isalnum(static_cast<unsigned char>(n.back())))
+    return false;
+  size_t part = 0;
+  for (char c : n) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.')) return false;
+    part = c == '.' ? 0 : part + 1;
+    if (part > 63) return false;
+  }
+  return true;
+}
+
+// deployment.fallback_cp.gcs. Unknown keys only warn, as for azure_blob.
+Status parse_gcs(const json::object& go, GcsConfig& g, std::vector<std::string>& warnings) {
+  static const std::set<std::string> keys = {"resource_bucket", "config_bucket", "endpoint",
+                                             "hmac_access_id", "hmac_secret", "credentials_file"};
+  for (const auto& kv : go)
+    if (!keys.count(std::string(kv.key())))
+      warnings.push_back(fmt::format("unknown key deployment.fallback_cp.gcs.{} (ignored; known: resource_bucket, "
+                                     "config_bucket, endpoint, hmac_access_id, hmac_secret, credentials_file)",
+                                     log::json_escape(std::string(kv.key()))));
+  auto str = [&](const char* key, std::string& dst) -> Status {
+    if (auto it = go.find(key); it != go.end() && !it->value().is_null()) {
+      auto text = secret_text(it->value());
+      if (!text) return Error{std::string("deployment.fallback_cp.gcs.") + key + ": expected a string"};
+      dst = std::move(*text);
+    }
+    return {};
+  };
+  for (auto st : {str("resource_bucket", g.resource_bucket), str("config_bucket", g.config_bucket),
+                  str("endpoint", g.endpoint), str("hmac_access_id", g.hmac_access_id),
+                  str("hmac_secret", g.hmac_secret), str("credentials_file", g.credentials_file)})
+    if (!st) return st;
+  for (auto [name, value] : {std::pair<const char*, const std::string*>{"resource_bucket", &g.resource_bucket},
+                             {"config_bucket", &g.config_bucket}}) {
+    if (value->empty()) return Error{fmt::format("deployment.fallback_cp.gcs.{}: required", name)};
+    if (!gcs_bucket_name(*value))
+      return Error{fmt::format("deployment.fallback_cp.gcs.{}: \"{}\" is not a bucket name (3-63 of a-z, 0-9, '-', "
+                               "'_' and '.', starting and ending with a letter or digit)",
+                               name, log::json_escape(*value))};
+  }
+  // Never echo the secret in an error. The access id goes into every
+  // Authorization header: only printable characters without spaces.
+  if (g.hmac_access_id.empty() != g.hmac_secret.empty())
+    return Error{g.hmac_access_id.empty() ? "deployment.fallback_cp.gcs.hmac_access_id: required when hmac_secret is set"
+                                          : "deployment.fallback_cp.gcs.hmac_secret: required when hmac_access_id is set"};
+  // The id sits in the Credential= field, where '/' and ',' are separators.
+  for (auto [name, value] : {std::pair<const char*, const std::string*>{"hmac_access_id", &g.hmac_access_id},
+                             {"hmac_secret", &g.hmac_secret}})
+    for (char c : *value)
+      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || (value == &g.hmac_access_id && (c == ',' || c == '/')))
+        return Error{fmt::format("deployment.fallback_cp.gcs.{}: a character HMAC keys do not have", name)};
+  if (!g.hmac_access_id.empty() && !g.credentials_file.empty())
+    warnings.push_back("deployment.fallback_cp.gcs.credentials_file is ignored: the HMAC key is set and comes first");
+  if (g.endpoint.empty()) g.endpoint = "https://storage.googleapis.com";
+  if (g.endpoint.rfind("http://", 0) != 0 && g.endpoint.rfind("https://", 0) != 0)
+    return Error{"deployment.fallback_cp.gcs.endpoint: must be an http:// or https:// URL"};
+  if (g.hmac_access_id.empty() && g.endpoint.rfind("http://", 0) == 0)
+    warnings.push_back("deployment.fallback_cp.gcs.endpoint is http://: OAuth2 bearer tokens (service account or "
+                       "metadata server) would cross the network in the clear");
+  while (g.endpoint.back() == '/') g.endpoint.pop_back();
+  return {};
+}
+
 // Keys and secrets may be made only of digits (and arrive as numbers from
 // ${{ENV}} substitution): take their text.
 Status fallback_text(const json::object& obj, const char* key, std::string& dst, const std::string& path) {
@@ -491,11 +560,11 @@ Status parse_fallback(const json::value& r, FallbackConfig& f, const std::string
   if (!v) return {};
   if (!v->is_object()) return Error{"deployment.fallback_cp: expected a mapping"};
   const auto& o = v->as_object();
-  static const std::set<std::string> keys = {"interval", "mode", "aws_s3", "azure_blob", "gateway_group_id",
+  static const std::set<std::string> keys = {"interval", "mode", "aws_s3", "azure_blob", "gcs", "gateway_group_id",
                                              "signing_key", "cache_file", "proxy"};
   for (const auto& kv : o)
     if (!keys.count(std::string(kv.key())))
-      return Error{fmt::format("deployment.fallback_cp.{}: unknown key (known: interval, mode, aws_s3, azure_blob, "
+      return Error{fmt::format("deployment.fallback_cp.{}: unknown key (known: interval, mode, aws_s3, azure_blob, gcs, "
                                "gateway_group_id, signing_key, cache_file, proxy)", std::string(kv.key()))};
   f.enabled = true;
   if (auto it = o.find("interval"); it != o.end()) {
@@ -524,13 +593,15 @@ Status parse_fallback(const json::value& r, FallbackConfig& f, const std::string
   // equal revisions on traffic nodes.
   for (const auto& kv : o) {
     const std::string key(kv.key());
-    if ((key != "aws_s3" && key != "azure_blob") || kv.value().is_null()) continue;
+    if ((key != "aws_s3" && key != "azure_blob" && key != "gcs") || kv.value().is_null()) continue;
     if (!kv.value().is_object()) return Error{"deployment.fallback_cp." + key + ": expected a mapping"};
     f.stores.push_back(key);
-    auto st = key == "aws_s3" ? parse_aws_s3(kv.value().as_object(), f) : parse_azure_blob(kv.value().as_object(), f.azure, warnings);
+    const auto& so = kv.value().as_object();
+    auto st = key == "aws_s3" ? parse_aws_s3(so, f) : key == "gcs" ? parse_gcs(so, f.gcs, warnings)
+                                                                   : parse_azure_blob(so, f.azure, warnings);
     if (!st) return st;
   }
-  if (f.stores.empty()) return Error{"deployment.fallback_cp.aws_s3: required (a mapping), or azure_blob"};
+  if (f.stores.empty()) return Error{"deployment.fallback_cp.aws_s3: required (a mapping), or azure_blob or gcs"};
   if (f.stores.size() > 1 && f.signing_key.empty())
     warnings.push_back(fmt::format(
         "deployment.fallback_cp: {} stores without signing_key: traffic nodes take the highest revision from any of "

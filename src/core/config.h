@@ -52,12 +52,21 @@ struct AzureBlobConfig {
   std::string endpoint;      // the blob service URL with any account path; default https://<account>.blob.core.windows.net
 };
 
+// deployment.fallback_cp.gcs (XML API).
+struct GcsConfig {
+  std::string resource_bucket, config_bucket;
+  std::string endpoint;                     // default https://storage.googleapis.com
+  std::string hmac_access_id, hmac_secret;  // HMAC keys; win over credentials_file
+  std::string credentials_file;             // service-account JSON key; else GOOGLE_APPLICATION_CREDENTIALS, metadata server
+};
+
 // deployment.fallback_cp: the backup (write mode) and fallback (read) in one
-// or several stores (S3, Azure Blob).
+// or several stores (S3, Azure Blob, GCS).
 struct FallbackConfig {
   bool enabled = false;
-  std::vector<std::string> stores;  // the configured stores' keys in config order (ties go to the first): aws_s3, azure_blob
+  std::vector<std::string> stores;  // the configured stores' keys in config order (ties go to the first): aws_s3, azure_blob, gcs
   AzureBlobConfig azure;
+  GcsConfig gcs;
   double interval = 60;          // seconds between backup rounds / S3 polls
   bool write = false;            // mode: write = backup node
   std::string region;

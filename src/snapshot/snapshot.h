@@ -62,7 +62,7 @@ struct CompiledRoute {
 
 struct Snapshot {
   uint64_t version = 0;          // increases with every publish
-  std::string source;            // "file", "etcd", "s3", "azure_blob", "cache"
+  std::string source;            // "file", "etcd", "s3", "azure_blob", "gcs", "cache"
   std::string revision;          // source revision (etcd revision, file mtime, ...)
   int64_t applied_unix_ms = 0;   // when the manager published it
   std::vector<CompiledRoute> routes;

@@ -47,6 +47,26 @@ Control endpoints (no auth, JSON in and out) under /__peer/:
     GET|PUT|DELETE /__peer/object/<b>/<url-encoded key>   raw body, unauthenticated, not counted
     POST   /__peer/settings           {"clock_offset": s, "reject_chunked": bool}
 
+GCS mode (--gcs; region "auto"): the XML API of Google Cloud Storage as far as
+the fallback uses it. Objects carry a generation: x-goog-generation on GET and
+PUT answers, x-goog-if-generation-match on PUT (0 = create only; 412
+PreconditionFailed otherwise). Requests are signed with HMAC keys as SigV4
+(checked with botocore as above, credential scope <date>/auto/s3/aws4_request)
+or carry `Authorization: Bearer <token>`, accepted only for tokens this peer
+issued and has not revoked (else 401 AuthenticationRequired). It issues them as:
+    POST /__gcs/token          Google's OAuth2 JWT-bearer grant: the assertion's
+                               RS256 signature checked with the public key of the
+                               service account named by iss, aud = this URL,
+                               scope devstorage.read_write, iat/exp current
+    GET  /computeMetadata/v1/instance/service-accounts/default/token
+                               the GCE/GKE metadata server (Metadata-Flavor: Google)
+and is configured with:
+    POST   /__peer/gcs/service-accounts {"client_email", "public_key_pem", ["token_lifetime"]}
+    POST   /__peer/gcs/metadata         {"enabled", ["token_lifetime"]}
+    POST   /__peer/gcs/revoke-tokens    (every token issued so far is refused from now on)
+Counters: counters()["gcs"] {"tokens_issued": {"service-account"|"metadata": n},
+"token_refused": {reason: n}, "bearer_ok": n, "bearer_refused": n}.
+
 Python API for tests: class S3Peer below (start/stop by pid, create_bucket, add_user,
 register_web_identity, objects, get, put [signed with botocore], fault, counters, ...).
 """
@@ -334,8 +354,12 @@ class Store:
     def write(self, bucket, key, body, now, content_type=None, headers=None):
         with self.lock:
             data_path, meta_path = self._paths(bucket, key)
+            previous = self.objects.get(bucket, {}).get(key)
+            # GCS mode's generation: increasing per object, like GCS's microsecond stamps.
+            generation = max(int(now * 1e6), (previous or {}).get("generation", 0) + 1)
             meta = {
                 "key": key,
+                "generation": generation,
                 "size": len(body),
                 "etag": '"%s"' % hashlib.md5(body).hexdigest(),
                 "sha256": hashlib.sha256(body).hexdigest(),
@@ -454,8 +478,12 @@ class Counters:
 
 
 class Peer:
-    def __init__(self, state_dir, region="us-east-1", reject_chunked=False, max_body=256 << 20, quiet=False):
+    def __init__(self, state_dir, region="us-east-1", reject_chunked=False, max_body=256 << 20, quiet=False, gcs=False):
         self.region = region
+        self.gcs = gcs
+        self.gcs_accounts = {}   # client_email -> {"public_key_pem", "token_lifetime"}
+        self.gcs_metadata = None  # {"token_lifetime"} when the metadata server answers
+        self.gcs_tokens = {}     # token -> {"expires", "source", "subject"}
         self.store = Store(state_dir)
         self.faults = Faults()
         self.counters = Counters()
@@ -662,6 +690,10 @@ class Handler(BaseHTTPRequestHandler):
                 ctx.kind = ctx.style = "control"
                 body = self._read_body(ctx)
                 self._control(ctx, body)
+                return
+            if self.peer.gcs and (ctx.raw_path == "/__gcs/token" or ctx.raw_path.startswith("/computeMetadata/")):
+                ctx.kind = ctx.style = "gcs-token"
+                self._gcs_token(ctx, self._read_body(ctx))
                 return
             self._route(ctx)
             body = self._read_body(ctx)
@@ -924,6 +956,8 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- SigV4 ----------------------------------------------------------
     def _verify(self, ctx, body):
+        if self.peer.gcs and (self.headers.get("Authorization") or "").startswith("Bearer "):
+            return self._verify_bearer(ctx)
         try:
             self._verify_inner(ctx, body)
         except S3Error as e:
@@ -1283,6 +1317,8 @@ class Handler(BaseHTTPRequestHandler):
         headers = [("ETag", meta["etag"]), ("Last-Modified", http_date(int(meta["last_modified"]))),
                    ("Accept-Ranges", "bytes"), ("Content-Type", meta["content_type"]),
                    ("x-amz-server-side-encryption", "AES256")]
+        if self.peer.gcs:
+            headers += [("x-goog-generation", str(meta.get("generation", 0))), ("x-goog-metageneration", "1")]
         headers += sorted(meta.get("headers", {}).items())
         return headers
 
@@ -1421,9 +1457,102 @@ class Handler(BaseHTTPRequestHandler):
                     raise S3Error(412, "PreconditionFailed",
                                   "At least one of the pre-conditions you specified did not hold",
                                   Condition="If-Match")
+            match = h.get("x-goog-if-generation-match") if self.peer.gcs else None
+            if match is not None:
+                have = current.get("generation", 0) if current is not None else 0
+                if not match.strip().isdigit() or int(match) != have:
+                    raise S3Error(412, "PreconditionFailed",
+                                  "At least one of the pre-conditions you specified did not hold.",
+                                  Details=f"x-goog-if-generation-match {match.strip()[:40]}, generation {have}")
             meta = store.write(ctx.bucket, ctx.key, body, self.peer.now(), h.get("Content-Type"), stored)
+        gcs_headers = [("x-goog-generation", str(meta["generation"])), ("x-goog-metageneration", "1")] \
+            if self.peer.gcs else []
         self._send(ctx, 200, b"", [("ETag", meta["etag"]), ("x-amz-server-side-encryption", "AES256")]
-                   + checksum_headers)
+                   + checksum_headers + gcs_headers)
+
+    # -- GCS mode: bearer tokens and where they come from ----------------
+    def _verify_bearer(self, ctx):
+        token = self.headers.get("Authorization")[len("Bearer "):].strip()
+        peer = self.peer
+        with peer.store.lock:
+            t = peer.gcs_tokens.get(token)
+        if t is None or t["expires"] <= peer.now():
+            ctx.auth = "AuthenticationRequired"
+            ctx.auth_reason = "bearer token expired" if t else "bearer token not issued here (or revoked)"
+            peer.counters.inc("gcs", "bearer_refused")
+            raise S3Error(401, "AuthenticationRequired", "Invalid Credentials")
+        ctx.auth = "ok"
+        ctx.access_key = "bearer:" + t["subject"]
+        ctx.payload = "bearer"
+        peer.counters.inc("gcs", "bearer_ok")
+        peer.counters.inc("requests", "by_access_key", ctx.access_key)
+
+    def _issue_token(self, ctx, source, subject, lifetime):
+        token = "ya29.s3peer-" + secrets.token_urlsafe(32)
+        with self.peer.store.lock:
+            self.peer.gcs_tokens[token] = {"expires": self.peer.now() + lifetime, "source": source,
+                                           "subject": subject}
+        self.peer.counters.inc("gcs", "tokens_issued", source)
+        ctx.auth = "ok"
+        ctx.auth_reason = f"issued a {source} token for {subject}, valid {lifetime}s"
+        self._send_json(ctx, 200, {"access_token": token, "expires_in": int(lifetime), "token_type": "Bearer"})
+
+    def _token_refused(self, ctx, status, error, reason):
+        ctx.auth = error
+        ctx.auth_reason = reason
+        self.peer.counters.inc("gcs", "token_refused", reason)
+        self._send_json(ctx, status, {"error": error, "error_description": reason})
+
+    def _gcs_token(self, ctx, body):
+        peer = self.peer
+        if ctx.raw_path.startswith("/computeMetadata/"):
+            ctx.op = "MetadataToken"
+            if ctx.raw_path != "/computeMetadata/v1/instance/service-accounts/default/token" or ctx.method != "GET":
+                return self._send_json(ctx, 404, {"error": "not_found"})
+            if self.headers.get("Metadata-Flavor") != "Google":
+                return self._token_refused(ctx, 403, "forbidden", "no Metadata-Flavor: Google header")
+            if peer.gcs_metadata is None:
+                return self._token_refused(ctx, 404, "not_found", "metadata server not enabled")
+            return self._issue_token(ctx, "metadata", "default", peer.gcs_metadata["token_lifetime"])
+        ctx.op = "OAuth2Token"
+        if ctx.method != "POST":
+            return self._send_json(ctx, 405, {"error": "invalid_request"})
+        if not (self.headers.get("Content-Type") or "").startswith("application/x-www-form-urlencoded"):
+            return self._token_refused(ctx, 400, "invalid_request", "not a form")
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return self._token_refused(ctx, 400, "unsupported_grant_type", "grant_type is not jwt-bearer")
+        parts = form.get("assertion", "").split(".")
+        if len(parts) != 3:
+            return self._token_refused(ctx, 400, "invalid_grant", "assertion is not a JWT")
+        try:
+            header, claims = (json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4))) for p in parts[:2])
+            sig = base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
+        except ValueError:
+            return self._token_refused(ctx, 400, "invalid_grant", "assertion does not decode")
+        if header.get("alg") != "RS256" or header.get("typ", "JWT") != "JWT":
+            return self._token_refused(ctx, 400, "invalid_grant", "alg is not RS256")
+        account = peer.gcs_accounts.get(claims.get("iss"))
+        if account is None:
+            return self._token_refused(ctx, 400, "invalid_grant", "iss names no known service account")
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+        key = serialization.load_pem_public_key(account["public_key_pem"].encode())
+        try:
+            key.verify(sig, (parts[0] + "." + parts[1]).encode(), padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return self._token_refused(ctx, 400, "invalid_grant", "signature does not verify")
+        expected_aud = f"http://{self.headers.get('Host', '')}/__gcs/token"
+        if claims.get("aud") != expected_aud:
+            return self._token_refused(ctx, 400, "invalid_grant", "aud is not this token endpoint")
+        if "https://www.googleapis.com/auth/devstorage.read_write" not in str(claims.get("scope", "")).split(" "):
+            return self._token_refused(ctx, 400, "invalid_scope", "scope is not devstorage.read_write")
+        now = peer.now()
+        iat, exp = claims.get("iat"), claims.get("exp")
+        if not isinstance(iat, int) or not isinstance(exp, int) or iat > now + 60 or exp <= now or exp - iat > 3600:
+            return self._token_refused(ctx, 400, "invalid_grant", "iat/exp are not current (at most an hour)")
+        return self._issue_token(ctx, "service-account", claims["iss"], account["token_lifetime"])
 
     # -- STS ------------------------------------------------------------
     def _sts(self, ctx, body):
@@ -1551,6 +1680,23 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as e:
             return self._send_json(ctx, 400, {"error": f"bad JSON: {e}"})
         try:
+            if path == "/gcs/service-accounts" and method == "POST":
+                serialization = __import__("cryptography.hazmat.primitives.serialization", fromlist=["x"])
+                serialization.load_pem_public_key(data["public_key_pem"].encode())  # refuse a bad key now
+                with store.lock:
+                    peer.gcs_accounts[data["client_email"]] = {"public_key_pem": data["public_key_pem"],
+                                                               "token_lifetime": float(data.get("token_lifetime") or 3600)}
+                return self._send_json(ctx, 200, {"client_email": data["client_email"]})
+            if path == "/gcs/metadata" and method == "POST":
+                with store.lock:
+                    peer.gcs_metadata = {"token_lifetime": float(data.get("token_lifetime") or 3600)} \
+                        if data.get("enabled", True) else None
+                return self._send_json(ctx, 200, {"enabled": peer.gcs_metadata is not None})
+            if path == "/gcs/revoke-tokens" and method == "POST":
+                with store.lock:
+                    n = len(peer.gcs_tokens)
+                    peer.gcs_tokens.clear()
+                return self._send_json(ctx, 200, {"revoked": n})
             if path == "/health" and method == "GET":
                 return self._send_json(ctx, 200, {"ok": True, "port": peer.port, "region": peer.region,
                                                   "state_dir": store.dir})
@@ -1634,6 +1780,7 @@ class Handler(BaseHTTPRequestHandler):
                     return self._send_json(ctx, 404, {"error": f"no bucket {bucket!r}"})
                 prefix = query.get("prefix", "")
                 objs = [{"key": m["key"], "size": m["size"], "etag": m["etag"], "sha256": m["sha256"],
+                         "generation": m.get("generation", 0),
                          "last_modified": iso_millis(m["last_modified"]), "content_type": m["content_type"],
                          "metadata": m.get("headers", {})}
                         for k, m in sorted(store.keys(bucket).items()) if k.startswith(prefix)]
@@ -1687,6 +1834,7 @@ def main(argv=None):
                     help="answer Transfer-Encoding: chunked uploads 501 NotImplemented, as AWS S3 does")
     ap.add_argument("--max-body-mb", type=int, default=256)
     ap.add_argument("--quiet", action="store_true", help="log only failed requests")
+    ap.add_argument("--gcs", action="store_true", help="GCS mode: generations and bearer tokens (see above)")
     ap.add_argument("--exit-with-parent", action="store_true",
                     help="stop when the process that started this one dies (no orphan after a crashed test run)")
     args = ap.parse_args(argv)
@@ -1696,7 +1844,7 @@ def main(argv=None):
         sys.stderr.write(f"s3peer: botocore is required ({e}); run with {SYSTEM_PYTHON}\n")
         return 2
     os.makedirs(args.state_dir, exist_ok=True)
-    peer = Peer(args.state_dir, args.region, args.reject_chunked, args.max_body_mb << 20, args.quiet)
+    peer = Peer(args.state_dir, args.region, args.reject_chunked, args.max_body_mb << 20, args.quiet, args.gcs)
     if args.users:
         n = peer.load_users_file(args.users)
         peer.log(f"loaded {n} user(s) from {args.users}")
@@ -1817,7 +1965,11 @@ class S3Peer:
     control endpoints and are not counted as S3 requests."""
 
     def __init__(self, state_dir=None, region="us-east-1", port=None, users=None, python=None, log_path=None,
-                 reject_chunked=False, quiet=False):
+                 reject_chunked=False, quiet=False, gcs=False):
+        """gcs: GCS mode (the region is then "auto", the scope GCS takes with HMAC keys)."""
+        self.gcs = gcs
+        if gcs and region == "us-east-1":
+            region = "auto"
         self._own_dir = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="s3peer-")
         self.region = region
@@ -1856,6 +2008,8 @@ class S3Peer:
                 args.append("--reject-chunked")
             if self.quiet:
                 args.append("--quiet")
+            if self.gcs:
+                args.append("--gcs")
             self._log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log,
                                          close_fds=True)
@@ -2013,8 +2167,25 @@ class S3Peer:
             body["reject_chunked"] = reject_chunked
         return self._ok("POST", "/settings", body)
 
+    def add_service_account(self, client_email, public_key_pem, token_lifetime=None):
+        """GCS mode: POST /__gcs/token issues tokens for JWTs this key signed with iss = client_email."""
+        self._ok("POST", "/gcs/service-accounts", {"client_email": client_email, "public_key_pem": public_key_pem,
+                                                   "token_lifetime": token_lifetime})
+
+    def metadata_server(self, enabled=True, token_lifetime=None):
+        """GCS mode: the metadata server's token endpoint answers (or not)."""
+        self._ok("POST", "/gcs/metadata", {"enabled": enabled, "token_lifetime": token_lifetime})
+
+    def revoke_tokens(self):
+        """GCS mode: every bearer token issued so far is refused from now on; returns how many."""
+        return self._ok("POST", "/gcs/revoke-tokens")["revoked"]
+
+    @property
+    def token_uri(self):
+        return self.endpoint + "/__gcs/token"
+
     def objects(self, bucket, prefix=""):
-        """[{"key", "size", "etag", "sha256", "last_modified", "content_type", "metadata"}] sorted by key."""
+        """[{"key", "size", "etag", "sha256", "generation", "last_modified", "content_type", "metadata"}] sorted by key."""
         q = "?prefix=" + quote(prefix, safe="") if prefix else ""
         return self._ok("GET", "/objects/" + quote(bucket, safe="") + q)["objects"]
 

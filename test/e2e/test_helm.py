@@ -68,6 +68,9 @@ AZ_WORKLOAD = ["serviceAccount.name=holdfast-workload",
                f"serviceAccount.annotations.azure\\.workload\\.identity/client-id={AZ_CLIENT}"]
 AZ_WORKLOAD_LABELS = ["serviceAccount.labels.azure\\.workload\\.identity/use=true",
                       "podLabels.azure\\.workload\\.identity/use=true"]
+GCS = [f"deployment.fallback_cp.gcs.resource_bucket={DATA}", f"deployment.fallback_cp.gcs.config_bucket={CONF}"]
+GCS_HMAC_ID, GCS_HMAC_SECRET = "GOOG1EHELMTESTACCESSID", "helm/test/gcs+hmac/secret0123456789"
+GCS_SA = "holdfast-fallback@holdfast-test.iam.gserviceaccount.com"
 ADMIN_KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 CONTROL_PLANE = ["deployment.role=control_plane", f"deployment.admin.admin_key[0].key={ADMIN_KEY}",
                  "deployment.admin.allow_admin[0]=10.0.0.0/8", "etcd.host[0]=http://etcd.holdfast:2379"]
@@ -446,6 +449,69 @@ class HelmTest(unittest.TestCase):
                                  "account_name")
         self.assert_render_fails(AZURE + ["deployment.fallback_cp.azure_blob.endpoint=ftp://x"], "endpoint")
         self.assert_render_fails(AZURE + ["deployment.fallback_cp.azure_blob.container=x"], "azure_blob")
+
+    # --- Google Cloud Storage ----------------------------------------------
+
+    def test_gcs_hmac_backup_node(self):
+        sets = BACKUP + GCS + [f"deployment.fallback_cp.gcs.hmac_access_id={GCS_HMAC_ID}",
+                               f"deployment.fallback_cp.gcs.hmac_secret={GCS_HMAC_SECRET}"]
+        objs = self.render(sets)
+        self.assert_backup(objs)
+        self.assertEqual(self.secret_values(objs), {"HOLDFAST_GCS_HMAC_SECRET": GCS_HMAC_SECRET})
+        self.assertEqual(self.config(objs)["deployment"]["fallback_cp"]["gcs"],
+                         {"resource_bucket": DATA, "config_bucket": CONF, "hmac_access_id": GCS_HMAC_ID,
+                          "hmac_secret": "${{HOLDFAST_GCS_HMAC_SECRET}}"})
+        self.assertIn(f"gs://{DATA}", self.render_notes(sets))
+        self.assertIn("GCS HMAC secret or service-account key was passed", self.render_notes(sets))
+        self.assert_common(objs, "gcs-hmac-backup")
+
+    def test_gcs_service_account_key_traffic_node(self):
+        key = json.dumps({"type": "service_account", "client_email": GCS_SA,
+                          "private_key": "-----BEGIN PRIVATE KEY-----\nhelm-test-not-a-key\n-----END PRIVATE KEY-----\n"})
+        d = tempfile.mkdtemp(prefix="holdfast-helm-gcs-")
+        try:
+            path = os.path.join(d, "key.json")
+            with open(path, "w") as f:
+                f.write(key)
+            objs = self.render(GCS + TRAFFIC, extra=("--set-file", f"deployment.fallback_cp.gcs.credentials_json={path}"))
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        self.assert_traffic(objs)
+        # The key file is in the Secret and mounted as a file, never an environment variable.
+        self.assertEqual(self.secret_values(objs), {"gcs-credentials.json": key})
+        self.assertNotIn("gcs-credentials.json", [e["name"] for e in self.container(objs).get("env", [])])
+        mount = [m for m in self.container(objs)["volumeMounts"] if m["name"] == "gcs-credentials"][0]
+        self.assertEqual((mount["mountPath"], mount["readOnly"]), ("/etc/holdfast-gcs", True))
+        vol = [v for v in self.one(objs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+               if v["name"] == "gcs-credentials"][0]
+        self.assertEqual(vol["secret"]["secretName"], self.one(objs, "Secret")["metadata"]["name"])
+        self.assertEqual(vol["secret"]["items"], [{"key": "gcs-credentials.json", "path": "credentials.json"}])
+        self.assertEqual(self.config(objs)["deployment"]["fallback_cp"]["gcs"],
+                         {"resource_bucket": DATA, "config_bucket": CONF,
+                          "credentials_file": "/etc/holdfast-gcs/credentials.json"})
+        self.assert_common(objs, "gcs-key-traffic")
+
+    def test_gcs_workload_identity_traffic_node(self):
+        objs = self.render(GCS + TRAFFIC + ["serviceAccount.name=holdfast-gke",
+                                            f"serviceAccount.annotations.iam\\.gke\\.io/gcp-service-account={GCS_SA}"])
+        self.assert_traffic(objs)
+        sa = self.one(objs, "ServiceAccount")
+        self.assertEqual(sa["metadata"]["annotations"], {"iam.gke.io/gcp-service-account": GCS_SA})
+        self.assertEqual(self.one(objs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"], "holdfast-gke")
+        # No key: the GKE metadata server is the credential.
+        self.assertEqual(self.kinds(objs, "Secret"), [])
+        self.assertEqual(self.config(objs)["deployment"]["fallback_cp"]["gcs"],
+                         {"resource_bucket": DATA, "config_bucket": CONF})
+        self.assertNotIn("gcs-credentials", [v["name"] for v in self.one(objs, "Deployment")["spec"]["template"]["spec"]["volumes"]])
+        self.assert_common(objs, "gcs-workload-identity")
+
+    def test_gcs_values_must_be_complete(self):
+        self.assert_render_fails([f"deployment.fallback_cp.gcs.resource_bucket={DATA}"],
+                                 "resource_bucket and config_bucket are both required")
+        self.assert_render_fails(GCS + [f"deployment.fallback_cp.gcs.hmac_access_id={GCS_HMAC_ID}"],
+                                 "hmac_access_id and hmac_secret go together")
+        self.assert_render_fails(GCS + ["deployment.fallback_cp.gcs.endpoint=ftp://x"], "endpoint")
+        self.assert_render_fails(GCS + ["deployment.fallback_cp.gcs.bucket=x"], "gcs")
 
     def test_existing_aws_secret(self):
         objs = self.render(S3 + ["awsCredentials.existingSecret=my-aws-keys"])

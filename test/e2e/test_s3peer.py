@@ -376,6 +376,107 @@ class S3PeerTest(unittest.TestCase):
         self.assertEqual((injected["500"], injected["503"], injected["hang"]), (2, 2, 1))
 
 
+class S3PeerGcsModeTest(unittest.TestCase):
+    """--gcs: generations, x-goog-if-generation-match, and bearer tokens only
+    from the peer's own token endpoint (JWT checked) and metadata server."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.peer = S3Peer(gcs=True, quiet=True).start()
+        cls.peer.create_bucket(BUCKET)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.peer.destroy()
+
+    def request(self, method, key, body=b"", headers=(), token=None):
+        h = [("Host", f"127.0.0.1:{self.peer.port}")] + list(headers)
+        if token:
+            h.append(("Authorization", "Bearer " + token))
+        return http_request(self.peer.port, method, f"/{BUCKET}/{key}", body, h)
+
+    def test_generations_and_generation_match(self):
+        self.peer.put(BUCKET, "g", b"one")  # HMAC-signed (botocore, scope auto/s3)
+        status, h, _ = self.peer.s3_request("GET", BUCKET, "g")
+        self.assertEqual(status, 200)
+        g1 = int(h["x-goog-generation"])
+        status, h, body = self.peer.s3_request("PUT", BUCKET, "g", b"two",
+                                               headers={"x-goog-if-generation-match": "0"})
+        self.assertEqual((status, xml_field(body, "Code")), (412, "PreconditionFailed"), "0 = create only")
+        status, h, _ = self.peer.s3_request("PUT", BUCKET, "g", b"two",
+                                            headers={"x-goog-if-generation-match": str(g1)})
+        self.assertEqual(status, 200)
+        g2 = int(h["x-goog-generation"])
+        self.assertGreater(g2, g1)
+        status, _, _ = self.peer.s3_request("PUT", BUCKET, "g", b"three",
+                                            headers={"x-goog-if-generation-match": str(g1)})
+        self.assertEqual(status, 412, "a stale generation loses")
+        self.assertEqual(self.peer.get(BUCKET, "g"), b"two")
+        status, _, _ = self.peer.s3_request("PUT", BUCKET, "new", b"x", headers={"x-goog-if-generation-match": "0"})
+        self.assertEqual(status, 200)
+
+    def test_tokens(self):
+        import base64
+        import json
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pub = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        email = "t@p.iam.gserviceaccount.com"
+        self.peer.add_service_account(email, pub, token_lifetime=600)
+
+        def b64(d):
+            return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+
+        def jwt(signer=key, **over):
+            now = int(time.time())
+            claims = {"iss": email, "scope": "https://www.googleapis.com/auth/devstorage.read_write",
+                      "aud": self.peer.token_uri, "iat": now, "exp": now + 3600}
+            claims.update(over)
+            head = b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(claims).encode())
+            return head + "." + b64(signer.sign(head.encode(), padding.PKCS1v15(), hashes.SHA256()))
+
+        def exchange(assertion):
+            body = ("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=" + assertion).encode()
+            status, _, out = http_request(self.peer.port, "POST", "/__gcs/token", body,
+                                          [("Host", f"127.0.0.1:{self.peer.port}"),
+                                           ("Content-Type", "application/x-www-form-urlencoded")])
+            return status, json.loads(out)
+
+        status, ans = exchange(jwt())
+        self.assertEqual(status, 200, ans)
+        self.assertEqual((ans["token_type"], ans["expires_in"]), ("Bearer", 600))
+        token = ans["access_token"]
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        for bad, reason in [(jwt(signer=other), "signature does not verify"),
+                            (jwt(aud="https://oauth2.googleapis.com/token"), "aud is not this token endpoint"),
+                            (jwt(scope="https://www.googleapis.com/auth/cloud-platform"), "scope is not devstorage.read_write"),
+                            (jwt(exp=int(time.time()) - 1), "iat/exp are not current (at most an hour)"),
+                            (jwt(iss="x@y"), "iss names no known service account")]:
+            status, ans = exchange(bad)
+            self.assertEqual((status, ans["error_description"]), (400, reason))
+
+        self.assertEqual(self.request("PUT", "b", b"x", token=token)[0], 200)
+        self.assertEqual(self.request("GET", "b", token=token)[0], 200)
+        status, _, body = self.request("GET", "b", token="ya29.made-up")
+        self.assertEqual((status, xml_field(body, "Code")), (401, "AuthenticationRequired"))
+        self.assertEqual(self.peer.revoke_tokens(), 1)
+        self.assertEqual(self.request("GET", "b", token=token)[0], 401)
+
+        # The metadata server: only when enabled, only with Metadata-Flavor: Google.
+        path = "/computeMetadata/v1/instance/service-accounts/default/token"
+        host = ("Host", f"127.0.0.1:{self.peer.port}")
+        self.peer.metadata_server(token_lifetime=300)
+        status, _, out = http_request(self.peer.port, "GET", path, b"", [host])
+        self.assertEqual(status, 403)
+        status, _, out = http_request(self.peer.port, "GET", path, b"", [host, ("Metadata-Flavor", "Google")])
+        self.assertEqual(status, 200)
+        self.assertEqual(self.request("GET", "b", token=json.loads(out)["access_token"])[0], 200)
+        c = self.peer.counters()["gcs"]
+        self.assertEqual(c["tokens_issued"], {"service-account": 1, "metadata": 1})
+
+
 class S3PeerRestartTest(unittest.TestCase):
     def test_restart_keeps_objects_users_and_port(self):
         with S3Peer(quiet=True) as peer:

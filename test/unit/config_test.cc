@@ -550,3 +550,59 @@ TEST(NodeConfig, Http2) {
     EXPECT_FALSE(r) << bad;
   }
 }
+
+TEST(NodeConfig, FallbackGcs) {
+  setenv("HF_GCS_SECRET", "bGVhdmVtZWFsb25lc2VjcmV0", 1);
+  auto c = parse_node_config(R"(
+deployment:
+  fallback_cp:
+    gcs:
+      resource_bucket: fallback-cp-data
+      config_bucket: fallback_cp.config
+      hmac_access_id: GOOG1EXAMPLEACCESSID
+      hmac_secret: "${{HF_GCS_SECRET}}"
+      storage_class: nearline
+)", ".");
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c->fallback.stores, std::vector<std::string>{"gcs"});
+  EXPECT_EQ(c->fallback.gcs.resource_bucket, "fallback-cp-data");
+  EXPECT_EQ(c->fallback.gcs.config_bucket, "fallback_cp.config");
+  EXPECT_EQ(c->fallback.gcs.endpoint, "https://storage.googleapis.com");
+  EXPECT_EQ(c->fallback.gcs.hmac_secret, "bGVhdmVtZWFsb25lc2VjcmV0");
+  bool named = false;
+  for (const auto& w : c->warnings) {
+    named = named || w.find("deployment.fallback_cp.gcs.storage_class") != std::string::npos;
+    EXPECT_EQ(w.find("bGVhdmVtZWFsb25lc2VjcmV0"), std::string::npos) << w;
+  }
+  EXPECT_TRUE(named);
+
+  auto sa = parse_node_config(
+      "deployment: {fallback_cp: {gcs: {resource_bucket: data, config_bucket: cfg, credentials_file: /k.json, "
+      "endpoint: \"http://127.0.0.1:9000/\"}, aws_s3: {resource_bucket: r, config_bucket: c}}}", ".");
+  ASSERT_TRUE(sa.ok()) << sa.error();
+  EXPECT_EQ(sa->fallback.stores, (std::vector<std::string>{"gcs", "aws_s3"}));
+  EXPECT_EQ(sa->fallback.gcs.credentials_file, "/k.json");
+  EXPECT_EQ(sa->fallback.gcs.endpoint, "http://127.0.0.1:9000");
+  bool clear = false;
+  for (const auto& w : sa->warnings) clear = clear || w.find("gcs.endpoint is http://") != std::string::npos;
+  EXPECT_TRUE(clear);
+
+  struct Case { const char* yaml; const char* msg; } cases[] = {
+      {"deployment: {fallback_cp: {gcs: {config_bucket: cfg}}}", "gcs.resource_bucket: required"},
+      {"deployment: {fallback_cp: {gcs: {resource_bucket: Data, config_bucket: cfg}}}", "is not a bucket name"},
+      {"deployment: {fallback_cp: {gcs: {resource_bucket: data, config_bucket: -cfg}}}", "gcs.config_bucket"},
+      {"deployment: {fallback_cp: {gcs: {resource_bucket: data, config_bucket: cfg, hmac_secret: s3cr3t}}}",
+       "gcs.hmac_access_id: required"},
+      {"deployment: {fallback_cp: {gcs: {resource_bucket: data, config_bucket: cfg, hmac_access_id: a, "
+       "hmac_secret: \"bad secret\"}}}", "gcs.hmac_secret: a character"},
+      {"deployment: {fallback_cp: {gcs: {resource_bucket: data, config_bucket: cfg, endpoint: storage.googleapis.com}}}",
+       "gcs.endpoint: must be"},
+  };
+  for (const auto& k : cases) {
+    auto r = parse_node_config(k.yaml, ".");
+    ASSERT_FALSE(r.ok()) << k.yaml;
+    EXPECT_NE(r.error().find(k.msg), std::string::npos) << r.error();
+    EXPECT_EQ(r.error().find("s3cr3t"), std::string::npos) << r.error();
+    EXPECT_EQ(r.error().find("bad secret"), std::string::npos) << r.error();
+  }
+}

@@ -2,13 +2,13 @@
 
 #include <fmt/format.h>
 
-#include <random>
 #include <string_view>
 
 #include "cloud/aws/sigv4.h"
 #include "cloud/aws/xml.h"
 #include "cloud/azure/shared_key.h"
 #include "cloud/http_store.h"
+#include "cloud/store_request.h"
 
 namespace holdfast::azure {
 namespace asio = boost::asio;
@@ -121,48 +121,29 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> BlobClient::send(const
                                                                           const std::string& container,
                                                                           const std::string& blob,
                                                                           const std::string& body, http::Headers extra) {
-  cloud::StoreResult<http::ClientResponse> out;
-  const std::string what = fmt::format("Azure Blob {} {}", method, url(container, blob));
+  cloud::StoreRequest req;
+  req.method = method;
+  req.what = fmt::format("Azure Blob {} {}", method, url(container, blob));
   if (!base_ok_) {
+    cloud::StoreResult<http::ClientResponse> out;
     out.error.message = "invalid Azure Blob endpoint " + opts_.endpoint;
     co_return out;
   }
   const std::string path = base_.path + "/" + container + "/" + aws::uri_encode(blob, true);
   // With a SAS token the token is the authorization: appended as it is.
   const std::string target = opts_.key.empty() && !opts_.sas_token.empty() ? path + "?" + opts_.sas_token : path;
-  std::mt19937 rng{std::random_device{}()};
-  bool refreshed = false;
-  for (int attempt = 1; attempt <= opts_.max_attempts; ++attempt) {
-    http::Headers headers = request_headers(method, opts_.account, opts_.key, path, body, extra);
-    if (tokens_) {
-      auto token = co_await tokens_->get(refreshed && attempt == 1);
-      if (!token) {
-        // The provider logged why, once.
-        out.error = StoreError{StoreErrorKind::no_credentials, "NoCredentials", fmt::format("{}: {}", what, token.error())};
-        co_return out;
-      }
-      headers.emplace_back("authorization", "Bearer " + *token);
-    }
-    auto r = co_await client_->request(method, target, std::move(headers), body, opts_.timeout);
-    if (!r) {
-      out.error = cloud::network_error(what, r.error());
-    } else if (r->status < 300) {
-      out.value = std::move(*r);
-      co_return out;
-    } else {
-      out.error = blob_error(*r, what, tokens_ ? "the Entra ID bearer token" : "the account key or SAS token");
-      if (tokens_ && out.error.kind == StoreErrorKind::credentials && !refreshed) {
-        // An expired or revoked token: a new one at once, and one more try.
-        refreshed = true;
-        attempt = 0;
-        continue;
-      }
-      if (!retryable(r->status, out.error.code)) co_return out;
-    }
-    if (attempt == opts_.max_attempts) break;
-    co_await cloud::backoff(ex_, attempt, rng);
-  }
-  co_return out;
+  req.body = body;
+  req.max_attempts = opts_.max_attempts;
+  req.timeout = opts_.timeout;
+  req.prepare = [&](const std::string& token, std::string& t, http::Headers& headers) {
+    t = target;
+    headers = request_headers(method, opts_.account, opts_.key, path, body, extra);
+    if (!token.empty()) headers.emplace_back("authorization", "Bearer " + token);
+  };
+  const char* credential = tokens_ ? "the Entra ID bearer token" : "the account key or SAS token";
+  req.error = [&](const http::ClientResponse& r) { return blob_error(r, req.what, credential); };
+  req.retryable = retryable;
+  co_return co_await cloud::send_request(ex_, *client_, tokens_.get(), req);
 }
 
 asio::awaitable<cloud::StoreResult<cloud::StoredObject>> BlobClient::get(const std::string& container,

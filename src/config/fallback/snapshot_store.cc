@@ -9,6 +9,7 @@
 #include "cloud/aws/s3_client.h"
 #include "cloud/aws/sigv4.h"
 #include "cloud/azure/blob_client.h"
+#include "cloud/gcs/gcs_client.h"
 #include "core/base64.h"
 #include "core/log.h"
 
@@ -39,6 +40,21 @@ Store make_store(asio::io_context& io, const FallbackConfig& f, const std::strin
     s.resource_bucket = f.azure.resource_container;
     s.config_bucket = f.azure.config_container;
     s.client = std::make_shared<azure::BlobClient>(io.get_executor(), bo);
+    return s;
+  }
+  if (name == "gcs") {
+    gcs::GcsOptions go;
+    go.endpoint = f.gcs.endpoint;
+    go.hmac_access_id = f.gcs.hmac_access_id;
+    go.hmac_secret = f.gcs.hmac_secret;
+    go.credentials_file = f.gcs.credentials_file;
+    Store s;
+    s.name = "gcs";
+    s.source = "gcs";
+    s.label = "GCS";
+    s.resource_bucket = f.gcs.resource_bucket;
+    s.config_bucket = f.gcs.config_bucket;
+    s.client = std::make_shared<gcs::GcsClient>(io.get_executor(), go);
     return s;
   }
   aws::CredentialsConfig cc{f.access_key, f.secret_key, f.region};

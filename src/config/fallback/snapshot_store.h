@@ -21,9 +21,9 @@ namespace holdfast::config::fallback {
 
 // One configured store and where the snapshot lives in it.
 struct Store {
-  std::string name;    // its key under fallback_cp: aws_s3, azure_blob; the store label in metrics and /status
-  std::string source;  // what /status calls a snapshot it served, and the failure reason of its errors: s3, azure_blob
-  std::string label;   // how log lines name it: S3
+  std::string name;    // its key under fallback_cp: aws_s3, azure_blob, gcs; the store label in metrics and /status
+  std::string source;  // what /status calls a snapshot it served, and the failure reason of its errors: s3, azure_blob, gcs
+  std::string label;   // how log lines name it: S3, Azure Blob, GCS
   std::string resource_bucket, config_bucket;
   std::shared_ptr<cloud::ObjectStore> client;
 };

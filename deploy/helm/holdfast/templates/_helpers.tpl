@@ -56,9 +56,18 @@ app.kubernetes.io/component: {{ include "holdfast.component" . }}
 {{- if and $az.account_name $az.resource_container $az.config_container }}true{{ end -}}
 {{- end }}
 
+{{/* "true" when gcs is rendered: both buckets are set. */}}
+{{- define "holdfast.gcsEnabled" -}}
+{{- $g := .Values.deployment.fallback_cp.gcs -}}
+{{- if and $g.resource_bucket $g.config_bucket }}true{{ end -}}
+{{- end }}
+{{- define "holdfast.gcsDir" -}}/etc/holdfast-gcs{{- end }}
+{{/* The Secret's key that holds the GCS service-account key file (a file, not a variable). */}}
+{{- define "holdfast.gcsCredentialsKey" -}}gcs-credentials.json{{- end }}
+
 {{/* "true" when fallback_cp is rendered: at least one store is complete. */}}
 {{- define "holdfast.fallbackEnabled" -}}
-{{- if or (include "holdfast.s3Enabled" .) (include "holdfast.azureEnabled" .) }}true{{ end -}}
+{{- if or (include "holdfast.s3Enabled" .) (include "holdfast.azureEnabled" .) (include "holdfast.gcsEnabled" .) }}true{{ end -}}
 {{- end }}
 
 {{/* "true" for a backup node (fallback_cp.mode: write). */}}
@@ -103,6 +112,13 @@ Checks that JSON schema cannot express with a readable message. Rendered
 {{- if and (or $az.account_name $az.resource_container $az.config_container $az.account_key $az.sas_token $az.endpoint) (not (include "holdfast.azureEnabled" .)) }}
 {{- fail "deployment.fallback_cp.azure_blob: account_name, resource_container and config_container are all required once any azure_blob value is set" }}
 {{- end }}
+{{- $g := $fb.gcs }}
+{{- if and (or $g.resource_bucket $g.config_bucket $g.endpoint $g.hmac_access_id $g.hmac_secret $g.credentials_json) (not (include "holdfast.gcsEnabled" .)) }}
+{{- fail "deployment.fallback_cp.gcs: resource_bucket and config_bucket are both required once any gcs value is set" }}
+{{- end }}
+{{- if ne (empty $g.hmac_access_id) (empty $g.hmac_secret) }}
+{{- fail "deployment.fallback_cp.gcs: hmac_access_id and hmac_secret go together" }}
+{{- end }}
 {{- if and (eq $fb.mode "write") (not (include "holdfast.fallbackEnabled" .)) }}
 {{- fail "deployment.fallback_cp.mode=write (backup node) needs deployment.fallback_cp.aws_s3.resource_bucket and config_bucket, or deployment.fallback_cp.azure_blob.account_name, resource_container and config_container" }}
 {{- end }}
@@ -129,7 +145,7 @@ Checks that JSON schema cannot express with a readable message. Rendered
 {{- end }}
 {{- /* Secret values reach config.yaml as ${{VAR}}; holdfast turns a result that looks like
    an integer or true/false into that type, which then fails its string check. */}}
-{{- $subst := dict "etcd.password" .Values.etcd.password "deployment.fallback_cp.signing_key" $fb.signing_key "deployment.fallback_cp.azure_blob.sas_token" $fb.azure_blob.sas_token }}
+{{- $subst := dict "etcd.password" .Values.etcd.password "deployment.fallback_cp.signing_key" $fb.signing_key "deployment.fallback_cp.azure_blob.sas_token" $fb.azure_blob.sas_token "deployment.fallback_cp.gcs.hmac_secret" $fb.gcs.hmac_secret }}
 {{- range $i, $k := .Values.deployment.admin.admin_key }}{{ $_ := set $subst (printf "deployment.admin.admin_key[%d].key" $i) ($k.key | default "" | toString) }}{{ end }}
 {{- range $i, $k := .Values.apisix.data_encryption.keyring }}{{ $_ := set $subst (printf "apisix.data_encryption.keyring[%d]" $i) ($k | toString) }}{{ end }}
 {{- range $path, $val := $subst }}
@@ -172,6 +188,12 @@ the AWS keys are read by the credential chain from the environment.
 {{- end }}
 {{- if and (include "holdfast.azureEnabled" .) $fb.azure_blob.sas_token }}
 {{- $_ := set $d "HOLDFAST_AZURE_SAS_TOKEN" $fb.azure_blob.sas_token }}
+{{- end }}
+{{- if and (include "holdfast.gcsEnabled" .) $fb.gcs.hmac_secret }}
+{{- $_ := set $d "HOLDFAST_GCS_HMAC_SECRET" $fb.gcs.hmac_secret }}
+{{- end }}
+{{- if and (include "holdfast.gcsEnabled" .) $fb.gcs.credentials_json }}
+{{- $_ := set $d (include "holdfast.gcsCredentialsKey" .) $fb.gcs.credentials_json }}
 {{- end }}
 {{- if and (include "holdfast.fallbackEnabled" .) $fb.signing_key }}
 {{- $_ := set $d "HOLDFAST_FALLBACK_SIGNING_KEY" $fb.signing_key }}
@@ -253,6 +275,15 @@ the AWS keys are read by the credential chain from the environment.
 {{- if $azin.sas_token }}{{ $_ := set $az "sas_token" "${{HOLDFAST_AZURE_SAS_TOKEN}}" }}{{ end }}
 {{- if $azin.endpoint }}{{ $_ := set $az "endpoint" $azin.endpoint }}{{ end }}
 {{- $_ := set $f "azure_blob" $az }}
+{{- end }}
+{{- if include "holdfast.gcsEnabled" . }}
+{{- $gin := $fb.gcs }}
+{{- /* The HMAC secret reaches config.yaml only as ${{VAR}}, the key file only as a mounted file. */}}
+{{- $g := dict "resource_bucket" $gin.resource_bucket "config_bucket" $gin.config_bucket }}
+{{- if $gin.endpoint }}{{ $_ := set $g "endpoint" $gin.endpoint }}{{ end }}
+{{- if $gin.hmac_access_id }}{{ $_ := set $g "hmac_access_id" $gin.hmac_access_id }}{{ $_ := set $g "hmac_secret" "${{HOLDFAST_GCS_HMAC_SECRET}}" }}{{ end }}
+{{- if $gin.credentials_json }}{{ $_ := set $g "credentials_file" (printf "%s/credentials.json" (include "holdfast.gcsDir" .)) }}{{ end }}
+{{- $_ := set $f "gcs" $g }}
 {{- end }}
 {{- if $fb.mode }}{{ $_ := set $f "mode" $fb.mode }}{{ end }}
 {{- if $fb.proxy }}{{ $_ := set $f "proxy" true }}{{ end }}
