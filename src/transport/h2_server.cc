@@ -298,9 +298,9 @@ int H2Session::on_begin_headers(nghttp2_session* ng, const nghttp2_frame* f, voi
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   if (self->running_ >= static_cast<int>(self->opts_.http2.max_concurrent_streams)) {
     // Streams the client reset still run their pipeline until it notices
-    // (an upstream answer, a deadline): they count against the limit too,
-    // so that opening and resetting streams cannot pile up requests
-    // upstream (CVE-2023-44487).
+    // (at once when it waits on the upstream, see on_abandon; else its next
+    // read or write): they count against the limit too, so that opening and
+    // resetting streams cannot pile up requests upstream (CVE-2023-44487).
     nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
     return 0;
   }
