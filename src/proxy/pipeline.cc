@@ -1480,6 +1480,10 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
           }
           mirror.reset();
         }
+        if (rr.src_failed && !s_.is_open()) {  // reset while its body streamed upstream
+          abandon();
+          co_return false;
+        }
         if (rr.bad_framing || rr.too_large || rr.src_failed) {
           w_.unwatch(&conn->timed);
           conn.reset();

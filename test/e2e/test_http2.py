@@ -853,6 +853,15 @@ class Http2Test(GatewayTest):
         for i in range(3):
             self.assertIn(f'"GET /hold/{i} HTTP/2.0" 499', text)
         self.assertNotIn("connection failed before a response", gw.logs())
+        # Reset while its body streams to the origin: the same.
+        sid = a.start("POST", "/hold/body", end=False)
+        a.send_body(sid, b"part", end=False)
+        a.conn.reset_stream(sid, error_code=8)
+        a.flush()
+        while time.time() < deadline + 5 and '"POST /hold/body HTTP/2.0" 499' not in text:
+            text = open(log).read()
+            time.sleep(0.05)
+        self.assertIn('"POST /hold/body HTTP/2.0" 499', text)
 
     def test_reset_streams_leak_nothing_under_load(self):
         # Open-and-reset rounds against an origin that never answers, then
