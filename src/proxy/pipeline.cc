@@ -1273,6 +1273,29 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
     }
   };
 
+  // A client that abandons the request (an HTTP/2 stream reset) ends the
+  // wait on the upstream at once: the hook cancels the upstream's pending
+  // operations, and the failure that follows is told apart from the
+  // upstream's by !s_.is_open(). The upstream request is then dropped: its
+  // connection closed (its response state is unknown, so never pooled; an
+  // HTTP/2 upstream stream is reset), no node failure, no retry, and the
+  // access log says 499 as nginx's does.
+  s_.on_abandon([&conn] {
+    if (conn) conn->stream->cancel();
+  });
+  struct ClearHook {
+    Stream& s;
+    ~ClearHook() { s.on_abandon(nullptr); }
+  } clear_hook{s_};
+  auto abandon = [&] {
+    if (conn) {
+      conn->stream->close();
+      w_.unwatch(&conn->timed);
+      conn.reset();
+    }
+    run_log(ctx, &route, 499, 0);
+  };
+
   for (int attempt = 0;; ++attempt) {
     if (attempt > retries || (retry_deadline && now_ms() > retry_deadline) || sent_body) break;
     node_idx = bal.pick(w_.id(), hash_key, tried);
@@ -1356,6 +1379,10 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
         conn->timed.fired = false;
         auto [cec] = co_await conn->tcp.socket().async_connect(ep, tok);
         if (cec || !up.tls) conn->timed.deadline = 0;
+        if (cec && !s_.is_open()) {
+          abandon();
+          co_return false;
+        }
         if (cec) {
           bool timed_out = conn->timed.fired;
           log::warn("upstream {}: connect to {}:{} failed: {}", up.key, node.host, node.port,
@@ -1379,6 +1406,10 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
             hec = co_await conn->tls->handshake(asio::ssl::stream_base::client);
           }
           conn->timed.deadline = 0;
+          if (hec && !s_.is_open()) {
+            abandon();
+            co_return false;
+          }
           if (hec) {
             bool timed_out = conn->timed.fired;
             const long vr = SSL_get_verify_result(ssl);
@@ -1394,6 +1425,10 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
         }
       }
       conn->idle_timeout_ms = ms(uc.keepalive_idle);
+      if (!s_.is_open()) {  // left while we connected
+        abandon();
+        co_return false;
+      }
       // Send the head with whatever body bytes are buffered.
       bool ok;
       bool io_timeout = false;
@@ -1445,6 +1480,10 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
           }
           mirror.reset();
         }
+        if (rr.src_failed && !s_.is_open()) {  // reset while its body streamed upstream
+          abandon();
+          co_return false;
+        }
         if (rr.bad_framing || rr.too_large || rr.src_failed) {
           w_.unwatch(&conn->timed);
           conn.reset();
@@ -1464,6 +1503,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
       // deadline covers the whole head, so an origin that keeps sending 1xx
       // responses cannot hold the request forever.
       bool got_bytes = false;
+      bool peer_refused = false;  // an HTTP/2 origin refused the stream unprocessed
       if (ok) {
         const int64_t head_deadline = now_ms() + ms(to.read);
         for (;;) {
@@ -1496,6 +1536,7 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
           size_t n = co_await read_some_until(*conn->stream, conn->timed, conn->buf, head_deadline, ec, io_timeout);
           if (ec || n == 0) {
             ok = false;
+            peer_refused = ec == asio::error::connection_refused;
             got_bytes = got_bytes || conn->buf.avail() > 0;
             fail_status = io_timeout ? 504 : 502;
             break;
@@ -1505,9 +1546,22 @@ awaitable<bool> Connection::proxy(plugins::RequestCtx& ctx, const snapshot::Comp
         fail_status = io_timeout ? 504 : 502;
       }
       if (ok) goto got_response;
+      if (!s_.is_open()) {
+        abandon();
+        co_return false;
+      }
       w_.unwatch(&conn->timed);
       conn.reset();
       const bool stale = reused && !io_timeout && !got_bytes && (refused || (idempotent && body_buffered));
+      // An HTTP/2 origin that refused the stream (REFUSED_STREAM, a GOAWAY
+      // below it) did not process the request (RFC 9113 §8.7): sent again
+      // once, through the pool (a refusing connection, if still usable, or
+      // a new one), when its whole body is still ours.
+      if (peer_refused && !got_bytes && body_buffered && fresh == 0) {
+        log::info("upstream {}: {}:{} refused the request unprocessed; sending it again", up.key, node.host,
+                  node.port);
+        continue;
+      }
       if (stale && fresh == 0) {
         log::info("upstream {}: pooled connection to {}:{} was closed by the origin; retrying on a new one", up.key,
                   node.host, node.port);
@@ -1722,12 +1776,12 @@ got_response : {
     upstream_reusable = rr.ok && resp.keep_alive && resp.body != BodyKind::until_close && conn->buf.avail() == 0;
   }
   if (conn) release_upstream();
-  if (rr.src_failed || rr.bad_framing) {
+  if ((rr.src_failed || rr.bad_framing) && s_.is_open()) {
     log::warn("upstream {}: response body from {}:{} ended early{}", up.key, uc.nodes[node_idx].host,
               uc.nodes[node_idx].port, rr.src_timeout ? " (read timeout)" : "");
     keep_client = false;
   }
-  if (rr.dst_failed) keep_client = false;
+  if (rr.dst_failed || rr.src_failed || rr.bad_framing) keep_client = false;
   run_log(ctx, &route, status, rr.bytes);
   co_return keep_client && (rr.ok);
 }

@@ -526,7 +526,7 @@ awaitable<transport::Stream::Result> H2ClientStream::write(std::array<asio::cons
   for (const auto& b : bufs) {
     if (b.size() == 0) continue;
     if (closed_by_us_ || failed_ || stream_gone_ || session_->state_ == H2Session::State::closed)
-      co_return Result{asio::error::connection_reset, total};
+      co_return Result{refused_ ? asio::error::connection_refused : asio::error::connection_reset, total};
     if (!req_.feed(std::string_view(static_cast<const char*>(b.data()), b.size()), send_)) {
       log::warn("upstream {}: request not sent over HTTP/2: {}", session_->upstream_, req_.error());
       close();
@@ -547,7 +547,8 @@ awaitable<transport::Stream::Result> H2ClientStream::write(std::array<asio::cons
   // Bounded memory: wait while nghttp2 (the peer's window) has not taken
   // the payload.
   while (send_.size() - send_off_ >= kMaxPending) {
-    if (failed_ || stream_gone_ || closed_by_us_) co_return Result{asio::error::connection_reset, total};
+    if (failed_ || stream_gone_ || closed_by_us_)
+      co_return Result{refused_ ? asio::error::connection_refused : asio::error::connection_reset, total};
     if (deadline_ && now_ms() >= deadline_) {
       expire();
       co_return Result{asio::error::timed_out, total};
@@ -581,7 +582,8 @@ awaitable<transport::Stream::Result> H2ClientStream::read_some(asio::mutable_buf
       co_return Result{error_code{}, n};
     }
     if (resp_.done()) co_return Result{asio::error::eof, 0};
-    if (failed_ || closed_by_us_ || (stream_gone_ && !resp_.done())) co_return Result{asio::error::connection_reset, 0};
+    if (failed_ || closed_by_us_ || (stream_gone_ && !resp_.done()))
+      co_return Result{refused_ && !closed_by_us_ ? asio::error::connection_refused : asio::error::connection_reset, 0};
     if (deadline_ && now_ms() >= deadline_) {
       expire();
       continue;
@@ -616,7 +618,12 @@ void H2ClientStream::close() {
 void H2ClientStream::on_stream_close(uint32_t code) {
   stream_gone_ = true;
   if (!resp_.done()) failed_ = true;
-  if (code != NGHTTP2_NO_ERROR && !resp_.done())
+  // nghttp2 closes the streams above a GOAWAY's last-stream-id with
+  // REFUSED_STREAM too. Nothing of a response may have arrived.
+  refused_ = code == NGHTTP2_REFUSED_STREAM && header_bytes_ == 0 && out_.empty() && unconsumed_ == 0;
+  if (refused_)
+    log::info("upstream {}: {} refused a stream before processing it", session_->upstream_, session_->node_);
+  else if (code != NGHTTP2_NO_ERROR && !resp_.done())
     log::warn("upstream {}: stream reset by {} ({})", session_->upstream_, session_->node_, nghttp2_http2_strerror(code));
   // What arrived and was not read is returned on the connection window.
   if (unconsumed_) {

@@ -53,6 +53,8 @@ class H2ClientStream final : public transport::Stream {
   H2ClientStream(const H2ClientStream&) = delete;
   H2ClientStream& operator=(const H2ClientStream&) = delete;
 
+  // Both fail with connection_refused once the origin refused the stream
+  // unprocessed (see refused_), else connection_reset when it ended early.
   boost::asio::awaitable<Result> read_some(boost::asio::mutable_buffer b) override;
   boost::asio::awaitable<Result> write(std::array<boost::asio::const_buffer, 2> bufs) override;
   void cancel() override;
@@ -83,6 +85,11 @@ class H2ClientStream final : public transport::Stream {
   size_t unconsumed_ = 0;  // DATA bytes received, not yet given to flow control
   bool stream_gone_ = false;   // nghttp2 no longer knows the stream (closed, reset, session ended)
   bool failed_ = false;        // ended before a complete response
+  // The origin refused the stream before any response byte (REFUSED_STREAM,
+  // or a GOAWAY below it): it did not process the request (RFC 9113 §8.7),
+  // and reads and writes fail with connection_refused so that the caller
+  // may send it again.
+  bool refused_ = false;
   size_t header_bytes_ = 0;    // decoded response header and trailer fields so far (bounded)
   bool closed_by_us_ = false;
   int64_t call_ms_;

@@ -270,6 +270,18 @@ asio::awaitable<void> Worker::accept_loop(tcp::acceptor& acc, bool tls) {
 }
 
 namespace {
+// A field the client sent, unchecked, for an access log line: as nginx
+// writes variables there, '"', '\\', control bytes and bytes past ASCII
+// become \xHH, and it is bounded.
+std::string log_escaped(std::string_view v) {
+  std::string out;
+  for (unsigned char c : v.substr(0, 2048)) {
+    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') out += fmt::format("\\x{:02X}", c);
+    else out += static_cast<char>(c);
+  }
+  return out;
+}
+
 // An HTTP/2 connection (h2c prior knowledge or ALPN h2): one session, each
 // stream running the pipeline with `info` marked http2. The connection is
 // counted out here, once.
@@ -288,6 +300,15 @@ asio::awaitable<void> serve_http2(Worker& w, transport::Stream& stream, const Co
   hooks.watch = [&w](Timed* t) { w.watch(t); };
   hooks.unwatch = [&w](Timed* t) { w.unwatch(t); };
   hooks.draining = [&w] { return w.draining(); };
+  // The session's own 400/405/431 are counted and logged as the pipeline's
+  // answers are (the access log line of Connection::run_log).
+  hooks.rejected = [&w, &info](std::string_view method, std::string_view path, std::string_view ua, int status) {
+    w.requests_total_.fetch_add(1, std::memory_order_relaxed);
+    AccessLog* al = w.access_log();
+    if (al && al->enabled())
+      al->append(fmt::format("{} - - \"{} {} HTTP/2.0\" {} 0 0.000 \"{}\" route=-", info.remote_ip,
+                             log_escaped(method), log_escaped(path), status, log_escaped(ua)));
+  };
   try {
     co_await transport::serve_h2(w.io(), stream, already, opts, hooks);
   } catch (const std::exception& e) {

@@ -23,6 +23,23 @@ using asio::awaitable;
 using boost::system::error_code;
 constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 
+namespace {
+// Fields a sender must not put in trailers (RFC 9110 §6.5.1: framing,
+// routing, authentication, request modifiers, content metadata) and those
+// the gateway sets itself: an HTTP/1.1 origin that merges trailers into the
+// header section must not get them from a client this way.
+bool not_a_trailer(std::string_view n) {
+  static constexpr std::string_view kNot[] = {
+      "content-length", "transfer-encoding", "trailer", "te", "host", "authorization", "proxy-authorization",
+      "cookie", "set-cookie", "content-type", "content-encoding", "content-range", "expect", "max-forwards",
+      "cache-control", "range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
+      "if-range", "forwarded", "x-real-ip", "connection", "keep-alive", "upgrade", "proxy-connection"};
+  for (auto d : kNot)
+    if (n == d) return true;
+  return n.starts_with("x-forwarded-");
+}
+}  // namespace
+
 // ---------------------------------------------------------------------------
 // H2Session
 
@@ -253,6 +270,7 @@ void H2Session::hard_close() {
   for (H2Stream* s = streams_; s; s = s->next_) {
     s->wake_reader();
     s->wake_writer();
+    s->abandoned();
   }
   conn_.close();
   signal_write();
@@ -280,9 +298,9 @@ int H2Session::on_begin_headers(nghttp2_session* ng, const nghttp2_frame* f, voi
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   if (self->running_ >= static_cast<int>(self->opts_.http2.max_concurrent_streams)) {
     // Streams the client reset still run their pipeline until it notices
-    // (an upstream answer, a deadline): they count against the limit too,
-    // so that opening and resetting streams cannot pile up requests
-    // upstream (CVE-2023-44487).
+    // (at once when it waits on the upstream, see on_abandon; else its next
+    // read or write): they count against the limit too, so that opening and
+    // resetting streams cannot pile up requests upstream (CVE-2023-44487).
     nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
     return 0;
   }
@@ -306,6 +324,8 @@ void H2Session::add_field(H2Stream& st, std::string_view name, std::string_view 
     st.bad_ = 431;
     return;
   }
+  // For the access log line of a refused request (bounded there).
+  if (name == "user-agent" && st.user_agent_.empty()) st.user_agent_.assign(value.substr(0, 512));
   if (st.bad_) return;
   if (name[0] == ':') {
     if (name == ":method") st.method_.assign(value);
@@ -369,6 +389,7 @@ void H2Session::respond_error(H2Stream& st, int status) {
   st.out_end_ = true;
   st.app_closed_ = true;  // no pipeline: DATA that follows is dropped
   if (!st.in_end_) st.rst_after_end_ = true;
+  if (hooks_.rejected) hooks_.rejected(st.method_, st.path_, st.user_agent_, status);
 }
 
 void H2Session::headers_done(H2Stream& st, bool end_stream) {
@@ -436,10 +457,15 @@ int H2Session::on_header(nghttp2_session*, const nghttp2_frame* f, const uint8_t
     if (n.empty()) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     self->add_field(*st, n, v);
   } else {
-    // Request trailers are not forwarded (the body goes upstream chunked
-    // without them); their size still counts.
-    st->header_bytes_ += namelen + valuelen + 32;
-    if (st->header_bytes_ > 2 * self->opts_.http2.max_header_list_size) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    // Request trailers: the header block's bound and value check (the
+    // response may be under way, so a bad one resets the stream instead of
+    // a 400), then the last chunk carries them when the body goes chunked.
+    // With a Content-Length the body is not chunked and they are dropped.
+    st->trailer_bytes_ += namelen + valuelen + 32;
+    if (st->trailer_bytes_ > self->opts_.http2.max_header_list_size ||
+        http::unsafe_value_byte(v) != std::string_view::npos || n.empty())
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (st->chunked_ && !not_a_trailer(n)) st->trailers_.append(n).append(": ").append(v).append("\r\n");
   }
   return 0;
 }
@@ -506,6 +532,7 @@ int H2Session::on_stream_close(nghttp2_session* ng, int32_t id, uint32_t, void* 
   st->body_off_ = 0;
   st->wake_reader();
   st->wake_writer();
+  st->abandoned();
   if (!st->running_) self->free_stream(st);
   return 0;
 }
@@ -642,6 +669,15 @@ void H2Stream::wake_writer() {
   if (wr_waiting_) wr_wake_.cancel();
 }
 
+// Only while a pipeline runs and has not handed over the whole response:
+// after that it waits on nothing upstream.
+void H2Stream::abandoned() {
+  if (!running_ || out_end_ || !abandon_) return;
+  auto f = std::move(abandon_);
+  abandon_ = nullptr;
+  f();
+}
+
 void H2Stream::cancel() {
   if (rd_waiting_) {
     rd_abort_ = true;
@@ -706,7 +742,7 @@ awaitable<Stream::Result> H2Stream::read_some(asio::mutable_buffer b) {
       }
       if (in_end_ && chunked_ && !in_eof_) {
         in_eof_ = true;
-        frame_.assign("0\r\n\r\n");
+        frame_.assign("0\r\n").append(trailers_).append("\r\n");
         frame_off_ = 0;
         continue;
       }

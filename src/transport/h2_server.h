@@ -40,7 +40,9 @@ class H2Stream final : public Stream, private http::H1ToH2::Sink {
   void cancel() override;
   boost::asio::awaitable<void> shutdown_send() override;
   void close() override;
-  bool is_open() const override { return !closed_ && !app_closed_; }
+  // False once the client reset the stream or the connection ended, too.
+  bool is_open() const override { return !closed_ && !app_closed_ && !dead(); }
+  void on_abandon(std::function<void()> f) override { abandon_ = std::move(f); }
   int32_t id() const { return id_; }
 
  private:
@@ -55,11 +57,12 @@ class H2Stream final : public Stream, private http::H1ToH2::Sink {
   size_t queued() const { return out_.size() - out_off_; }
   void wake_reader();
   void wake_writer();
+  void abandoned();                // the client left before the response was whole: the hook, once
 
   H2Session& s_;
   int32_t id_;
   // --- request (filled by the session's callbacks) ---
-  std::string method_, path_, authority_, host_, cookie_;
+  std::string method_, path_, authority_, host_, cookie_, user_agent_;
   std::string head_;           // the synthesised HTTP/1.1 request head
   size_t head_off_ = 0;
   std::string body_;           // DATA received and not read yet
@@ -68,6 +71,8 @@ class H2Stream final : public Stream, private http::H1ToH2::Sink {
   size_t frame_off_ = 0;
   uint64_t chunk_left_ = 0;
   size_t header_bytes_ = 0;    // decoded field bytes (name + value + 32 each)
+  size_t trailer_bytes_ = 0;   // the same, of the request trailers
+  std::string trailers_;       // request trailers as HTTP/1.1 field lines, for the last chunk
   int bad_ = 0;                // a status to answer instead of running the pipeline
   bool line_done_ = false;     // the request line is in head_
   bool has_length_ = false;    // the client sent content-length
@@ -90,6 +95,7 @@ class H2Stream final : public Stream, private http::H1ToH2::Sink {
   bool app_closed_ = false;    // close() was called
   bool rd_waiting_ = false, wr_waiting_ = false, rd_abort_ = false, wr_abort_ = false;
   boost::asio::steady_timer rd_wake_, wr_wake_;
+  std::function<void()> abandon_;  // on_abandon's
   H2Stream* next_ = nullptr;   // the session's list of live streams
   H2Stream* prev_ = nullptr;
 };
@@ -100,6 +106,11 @@ struct H2Hooks {
   // The worker's deadline list (transport/timed.h).
   std::function<void(Timed*)> watch, unwatch;
   std::function<bool()> draining;
+  // A request the session answered itself (400, 405, 431; no pipeline ran
+  // for it), so that it is logged and counted as the pipeline's answers are.
+  // The fields are as the client sent them (not checked).
+  std::function<void(std::string_view method, std::string_view path, std::string_view user_agent, int status)>
+      rejected;
 };
 
 struct H2Options {

@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cstddef>
+#include <functional>
 #include <tuple>
 
 namespace holdfast::transport {
@@ -33,6 +34,13 @@ class Stream {
   // Closes at once, both directions. Later operations fail immediately.
   virtual void close() = 0;
   virtual bool is_open() const = 0;
+  // `f` runs (at most once, on the stream's executor, never inside one of
+  // this stream's own operations) when the peer abandons the stream before
+  // its response is whole: an HTTP/2 RST_STREAM, or its connection lost.
+  // So a wait on something else (the upstream) can end at once instead of
+  // when that answers. Empty clears it. Streams that learn of it only from
+  // their own next read or write (TCP, TLS) never call it.
+  virtual void on_abandon(std::function<void()> f) { (void)f; }
 
   // The TCP socket when this stream is plain TCP, else null. The I/O
   // helpers (transport/io.h) use it directly: plain TCP is the common case,

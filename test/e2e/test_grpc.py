@@ -59,6 +59,124 @@ def chunk(data):
     return b"%x\r\n" % len(data) + data + b"\r\n"
 
 
+class H2Origin:
+    """A gRPC-shaped HTTP/2 origin in python3-h2 (threads, raw sockets), for
+    what grpcio will not do. It records every connection's requests (path,
+    headers, trailers, body) and the RST_STREAM frames it receives.
+    /test.Echo/Hold is never answered; any other path is answered once the
+    request ends with one message, the JSON of what the request carried, and
+    grpc-status 0. `refuse` breaks the origin on purpose, for the first stream
+    of a connection: "rst" resets it with REFUSED_STREAM (the connection goes
+    on), "goaway" sends GOAWAY with last-stream-id 0 and closes the
+    connection; `refuse_conns` says which connections (indexes from 0) do."""
+
+    def __init__(self, refuse=None, refuse_conns=None):
+        import h2.config
+        import h2.connection
+        self._h2 = (h2.config, h2.connection)
+        self.refuse, self.refuse_conns = refuse, refuse_conns
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.cond = threading.Condition()
+        self.conns = 0
+        self.requests = []  # {"conn", "stream", "path", "headers", "trailers", "body"}
+        self.resets = []    # (conn, stream, error code)
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        for c in [self.sock] + self.socks:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def wait(self, pred, timeout=10):
+        with self.cond:
+            assert self.cond.wait_for(lambda: pred(self), timeout), (self.conns, self.requests, self.resets)
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self.cond:
+                index = self.conns
+                self.conns += 1
+                self.socks.append(c)
+                self.cond.notify_all()
+            threading.Thread(target=self._serve, args=(c, index), daemon=True).start()
+
+    def _serve(self, c, index):
+        import h2.events
+        cfg, conn_mod = self._h2
+        conn = conn_mod.H2Connection(cfg.H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn.initiate_connection()
+        c.sendall(conn.data_to_send())
+        streams = {}
+        first = True
+        refusing = self.refuse and (self.refuse_conns is None or index in self.refuse_conns)
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    return
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, h2.events.RequestReceived):
+                        hd = dict(ev.headers)
+                        if first and refusing:
+                            first = False
+                            if self.refuse == "goaway":
+                                conn.close_connection(last_stream_id=0)
+                                c.sendall(conn.data_to_send())
+                                return
+                            conn.reset_stream(ev.stream_id, error_code=7)  # REFUSED_STREAM
+                            continue
+                        first = False
+                        streams[ev.stream_id] = {"conn": index, "stream": ev.stream_id, "path": hd[":path"],
+                                                 "headers": ev.headers, "trailers": None, "body": b""}
+                        if ev.stream_ended:
+                            self._done(conn, streams[ev.stream_id])
+                    elif isinstance(ev, h2.events.DataReceived):
+                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                        if ev.stream_id in streams:
+                            streams[ev.stream_id]["body"] += ev.data
+                    elif isinstance(ev, h2.events.TrailersReceived):
+                        if ev.stream_id in streams:
+                            streams[ev.stream_id]["trailers"] = ev.headers
+                    elif isinstance(ev, h2.events.StreamEnded):
+                        if ev.stream_id in streams:
+                            self._done(conn, streams[ev.stream_id])
+                    elif isinstance(ev, h2.events.StreamReset):
+                        with self.cond:
+                            self.resets.append((index, ev.stream_id, ev.error_code))
+                            self.cond.notify_all()
+                c.sendall(conn.data_to_send())
+        except Exception:
+            pass
+        finally:
+            c.close()
+
+    def _done(self, conn, st):
+        with self.cond:
+            self.requests.append(st)
+            self.cond.notify_all()
+        if st["path"] == "/test.Echo/Hold":
+            return
+        import json
+        msg = json.dumps({"headers": st["headers"], "trailers": st["trailers"], "body": st["body"].hex()}).encode()
+        conn.send_headers(st["stream"], [(":status", "200"), ("content-type", "application/grpc")])
+        conn.send_data(st["stream"], frame(msg))
+        conn.send_headers(st["stream"], [("grpc-status", "0")], end_stream=True)
+
+
 class H1Call:
     """One gRPC call over HTTP/1.1 on its own connection, read incrementally."""
 
@@ -360,6 +478,93 @@ class GrpcTest(GatewayTest):
         self.assertEqual(st, "0")
         self.assertNotEqual(second, first)
         self.assertEqual(call(gw.port, "/test.Echo/Unary", [b"x"])[2], [b"echo:x"])
+
+    def h2_client(self, port):
+        from test_http2 import H2Client
+        c = H2Client(port)
+        self.addCleanup(c.close)
+        return c
+
+    def h2_call(self, c, path, body, trailers=None, headers=()):
+        """Starts a call on H2Client `c`: headers, one message, then END_STREAM
+        (or trailers). Returns the stream id."""
+        sid = c.start("POST", path, headers=[("content-type", "application/grpc"), ("te", "trailers"), *headers],
+                      end=False)
+        c.send_body(sid, frame(body), end=trailers is None)
+        if trailers is not None:
+            c.conn.send_headers(sid, trailers, end_stream=True)
+            c.flush()
+        return sid
+
+    def test_client_reset_cancels_the_upstream_stream(self):
+        # An HTTP/2 client resets its call while the origin holds it: the
+        # upstream stream is reset (CANCEL) at once, and the pooled connection
+        # to the origin goes on serving calls.
+        o = H2Origin()
+        self.addCleanup(o.stop)
+        gw = self.grpc_gateway(o.addr)
+        c = self.h2_client(gw.port)
+        st = c.wait(self.h2_call(c, "/test.Echo/Unary", b"a"))
+        self.assertEqual((st["status"], dict(st["trailers"]).get("grpc-status")), (200, "0"))
+        held = self.h2_call(c, "/test.Echo/Hold", b"x")
+        o.wait(lambda o: any(r["path"] == "/test.Echo/Hold" for r in o.requests))
+        c.conn.reset_stream(held, error_code=8)
+        c.flush()
+        o.wait(lambda o: (0, 3, 8) in o.resets, timeout=5)  # the origin's stream 3, CANCEL
+        st = c.wait(self.h2_call(c, "/test.Echo/Unary", b"b"))
+        self.assertEqual((st["status"], dict(st["trailers"]).get("grpc-status")), (200, "0"))
+        self.assertEqual(o.conns, 1)
+        self.assertEqual([r["stream"] for r in o.requests], [1, 3, 5])
+
+    def test_request_trailers_reach_the_origin_as_trailing_headers(self):
+        o = H2Origin()
+        self.addCleanup(o.stop)
+        gw = self.grpc_gateway(o.addr)
+        c = self.h2_client(gw.port)
+        st = c.wait(self.h2_call(c, "/test.Echo/Unary", b"m", trailers=[("x-sum", "42"), ("x-other", "a b")]))
+        self.assertEqual((st["status"], dict(st["trailers"]).get("grpc-status")), (200, "0"))
+        self.assertEqual(o.requests[0]["trailers"], [("x-sum", "42"), ("x-other", "a b")])
+        self.assertEqual(o.requests[0]["body"], frame(b"m"))
+
+    def test_refused_stream_is_sent_again(self):
+        # An origin that refuses the first stream of each connection
+        # (RST_STREAM REFUSED_STREAM) processed nothing: the call goes again,
+        # once, and succeeds on the connection that is still usable.
+        o = H2Origin(refuse="rst")
+        self.addCleanup(o.stop)
+        gw = self.grpc_gateway(o.addr)
+        status, _, msgs, st, _ = call(gw.port, "/test.Echo/Unary", [b"r"])
+        self.assertEqual((status, st), (200, "0"))
+        self.assertEqual(len(msgs), 1)
+        self.assertEqual([(r["conn"], r["stream"]) for r in o.requests], [(0, 3)])
+        self.assertIn("refused the request unprocessed; sending it again", gw.logs())
+
+    def test_goaway_below_the_call_is_sent_again_on_a_new_connection(self):
+        # GOAWAY with last-stream-id 0 on the first connection: the call was
+        # not processed and goes again, on a new connection.
+        o = H2Origin(refuse="goaway", refuse_conns={0})
+        self.addCleanup(o.stop)
+        gw = self.grpc_gateway(o.addr)
+        status, _, msgs, st, _ = call(gw.port, "/test.Echo/Unary", [b"g"])
+        self.assertEqual((status, st), (200, "0"))
+        self.assertEqual([(r["conn"], r["stream"]) for r in o.requests], [(1, 1)])
+
+    def test_refusal_is_retried_only_once(self):
+        # Every connection's first stream goes away: one retry, then the
+        # client gets UNAVAILABLE; a streamed body (not all buffered) is not
+        # sent again at all.
+        o = H2Origin(refuse="goaway")
+        self.addCleanup(o.stop)
+        gw = self.grpc_gateway(o.addr)
+        status, _, _, st, _ = call(gw.port, "/test.Echo/Unary", [b"g"])
+        self.assertEqual((status, st), (200, "14"))
+        self.assertEqual(o.conns, 2)
+        c = H1Call(gw.port, "/test.Echo/Unary")
+        self.addCleanup(c.close)
+        c.send_head()  # the body follows later: it streams, nothing is buffered
+        self.assertEqual(c.read_head(), 200)
+        self.assertEqual(c.finish()[1], "14")
+        self.assertEqual(o.conns, 3)
 
     def test_upstream_down_is_unavailable(self):
         port = free_port()  # nobody listens
