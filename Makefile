@@ -14,8 +14,13 @@ $(BUILD)/build.ninja:
 build: $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
+# The end-to-end files mostly wait (on timeouts, restarts, back-off): one
+# uses a fifth of a core. Three at a time on two cores; the sanitizer files
+# count as two. Each running file holds a slot of test/ctest_resources.json's
+# "ports", which gives it a port range of its own (test/e2e/harness.py).
+TEST_JOBS ?= 3
 test: deps build fuzz-build sanitize-build
-	cd $(BUILD) && ctest --output-on-failure -j 1 --timeout 900
+	cd $(BUILD) && ctest --output-on-failure -j $(TEST_JOBS) --resource-spec-file $(CURDIR)/test/ctest_resources.json --timeout 900
 
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -LE 'e2e|fuzz'

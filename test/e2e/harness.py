@@ -8,6 +8,7 @@ import http.server
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -35,7 +36,25 @@ def _below_ephemeral_range():
     return 10000, max(low - 1, 10001)
 
 
-_PORTS = _below_ephemeral_range()
+# `make test` runs test files side by side (ctest -j with
+# test/ctest_resources.json): each running file holds one of PORT_SHARES
+# slots of the "ports" resource, and its id picks a disjoint share of the
+# range, so two files never hand out the same port (one file checks that a
+# port is free, the other binds it a moment later). Outside ctest, or with
+# plain `ctest`, the whole range.
+PORT_SHARES = 8
+
+
+def _port_share(lo, hi):
+    m = re.fullmatch(r"id:(\d+),slots:\d+", os.environ.get("CTEST_RESOURCE_GROUP_0_PORTS", ""))
+    if not m or int(m.group(1)) >= PORT_SHARES:
+        return lo, hi
+    size = (hi - lo + 1) // PORT_SHARES
+    start = lo + int(m.group(1)) * size
+    return start, start + size - 1
+
+
+_PORTS = _port_share(*_below_ephemeral_range())
 
 
 def free_port():
