@@ -42,6 +42,10 @@ StoreError network_error(const std::string& what, const std::string& client_erro
                     what + ": " + client_error};
 }
 
+StoreError cancelled_error(const std::string& what) {
+  return StoreError{StoreErrorKind::cancelled, "Cancelled", what + ": cancelled (shutting down)"};
+}
+
 asio::awaitable<void> backoff(asio::any_io_executor ex, int attempt, std::mt19937& rng) {
   const int64_t cap = 100LL << (attempt - 1);
   asio::steady_timer timer(ex);

@@ -21,6 +21,8 @@ StoreResult<std::string> new_version(StoreResult<http::ClientResponse> r);
 void add_condition(http::Headers& h, const WriteCondition& cond);
 // A request that got no answer; `timeout` when the client missed its deadline.
 StoreError network_error(const std::string& what, const std::string& client_error);
+// What a cancelled store answers.
+StoreError cancelled_error(const std::string& what);
 // The wait after a failed attempt (1, 2, ...): exponential back-off with
 // jitter, 50-100 ms, 100-200 ms, 200-400 ms ...
 boost::asio::awaitable<void> backoff(boost::asio::any_io_executor ex, int attempt,

@@ -26,6 +26,7 @@ enum class StoreErrorKind {
   access_denied,           // authenticated but not allowed (S3 says this for a missing key without ListBucket)
   transient,               // 5xx, throttling, network error, after the client's own retries
   timeout,                 // no answer in time, after the client's own retries
+  cancelled,               // the store was cancelled (shutdown)
 };
 
 struct StoreError {
@@ -73,6 +74,10 @@ class ObjectStore {
   // How logs and the CLI name an object, e.g. "s3://bucket/key".
   virtual std::string url(const std::string& bucket, const std::string& key) const = 0;
   virtual CredentialStats credential_stats() const { return {}; }
+  // For shutdown: aborts the request in flight and fails every later one at
+  // once (StoreErrorKind::cancelled), so that a node stopping never waits on
+  // a store that hangs.
+  virtual void cancel() {}
 };
 
 }  // namespace holdfast::cloud

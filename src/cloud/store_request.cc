@@ -13,6 +13,7 @@ asio::awaitable<StoreResult<http::ClientResponse>> send_request(asio::any_io_exe
   std::mt19937 rng{std::random_device{}()};
   bool refreshed = false;
   for (int attempt = 1; attempt <= req.max_attempts; ++attempt) {
+    if (req.cancelled && *req.cancelled) co_return StoreResult<http::ClientResponse>{{}, cancelled_error(req.what)};
     std::string token, target;
     http::Headers headers;
     if (tokens) {
@@ -26,6 +27,7 @@ asio::awaitable<StoreResult<http::ClientResponse>> send_request(asio::any_io_exe
     }
     req.prepare(token, target, headers);
     auto r = co_await client.request(req.method, target, std::move(headers), req.body, req.timeout);
+    if (req.cancelled && *req.cancelled) co_return StoreResult<http::ClientResponse>{{}, cancelled_error(req.what)};
     if (!r) {
       out.error = network_error(req.what, r.error());
     } else if (r->status < 300) {

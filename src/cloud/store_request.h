@@ -29,6 +29,8 @@ struct StoreRequest {
   // An answer of 300 or more as a store error.
   std::function<StoreError(const http::ClientResponse&)> error;
   std::function<bool(int status, const std::string& code)> retryable;
+  // The store's cancel() flag: no attempt starts once it is set.
+  const bool* cancelled = nullptr;
 };
 
 // `tokens` may be null (keys or signatures instead of bearer tokens).

@@ -295,6 +295,30 @@ class StoreFaultsTest(StoresBase):
         print(f"\nfirst 200: Azure Blob alone {healthy_alone * 1000:.0f} ms; with S3 hanging "
               f"{with_hanging * 1000:.0f} ms (target: <= alone + 100 ms)")
 
+    def test_shutdown_never_waits_on_a_hanging_store(self):
+        # Both stores hang, a traffic node waits on each; a backup node
+        # exports to them. SIGTERM must end every request in flight instead
+        # of leaving it to the stop watchdog (which exits without cleanup).
+        hang = HangingServer()
+        self._procs.append(hang)
+        stores = [("aws_s3", self.s3(endpoint=hang.endpoint)),
+                  ("azure_blob", self.azure(endpoint=f"{hang.endpoint}/{ACCOUNT}"))]
+        traffic = self.traffic_node(stores, start=False)
+        traffic.start(wait=False)
+        wait_for(lambda: hang.accepted >= 2, what="both stores asked by the traffic node")
+        etcd = self.etcd()
+        etcd.put("/apisix/routes/1", {"uri": "/open", "plugins": {"mocking": {"response_example": "x"}}})
+        backup = self.etcd_gateway(etcd, config={"deployment": {"fallback_cp": self.fallback(stores, "write")}},
+                                   start=False)
+        backup.start(wait=False)
+        wait_for(lambda: hang.accepted >= 4, what="both stores written by the backup node")
+        for gw in (traffic, backup):
+            gw.stop()
+            logs = gw.logs()
+            self.assertIn("holdfast stopped", logs)
+            self.assertNotIn("stopped without cleanup", logs)
+            self.assertIn("cancelled (shutting down)", logs)
+
     def test_hanging_store_never_holds_up_the_backup_of_the_other(self):
         hang = HangingServer()
         self._procs.append(hang)

@@ -40,6 +40,11 @@ S3Client::Target S3Client::target(const std::string& bucket, const std::string& 
   return t;
 }
 
+void S3Client::cancel() {
+  cancelled_ = true;
+  for (auto& [k, c] : clients_) c->cancel();
+}
+
 http::HttpClient& S3Client::client_for(const http::Url& url) {
   std::string k = url.scheme + "://" + url.authority();
   auto& c = clients_[k];
@@ -126,7 +131,12 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> S3Client::send(const s
   }
   std::mt19937 rng{std::random_device{}()};
   bool refreshed = false;
+  const std::string what = fmt::format("S3 {} s3://{}/{}", method, bucket, key);
   for (int attempt = 1; attempt <= opts_.max_attempts; ++attempt) {
+    if (cancelled_) {
+      out.error = cloud::cancelled_error(what);
+      co_return out;
+    }
     auto creds = co_await creds_->get(false);
     if (!creds) {
       out.error = StoreError{StoreErrorKind::no_credentials, "NoCredentials", creds.error()};
@@ -147,8 +157,12 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> S3Client::send(const s
     Signed s = sign(in, *creds, so);
     http::HttpClient& c = client_for(t.url);
     auto r = co_await c.request(method, s.canonical_uri, signed_headers(s, t.url.authority(), extra), body, opts_.timeout);
+    if (cancelled_) {
+      out.error = cloud::cancelled_error(what);
+      co_return out;
+    }
     if (!r) {
-      out.error = cloud::network_error(fmt::format("S3 {} s3://{}/{}", method, bucket, key), r.error());
+      out.error = cloud::network_error(what, r.error());
     } else if (r->status < 300 || r->status == 304) {
       out.value = std::move(*r);
       co_return out;

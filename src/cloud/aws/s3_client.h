@@ -37,6 +37,7 @@ class S3Client final : public cloud::ObjectStore {
                                                               cloud::WriteCondition cond) override;
   std::string url(const std::string& bucket, const std::string& key) const override { return "s3://" + bucket + "/" + key; }
   cloud::CredentialStats credential_stats() const override { return {creds_->refreshes(), creds_->refresh_failures()}; }
+  void cancel() override;
   const S3Options& options() const { return opts_; }
   const CredentialsProvider& credentials() const { return *creds_; }
 
@@ -56,6 +57,7 @@ class S3Client final : public cloud::ObjectStore {
   std::shared_ptr<CredentialsProvider> creds_;
   std::map<std::string, std::unique_ptr<http::HttpClient>> clients_;
   bool unquoted_if_match_ = false;  // this endpoint wants If-Match without quotes (see put)
+  bool cancelled_ = false;
 };
 
 }  // namespace holdfast::aws

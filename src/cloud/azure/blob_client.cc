@@ -143,6 +143,7 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> BlobClient::send(const
   const char* credential = tokens_ ? "the Entra ID bearer token" : "the account key or SAS token";
   req.error = [&](const http::ClientResponse& r) { return blob_error(r, req.what, credential); };
   req.retryable = retryable;
+  req.cancelled = &cancelled_;
   co_return co_await cloud::send_request(ex_, *client_, tokens_.get(), req);
 }
 

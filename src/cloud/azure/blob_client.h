@@ -42,6 +42,10 @@ class BlobClient final : public cloud::ObjectStore {
                                                               cloud::WriteCondition cond) override;
   std::string url(const std::string& container, const std::string& blob) const override;
   cloud::CredentialStats credential_stats() const override;
+  void cancel() override {
+    cancelled_ = true;
+    if (client_) client_->cancel();
+  }
 
  private:
   boost::asio::awaitable<cloud::StoreResult<http::ClientResponse>> send(const std::string& method,
@@ -52,6 +56,7 @@ class BlobClient final : public cloud::ObjectStore {
   BlobOptions opts_;
   http::Url base_;
   bool base_ok_ = false;
+  bool cancelled_ = false;
   std::unique_ptr<http::HttpClient> client_;
   std::unique_ptr<TokenProvider> tokens_;  // without a key or SAS token
 };

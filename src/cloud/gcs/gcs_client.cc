@@ -149,6 +149,7 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> GcsClient::send(const 
   const bool bearer = tokens_ != nullptr;
   req.error = [&](const http::ClientResponse& r) { return gcs_error(r, req.what, bearer); };
   req.retryable = retryable;
+  req.cancelled = &cancelled_;
   co_return co_await cloud::send_request(ex_, *client_, tokens_.get(), req);
 }
 

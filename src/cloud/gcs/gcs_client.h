@@ -49,6 +49,10 @@ class GcsClient final : public cloud::ObjectStore {
     return "gs://" + bucket + "/" + key;
   }
   cloud::CredentialStats credential_stats() const override;
+  void cancel() override {
+    cancelled_ = true;
+    if (client_) client_->cancel();
+  }
 
  private:
   boost::asio::awaitable<cloud::StoreResult<http::ClientResponse>> send(const std::string& method,
@@ -59,6 +63,7 @@ class GcsClient final : public cloud::ObjectStore {
   GcsOptions opts_;
   http::Url base_;
   bool base_ok_ = false;
+  bool cancelled_ = false;
   std::unique_ptr<http::HttpClient> client_;
   std::unique_ptr<TokenProvider> tokens_;  // without HMAC keys
 };

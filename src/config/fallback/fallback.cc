@@ -136,6 +136,9 @@ void BackupExporter::start() {
 void BackupExporter::stop() {
   stopped_ = true;
   timer_.cancel();
+  // An export cut short leaves the store's previous manifest in place: the
+  // objects of a snapshot are written before the manifest that names them.
+  if (store_.client) store_.client->cancel();
 }
 
 asio::awaitable<void> BackupExporter::loop() {

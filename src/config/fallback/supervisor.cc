@@ -150,7 +150,12 @@ void Supervisor::start() {
 void Supervisor::stop() {
   stopped_ = true;
   startup_timer_.cancel();
-  for (auto& r : readers_) r->timer().cancel();
+  for (auto& r : readers_) {
+    r->timer().cancel();
+    // A poll waiting on a store that hangs would hold the shutdown up to
+    // the stop watchdog.
+    if (r->store().client) r->store().client->cancel();
+  }
   if (etcd_) etcd_->stop();
   for (auto& e : exporters_) e->stop();
 }
