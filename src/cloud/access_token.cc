@@ -12,18 +12,26 @@ namespace json = boost::json;
 
 namespace {
 
+// Seconds (a lifetime or a Unix time) as the endpoint wrote them: a number
+// or a string of digits. Anything past 2^40 or negative is 0 (unusable), so
+// that neither the conversion nor `now + seconds` can overflow.
+constexpr int64_t kMaxSeconds = int64_t{1} << 40;
+
 int64_t as_seconds(const json::value* v) {
   if (!v) return 0;
-  if (v->is_int64()) return v->as_int64();
-  if (v->is_uint64()) return static_cast<int64_t>(v->as_uint64());
-  if (v->is_double()) return static_cast<int64_t>(v->as_double());
+  if (v->is_int64()) return v->as_int64() > 0 && v->as_int64() <= kMaxSeconds ? v->as_int64() : 0;
+  if (v->is_uint64()) return v->as_uint64() <= static_cast<uint64_t>(kMaxSeconds) ? static_cast<int64_t>(v->as_uint64()) : 0;
+  if (v->is_double()) {
+    const double d = v->as_double();
+    return d > 0 && d <= static_cast<double>(kMaxSeconds) ? static_cast<int64_t>(d) : 0;
+  }
   if (v->is_string()) {
     const auto& s = v->as_string();
     int64_t n = 0;
     for (char c : s) {
       if (c < '0' || c > '9') return 0;
       n = n * 10 + (c - '0');
-      if (n > (int64_t{1} << 40)) return 0;
+      if (n > kMaxSeconds) return 0;
     }
     return n;
   }
@@ -74,6 +82,9 @@ Result<AccessToken> parse_token_answer(const std::string& body, int64_t now) {
   if (int64_t on = as_seconds(o.if_contains("expires_on")); on > now) t.expires_unix = on;
   else if (int64_t in = as_seconds(o.if_contains("expires_in")); in > 0) t.expires_unix = now + in;
   if (t.expires_unix == 0) return Error{"the token endpoint's answer has no usable expires_in"};
+  // Kept at most a day whatever the endpoint claims: a token the store
+  // refuses earlier is replaced then anyway.
+  t.expires_unix = std::min(t.expires_unix, now + kMaxLifetime);
   return t;
 }
 
@@ -81,7 +92,11 @@ asio::awaitable<Result<std::string>> CachedToken::get(bool force_refresh) {
   const int64_t now = now_unix();
   // Refresh 5 minutes early, or at half the lifetime of a shorter token.
   const int64_t margin = std::min<int64_t>(300, (cached_.expires_unix - cached_.obtained_unix) / 2);
-  if (!cached_.token.empty() && !force_refresh && cached_.expires_unix - now > margin) {
+  const bool usable = !cached_.token.empty() && cached_.expires_unix > now;
+  // Renewal is not due, or the last attempt failed a moment ago (each
+  // attempt may wait out its timeout, and every request of a round would
+  // otherwise make one).
+  if (usable && !force_refresh && (cached_.expires_unix - now > margin || now < next_attempt_unix_)) {
     std::string t = cached_.token;
     co_return t;
   }
@@ -91,6 +106,7 @@ asio::awaitable<Result<std::string>> CachedToken::get(bool force_refresh) {
     // One clear line per distinct failure, not one per retry.
     if (r.error() != last_error_) log::error("{}: {}", what_, r.error());
     last_error_ = r.error();
+    next_attempt_unix_ = now_unix() + kRenewRetrySeconds;
     // A still-valid token is better than none.
     if (!cached_.token.empty() && cached_.expires_unix > now) {
       std::string t = cached_.token;

@@ -20,6 +20,12 @@ struct AccessToken {
   const char* source = "";  // "workload-identity", "service-account", "metadata-server", ...
 };
 
+// The longest a token is kept, whatever its endpoint says.
+inline constexpr int64_t kMaxLifetime = 24 * 3600;
+// After a failed renewal, how long the still-valid token is used before the
+// next attempt.
+inline constexpr int64_t kRenewRetrySeconds = 10;
+
 // Parses a token endpoint's JSON answer (Entra ID's and Google's expires_in
 // is a number, IMDS's a string; expires_on, when there, wins). `now` is unix
 // seconds.
@@ -52,6 +58,7 @@ class CachedToken {
   AccessToken cached_;
   uint64_t refreshes_ = 0, refresh_failures_ = 0;
   std::string last_error_;
+  int64_t next_attempt_unix_ = 0;  // a failed renewal is tried again from then on (the old token meanwhile)
 };
 
 }  // namespace holdfast::cloud
