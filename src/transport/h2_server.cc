@@ -36,7 +36,10 @@ bool not_a_trailer(std::string_view n) {
       "if-range", "forwarded", "x-real-ip", "connection", "keep-alive", "upgrade", "proxy-connection"};
   for (auto d : kNot)
     if (n == d) return true;
-  return n.starts_with("x-forwarded-");
+  // The identity the auth plugins pass on (X-Consumer-Username,
+  // X-Consumer-Custom-Id, X-Credential-Identifier) and request-id's header.
+  return n.starts_with("x-forwarded-") || n.starts_with("x-consumer-") || n == "x-credential-identifier" ||
+         n == "x-request-id";
 }
 }  // namespace
 
