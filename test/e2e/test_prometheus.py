@@ -81,11 +81,19 @@ class PrometheusPluginTest(unittest.TestCase):
         cls.gw.stop()
         cls.up.stop()
 
-    def samples(self):
-        status, ctype, text = scrape(self.gw.prometheus_port)
-        self.assertEqual(status, 200)
-        self.assertTrue(ctype.startswith("text/plain"), ctype)
-        return parse(text), text
+    def samples(self, until=None):
+        """The scraped samples; with `until`, scraped again (up to 5 s) until
+        until(samples) holds: a request is counted in its log phase, after
+        its response went out, so a client can scrape before it is."""
+        deadline = time.time() + 5
+        while True:
+            status, ctype, text = scrape(self.gw.prometheus_port)
+            self.assertEqual(status, 200)
+            self.assertTrue(ctype.startswith("text/plain"), ctype)
+            s = parse(text)
+            if until is None or until(s) or time.time() > deadline:
+                return s, text
+            time.sleep(0.02)
 
     def test_counts_follow_the_traffic_of_routes_with_the_plugin_only(self):
         before, _ = self.samples()
@@ -94,7 +102,7 @@ class PrometheusPluginTest(unittest.TestCase):
             self.assertEqual(self.gw.get("/anything").status, 200)
         for _ in range(3):
             self.assertEqual(self.gw.get("/status/503").status, 503)  # r2: not recorded
-        s, text = self.samples()
+        s, text = self.samples(until=lambda s: (value(s, "apisix_http_status", route="r1", code=200) or 0) >= base + 5)
         self.assertEqual(value(s, "apisix_http_status", code=200, route="r1", matched_uri="/anything",
                                matched_host="", service="", consumer="", node="127.0.0.1"), base + 5, text)
         self.assertIsNone(value(s, "apisix_http_status", route="r2"), "r2 has no prometheus plugin")
@@ -108,7 +116,7 @@ class PrometheusPluginTest(unittest.TestCase):
 
     def test_prefer_name_uses_route_and_service_names(self):
         self.assertEqual(self.gw.get("/bytes/10").status, 200)
-        s, text = self.samples()
+        s, text = self.samples(until=lambda s: value(s, "apisix_http_status", route="billing-route") is not None)
         self.assertGreaterEqual(value(s, "apisix_http_status", code=200, route="billing-route", service="billing",
                                       matched_uri="/bytes/*") or 0, 1, text)
         self.assertIsNone(value(s, "apisix_http_status", route="r3"))
@@ -118,7 +126,7 @@ class PrometheusPluginTest(unittest.TestCase):
         self.assertEqual(r.status, 200)
         r = self.gw.get("/delay/1", headers={"Host": "api.example.com"})
         self.assertEqual(r.status, 401)
-        s, text = self.samples()
+        s, text = self.samples(until=lambda s: value(s, "apisix_http_status", code=401, route="r4") is not None)
         self.assertEqual(value(s, "apisix_http_status", code=200, route="r4", consumer="jack",
                                matched_host="*.example.com"), 1, text)
         # Refused before any upstream: no node, and no upstream latency.
