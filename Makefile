@@ -16,8 +16,9 @@ build: $(BUILD)/build.ninja
 
 # The end-to-end files mostly wait (on timeouts, restarts, back-off): one
 # uses a fifth of a core. Three at a time on two cores; the sanitizer files
-# count as two. Each running file holds a slot of test/ctest_resources.json's
-# "ports", which gives it a port range of its own (test/e2e/harness.py).
+# (the longest) start first. Each running file holds a slot of
+# test/ctest_resources.json's "ports", which gives it a port range of its
+# own (test/e2e/harness.py).
 TEST_JOBS ?= 3
 test: deps build fuzz-build sanitize-build
 	cd $(BUILD) && ctest --output-on-failure -j $(TEST_JOBS) --resource-spec-file $(CURDIR)/test/ctest_resources.json --timeout 900

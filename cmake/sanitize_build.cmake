@@ -4,10 +4,11 @@
 # holdfast-epoll (the run uses io_uring, as the tests do).
 # Usage: cmake -DSRC=<source dir> -DOUT=<build dir> -P sanitize_build.cmake
 execute_process(
-  # -O1 with line tables, as the sanitizers' own documentation advises: the
-  # reports keep file and line, and the build takes about 40% less time.
+  # -O0 with line tables: the reports keep file and line, and an instrumented
+  # translation unit compiles in about a third less time than at -O1 (the
+  # slower binary costs the mostly waiting end-to-end files little).
   COMMAND ${CMAKE_COMMAND} -S "${SRC}" -B "${OUT}" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
-          "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG"
+          "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O0 -g1 -DNDEBUG"
           -DHOLDFAST_SANITIZE=ON -DHOLDFAST_TESTS=OFF -DHOLDFAST_BENCH=OFF -DHOLDFAST_EPOLL_FALLBACK=OFF
   RESULT_VARIABLE rc)
 if(rc)
