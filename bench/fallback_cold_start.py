@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Cold start of a traffic node from the fallback store, with 10,000 routes.
 
-For each store (the S3 test peer, which checks SigV4 with botocore, and
-Azurite), a snapshot of ROUTES routes is published as a backup node would
+For each store (the S3 test peer, which checks SigV4 with botocore, the same
+peer in its GCS mode with HMAC keys, and Azurite), a snapshot of ROUTES routes is published as a backup node would
 (manifest, content-addressed objects, HMAC), then a traffic node is started
 whose etcd host does not resolve, and the time from its start to the first
 200 on the last route is measured (ROUNDS times; median and range). Also the
@@ -86,6 +86,11 @@ def s3_store(endpoint):
                        "config_bucket": CONF, "endpoint": endpoint}}
 
 
+def gcs_store(endpoint):
+    return {"gcs": {"hmac_access_id": AK, "hmac_secret": SK, "resource_bucket": DATA, "config_bucket": CONF,
+                    "endpoint": endpoint}}
+
+
 def azure_store(endpoint):
     return {"azure_blob": {"account_name": ACCOUNT, "account_key": ACCOUNT_KEY, "resource_container": DATA,
                            "config_container": CONF, "endpoint": endpoint}}
@@ -125,22 +130,32 @@ def report(name, xs):
 def main():
     up = Upstream("origin")
     peer = S3Peer(quiet=True).start()
+    gcs = S3Peer(gcs=True, quiet=True).start()
     az = Azurite().start()
     hang = Hanging()
     try:
         peer.create_bucket(DATA)
         peer.create_bucket(CONF)
         peer.add_user(AK, SK)
+        for b in (DATA, CONF):
+            gcs.create_bucket(b)
+        gcs.add_user(AK, SK)
         az.create_container(DATA)
         az.create_container(CONF)
         for bucket, key, body in snapshot(up.addr, 100):
             peer.put(bucket, key, body)
+            gcs.put(bucket, key, body)
             az.put(bucket, key, body)
         hanging_s3 = f"http://127.0.0.1:{hang.port}"
         hanging_az = f"http://127.0.0.1:{hang.port}/{ACCOUNT}"
         print(f"{ROUTES} routes; traffic node with an etcd host that does not resolve (startup_timeout 1 s)")
         s3 = report("S3 (test peer)", [first_200([s3_store(peer.endpoint)]) for _ in range(ROUNDS)])
         a = report("Azure Blob (Azurite)", [first_200([azure_store(az.endpoint)]) for _ in range(ROUNDS)])
+        g = report("GCS (test peer, HMAC)", [first_200([gcs_store(gcs.endpoint)]) for _ in range(ROUNDS)])
+        both_g = report("GCS healthy, S3 hanging",
+                        [first_200([s3_store(f"http://127.0.0.1:{hang.port}"), gcs_store(gcs.endpoint)])
+                         for _ in range(ROUNDS)])
+        print(f"one store hanging costs {(both_g - g) * 1000:+.0f} ms (GCS healthy)")
         try:
             both_s3 = report("S3 healthy, Azure Blob hanging",
                              [first_200([s3_store(peer.endpoint), azure_store(hanging_az)]) for _ in range(ROUNDS)])
@@ -153,6 +168,7 @@ def main():
     finally:
         hang.stop()
         az.destroy()
+        gcs.destroy()
         peer.destroy()
         up.stop()
 
