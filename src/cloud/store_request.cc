@@ -49,4 +49,36 @@ asio::awaitable<StoreResult<http::ClientResponse>> send_request(asio::any_io_exe
   co_return out;
 }
 
+RequestStore::RequestStore(asio::any_io_executor ex, const std::string& endpoint, const char* kind)
+    : ex_(std::move(ex)), endpoint_(endpoint), kind_(kind) {
+  if (auto u = http::Url::parse(endpoint)) {
+    base_ = *u;
+    while (!base_.path.empty() && base_.path.back() == '/') base_.path.pop_back();
+    base_ok_ = !base_.host.empty();
+  }
+  if (base_ok_) client_ = std::make_unique<http::HttpClient>(ex_, base_);
+}
+
+RequestStore::~RequestStore() = default;
+
+CredentialStats RequestStore::credential_stats() const {
+  if (!tokens_) return {};
+  return {tokens_->refreshes(), tokens_->refresh_failures()};
+}
+
+void RequestStore::cancel() {
+  cancelled_ = true;
+  if (client_) client_->cancel();
+}
+
+asio::awaitable<StoreResult<http::ClientResponse>> RequestStore::send(StoreRequest& req) {
+  if (!base_ok_) {
+    StoreResult<http::ClientResponse> out;
+    out.error.message = std::string("invalid ") + kind_ + " endpoint " + endpoint_;
+    co_return out;
+  }
+  req.cancelled = &cancelled_;
+  co_return co_await send_request(ex_, *client_, tokens_.get(), req);
+}
+
 }  // namespace holdfast::cloud

@@ -9,6 +9,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "cloud/access_token.h"
@@ -37,5 +38,33 @@ struct StoreRequest {
 boost::asio::awaitable<StoreResult<http::ClientResponse>> send_request(boost::asio::any_io_executor ex,
                                                                        http::HttpClient& client, CachedToken* tokens,
                                                                        const StoreRequest& req);
+
+// What the stores built on send_request share (Azure Blob, GCS): one HTTP
+// client on the endpoint's base URL, the bearer-token source when there is
+// one, its counters, and cancel().
+class RequestStore : public ObjectStore {
+ public:
+  CredentialStats credential_stats() const override;
+  void cancel() override;
+
+ protected:
+  // `kind` names the store in the error of an endpoint that does not parse:
+  // "Azure Blob", "GCS".
+  RequestStore(boost::asio::any_io_executor ex, const std::string& endpoint, const char* kind);
+  ~RequestStore() override;
+  // send_request on this store's client, unless the endpoint is invalid.
+  boost::asio::awaitable<StoreResult<http::ClientResponse>> send(StoreRequest& req);
+
+  boost::asio::any_io_executor ex_;
+  http::Url base_;  // the endpoint, without a trailing '/'
+  std::unique_ptr<CachedToken> tokens_;  // null with keys or signatures
+
+ private:
+  std::string endpoint_;
+  const char* kind_;
+  bool base_ok_ = false;
+  bool cancelled_ = false;
+  std::unique_ptr<http::HttpClient> client_;
+};
 
 }  // namespace holdfast::cloud

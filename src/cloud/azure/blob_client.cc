@@ -96,19 +96,9 @@ StoreError blob_error(const http::ClientResponse& r, const std::string& what, co
   return f;
 }
 
-BlobClient::BlobClient(asio::any_io_executor ex, BlobOptions opts) : ex_(std::move(ex)), opts_(std::move(opts)) {
-  if (auto u = http::Url::parse(opts_.endpoint)) {
-    base_ = *u;
-    while (!base_.path.empty() && base_.path.back() == '/') base_.path.pop_back();
-    base_ok_ = !base_.host.empty();
-  }
-  if (base_ok_) client_ = std::make_unique<http::HttpClient>(ex_, base_);
+BlobClient::BlobClient(asio::any_io_executor ex, BlobOptions opts)
+    : RequestStore(std::move(ex), opts.endpoint, "Azure Blob"), opts_(std::move(opts)) {
   if (opts_.key.empty() && opts_.sas_token.empty()) tokens_ = std::make_unique<TokenProvider>(ex_);
-}
-
-cloud::CredentialStats BlobClient::credential_stats() const {
-  if (!tokens_) return {};
-  return {tokens_->refreshes(), tokens_->refresh_failures()};
 }
 
 BlobClient::~BlobClient() = default;
@@ -124,11 +114,6 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> BlobClient::send(const
   cloud::StoreRequest req;
   req.method = method;
   req.what = fmt::format("Azure Blob {} {}", method, url(container, blob));
-  if (!base_ok_) {
-    cloud::StoreResult<http::ClientResponse> out;
-    out.error.message = "invalid Azure Blob endpoint " + opts_.endpoint;
-    co_return out;
-  }
   const std::string path = base_.path + "/" + container + "/" + aws::uri_encode(blob, true);
   // With a SAS token the token is the authorization: appended as it is.
   const std::string target = opts_.key.empty() && !opts_.sas_token.empty() ? path + "?" + opts_.sas_token : path;
@@ -143,8 +128,7 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> BlobClient::send(const
   const char* credential = tokens_ ? "the Entra ID bearer token" : "the account key or SAS token";
   req.error = [&](const http::ClientResponse& r) { return blob_error(r, req.what, credential); };
   req.retryable = retryable;
-  req.cancelled = &cancelled_;
-  co_return co_await cloud::send_request(ex_, *client_, tokens_.get(), req);
+  co_return co_await cloud::RequestStore::send(req);
 }
 
 asio::awaitable<cloud::StoreResult<cloud::StoredObject>> BlobClient::get(const std::string& container,

@@ -12,6 +12,7 @@
 
 #include "cloud/azure/identity.h"
 #include "cloud/object_store.h"
+#include "cloud/store_request.h"
 #include "http/client.h"
 
 namespace holdfast::azure {
@@ -30,7 +31,7 @@ struct BlobOptions {
   double timeout = 15;     // seconds per attempt
 };
 
-class BlobClient final : public cloud::ObjectStore {
+class BlobClient final : public cloud::RequestStore {
  public:
   BlobClient(boost::asio::any_io_executor ex, BlobOptions opts);
   ~BlobClient() override;
@@ -41,24 +42,13 @@ class BlobClient final : public cloud::ObjectStore {
                                                               const std::string& body, const std::string& content_type,
                                                               cloud::WriteCondition cond) override;
   std::string url(const std::string& container, const std::string& blob) const override;
-  cloud::CredentialStats credential_stats() const override;
-  void cancel() override {
-    cancelled_ = true;
-    if (client_) client_->cancel();
-  }
 
  private:
   boost::asio::awaitable<cloud::StoreResult<http::ClientResponse>> send(const std::string& method,
                                                                        const std::string& container,
                                                                        const std::string& blob, const std::string& body,
                                                                        http::Headers extra);
-  boost::asio::any_io_executor ex_;
-  BlobOptions opts_;
-  http::Url base_;
-  bool base_ok_ = false;
-  bool cancelled_ = false;
-  std::unique_ptr<http::HttpClient> client_;
-  std::unique_ptr<TokenProvider> tokens_;  // without a key or SAS token
+  BlobOptions opts_;  // tokens_ (RequestStore) is a TokenProvider without a key or SAS token
 };
 
 // The store-independent kind of an Azure answer, and the error with its one

@@ -103,23 +103,13 @@ std::string generation_match(const cloud::WriteCondition& cond) {
   return "";
 }
 
-GcsClient::GcsClient(asio::any_io_executor ex, GcsOptions opts) : ex_(std::move(ex)), opts_(std::move(opts)) {
-  if (auto u = http::Url::parse(opts_.endpoint)) {
-    base_ = *u;
-    while (!base_.path.empty() && base_.path.back() == '/') base_.path.pop_back();
-    base_ok_ = !base_.host.empty();
-  }
-  if (base_ok_) client_ = std::make_unique<http::HttpClient>(ex_, base_);
+GcsClient::GcsClient(asio::any_io_executor ex, GcsOptions opts)
+    : RequestStore(std::move(ex), opts.endpoint, "GCS"), opts_(std::move(opts)) {
   if (opts_.hmac_access_id.empty() || opts_.hmac_secret.empty())
     tokens_ = std::make_unique<TokenProvider>(ex_, opts_.credentials_file);
 }
 
 GcsClient::~GcsClient() = default;
-
-cloud::CredentialStats GcsClient::credential_stats() const {
-  if (!tokens_) return {};
-  return {tokens_->refreshes(), tokens_->refresh_failures()};
-}
 
 asio::awaitable<cloud::StoreResult<http::ClientResponse>> GcsClient::send(const std::string& method,
                                                                          const std::string& bucket,
@@ -128,11 +118,6 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> GcsClient::send(const 
   cloud::StoreRequest req;
   req.method = method;
   req.what = fmt::format("GCS {} {}", method, url(bucket, key));
-  if (!base_ok_) {
-    cloud::StoreResult<http::ClientResponse> out;
-    out.error.message = "invalid GCS endpoint " + opts_.endpoint;
-    co_return out;
-  }
   const std::string path = base_.path + "/" + bucket + "/" + key;
   req.body = body;
   req.max_attempts = opts_.max_attempts;
@@ -149,8 +134,7 @@ asio::awaitable<cloud::StoreResult<http::ClientResponse>> GcsClient::send(const 
   const bool bearer = tokens_ != nullptr;
   req.error = [&](const http::ClientResponse& r) { return gcs_error(r, req.what, bearer); };
   req.retryable = retryable;
-  req.cancelled = &cancelled_;
-  co_return co_await cloud::send_request(ex_, *client_, tokens_.get(), req);
+  co_return co_await cloud::RequestStore::send(req);
 }
 
 asio::awaitable<cloud::StoreResult<cloud::StoredObject>> GcsClient::get(const std::string& bucket,

@@ -16,6 +16,7 @@
 
 #include "cloud/gcs/credentials.h"
 #include "cloud/object_store.h"
+#include "cloud/store_request.h"
 #include "http/client.h"
 
 namespace holdfast::gcs {
@@ -34,7 +35,7 @@ struct GcsOptions {
   double timeout = 15;  // seconds per attempt
 };
 
-class GcsClient final : public cloud::ObjectStore {
+class GcsClient final : public cloud::RequestStore {
  public:
   GcsClient(boost::asio::any_io_executor ex, GcsOptions opts);
   ~GcsClient() override;
@@ -48,24 +49,13 @@ class GcsClient final : public cloud::ObjectStore {
   std::string url(const std::string& bucket, const std::string& key) const override {
     return "gs://" + bucket + "/" + key;
   }
-  cloud::CredentialStats credential_stats() const override;
-  void cancel() override {
-    cancelled_ = true;
-    if (client_) client_->cancel();
-  }
 
  private:
   boost::asio::awaitable<cloud::StoreResult<http::ClientResponse>> send(const std::string& method,
                                                                        const std::string& bucket,
                                                                        const std::string& key, const std::string& body,
                                                                        http::Headers extra);
-  boost::asio::any_io_executor ex_;
-  GcsOptions opts_;
-  http::Url base_;
-  bool base_ok_ = false;
-  bool cancelled_ = false;
-  std::unique_ptr<http::HttpClient> client_;
-  std::unique_ptr<TokenProvider> tokens_;  // without HMAC keys
+  GcsOptions opts_;  // tokens_ (RequestStore) is a TokenProvider without HMAC keys
 };
 
 // The store-independent kind of a GCS answer, and the error with its one
